@@ -1,0 +1,32 @@
+"""What a request handler may use: the pool, the settings, the provider and the workers' bell."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+from starlette.requests import Request
+
+from boost_ledger.settings import Settings
+
+if TYPE_CHECKING:
+    from boost_ledger.upstream.client import ProviderClient
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    pool: asyncpg.Pool[Any]
+    provider: ProviderClient | None = None
+    submit_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def wake_submitter(self) -> None:
+        """Tell an in-process submitter that an order is waiting (it also sweeps periodically)."""
+        self.submit_wakeup.set()
+
+
+def runtime_of(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime

@@ -1,0 +1,84 @@
+"""``boost accounts ...`` and ``boost keys rotate``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from boost_ledger.cli.common import CommandError, account_id_argument, database, print_json
+from boost_ledger.ledger import accounts
+from boost_ledger.ledger.keys import ABILITIES, parse_abilities
+
+
+def register(commands: Any) -> None:
+    group = commands.add_parser("accounts", help="open accounts and change their standing")
+    actions = group.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = actions.add_parser("create", help="open an account and print its first API key")
+    create.add_argument("--name", required=True)
+    create.add_argument("--abilities", help=f"comma list of {', '.join(ABILITIES)} (default: all)")
+    create.add_argument("--json", action="store_true")
+    create.set_defaults(handler=_create)
+    for change in ("disable", "ban", "reinstate"):
+        parser = actions.add_parser(change, help=f"{change} an account")
+        parser.add_argument("account_id", type=account_id_argument)
+        parser.set_defaults(handler=_standing, change=change)
+
+    keys = commands.add_parser("keys", help="issue API keys")
+    key_actions = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
+    rotate = key_actions.add_parser("rotate", help="issue a new key; the previous one stops working")
+    rotate.add_argument("account_id", type=account_id_argument)
+    rotate.add_argument("--abilities", help=f"comma list of {', '.join(ABILITIES)} (default: all)")
+    rotate.add_argument("--json", action="store_true")
+    rotate.set_defaults(handler=_rotate)
+
+
+def _abilities(text: str | None) -> list[str]:
+    try:
+        return parse_abilities(text)
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+
+
+async def _create(arguments: argparse.Namespace) -> int:
+    abilities = _abilities(arguments.abilities)
+    async with database() as pool, pool.acquire() as connection:
+        try:
+            account_id, key = await accounts.open_account(connection, arguments.name, abilities)
+        except ValueError as error:
+            raise CommandError(str(error)) from None
+    if arguments.json:
+        print_json({"account_id": str(account_id), "api_key": key.secret})
+    else:
+        print(f"account {account_id} opened")
+        print(f"API key (shown once): {key.secret}")
+    return 0
+
+
+async def _rotate(arguments: argparse.Namespace) -> int:
+    abilities = _abilities(arguments.abilities)
+    async with database() as pool, pool.acquire() as connection:
+        try:
+            key = await accounts.rotate_key(connection, arguments.account_id, abilities)
+        except accounts.AccountNotFound as error:
+            raise CommandError(str(error), exit_code=1) from None
+    if arguments.json:
+        print_json({"account_id": str(arguments.account_id), "api_key": key.secret,
+                    "abilities": abilities})
+    else:
+        print(f"new API key for account {arguments.account_id} (shown once): {key.secret}")
+        print("the previous key no longer works")
+    return 0
+
+
+async def _standing(arguments: argparse.Namespace) -> int:
+    async with database() as pool, pool.acquire() as connection:
+        try:
+            changed = await accounts.change_standing(
+                connection, arguments.account_id, arguments.change
+            )
+        except accounts.AccountNotFound as error:
+            raise CommandError(str(error), exit_code=1) from None
+    past = {"disable": "disabled", "ban": "banned", "reinstate": "reinstated"}[arguments.change]
+    print(f"account {arguments.account_id} {past}" if changed else
+          f"account {arguments.account_id} was already {past}")
+    return 0

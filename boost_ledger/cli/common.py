@@ -1,0 +1,59 @@
+"""Shared plumbing of the ``boost`` subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+from boost_ledger.database import open_pool
+from boost_ledger.settings import Settings
+
+Subparsers = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+class CommandError(Exception):
+    """A refusal to report in one line, with the exit code to return."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def run(coroutine: Coroutine[Any, Any, int]) -> int:
+    try:
+        import uvloop
+
+        return uvloop.run(coroutine)
+    except ImportError:
+        return asyncio.run(coroutine)
+
+
+@asynccontextmanager
+async def database(settings: Settings | None = None) -> AsyncIterator[asyncpg.Pool[Any]]:
+    """A small pool for one operator command (migrating first, like the server does)."""
+    base = settings or Settings.from_env()
+    small = Settings(**{**_fields(base), "pool_min_size": 1, "pool_max_size": 4})
+    async with open_pool(small, application_name="boost-cli") as pool:
+        yield pool
+
+
+def _fields(settings: Settings) -> dict[str, Any]:
+    return {name: getattr(settings, name) for name in settings.__struct_fields__}
+
+
+def print_json(value: Any) -> None:
+    json.dump(value, sys.stdout)
+    sys.stdout.write("\n")
+
+
+def account_id_argument(text: str) -> int:
+    if not text.isdigit() or len(text) > 18:
+        raise argparse.ArgumentTypeError(f"not an account id: {text!r}")
+    return int(text)

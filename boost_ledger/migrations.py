@@ -1,0 +1,107 @@
+"""The migration runner: numbered SQL files of ``sql/``, applied in order, each exactly once.
+
+One runner at a time holds an advisory lock; each file runs in its own transaction together with
+its row in ``schema_migrations``, so a failing file leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+_LOCK_KEY = 0x626F6F7374  # "boost": one migration runner per database at a time.
+_FILE_PATTERN = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+@dataclass(frozen=True)
+class Migration:
+    number: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def sql_directory() -> Path:
+    """The ``sql/`` folder: packaged beside the code, or at the repository root."""
+    packaged = Path(__file__).parent / "sql"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "sql"
+
+
+def load_migrations(directory: Path | None = None) -> list[Migration]:
+    folder = directory or sql_directory()
+    found: list[Migration] = []
+    for path in sorted(folder.glob("*.sql")):
+        match = _FILE_PATTERN.match(path.name)
+        if match is None:
+            raise ValueError(f"migration file name not understood: {path.name}")
+        found.append(Migration(int(match[1]), match[2], path.read_text()))
+    numbers = [migration.number for migration in found]
+    assert numbers == sorted(set(numbers)), "migration numbers must be unique"
+    return found
+
+
+async def migrate(dsn: str, directory: Path | None = None) -> list[str]:
+    """Apply every pending migration; return the names of those applied by this call."""
+    connection = await asyncpg.connect(dsn, timeout=10)
+    try:
+        await connection.execute("select pg_advisory_lock($1)", _LOCK_KEY)
+        try:
+            return await _apply_pending(connection, load_migrations(directory))
+        finally:
+            await connection.execute("select pg_advisory_unlock($1)", _LOCK_KEY)
+    finally:
+        await connection.close()
+
+
+async def _apply_pending(
+    connection: asyncpg.Connection[Any], migrations: list[Migration]
+) -> list[str]:
+    await connection.execute(
+        """
+        create table if not exists schema_migrations (
+            number     integer     primary key,
+            name       text        not null,
+            checksum   text        not null,
+            applied_at timestamptz not null default now()
+        )
+        """
+    )
+    rows = await connection.fetch("select number, checksum from schema_migrations")
+    applied = {row["number"]: row["checksum"] for row in rows}
+    done: list[str] = []
+    for migration in migrations:
+        if migration.number in applied:
+            if applied[migration.number] != migration.checksum:
+                raise RuntimeError(
+                    f"migration {migration.number:04d}_{migration.name} changed after it was applied"
+                )
+            continue
+        async with connection.transaction():
+            await connection.execute(migration.sql)
+            await connection.execute(
+                "insert into schema_migrations (number, name, checksum) values ($1, $2, $3)",
+                migration.number,
+                migration.name,
+                migration.checksum,
+            )
+        done.append(f"{migration.number:04d}_{migration.name}")
+    return done
+
+
+async def pending_count(connection: asyncpg.Connection[Any]) -> int:
+    """How many migrations of this build are not applied (for readiness checks)."""
+    exists = await connection.fetchval("select to_regclass('schema_migrations') is not null")
+    applied: set[int] = set()
+    if exists:
+        applied = {row[0] for row in await connection.fetch("select number from schema_migrations")}
+    return sum(1 for migration in load_migrations() if migration.number not in applied)

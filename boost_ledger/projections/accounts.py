@@ -1,0 +1,70 @@
+"""Read model of accounts and API keys, from the ``account-<id>`` streams."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from boost_ledger.ledger.events import (
+    AccountBanned,
+    AccountDisabled,
+    AccountOpened,
+    AccountReinstated,
+    ApiKeyIssued,
+    RecordedEvent,
+)
+
+NAME = "accounts"
+TABLES = ("accounts", "api_keys")
+EVENT_TYPES = frozenset(
+    {"AccountOpened", "ApiKeyIssued", "AccountDisabled", "AccountBanned", "AccountReinstated"}
+)
+
+_STATUS_AFTER = {
+    AccountDisabled: "disabled",
+    AccountBanned: "banned",
+    AccountReinstated: "active",
+}
+
+
+async def apply(connection: asyncpg.Connection[Any], record: RecordedEvent) -> None:
+    event = record.event
+    if isinstance(event, AccountOpened):
+        await connection.execute(
+            "insert into accounts (account_id, name, status, version, created_at)"
+            " values ($1, $2, 'active', $3, $4)",
+            event.account_id,
+            event.name,
+            record.version,
+            record.recorded_at,
+        )
+    elif isinstance(event, ApiKeyIssued):
+        await connection.execute(
+            "update api_keys set revoked = true where account_id = $1 and not revoked",
+            event.account_id,
+        )
+        await connection.execute(
+            "insert into api_keys (key_id, account_id, key_hash, abilities, issued_at)"
+            " values ($1, $2, $3, $4, $5)",
+            event.key_id,
+            event.account_id,
+            bytes.fromhex(event.key_hash),
+            event.abilities,
+            record.recorded_at,
+        )
+        await _bump(connection, event.account_id, record.version)
+    elif isinstance(event, AccountDisabled | AccountBanned | AccountReinstated):
+        status = _STATUS_AFTER[type(event)]
+        await connection.execute(
+            "update accounts set status = $2, version = $3 where account_id = $1",
+            event.account_id,
+            status,
+            record.version,
+        )
+
+
+async def _bump(connection: asyncpg.Connection[Any], account_id: int, version: int) -> None:
+    await connection.execute(
+        "update accounts set version = $2 where account_id = $1", account_id, version
+    )

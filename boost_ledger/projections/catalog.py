@@ -1,0 +1,71 @@
+"""Read model of the priced catalog, from the ``service-<id>`` streams."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from boost_ledger.ledger.events import (
+    RecordedEvent,
+    ServiceDelisted,
+    ServiceRatePinned,
+    ServiceSynced,
+)
+
+NAME = "catalog"
+TABLES = ("services",)
+EVENT_TYPES = frozenset({"ServiceSynced", "ServiceDelisted", "ServiceRatePinned"})
+
+
+async def apply(connection: asyncpg.Connection[Any], record: RecordedEvent) -> None:
+    event = record.event
+    if isinstance(event, ServiceSynced):
+        await connection.execute(
+            """
+            insert into services (service_id, provider_service_id, name, category, type,
+                provider_rate, rate_per_1000_kobo, min_quantity, max_quantity, refill, cancel,
+                dripfeed, listed, version, updated_at)
+            values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, true, $13, $14)
+            on conflict (service_id) do update set
+                provider_service_id = excluded.provider_service_id, name = excluded.name,
+                category = excluded.category, type = excluded.type,
+                provider_rate = excluded.provider_rate,
+                rate_per_1000_kobo = excluded.rate_per_1000_kobo,
+                min_quantity = excluded.min_quantity, max_quantity = excluded.max_quantity,
+                refill = excluded.refill, cancel = excluded.cancel,
+                dripfeed = excluded.dripfeed, listed = true, version = excluded.version,
+                updated_at = excluded.updated_at
+            """,
+            event.service_id,
+            event.provider_service_id,
+            event.name,
+            event.category,
+            event.type,
+            event.provider_rate,
+            event.rate_per_1000_kobo,
+            event.min_quantity,
+            event.max_quantity,
+            event.refill,
+            event.cancel,
+            event.dripfeed,
+            record.version,
+            record.recorded_at,
+        )
+    elif isinstance(event, ServiceDelisted):
+        await connection.execute(
+            "update services set listed = false, version = $2, updated_at = $3"
+            " where service_id = $1",
+            event.service_id,
+            record.version,
+            record.recorded_at,
+        )
+    elif isinstance(event, ServiceRatePinned):
+        await connection.execute(
+            "update services set pinned_rate_kobo = $2, version = $3, updated_at = $4"
+            " where service_id = $1",
+            event.service_id,
+            event.rate_per_1000_kobo,
+            record.version,
+            record.recorded_at,
+        )

@@ -1,0 +1,149 @@
+"""Read model of orders and idempotency records, from the ``order-<id>`` streams and the
+order-related wallet events (the debit completes a checkout; a refund marks the order)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from boost_ledger.ledger.events import (
+    CancelRejected,
+    CancelRequested,
+    FundsDebited,
+    OrderCanceled,
+    OrderPlaced,
+    OrderSubmitted,
+    RecordedEvent,
+    Refunded,
+    StatusObserved,
+    SubmissionAttempted,
+    SubmissionFailed,
+    SubmissionUnknown,
+)
+from boost_ledger.projections.views import checkout_response
+
+NAME = "orders"
+TABLES = ("orders", "idempotency_keys")
+EVENT_TYPES = frozenset(
+    {
+        "OrderPlaced",
+        "FundsDebited",
+        "Refunded",
+        "SubmissionAttempted",
+        "OrderSubmitted",
+        "SubmissionFailed",
+        "SubmissionUnknown",
+        "StatusObserved",
+        "CancelRequested",
+        "CancelRejected",
+        "OrderCanceled",
+    }
+)
+
+_ORDER_COLUMNS = (
+    "order_id, account_id, idempotency_key, fingerprint, service_id, provider_service_id, service_name,"
+    " category, type, link, quantity, billable_quantity, fields, rate_per_1000_kobo, price_kobo,"
+    " cancel_supported, status, submission, version, created_at, updated_at"
+)
+
+
+async def apply(connection: asyncpg.Connection[Any], record: RecordedEvent) -> None:
+    event = record.event
+    if isinstance(event, OrderPlaced):
+        await _insert_order(connection, record, event)
+    elif isinstance(event, FundsDebited):
+        await _insert_idempotency(connection, event)
+    elif isinstance(event, Refunded):
+        updated = await connection.fetchval(
+            "update orders set refunded = true, refunded_kobo = $2, updated_at = $3"
+            " where order_id = $1 and not refunded returning 1",
+            event.order_id,
+            event.amount_kobo,
+            record.recorded_at,
+        )
+        assert updated == 1, f"order {event.order_id} refunded twice"
+    else:
+        await _apply_order_change(connection, record)
+
+
+async def _insert_order(
+    connection: asyncpg.Connection[Any], record: RecordedEvent, event: OrderPlaced
+) -> None:
+    await connection.execute(
+        f"insert into orders ({_ORDER_COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
+        " $11, $12, $13, $14, $15, $16, 'pending', 'queued', $17, $18, $18)",
+        event.order_id,
+        event.account_id,
+        event.idempotency_key,
+        bytes.fromhex(event.fingerprint),
+        event.service_id,
+        event.provider_service_id,
+        event.service_name,
+        event.category,
+        event.type,
+        event.link,
+        event.quantity,
+        event.billable_quantity,
+        event.fields,
+        event.rate_per_1000_kobo,
+        event.price_kobo,
+        event.cancel_supported,
+        record.version,
+        record.recorded_at,
+    )
+
+
+async def _insert_idempotency(connection: asyncpg.Connection[Any], event: FundsDebited) -> None:
+    order = await connection.fetchrow(
+        f"select {_ORDER_COLUMNS} from orders where order_id = $1", event.order_id
+    )
+    assert order is not None, f"order {event.order_id} debited before it was placed"
+    await connection.execute(
+        "insert into idempotency_keys (account_id, idempotency_key, fingerprint, order_id,"
+        " status_code, response) values ($1, $2, $3, $4, 201, $5)",
+        order["account_id"],
+        order["idempotency_key"],
+        order["fingerprint"],
+        event.order_id,
+        checkout_response(order, event.balance_after_kobo),
+    )
+
+
+# Each order event's effect on the row: (set clause, parameters after order_id and version).
+def _changes(event: object) -> tuple[str, tuple[Any, ...]]:
+    if isinstance(event, SubmissionAttempted):
+        return "submission = 'attempting'", ()
+    if isinstance(event, OrderSubmitted):
+        return "submission = 'submitted', provider_order_id = $4", (event.provider_order_id,)
+    if isinstance(event, SubmissionFailed):
+        return "submission = 'failed', status = 'failed'", ()
+    if isinstance(event, SubmissionUnknown):
+        return "submission = 'unknown'", ()
+    if isinstance(event, StatusObserved):
+        return (
+            "status = $4, upstream_status = $5, start_count = $6, remains = $7",
+            (event.status, event.upstream_status, event.start_count, event.remains),
+        )
+    if isinstance(event, CancelRequested):
+        return "status = 'canceling'", ()
+    if isinstance(event, CancelRejected):
+        return "", ()
+    if isinstance(event, OrderCanceled):
+        return "submission = 'canceled', status = 'canceled'", ()
+    raise AssertionError(f"orders projection does not handle {type(event).__name__}")
+
+
+async def _apply_order_change(connection: asyncpg.Connection[Any], record: RecordedEvent) -> None:
+    event = record.event
+    order_id = getattr(event, "order_id")  # noqa: B009 - every order event carries it
+    clause, parameters = _changes(event)
+    assignments = ", ".join(filter(None, [clause, "version = $2", "updated_at = $3"]))
+    updated = await connection.fetchval(
+        f"update orders set {assignments} where order_id = $1 and version = $2 - 1 returning 1",
+        order_id,
+        record.version,
+        record.recorded_at,
+        *parameters,
+    )
+    assert updated == 1, f"order {order_id} is not at version {record.version - 1}"

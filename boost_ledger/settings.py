@@ -1,0 +1,93 @@
+"""Settings, read once from the environment (every knob is a ``BOOST_*`` variable).
+
+Each field documents its variable; the README lists them all. Nothing else in the code reads
+``os.environ`` for configuration, so a test can build a ``Settings`` by hand.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+
+import msgspec
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    database_url: str | None = None
+    """DATABASE_URL: an existing PostgreSQL; unset → the embedded one under ``data_dir``."""
+    data_dir: Path = Path(".boost")
+    """BOOST_DATA_DIR: where the embedded PostgreSQL keeps its data."""
+    host: str = "127.0.0.1"
+    """BOOST_HOST: the address ``boost serve`` binds."""
+    port: int = 8000
+    """BOOST_PORT: the port ``boost serve`` binds."""
+    provider_url: str | None = None
+    """BOOST_PROVIDER_URL: the upstream SMM v2 endpoint; unset → the built-in simulator."""
+    provider_key: str = "sim-key"
+    """BOOST_PROVIDER_KEY: the reseller's key at the provider."""
+    provider_timeout_s: float = 10.0
+    """BOOST_PROVIDER_TIMEOUT_S: timeout of one provider call."""
+    fx_rate: Decimal = Decimal("1500")
+    """BOOST_FX_RATE: NGN per unit of the provider's currency."""
+    markup_percent: Decimal = Decimal("20")
+    """BOOST_MARKUP_PERCENT: added on top of the converted provider rate."""
+    subscription_default_posts: int = 10
+    """BOOST_SUBSCRIPTION_DEFAULT_POSTS: posts charged for a Subscriptions order that omits it."""
+    poll_interval_s: float = 5.0
+    """BOOST_POLL_INTERVAL_S: how often the poller asks the provider for active orders."""
+    catalog_sync_interval_s: float = 600.0
+    """BOOST_CATALOG_SYNC_INTERVAL_S: how often the catalog is re-read from the provider."""
+    submit_sweep_interval_s: float = 2.0
+    """BOOST_SUBMIT_SWEEP_INTERVAL_S: periodic sweep for orders not yet submitted."""
+    workers_enabled: bool = True
+    """BOOST_WORKERS: "0" runs ``boost serve`` without the submitter, poller and catalog sync."""
+    pool_min_size: int = 2
+    """BOOST_POOL_MIN: smallest database pool per process."""
+    pool_max_size: int = 10
+    """BOOST_POOL_MAX: largest database pool per process."""
+    statement_timeout_ms: int = 5000
+    """BOOST_STATEMENT_TIMEOUT_MS: a database statement running longer is cancelled."""
+    demo_account: bool = True
+    """BOOST_DEMO: "0" skips opening the demo account on the first start."""
+    log_level: str = "info"
+    """BOOST_LOG_LEVEL: debug, info, warning or error."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for name, variable in _VARIABLES.items():
+            if variable in env and env[variable] != "":
+                values[name] = env[variable]
+        return msgspec.convert(values, cls, strict=False, dec_hook=_decode_hook)
+
+
+def _decode_hook(target: type, value: object) -> object:
+    if target is Path and isinstance(value, str):
+        return Path(value)
+    raise NotImplementedError(f"cannot read {target} from the environment")
+
+
+_VARIABLES = {
+    "database_url": "DATABASE_URL",
+    "data_dir": "BOOST_DATA_DIR",
+    "host": "BOOST_HOST",
+    "port": "BOOST_PORT",
+    "provider_url": "BOOST_PROVIDER_URL",
+    "provider_key": "BOOST_PROVIDER_KEY",
+    "provider_timeout_s": "BOOST_PROVIDER_TIMEOUT_S",
+    "fx_rate": "BOOST_FX_RATE",
+    "markup_percent": "BOOST_MARKUP_PERCENT",
+    "subscription_default_posts": "BOOST_SUBSCRIPTION_DEFAULT_POSTS",
+    "poll_interval_s": "BOOST_POLL_INTERVAL_S",
+    "catalog_sync_interval_s": "BOOST_CATALOG_SYNC_INTERVAL_S",
+    "submit_sweep_interval_s": "BOOST_SUBMIT_SWEEP_INTERVAL_S",
+    "workers_enabled": "BOOST_WORKERS",
+    "pool_min_size": "BOOST_POOL_MIN",
+    "pool_max_size": "BOOST_POOL_MAX",
+    "statement_timeout_ms": "BOOST_STATEMENT_TIMEOUT_MS",
+    "demo_account": "BOOST_DEMO",
+    "log_level": "BOOST_LOG_LEVEL",
+}

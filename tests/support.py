@@ -1,0 +1,124 @@
+"""Helpers shared by the tests: a real PostgreSQL per test module, and the app over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import socket
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import uvicorn
+from starlette.types import ASGIApp
+
+from boost_ledger import migrations, postgres
+from boost_ledger.ledger import accounts, wallet
+from boost_ledger.ledger.keys import ABILITIES
+
+TEMPLATE = "boost_template"
+_numbers = itertools.count(1)
+
+
+class TestServer:
+    """One PostgreSQL for the whole run: embedded (fast, unsafe settings) or DATABASE_URL."""
+
+    def __init__(self) -> None:
+        self.admin_uri = ""
+
+    async def start(self) -> None:
+        if os.environ.get("DATABASE_URL"):
+            self.admin_uri = os.environ["DATABASE_URL"]
+        else:
+            data_dir = Path(tempfile.mkdtemp(prefix="boost-test-"))
+            self.admin_uri = postgres.embedded_server_uri(data_dir)
+            await self._tune_for_tests()
+        await self._drop_if_exists(TEMPLATE)
+        await self._admin(f'create database "{TEMPLATE}"')
+        await migrations.migrate(postgres.with_database(self.admin_uri, TEMPLATE))
+
+    async def _tune_for_tests(self) -> None:
+        # Durability is irrelevant to a throwaway test cluster; speed is not.
+        connection = await asyncpg.connect(self.admin_uri)
+        try:
+            for setting in ("fsync = off", "synchronous_commit = off", "full_page_writes = off"):
+                await connection.execute(f"alter system set {setting}")
+            await connection.execute("select pg_reload_conf()")
+        finally:
+            await connection.close()
+
+    async def _admin(self, sql: str) -> None:
+        connection = await asyncpg.connect(self.admin_uri)
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    async def _drop_if_exists(self, name: str) -> None:
+        await self._admin(f'drop database if exists "{name}" with (force)')
+
+    async def fresh_database(self) -> str:
+        """A new database cloned from the migrated template; returns its DSN."""
+        name = f"boost_test_{os.getpid()}_{next(_numbers)}"
+        await self._drop_if_exists(name)
+        await self._admin(f'create database "{name}" template "{TEMPLATE}"')
+        return postgres.with_database(self.admin_uri, name)
+
+
+async def make_pool(dsn: str, max_size: int = 20) -> asyncpg.Pool[Any]:
+    return await postgres.create_pool(dsn, min_size=1, max_size=max_size, statement_timeout_ms=10_000)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@asynccontextmanager
+async def http_server(app: ASGIApp) -> AsyncIterator[str]:
+    """Serve ``app`` over real HTTP on a free local port, in this event loop."""
+    port = free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_config=None, access_log=False, loop="none",
+        lifespan="on",
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, timeout=10)
+
+
+async def open_funded_account(
+    pool: asyncpg.Pool[Any], balance_kobo: int = 0, abilities: list[str] | None = None,
+    name: str = "test",
+) -> tuple[int, str]:
+    """A new account (all abilities unless told) with ``balance_kobo``; returns (id, key)."""
+    async with pool.acquire() as connection:
+        account_id, key = await accounts.open_account(
+            connection, name, abilities if abilities is not None else list(ABILITIES)
+        )
+        if balance_kobo:
+            await wallet.credit(connection, account_id, balance_kobo, f"seed-{account_id}")
+    return account_id, key.secret
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}", "Accept": "application/json"}
+
+
+async def http_client(base_url: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=base_url, timeout=30.0)
