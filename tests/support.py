@@ -122,3 +122,29 @@ def bearer(key: str) -> dict[str, str]:
 
 async def http_client(base_url: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(base_url=base_url, timeout=30.0)
+
+
+def simulator_offers() -> list[Any]:
+    """The simulator's catalog as provider offers (what a sync would read over HTTP)."""
+    from decimal import Decimal
+
+    from boost_ledger.ledger.catalog import ProviderOffer
+    from boost_ledger.upstream.sim_catalog import CATALOG
+
+    return [
+        ProviderOffer(
+            service=entry.service_id, name=entry.name, type=entry.type, category=entry.category,
+            rate=Decimal(entry.rate), min=entry.min, max=entry.max, refill=entry.refill,
+            cancel=entry.cancel, dripfeed=bool(entry.dripfeed),
+        )
+        for entry in CATALOG
+    ]
+
+
+async def seed_catalog(pool: asyncpg.Pool[Any], fx_rate: str = "1500", markup: str = "20") -> None:
+    from decimal import Decimal
+
+    from boost_ledger.ledger import catalog
+
+    async with pool.acquire() as connection:
+        await catalog.sync(connection, simulator_offers(), Decimal(fx_rate), Decimal(markup))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Callable
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount
 
-from boost_ledger.api import wallet
+from boost_ledger.api import catalog, orders, wallet
 from boost_ledger.api.errors import ApiError, method_not_allowed, not_found
 from boost_ledger.api.middleware import RequestContext
 from boost_ledger.api.runtime import Runtime
@@ -22,7 +22,7 @@ from boost_ledger.api.runtime import Runtime
 def api_routes() -> list[BaseRoute]:
     """Every ``/api/v1`` route, one module per concept."""
     routes: list[BaseRoute] = []
-    for module in (wallet,):
+    for module in (wallet, catalog, orders):
         routes.extend(module.ROUTES)
     return routes
 

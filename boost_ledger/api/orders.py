@@ -1,0 +1,187 @@
+"""Order endpoints: checkout (``boosting:buy``), list and read (``orders:read``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from boost_ledger.api.auth import Principal, authenticate
+from boost_ledger.api.catalog import service_not_found
+from boost_ledger.api.errors import ApiError, validation_failed
+from boost_ledger.api.http import json_response, raw_json_response, read_json_object
+from boost_ledger.api.runtime import runtime_of
+from boost_ledger.ledger import checkout as checkout_module
+from boost_ledger.ledger.order_types import FieldErrors, OrderInvalid
+from boost_ledger.ledger.statuses import ORDER_STATUSES
+from boost_ledger.projections.views import order_view
+
+MAX_IDEMPOTENCY_KEY_LENGTH = 100
+MAX_ORDER_ID = 2**63 - 1
+_PRICE_KEYS = ("price", "charge", "amount")
+
+
+def order_not_found() -> ApiError:
+    return ApiError(
+        404, "BOOST_ORDER_NOT_FOUND", "The order ID does not belong to the authenticated account."
+    )
+
+
+def _checked_header_fields(body: dict[str, Any]) -> tuple[str, str]:
+    """The idempotency key and service id, or 422 naming every problem of the body's head."""
+    errors: dict[str, list[str]] = {}
+    key = body.get("idempotency_key")
+    if key is None:
+        errors["idempotency_key"] = ["The idempotency_key field is required."]
+    elif not isinstance(key, str) or not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY_LENGTH:
+        errors["idempotency_key"] = ["The idempotency_key must be a string of 1 to 100 characters."]
+    elif not key.isprintable() or not key.strip():
+        errors["idempotency_key"] = ["The idempotency_key must contain printable characters only."]
+    service_id = body.get("service_id")
+    if service_id is None:
+        errors["service_id"] = ["The service_id field is required."]
+    elif isinstance(service_id, bool) or not isinstance(service_id, str | int):
+        errors["service_id"] = ["The service_id must be a string."]
+    for name in _PRICE_KEYS:
+        if name in body:
+            errors[name] = ["The server computes the price; do not send it."]
+    if errors:
+        raise validation_failed(errors)
+    assert isinstance(key, str)
+    return key, str(service_id)
+
+
+def _translate(error: Exception) -> ApiError:
+    if isinstance(error, FieldErrors):
+        return validation_failed(error.errors)
+    if isinstance(error, OrderInvalid):
+        return ApiError(422, error.code, error.message)
+    if isinstance(error, checkout_module.ServiceNotFound):
+        return service_not_found()
+    if isinstance(error, checkout_module.InsufficientBalance):
+        return ApiError(402, "INSUFFICIENT_BALANCE", "Insufficient wallet balance.")
+    if isinstance(error, checkout_module.IdempotencyKeyReused):
+        return ApiError(409, "IDEMPOTENCY_KEY_REUSED", "The key was used for a different request body.")
+    if isinstance(error, checkout_module.IdempotencyKeyInProgress):
+        return ApiError(
+            409, "IDEMPOTENCY_KEY_IN_PROGRESS", "The same key is still processing. Retry shortly.",
+            headers={"Retry-After": "1"},
+        )
+    raise error
+
+
+async def place_order(request: Request) -> Response:
+    runtime = runtime_of(request)
+    principal = await authenticate(request, runtime.pool, "boosting:buy")
+    body = await read_json_object(request)
+    key, service_id = _checked_header_fields(body)
+    try:
+        async with runtime.pool.acquire() as connection:
+            answer = await checkout_module.checkout(
+                connection,
+                account_id=principal.account_id,
+                idempotency_key=key,
+                service_id=service_id,
+                body=body,
+                subscription_default_posts=runtime.settings.subscription_default_posts,
+                metadata=_metadata(request, principal),
+            )
+    except (OrderInvalid, checkout_module.CheckoutRefused) as error:
+        raise _translate(error) from None
+    if not answer.replayed:
+        runtime.wake_submitter()
+    headers = {"Idempotent-Replayed": "true"} if answer.replayed else None
+    return raw_json_response(answer.body, answer.status_code, headers)
+
+
+def _metadata(request: Request, principal: Principal) -> dict[str, Any]:
+    return {
+        "request_id": request.scope.get("state", {}).get("request_id"),
+        "actor": f"account:{principal.account_id}",
+        "key_id": principal.key_id,
+    }
+
+
+def _positive_int(text: str | None, name: str, default: int, maximum: int) -> int:
+    if text is None:
+        return default
+    if not text.isdigit() or not 1 <= int(text[:12]) <= maximum:
+        raise validation_failed({name: [f"The {name} must be an integer from 1 to {maximum}."]})
+    return int(text)
+
+
+_ORDER_COLUMNS = """
+order_id, status, service_id, service_name, category, type, link, quantity, price_kobo,
+start_count, remains, refunded, cancel_supported, submission, created_at
+"""
+
+
+async def list_orders(request: Request) -> Response:
+    runtime = runtime_of(request)
+    principal = await authenticate(request, runtime.pool, "orders:read")
+    per_page = _positive_int(request.query_params.get("per_page"), "per_page", 25, 100)
+    page = _positive_int(request.query_params.get("page"), "page", 1, 1_000_000)
+    status = request.query_params.get("status")
+    if status is not None and status not in ORDER_STATUSES:
+        raise validation_failed({"status": [f"The status must be one of {', '.join(ORDER_STATUSES)}."]})
+    async with runtime.pool.acquire() as connection:
+        total = await connection.fetchval(
+            "select count(*) from orders where account_id = $1 and ($2::text is null or status = $2)",
+            principal.account_id,
+            status,
+        )
+        rows = await connection.fetch(
+            f"select {_ORDER_COLUMNS} from orders where account_id = $1"
+            " and ($2::text is null or status = $2) order by order_id desc limit $3 offset $4",
+            principal.account_id,
+            status,
+            per_page,
+            (page - 1) * per_page,
+        )
+    meta = {
+        "current_page": page,
+        "per_page": per_page,
+        "total": total,
+        "last_page": max(1, -(-total // per_page)),
+    }
+    return _paginated([order_view(row) for row in rows], meta)
+
+
+def _paginated(data: list[Any], meta: dict[str, int]) -> Response:
+    body = msgspec.json.encode({"success": True, "data": data, "meta": meta})
+    return raw_json_response(body, 200)
+
+
+def parse_order_id(request: Request) -> int:
+    text = request.path_params["order_id"]
+    if not text.isdigit() or len(text) > 19 or int(text) > MAX_ORDER_ID:
+        raise order_not_found()
+    return int(text)
+
+
+async def load_order_view(runtime_pool: Any, account_id: int, order_id: int) -> Any:
+    row = await runtime_pool.fetchrow(
+        f"select {_ORDER_COLUMNS} from orders where order_id = $1 and account_id = $2",
+        order_id,
+        account_id,
+    )
+    if row is None:
+        raise order_not_found()
+    return order_view(row)
+
+
+async def get_order(request: Request) -> Response:
+    runtime = runtime_of(request)
+    principal = await authenticate(request, runtime.pool, "orders:read")
+    order_id = parse_order_id(request)
+    return json_response(await load_order_view(runtime.pool, principal.account_id, order_id))
+
+
+ROUTES = [
+    Route("/boost/orders", place_order, methods=["POST"]),
+    Route("/boost/orders", list_orders, methods=["GET"]),
+    Route("/boost/orders/{order_id}", get_order, methods=["GET"]),
+]

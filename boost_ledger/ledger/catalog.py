@@ -1,0 +1,155 @@
+"""The priced catalog: provider services turned into NGN rates, and operators' pinned rates.
+
+A sync records a ``ServiceSynced`` only for a service whose terms changed, and a
+``ServiceDelisted`` for one the provider no longer lists; orders keep their own snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from boost_ledger.ledger.commit import commit
+from boost_ledger.ledger.events import (
+    Event,
+    ServiceDelisted,
+    ServiceRatePinned,
+    ServiceSynced,
+    service_stream,
+)
+from boost_ledger.ledger.money import ngn_rate_per_1000_kobo
+from boost_ledger.ledger.order_types import SERVICE_TYPES
+from boost_ledger.ledger.store import NewEvent
+
+MAX_SERVICES = 5000
+
+
+class ProviderOffer(msgspec.Struct, frozen=True, kw_only=True):
+    """What the provider lists for one service (the upstream client's view, decoupled)."""
+
+    service: str
+    name: str
+    type: str
+    category: str
+    rate: Decimal
+    min: int
+    max: int
+    refill: bool
+    cancel: bool
+    dripfeed: bool = False
+
+
+class SyncReport(msgspec.Struct, frozen=True):
+    listed: int
+    changed: int
+    delisted: int
+    skipped: list[str]
+
+
+class ServiceUnknown(LookupError):
+    pass
+
+
+def synced_event(offer: ProviderOffer, fx_rate: Decimal, markup_percent: Decimal) -> ServiceSynced:
+    return ServiceSynced(
+        service_id=offer.service,
+        provider_service_id=offer.service,
+        name=offer.name[:200],
+        category=offer.category[:200],
+        type=offer.type,
+        provider_rate=str(offer.rate),
+        rate_per_1000_kobo=ngn_rate_per_1000_kobo(offer.rate, fx_rate, markup_percent),
+        min_quantity=max(1, offer.min),
+        max_quantity=max(1, offer.min, min(offer.max, 10**9)),
+        refill=offer.refill,
+        cancel=offer.cancel,
+        dripfeed=offer.dripfeed,
+    )
+
+
+def decide_sync(
+    current: Mapping[str, Mapping[str, Any]],
+    offers: Sequence[ProviderOffer],
+    fx_rate: Decimal,
+    markup_percent: Decimal,
+) -> tuple[list[Event], list[str]]:
+    """Events that bring the catalog in line with the offers, and the offers skipped."""
+    events: list[Event] = []
+    skipped: list[str] = []
+    offered: set[str] = set()
+    for offer in offers[:MAX_SERVICES]:
+        if offer.type not in SERVICE_TYPES or not offer.service or len(offer.service) > 64:
+            skipped.append(offer.service)
+            continue
+        offered.add(offer.service)
+        event = synced_event(offer, fx_rate, markup_percent)
+        existing = current.get(offer.service)
+        if existing is None or not existing["listed"] or _terms(existing) != _event_terms(event):
+            events.append(event)
+    for service_id, row in current.items():
+        if row["listed"] and service_id not in offered:
+            events.append(ServiceDelisted(service_id=service_id))
+    return events, skipped
+
+
+_TERMS = (
+    "provider_service_id", "name", "category", "type", "provider_rate", "rate_per_1000_kobo",
+    "min_quantity", "max_quantity", "refill", "cancel", "dripfeed",
+)
+
+
+def _terms(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    return tuple(row[name] for name in _TERMS)
+
+
+def _event_terms(event: ServiceSynced) -> tuple[Any, ...]:
+    return tuple(getattr(event, name) for name in _TERMS)
+
+
+async def sync(
+    connection: asyncpg.Connection[Any],
+    offers: Sequence[ProviderOffer],
+    fx_rate: Decimal,
+    markup_percent: Decimal,
+) -> SyncReport:
+    """Apply one provider listing to the catalog in one transaction (one sync at a time)."""
+    async with connection.transaction():
+        await connection.execute("select pg_advisory_xact_lock(hashtext('catalog-sync'))")
+        rows = await connection.fetch(
+            f"select service_id, listed, version, {', '.join(_TERMS)} from services"
+        )
+        current = {row["service_id"]: row for row in rows}
+        events, skipped = decide_sync(current, offers, fx_rate, markup_percent)
+        new_events = []
+        for event in events:
+            service_id = getattr(event, "service_id")  # noqa: B009 - both kinds carry it
+            version = current[service_id]["version"] + 1 if service_id in current else 1
+            new_events.append(NewEvent(stream_id=service_stream(service_id), version=version, event=event))
+        for start in range(0, len(new_events), 100):
+            await commit(connection, new_events[start : start + 100], {"actor": "catalog-sync"})
+    delisted = sum(isinstance(event, ServiceDelisted) for event in events)
+    return SyncReport(len(offers) - len(skipped), len(events) - delisted, delisted, skipped)
+
+
+async def pin_rate(
+    connection: asyncpg.Connection[Any], service_id: str, rate_per_1000_kobo: int | None
+) -> None:
+    """Fix (or, with ``None``, release) a service's NGN rate per 1000."""
+    if rate_per_1000_kobo is not None and not 0 <= rate_per_1000_kobo <= 10**13:
+        raise ValueError("the rate must be between 0 and 100000000000.00")
+    async with connection.transaction():
+        version = await connection.fetchval(
+            "select version from services where service_id = $1 for update", service_id
+        )
+        if version is None:
+            raise ServiceUnknown(service_id)
+        event = ServiceRatePinned(service_id=service_id, rate_per_1000_kobo=rate_per_1000_kobo)
+        await commit(
+            connection,
+            [NewEvent(stream_id=service_stream(service_id), version=version + 1, event=event)],
+            {"actor": "operator"},
+        )
