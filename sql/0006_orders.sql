@@ -23,6 +23,7 @@ create table orders (
     status              text        not null,
     -- queued → attempting → submitted | failed | unknown; canceled when canceled locally first.
     submission          text        not null,
+    submission_attempts integer     not null default 0,
     provider_order_id   text,
     upstream_status     text,
     start_count         bigint,

@@ -13,6 +13,8 @@ from support import TestServer, http_server, make_pool
 from boost_ledger.api.runtime import Runtime
 from boost_ledger.server import build_app
 from boost_ledger.settings import Settings
+from boost_ledger.upstream.client import ProviderClient
+from boost_ledger.upstream.simulator import create_simulator_app
 
 
 @pytest.fixture(scope="session")
@@ -40,11 +42,38 @@ def settings(dsn: str) -> Settings:
 
 
 @pytest.fixture(scope="module")
-async def base_url(pool: asyncpg.Pool[Any], settings: Settings) -> AsyncIterator[str]:
+async def simulator_url() -> AsyncIterator[str]:
+    """A provider simulator over real HTTP, progression off: tests decide every status."""
+    async with http_server(create_simulator_app(autoprogress=False)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+async def provider(simulator_url: str) -> AsyncIterator[ProviderClient]:
+    client = ProviderClient(f"{simulator_url}/api/v2", "sim-key", timeout_s=2.0, backoff_s=0.01)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture(scope="module")
+def runtime(pool: asyncpg.Pool[Any], settings: Settings, provider: ProviderClient) -> Runtime:
+    return Runtime(settings=settings, pool=pool, provider=provider)
+
+
+@pytest.fixture(scope="module")
+async def base_url(runtime: Runtime) -> AsyncIterator[str]:
     """The API served over real HTTP (workers off: tests drive them explicitly)."""
-    app = build_app(Runtime(settings=settings, pool=pool), start_workers=False)
+    app = build_app(runtime, start_workers=False)
     async with http_server(app) as url:
         yield url
+
+
+@pytest.fixture
+async def simulator(simulator_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the simulator's control API, reset after each test."""
+    async with httpx.AsyncClient(base_url=f"{simulator_url}/control", timeout=10.0) as control:
+        yield control
+        await control.post("/faults", json={"action": "*", "mode": "none"})
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount
 
-from boost_ledger.api import catalog, orders, wallet
+from boost_ledger.api import catalog, order_actions, orders, wallet
 from boost_ledger.api.errors import ApiError, method_not_allowed, not_found
 from boost_ledger.api.middleware import RequestContext
 from boost_ledger.api.runtime import Runtime
@@ -22,7 +22,7 @@ from boost_ledger.api.runtime import Runtime
 def api_routes() -> list[BaseRoute]:
     """Every ``/api/v1`` route, one module per concept."""
     routes: list[BaseRoute] = []
-    for module in (wallet, catalog, orders):
+    for module in (wallet, catalog, orders, order_actions):
         routes.extend(module.ROUTES)
     return routes
 

@@ -13,7 +13,9 @@ _encoder = msgspec.json.Encoder()
 
 
 class ErrorBody(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    success: bool = False
+    # ``success`` has no default on purpose: ``omit_defaults`` would drop a default ``False``
+    # from the body, and the spec's envelope always carries it. Only ``errors`` may be omitted.
+    success: bool
     status: int
     message: str
     code: str
@@ -39,7 +41,13 @@ class ApiError(Exception):
 
     def body(self) -> bytes:
         return _encoder.encode(
-            ErrorBody(status=self.status, message=self.message, code=self.code, errors=self.errors)
+            ErrorBody(
+                success=False,
+                status=self.status,
+                message=self.message,
+                code=self.code,
+                errors=self.errors,
+            )
         )
 
     def response(self) -> Response:

@@ -53,20 +53,23 @@ class RequestContext:
 def _incoming_request_id(scope: Scope) -> str | None:
     for name, value in scope.get("headers", []):
         if name == b"x-request-id":
-            text = value.decode("latin-1")
+            text = str(value.decode("latin-1"))
             if 0 < len(text) <= 100 and text.isascii() and text.isprintable():
                 return text
     return None
 
 
 def _log_request(scope: Scope, request_id: str, status: int, started: float) -> None:
+    # A matched route's path is relative to its mount ("/wallet" under "/api/v1"); the mount's
+    # prefix is in ``root_path``. An unmatched request logs its raw path instead.
     route = scope.get("route")
+    path = getattr(route, "path", None)
     log.info(
         "request",
         request_id=request_id,
         account_id=scope.get("state", {}).get("account_id"),
         method=scope["method"],
-        route=getattr(route, "path", scope["path"]),
+        route=scope["path"] if path is None else f"{scope.get('root_path', '')}{path}",
         status=status,
         duration_ms=round((time.perf_counter() - started) * 1000, 2),
     )

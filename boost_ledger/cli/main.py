@@ -6,10 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from boost_ledger.cli import accounts, serving, wallet
+from boost_ledger.cli import accounts, catalog, orders, serving, wallet
 from boost_ledger.cli.common import CommandError, run
 
-COMMAND_MODULES = (serving, accounts, wallet)
+COMMAND_MODULES = (serving, accounts, wallet, catalog, orders)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import signal
+from types import FrameType
 from typing import Any
 
 from boost_ledger import migrations, postgres
-from boost_ledger.server import serve
+from boost_ledger.server import serve, work
 from boost_ledger.settings import Settings
 
 
@@ -19,8 +21,25 @@ def register(commands: Any) -> None:
     parser = commands.add_parser("migrate", help="apply pending database migrations")
     parser.set_defaults(handler=_migrate)
 
+    parser = commands.add_parser("worker", help="run the submitter, poller and catalog sync only")
+    parser.set_defaults(handler=_worker)
+
+    parser = commands.add_parser("simulator", help="serve the SMM v2 provider simulator alone")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8100)
+    parser.set_defaults(handler=_simulator)
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
 
 async def _serve(arguments: argparse.Namespace) -> int:
+    # uvicorn shuts down gracefully on SIGTERM and then re-raises the signal to the handler that
+    # was installed before it. Left at the default, that kills the process before the exit hooks
+    # run, so the embedded PostgreSQL this process started would never be stopped. Turning the
+    # signal into SystemExit (also during start-up) unwinds the pool and runs those hooks.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     settings = Settings.from_env()
     overrides: dict[str, Any] = {}
     if arguments.host:
@@ -39,4 +58,34 @@ async def _migrate(arguments: argparse.Namespace) -> int:
     dsn = await postgres.prepare_dsn(settings.database_url, settings.data_dir)
     applied = await migrations.migrate(dsn)
     print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
+    return 0
+
+
+async def _worker(arguments: argparse.Namespace) -> int:
+    await work(Settings.from_env())
+    return 0
+
+
+async def _simulator(arguments: argparse.Namespace) -> int:
+    import uvicorn
+
+    from boost_ledger.upstream.simulator import create_simulator_app
+
+    settings = Settings.from_env()
+    app = create_simulator_app(api_key=settings.provider_key)
+    config = uvicorn.Config(
+        app,
+        host=arguments.host,
+        port=arguments.port,
+        log_config=None,
+        access_log=False,
+        loop="none",
+        lifespan="on",
+    )
+    print(
+        f"simulator: http://{arguments.host}:{arguments.port}/api/v2"
+        f" (key {settings.provider_key!r}; control API under /control/)",
+        flush=True,
+    )
+    await uvicorn.Server(config).serve()
     return 0

@@ -97,8 +97,17 @@ def decide_sync(
 
 
 _TERMS = (
-    "provider_service_id", "name", "category", "type", "provider_rate", "rate_per_1000_kobo",
-    "min_quantity", "max_quantity", "refill", "cancel", "dripfeed",
+    "provider_service_id",
+    "name",
+    "category",
+    "type",
+    "provider_rate",
+    "rate_per_1000_kobo",
+    "min_quantity",
+    "max_quantity",
+    "refill",
+    "cancel",
+    "dripfeed",
 )
 
 
@@ -128,7 +137,9 @@ async def sync(
         for event in events:
             service_id = getattr(event, "service_id")  # noqa: B009 - both kinds carry it
             version = current[service_id]["version"] + 1 if service_id in current else 1
-            new_events.append(NewEvent(stream_id=service_stream(service_id), version=version, event=event))
+            new_events.append(
+                NewEvent(stream_id=service_stream(service_id), version=version, event=event)
+            )
         for start in range(0, len(new_events), 100):
             await commit(connection, new_events[start : start + 100], {"actor": "catalog-sync"})
     delisted = sum(isinstance(event, ServiceDelisted) for event in events)

@@ -155,6 +155,13 @@ class SubmissionFailed(Event, frozen=True, kw_only=True):
     reason: str
 
 
+class SubmissionDeferred(Event, frozen=True, kw_only=True):
+    """The provider could not be reached at all (the request never left): back to the queue."""
+
+    order_id: int
+    reason: str
+
+
 class SubmissionUnknown(Event, frozen=True, kw_only=True):
     """The call's outcome is unknown (timeout, dropped reply, crash): an operator must settle it."""
 
@@ -205,6 +212,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         SubmissionAttempted,
         OrderSubmitted,
         SubmissionFailed,
+        SubmissionDeferred,
         SubmissionUnknown,
         StatusObserved,
         CancelRequested,

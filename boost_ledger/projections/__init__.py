@@ -11,7 +11,6 @@ import asyncpg
 from boost_ledger.ledger.events import RecordedEvent
 from boost_ledger.projections import accounts, catalog, orders, wallets
 
-
 # Order matters: an account's wallet row exists before money moves; orders before debits
 # complete their idempotency records.
 PROJECTIONS: tuple[ModuleType, ...] = (accounts, wallets, catalog, orders)
@@ -19,14 +18,12 @@ PROJECTIONS: tuple[ModuleType, ...] = (accounts, wallets, catalog, orders)
 
 def by_name(name: str) -> ModuleType:
     for module in PROJECTIONS:
-        if module.NAME == name:
+        if name == module.NAME:
             return module
     raise KeyError(name)
 
 
-async def apply_all(
-    connection: asyncpg.Connection[Any], records: Iterable[RecordedEvent]
-) -> None:
+async def apply_all(connection: asyncpg.Connection[Any], records: Iterable[RecordedEvent]) -> None:
     """Project freshly appended events inline, in the appending transaction."""
     for record in records:
         for module in PROJECTIONS:

@@ -18,6 +18,7 @@ from boost_ledger.ledger.events import (
     Refunded,
     StatusObserved,
     SubmissionAttempted,
+    SubmissionDeferred,
     SubmissionFailed,
     SubmissionUnknown,
 )
@@ -33,6 +34,7 @@ EVENT_TYPES = frozenset(
         "SubmissionAttempted",
         "OrderSubmitted",
         "SubmissionFailed",
+        "SubmissionDeferred",
         "SubmissionUnknown",
         "StatusObserved",
         "CancelRequested",
@@ -113,7 +115,9 @@ async def _insert_idempotency(connection: asyncpg.Connection[Any], event: FundsD
 # Each order event's effect on the row: (set clause, parameters after order_id and version).
 def _changes(event: object) -> tuple[str, tuple[Any, ...]]:
     if isinstance(event, SubmissionAttempted):
-        return "submission = 'attempting'", ()
+        return "submission = 'attempting', submission_attempts = submission_attempts + 1", ()
+    if isinstance(event, SubmissionDeferred):
+        return "submission = 'queued'", ()
     if isinstance(event, OrderSubmitted):
         return "submission = 'submitted', provider_order_id = $4", (event.provider_order_id,)
     if isinstance(event, SubmissionFailed):

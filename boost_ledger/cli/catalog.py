@@ -1,0 +1,108 @@
+"""``boost catalog sync|price|list``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from boost_ledger.cli.common import CommandError, database, print_json
+from boost_ledger.ledger import catalog
+from boost_ledger.ledger.money import format_kobo, parse_naira
+from boost_ledger.settings import Settings
+from boost_ledger.upstream.client import ProviderClient
+from boost_ledger.upstream.errors import ProviderError
+from boost_ledger.workers.catalog_sync import sync_once
+
+
+def register(commands: Any) -> None:
+    group = commands.add_parser("catalog", help="sync and price the service catalog")
+    actions = group.add_subparsers(dest="action", required=True, metavar="ACTION")
+    sync = actions.add_parser("sync", help="read the provider's services now (BOOST_PROVIDER_URL)")
+    sync.set_defaults(handler=_sync)
+    price = actions.add_parser("price", help="pin a service's NGN rate per 1000 (or --unpin)")
+    price.add_argument("service_id")
+    price.add_argument("rate", nargs="?", help="NGN per 1000, e.g. 1500.00")
+    price.add_argument("--unpin", action="store_true", help="return to the synced rate")
+    price.set_defaults(handler=_price)
+    listing = actions.add_parser("list", help="print the catalog with its NGN rates")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(handler=_list)
+
+
+async def _sync(arguments: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    if settings.provider_url is None:
+        raise CommandError(
+            "set BOOST_PROVIDER_URL (the built-in simulator lives inside `boost serve`,"
+            " at http://HOST:PORT/simulator/api/v2)"
+        )
+    provider = ProviderClient(
+        settings.provider_url, settings.provider_key, timeout_s=settings.provider_timeout_s
+    )
+    try:
+        async with database(settings) as pool:
+            report = await sync_once(pool, provider, settings.fx_rate, settings.markup_percent)
+    except ProviderError as error:
+        raise CommandError(f"the provider failed: {error}", exit_code=1) from None
+    finally:
+        await provider.aclose()
+    print(
+        f"{report.listed} services listed, {report.changed} changed, {report.delisted} delisted"
+        + (f", skipped {', '.join(report.skipped)}" if report.skipped else "")
+    )
+    return 0
+
+
+async def _price(arguments: argparse.Namespace) -> int:
+    if arguments.unpin == (arguments.rate is not None):
+        raise CommandError("give either a RATE or --unpin")
+    rate_kobo = None
+    if arguments.rate is not None:
+        try:
+            rate_kobo = parse_naira(arguments.rate)
+        except ValueError as error:
+            raise CommandError(str(error)) from None
+    async with database() as pool, pool.acquire() as connection:
+        try:
+            await catalog.pin_rate(connection, arguments.service_id, rate_kobo)
+        except catalog.ServiceUnknown:
+            raise CommandError(f"no service {arguments.service_id}", exit_code=1) from None
+        except ValueError as error:
+            raise CommandError(str(error)) from None
+    if rate_kobo is None:
+        print(f"service {arguments.service_id} unpinned: the synced rate applies")
+    else:
+        print(f"service {arguments.service_id} pinned at {format_kobo(rate_kobo)} NGN per 1000")
+    return 0
+
+
+async def _list(arguments: argparse.Namespace) -> int:
+    async with database() as pool:
+        rows = await pool.fetch(
+            "select service_id, name, category, type, listed, rate_per_1000_kobo,"
+            " pinned_rate_kobo from services order by length(service_id), service_id limit 5000"
+        )
+    services = [
+        {
+            "service_id": row["service_id"],
+            "name": row["name"],
+            "category": row["category"],
+            "type": row["type"],
+            "listed": row["listed"],
+            "rate_per_1000": format_kobo(row["pinned_rate_kobo"] or row["rate_per_1000_kobo"]),
+            "pinned": row["pinned_rate_kobo"] is not None,
+        }
+        for row in rows
+    ]
+    if arguments.json:
+        print_json(services)
+    else:
+        for item in services:
+            flags = ("" if item["listed"] else " (delisted)") + (
+                " (pinned)" if item["pinned"] else ""
+            )
+            print(
+                f"{item['service_id']:>6}  {item['rate_per_1000']:>12} NGN  {item['type']:<24}"
+                f" {item['name']}{flags}"
+            )
+    return 0

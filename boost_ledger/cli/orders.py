@@ -1,0 +1,94 @@
+"""``boost orders unknown|resolve``: settle submissions whose outcome is unknown."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from boost_ledger.cli.common import CommandError, database, print_json
+from boost_ledger.ledger import fulfilment
+from boost_ledger.ledger.money import format_kobo
+
+
+def register(commands: Any) -> None:
+    group = commands.add_parser("orders", help="orders that need an operator")
+    actions = group.add_subparsers(dest="action", required=True, metavar="ACTION")
+    unknown = actions.add_parser("unknown", help="list orders whose submission outcome is unknown")
+    unknown.add_argument("--json", action="store_true")
+    unknown.set_defaults(handler=_unknown)
+    resolve = actions.add_parser(
+        "resolve", help="settle an unknown submission: the provider's order id, or --refund"
+    )
+    resolve.add_argument("order_id", type=int)
+    choice = resolve.add_mutually_exclusive_group(required=True)
+    choice.add_argument("--provider-order-id", help="the provider did place it, under this id")
+    choice.add_argument("--refund", action="store_true", help="it was never placed: refund it")
+    resolve.set_defaults(handler=_resolve)
+
+
+async def _unknown(arguments: argparse.Namespace) -> int:
+    async with database() as pool:
+        rows = await pool.fetch(
+            "select o.order_id, o.account_id, o.service_id, o.link, o.quantity, o.price_kobo,"
+            " o.updated_at, (select e.data->>'reason' from events e"
+            "   where e.stream_id = 'order-' || o.order_id and e.type = 'SubmissionUnknown'"
+            "   order by e.version desc limit 1) as reason"
+            " from orders o where o.submission = 'unknown' order by o.order_id limit 1000"
+        )
+    items = [
+        {
+            "order_id": str(row["order_id"]),
+            "account_id": str(row["account_id"]),
+            "service_id": row["service_id"],
+            "link": row["link"],
+            "quantity": row["quantity"],
+            "price": format_kobo(row["price_kobo"]),
+            "since": row["updated_at"].isoformat(),
+            "reason": row["reason"],
+        }
+        for row in rows
+    ]
+    if arguments.json:
+        print_json(items)
+    elif not items:
+        print("no order awaits an operator")
+    else:
+        for item in items:
+            print(
+                f"{item['order_id']}  account {item['account_id']}  service {item['service_id']}"
+                f"  {item['price']} NGN  since {item['since']}  ({item['reason']})"
+            )
+    return 0
+
+
+async def _resolve(arguments: argparse.Namespace) -> int:
+    outcome: dict[str, str]
+    if arguments.refund:
+        outcome = {"refused": "operator: never placed at the provider"}
+    else:
+        provider_order_id = arguments.provider_order_id.strip()
+        if not provider_order_id or len(provider_order_id) > 64:
+            raise CommandError("a provider order id is 1 to 64 characters")
+        outcome = {"provider_order_id": provider_order_id}
+    async with database() as pool, pool.acquire() as connection:
+        try:
+            settled = await fulfilment.settle_submission(
+                connection,
+                arguments.order_id,
+                actor="operator",
+                expected_submission="unknown",
+                **outcome,  # type: ignore[arg-type]
+            )
+        except fulfilment.OrderMissing:
+            raise CommandError(f"no order {arguments.order_id}", exit_code=1) from None
+    if not settled:
+        raise CommandError(f"order {arguments.order_id} is not awaiting an operator", exit_code=1)
+    print(
+        f"order {arguments.order_id} "
+        + (
+            "refunded"
+            if arguments.refund
+            else f"recorded as provider order {outcome['provider_order_id']}"
+        )
+    )
+    return 0

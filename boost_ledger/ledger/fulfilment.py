@@ -1,0 +1,237 @@
+"""The order's life after checkout, one transaction per decision: submission, observed
+statuses, cancellation and refunds. Each transaction locks the order's projection row first, so
+every path that could pay a refund (check, poller, cancel, operator) is serialised on it; the
+refund's deterministic event id makes a second payment impossible even if that were bypassed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from boost_ledger.ledger.commit import commit
+from boost_ledger.ledger.events import (
+    CancelRejected,
+    CancelRequested,
+    Event,
+    OrderCanceled,
+    OrderSubmitted,
+    Refunded,
+    SubmissionAttempted,
+    SubmissionDeferred,
+    SubmissionFailed,
+    SubmissionUnknown,
+    order_stream,
+    refund_event_id,
+    wallet_stream,
+)
+from boost_ledger.ledger.order_rules import OrderState, decide_observation
+from boost_ledger.ledger.store import NewEvent
+
+_STATE_COLUMNS = ", ".join(OrderState.__struct_fields__)
+
+
+class OrderMissing(LookupError):
+    pass
+
+
+async def lock_order(
+    connection: asyncpg.Connection[Any], order_id: int, account_id: int | None = None
+) -> OrderState:
+    """The order's state, locked until the caller's transaction ends."""
+    row = await connection.fetchrow(
+        f"select {_STATE_COLUMNS} from orders where order_id = $1"
+        " and ($2::bigint is null or account_id = $2) for update",
+        order_id,
+        account_id,
+    )
+    if row is None:
+        raise OrderMissing(order_id)
+    return OrderState.from_row(row)
+
+
+async def record(
+    connection: asyncpg.Connection[Any],
+    order: OrderState,
+    events: list[Event],
+    metadata: dict[str, Any],
+    refund_kobo: int = 0,
+    refund_reason: str = "",
+) -> None:
+    """Append order events (and the refund they owe) in the caller's transaction."""
+    new_events = [
+        NewEvent(stream_id=order_stream(order.order_id), version=order.version + index, event=event)
+        for index, event in enumerate(events, start=1)
+    ]
+    if refund_kobo > 0 and not order.refunded:
+        new_events.append(await _refund(connection, order, refund_kobo, refund_reason))
+    if new_events:
+        await commit(connection, new_events, metadata)
+
+
+async def _refund(
+    connection: asyncpg.Connection[Any], order: OrderState, amount_kobo: int, reason: str
+) -> NewEvent:
+    assert 0 < amount_kobo <= order.price_kobo, "a refund never exceeds the order's charge"
+    wallet = await connection.fetchrow(
+        "select balance_kobo, version from wallets where account_id = $1 for update",
+        order.account_id,
+    )
+    assert wallet is not None
+    event = Refunded(
+        account_id=order.account_id,
+        order_id=order.order_id,
+        amount_kobo=amount_kobo,
+        reason=reason,
+        balance_after_kobo=wallet["balance_kobo"] + amount_kobo,
+    )
+    return NewEvent(
+        stream_id=wallet_stream(order.account_id),
+        version=wallet["version"] + 1,
+        event=event,
+        event_id=refund_event_id(order.order_id),
+    )
+
+
+# ---- submission ------------------------------------------------------------------------
+
+
+class Claimed(OrderState, frozen=True, kw_only=True):
+    provider_service_id: str
+    fields: dict[str, Any]
+
+
+async def claim_for_submission(connection: asyncpg.Connection[Any]) -> Claimed | None:
+    """Claim the oldest queued order and commit SubmissionAttempted before any provider call."""
+    async with connection.transaction():
+        row = await connection.fetchrow(
+            f"select {_STATE_COLUMNS}, provider_service_id, fields from orders"
+            " where submission = 'queued' order by order_id limit 1 for update skip locked"
+        )
+        if row is None:
+            return None
+        claimed = Claimed(**{name: row[name] for name in Claimed.__struct_fields__})
+        attempts = await connection.fetchval(
+            "select submission_attempts from orders where order_id = $1", claimed.order_id
+        )
+        attempt = SubmissionAttempted(order_id=claimed.order_id, attempt=attempts + 1)
+        await record(connection, claimed, [attempt], {"actor": "submitter"})
+    return claimed
+
+
+async def settle_submission(
+    connection: asyncpg.Connection[Any],
+    order_id: int,
+    *,
+    provider_order_id: str | None = None,
+    refused: str | None = None,
+    unknown: str | None = None,
+    deferred: str | None = None,
+    actor: str = "submitter",
+    expected_submission: str = "attempting",
+) -> bool:
+    """Record the outcome of a submission attempt; False if the order was settled meanwhile."""
+    assert [provider_order_id, refused, unknown, deferred].count(None) == 3, "one outcome"
+    async with connection.transaction():
+        order = await lock_order(connection, order_id)
+        if order.submission != expected_submission:
+            return False
+        if provider_order_id is not None:
+            resolved_by = "" if actor == "submitter" else actor
+            event: Event = OrderSubmitted(
+                order_id=order_id, provider_order_id=provider_order_id, resolved_by=resolved_by
+            )
+            await record(connection, order, [event], {"actor": actor})
+            await connection.execute(
+                "insert into order_polls (order_id, next_check_at) values ($1, now())"
+                " on conflict (order_id) do nothing",
+                order_id,
+            )
+        elif refused is not None:
+            event = SubmissionFailed(order_id=order_id, reason=refused[:500])
+            await record(
+                connection, order, [event], {"actor": actor}, order.price_kobo, "submission refused"
+            )
+        elif deferred is not None:
+            event = SubmissionDeferred(order_id=order_id, reason=deferred[:500])
+            await record(connection, order, [event], {"actor": actor})
+        else:
+            assert unknown is not None
+            event = SubmissionUnknown(order_id=order_id, reason=unknown[:500])
+            await record(connection, order, [event], {"actor": actor})
+    return True
+
+
+async def mark_abandoned_attempts(connection: asyncpg.Connection[Any], older_than_s: float) -> int:
+    """Attempts left by a crashed process become SubmissionUnknown (never resubmitted blindly)."""
+    rows = await connection.fetch(
+        "select order_id from orders where submission = 'attempting'"
+        " and updated_at < now() - make_interval(secs => $1) order by order_id limit 100",
+        older_than_s,
+    )
+    settled = 0
+    for row in rows:
+        settled += await settle_submission(
+            connection,
+            row["order_id"],
+            unknown="no outcome recorded after the attempt",
+            actor="sweeper",
+        )
+    return settled
+
+
+# ---- statuses and cancellation ---------------------------------------------------------
+
+
+async def observe(
+    connection: asyncpg.Connection[Any],
+    order_id: int,
+    upstream_status: str,
+    start_count: int | None,
+    remains: int | None,
+    charge: str | None,
+    actor: str,
+) -> OrderState:
+    """Record what the provider says of an order and pay what it owes; return the prior state."""
+    async with connection.transaction():
+        order = await lock_order(connection, order_id)
+        observation = decide_observation(order, upstream_status, start_count, remains, charge)
+        events = [observation.event] if observation.event is not None else []
+        await record(
+            connection,
+            order,
+            events,
+            {"actor": actor},
+            observation.refund_kobo,
+            observation.refund_reason,
+        )
+    return order
+
+
+async def cancel_locally(
+    connection: asyncpg.Connection[Any], order: OrderState, actor: str
+) -> None:
+    """Cancel a never-submitted order and refund it whole (caller holds the order lock)."""
+    assert order.submission == "queued"
+    event = OrderCanceled(order_id=order.order_id, reason="canceled before submission")
+    await record(
+        connection, order, [event], {"actor": actor}, order.price_kobo, "canceled before submission"
+    )
+
+
+async def record_cancel_reply(
+    connection: asyncpg.Connection[Any], order_id: int, accepted: bool, reason: str, actor: str
+) -> OrderState:
+    """Record the provider's answer to a cancel request (unless the order settled meanwhile)."""
+    async with connection.transaction():
+        order = await lock_order(connection, order_id)
+        if order.status in ("canceling", "completed", "partial", "canceled", "failed"):
+            return order
+        event: Event = (
+            CancelRequested(order_id=order_id)
+            if accepted
+            else CancelRejected(order_id=order_id, reason=reason[:500])
+        )
+        await record(connection, order, [event], {"actor": actor})
+    return order

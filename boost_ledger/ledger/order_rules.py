@@ -1,0 +1,111 @@
+"""Pure decisions over an order's state: what an observed status, a cancel or a settlement
+records. No I/O: the transactions in ``fulfilment.py`` load the state and append the result."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from boost_ledger.ledger.events import Event, StatusObserved
+from boost_ledger.ledger.statuses import TERMINAL_STATUSES, map_upstream_status, refund_due_kobo
+
+
+class OrderState(msgspec.Struct, frozen=True, kw_only=True):
+    """The facts of an order the decisions need (read from the locked projection row)."""
+
+    order_id: int
+    account_id: int
+    status: str
+    submission: str
+    provider_order_id: str | None
+    upstream_status: str | None
+    start_count: int | None
+    remains: int | None
+    price_kobo: int
+    billable_quantity: int
+    refunded: bool
+    cancel_supported: bool
+    version: int
+
+    @classmethod
+    def from_row(cls, row: Any) -> OrderState:
+        return cls(**{name: row[name] for name in cls.__struct_fields__})
+
+
+class Observation(msgspec.Struct, frozen=True):
+    """What a provider status means for an order: the event to record and the refund owed."""
+
+    event: Event | None
+    refund_kobo: int
+    refund_reason: str
+
+
+NOTHING = Observation(None, 0, "")
+
+
+def decide_observation(
+    order: OrderState,
+    upstream_status: str,
+    start_count: int | None,
+    remains: int | None,
+    charge: str | None = None,
+) -> Observation:
+    """The StatusObserved (if anything changed) and the refund the new status owes (if any).
+
+    A settled order (completed, partial, canceled, failed) stays settled. While a cancellation
+    is pending, a non-final status keeps the order ``canceling``. A Partial without ``remains``
+    cannot be priced, so it is not recorded until a status that says how much was delivered.
+    """
+    if order.status in TERMINAL_STATUSES:
+        return NOTHING
+    outcome = map_upstream_status(upstream_status)
+    if outcome is None:
+        return NOTHING
+    if outcome.refund == "partial" and remains is None:
+        return NOTHING
+    status = outcome.status
+    if order.status == "canceling" and not outcome.terminal:
+        status = "canceling"
+    unchanged = (
+        status == order.status
+        and upstream_status == order.upstream_status
+        and start_count == order.start_count
+        and remains == order.remains
+    )
+    event = (
+        None
+        if unchanged
+        else StatusObserved(
+            order_id=order.order_id,
+            upstream_status=upstream_status,
+            status=status,
+            start_count=start_count,
+            remains=remains,
+            charge=charge,
+        )
+    )
+    refund = 0
+    if outcome.terminal and not order.refunded:
+        refund = refund_due_kobo(
+            outcome,
+            charge_kobo=order.price_kobo,
+            remains=remains or 0,
+            billable_quantity=order.billable_quantity,
+        )
+    return Observation(event, refund, f"upstream status {upstream_status}")
+
+
+def cancel_route(order: OrderState) -> str:
+    """How a cancel request proceeds: "unavailable", "local", "provider" or "busy".
+
+    "busy" covers an order whose submission is in flight or unknown: it may already be at the
+    provider, so it can be neither canceled locally nor at the provider until that is settled.
+    """
+    if not order.cancel_supported or order.status in TERMINAL_STATUSES | {"canceling"}:
+        return "unavailable"
+    if order.submission == "queued":
+        return "local"
+    if order.submission == "submitted":
+        return "provider"
+    return "busy"

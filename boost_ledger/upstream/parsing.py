@@ -1,0 +1,195 @@
+"""Tolerant reading of provider replies: strings-as-numbers, missing fields, 0/1 booleans.
+
+Every function here is pure and raises ``ProviderMalformed`` for a value of the wrong shape, so the
+client never lets a ``KeyError`` or ``TypeError`` escape from a garbled reply.
+"""
+
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import msgspec
+
+from boost_ledger.upstream.errors import ProviderMalformed, ProviderRefused
+from boost_ledger.upstream.models import ProviderBalance, ProviderService, ProviderStatus
+
+# JSON floats are decoded straight into Decimal from their text, so money never passes through a
+# binary float on its way in.
+_DECODER = msgspec.json.Decoder(float_hook=Decimal)
+
+_TRUE_TEXTS = frozenset({"1", "true", "yes"})
+_FALSE_TEXTS = frozenset({"0", "false", "no", ""})
+_STATUS_SPELLINGS = {"Cancelled": "Canceled"}
+
+
+def decode_json(body: bytes) -> Any:
+    """Decode a reply body into plain values; anything that is not JSON is malformed."""
+    try:
+        return _DECODER.decode(body)
+    except msgspec.DecodeError as error:
+        raise ProviderMalformed(f"reply is not JSON: {body[:80]!r}") from error
+
+
+def error_text(value: Any) -> str | None:
+    """The text of an ``{"error": text}`` object, or None when ``value`` is not one."""
+    if isinstance(value, dict) and "error" in value:
+        return str(value["error"])
+    return None
+
+
+def to_decimal(value: Any, field: str) -> Decimal:
+    if isinstance(value, bool):
+        raise ProviderMalformed(f"{field}: boolean where a number belongs")
+    if isinstance(value, Decimal | int):
+        return Decimal(value)
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, str):
+        try:
+            number = Decimal(value.strip())
+        except InvalidOperation as error:
+            raise ProviderMalformed(f"{field}: not a number: {value!r}") from error
+        if number.is_finite():
+            return number
+    raise ProviderMalformed(f"{field}: not a number: {value!r}")
+
+
+def to_int(value: Any, field: str) -> int:
+    number = to_decimal(value, field)
+    if number != number.to_integral_value():
+        raise ProviderMalformed(f"{field}: not a whole number: {value!r}")
+    return int(number)
+
+
+def optional_decimal(value: Any, field: str) -> Decimal | None:
+    # Panels send null, "" or nothing for values they do not know yet.
+    return None if value is None or value == "" else to_decimal(value, field)
+
+
+def optional_int(value: Any, field: str) -> int | None:
+    return None if value is None or value == "" else to_int(value, field)
+
+
+def to_bool(value: Any, field: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return value == 1
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in _TRUE_TEXTS:
+            return True
+        if text in _FALSE_TEXTS:
+            return False
+    raise ProviderMalformed(f"{field}: not a boolean: {value!r}")
+
+
+def to_text(value: Any, field: str) -> str:
+    # Ids arrive as numbers on some panels and as strings on others; both mean the same id.
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    raise ProviderMalformed(f"{field}: not text: {value!r}")
+
+
+def require_object(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ProviderMalformed(f"{what}: expected an object, got {type(value).__name__}")
+    return value
+
+
+def require_list(value: Any, what: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise ProviderMalformed(f"{what}: expected a list, got {type(value).__name__}")
+    return value
+
+
+def require_field(item: Mapping[str, Any], field: str) -> Any:
+    if field not in item:
+        raise ProviderMalformed(f"missing field {field!r}")
+    return item[field]
+
+
+def parse_service(value: Any) -> ProviderService:
+    item = require_object(value, "service")
+    return ProviderService(
+        service=to_text(require_field(item, "service"), "service"),
+        name=to_text(item.get("name", ""), "name"),
+        type=to_text(item.get("type") or "Default", "type"),
+        category=to_text(item.get("category", ""), "category"),
+        rate=to_decimal(require_field(item, "rate"), "rate"),
+        min=to_int(require_field(item, "min"), "min"),
+        max=to_int(require_field(item, "max"), "max"),
+        # A missing capability flag is read as "not offered", the safe side for a reseller.
+        refill=to_bool(item.get("refill", False), "refill"),
+        cancel=to_bool(item.get("cancel", False), "cancel"),
+        dripfeed=to_bool(item.get("dripfeed", False), "dripfeed"),
+        desc=to_text(item.get("desc") or "", "desc"),
+    )
+
+
+def parse_services(value: Any) -> list[ProviderService]:
+    return [parse_service(item) for item in require_list(value, "services")]
+
+
+def parse_status(value: Any) -> ProviderStatus:
+    item = require_object(value, "status")
+    status = require_field(item, "status")
+    if not isinstance(status, str):
+        raise ProviderMalformed(f"status: not text: {status!r}")
+    status = status.strip()
+    currency = item.get("currency")
+    return ProviderStatus(
+        status=_STATUS_SPELLINGS.get(status, status),
+        charge=optional_decimal(item.get("charge"), "charge"),
+        start_count=optional_int(item.get("start_count"), "start_count"),
+        remains=optional_int(item.get("remains"), "remains"),
+        currency=None if currency is None else to_text(currency, "currency"),
+    )
+
+
+def parse_balance(value: Any) -> ProviderBalance:
+    item = require_object(value, "balance")
+    return ProviderBalance(
+        balance=to_decimal(require_field(item, "balance"), "balance"),
+        currency=to_text(item.get("currency") or "USD", "currency"),
+    )
+
+
+def parse_order_id(value: Any) -> str:
+    item = require_object(value, "add")
+    return to_text(require_field(item, "order"), "order")
+
+
+def parse_multi_status(
+    value: Any, order_ids: list[str]
+) -> dict[str, ProviderStatus | ProviderRefused]:
+    """Statuses keyed by the requested ids; an id the reply leaves out counts as refused."""
+    reply = require_object(value, "multi-status")
+    result: dict[str, ProviderStatus | ProviderRefused] = {}
+    for order_id in order_ids:
+        slot = reply.get(order_id)
+        text = error_text(slot)
+        if slot is None:
+            result[order_id] = ProviderRefused("Missing from provider reply")
+        elif text is not None:
+            result[order_id] = ProviderRefused(text)
+        else:
+            result[order_id] = parse_status(slot)
+    return result
+
+
+def parse_per_item(value: Any, id_field: str, value_field: str) -> dict[str, Any]:
+    """Read a per-item list such as ``[{"order": 2, "cancel": 1}]`` into ``{"2": 1}``.
+
+    An item's value is either its payload or a ``ProviderRefused`` for an ``{"error": ...}``.
+    """
+    result: dict[str, Any] = {}
+    for raw_item in require_list(value, value_field):
+        item = require_object(raw_item, value_field)
+        item_id = to_text(require_field(item, id_field), id_field)
+        payload = require_field(item, value_field)
+        text = error_text(payload)
+        result[item_id] = ProviderRefused(text) if text is not None else payload
+    return result

@@ -1,0 +1,57 @@
+"""A faithful in-memory SMM Panel API v2 provider, as a Starlette app.
+
+Serve it on its own (``uvicorn --factory boost_ledger.upstream.simulator:create_simulator_app``)
+or mount it inside another app; it answers ``POST /api/v2`` and the ``/control`` API relative to
+wherever it is mounted.
+"""
+
+import contextlib
+import os
+from collections.abc import AsyncIterator
+
+from starlette.applications import Starlette
+from starlette.routing import Mount, Route
+
+from boost_ledger.upstream.sim_control import CONTROL_ROUTES
+from boost_ledger.upstream.sim_progression import progression_running
+from boost_ledger.upstream.sim_protocol import api_endpoint
+from boost_ledger.upstream.sim_state import SimulatorState
+
+AUTOPROGRESS_VARIABLE = "BOOST_SIMULATOR_AUTOPROGRESS"
+
+
+def create_simulator_app(
+    *,
+    api_key: str = "sim-key",
+    autoprogress: bool | None = None,
+    tick_s: float = 1.0,
+    seed: int | None = None,
+) -> Starlette:
+    """A new simulator with its own state; ``autoprogress`` None reads the environment."""
+    if tick_s <= 0:
+        raise ValueError("tick_s must be positive")
+    if autoprogress is None:
+        autoprogress = os.environ.get(AUTOPROGRESS_VARIABLE, "1").strip() != "0"
+    state = SimulatorState(
+        api_key=api_key, tick_s=tick_s, initial_autoprogress=autoprogress, seed=seed
+    )
+    app = Starlette(
+        routes=[
+            Route("/api/v2", api_endpoint, methods=["POST"]),
+            Mount("/control", routes=CONTROL_ROUTES),
+        ],
+        lifespan=simulator_lifespan,
+    )
+    app.state.simulator = state
+    return app
+
+
+@contextlib.asynccontextmanager
+async def simulator_lifespan(app: Starlette) -> AsyncIterator[None]:
+    """Runs progression while the app lives.
+
+    Starlette does not run the lifespan of a mounted app, so a host app that mounts the simulator
+    calls this from its own lifespan: ``async with simulator_lifespan(simulator_app): ...``.
+    """
+    async with progression_running(app.state.simulator):
+        yield

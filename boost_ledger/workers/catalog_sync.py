@@ -1,0 +1,69 @@
+"""Catalog sync: reads the provider's services and prices them into the catalog."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import structlog
+
+from boost_ledger.ledger import catalog
+from boost_ledger.upstream.client import ProviderClient
+from boost_ledger.upstream.errors import ProviderError
+from boost_ledger.upstream.models import ProviderService
+from boost_ledger.workers.backoff import Backoff
+
+log = structlog.get_logger("boost.catalog")
+
+
+def offer_of(service: ProviderService) -> catalog.ProviderOffer:
+    return catalog.ProviderOffer(
+        service=service.service,
+        name=service.name,
+        type=service.type,
+        category=service.category,
+        rate=service.rate,
+        min=service.min,
+        max=service.max,
+        refill=service.refill,
+        cancel=service.cancel,
+        dripfeed=service.dripfeed,
+    )
+
+
+async def sync_once(
+    pool: asyncpg.Pool[Any], provider: ProviderClient, fx_rate: Decimal, markup_percent: Decimal
+) -> catalog.SyncReport:
+    services = await provider.services()
+    async with pool.acquire() as connection:
+        report = await catalog.sync(
+            connection, [offer_of(service) for service in services], fx_rate, markup_percent
+        )
+    log.info(
+        "catalog.synced",
+        listed=report.listed,
+        changed=report.changed,
+        delisted=report.delisted,
+        skipped=len(report.skipped),
+    )
+    return report
+
+
+async def run(
+    pool: asyncpg.Pool[Any],
+    provider: ProviderClient,
+    fx_rate: Decimal,
+    markup_percent: Decimal,
+    interval_s: float,
+) -> None:
+    backoff = Backoff(base_s=2.0, cap_s=max(2.0, interval_s))
+    while True:
+        try:
+            await sync_once(pool, provider, fx_rate, markup_percent)
+            backoff.succeeded()
+            await asyncio.sleep(interval_s)
+        except (ProviderError, OSError, asyncpg.PostgresError) as error:
+            log.warning("catalog.sync_failed", error=str(error))
+            await asyncio.sleep(backoff.failed())

@@ -1,0 +1,132 @@
+"""The status poller: asks the provider about active orders, longest-unchecked first.
+
+Due orders are claimed in batches of at most 100 (the protocol's multi-status limit) with
+SKIP LOCKED and a lease on ``next_check_at``, so several pollers never ask about the same
+order at once. Each answer is recorded in its own transaction (``fulfilment.observe``), which
+also pays whatever refund the status owes, exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+import structlog
+
+from boost_ledger.ledger import fulfilment
+from boost_ledger.ledger.statuses import TERMINAL_STATUSES
+from boost_ledger.upstream.client import MAX_IDS_PER_CALL, ProviderClient
+from boost_ledger.upstream.errors import ProviderError, ProviderRefused
+from boost_ledger.upstream.models import ProviderStatus
+from boost_ledger.workers.backoff import Backoff
+
+log = structlog.get_logger("boost.poller")
+
+LEASE_S = 60.0
+MAX_RETRY_DELAY_S = 600.0
+
+_CLAIM = """
+with due as (
+    select p.order_id from order_polls p
+     where p.next_check_at <= now()
+     order by p.last_checked_at nulls first, p.order_id
+     limit $1 for update skip locked
+)
+update order_polls p set next_check_at = now() + make_interval(secs => $2)
+  from due, orders o
+ where p.order_id = due.order_id and o.order_id = due.order_id
+returning p.order_id, o.provider_order_id
+"""
+
+_RESCHEDULE = """
+update order_polls set last_checked_at = now(), failures = $2,
+       next_check_at = now() + make_interval(secs => $3)
+ where order_id = $1
+"""
+
+
+async def _claim(connection: asyncpg.Connection[Any], limit: int) -> dict[str, int]:
+    async with connection.transaction():
+        rows = await connection.fetch(_CLAIM, limit, LEASE_S)
+    return {row["provider_order_id"]: row["order_id"] for row in rows}
+
+
+async def after_check(
+    connection: asyncpg.Connection[Any], order_id: int, interval_s: float, failed: bool = False
+) -> None:
+    """Reschedule an order's next check, or forget it once it is settled."""
+    status = await connection.fetchval("select status from orders where order_id = $1", order_id)
+    if status in TERMINAL_STATUSES:
+        await connection.execute("delete from order_polls where order_id = $1", order_id)
+        return
+    failures = 0
+    if failed:
+        failures = (
+            await connection.fetchval(
+                "select failures + 1 from order_polls where order_id = $1", order_id
+            )
+            or 1
+        )
+    delay = min(MAX_RETRY_DELAY_S, interval_s * 2 ** min(failures, 10))
+    await connection.execute(_RESCHEDULE, order_id, failures, delay)
+
+
+async def record_status(
+    connection: asyncpg.Connection[Any], order_id: int, status: ProviderStatus, actor: str
+) -> None:
+    await fulfilment.observe(
+        connection,
+        order_id,
+        status.status,
+        status.start_count,
+        status.remains,
+        None if status.charge is None else str(status.charge),
+        actor,
+    )
+
+
+async def poll_once(
+    pool: asyncpg.Pool[Any],
+    provider: ProviderClient,
+    interval_s: float,
+    batch: int = MAX_IDS_PER_CALL,
+) -> int:
+    """One batch: claim, ask, record. Returns how many orders were asked about.
+
+    Raises ``ProviderError`` when the provider fails as a whole (the claimed orders keep their
+    lease and are asked again when it expires)."""
+    assert 0 < batch <= MAX_IDS_PER_CALL
+    async with pool.acquire() as connection:
+        claimed = await _claim(connection, batch)
+    if not claimed:
+        return 0
+    replies = await provider.multi_status(list(claimed))
+    async with pool.acquire() as connection:
+        for provider_order_id, order_id in claimed.items():
+            reply = replies.get(provider_order_id)
+            if isinstance(reply, ProviderStatus):
+                await record_status(connection, order_id, reply, "poller")
+                await after_check(connection, order_id, interval_s)
+            else:
+                reason = reply.text if isinstance(reply, ProviderRefused) else "missing from reply"
+                log.warning("poll.item_error", order_id=order_id, reason=reason)
+                await after_check(connection, order_id, interval_s, failed=True)
+    return len(claimed)
+
+
+async def run(pool: asyncpg.Pool[Any], provider: ProviderClient, interval_s: float) -> None:
+    backoff = Backoff(base_s=interval_s, cap_s=max(interval_s, 60.0))
+    while True:
+        try:
+            asked = await poll_once(pool, provider, interval_s)
+            backoff.succeeded()
+            if asked == MAX_IDS_PER_CALL:
+                continue  # more are due: no pause
+            await asyncio.sleep(interval_s)
+        except ProviderError as error:
+            log.warning("poll.provider_error", error=str(error))
+            await asyncio.sleep(backoff.failed())
+        except (OSError, asyncpg.PostgresError) as error:
+            log.warning("poll.database_error", error=str(error))
+            await asyncio.sleep(backoff.failed())

@@ -1,0 +1,106 @@
+"""The submitter: sends placed orders to the provider, each at most once.
+
+SubmissionAttempted is committed before the call. The provider's answer then settles the
+attempt: accepted → OrderSubmitted; refused → SubmissionFailed and a full refund; never reached
+(connection refused) → SubmissionDeferred, back in the queue; anything else (timeout, dropped
+or garbled reply) → SubmissionUnknown, for an operator, since the protocol has no idempotency
+key and a blind retry could buy the same order twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+import httpx
+import structlog
+
+from boost_ledger.ledger import fulfilment
+from boost_ledger.upstream.client import ProviderClient
+from boost_ledger.upstream.errors import ProviderError, ProviderRefused
+from boost_ledger.workers.backoff import Backoff
+
+log = structlog.get_logger("boost.submitter")
+
+MAX_BATCH = 50
+ABANDONED_AFTER_S = 120.0
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout)
+
+
+def _outcome_of(error: BaseException) -> dict[str, str]:
+    if isinstance(error, ProviderRefused):
+        return {"refused": error.text}
+    cause = error.__cause__
+    if isinstance(cause, _NOT_SENT):
+        return {"deferred": f"provider not reached: {type(cause).__name__}"}
+    return {"unknown": f"{type(error).__name__}: {error}"}
+
+
+async def submit_one(pool: asyncpg.Pool[Any], provider: ProviderClient) -> str | None:
+    """Claim and submit one queued order; return how it settled, or None if the queue is empty."""
+    async with pool.acquire() as connection:
+        claimed = await fulfilment.claim_for_submission(connection)
+    if claimed is None:
+        return None
+    fields = {name: str(value) for name, value in claimed.fields.items()}
+    outcome: dict[str, str]
+    try:
+        provider_order_id = await provider.add(claimed.provider_service_id, fields)
+        outcome = {"provider_order_id": provider_order_id}
+    except ProviderError as error:
+        outcome = _outcome_of(error)
+    except Exception as error:  # an unforeseen failure must still leave a settled order
+        log.exception("submit.unexpected", order_id=claimed.order_id)
+        outcome = {"unknown": f"unexpected {type(error).__name__}"}
+    async with pool.acquire() as connection:
+        await fulfilment.settle_submission(connection, claimed.order_id, **outcome)  # type: ignore[arg-type]
+    kind = next(iter(outcome))
+    log.info("submit.settled", order_id=claimed.order_id, outcome=kind)
+    return kind
+
+
+async def drain(
+    pool: asyncpg.Pool[Any], provider: ProviderClient, limit: int = MAX_BATCH
+) -> list[str]:
+    """Submit up to ``limit`` queued orders; stop early when the provider cannot be reached."""
+    outcomes: list[str] = []
+    for _ in range(limit):
+        kind = await submit_one(pool, provider)
+        if kind is None:
+            break
+        outcomes.append(kind)
+        if kind == "deferred":
+            break
+    return outcomes
+
+
+async def run(
+    pool: asyncpg.Pool[Any],
+    provider: ProviderClient,
+    wakeup: asyncio.Event,
+    sweep_interval_s: float,
+) -> None:
+    """Submit as orders arrive (woken in-process) and on a periodic sweep, with backoff."""
+    backoff = Backoff()
+    while True:
+        wakeup.clear()  # before draining, so that a checkout committed meanwhile is not missed
+        try:
+            async with pool.acquire() as connection:
+                await fulfilment.mark_abandoned_attempts(connection, ABANDONED_AFTER_S)
+            outcomes = await drain(pool, provider)
+            delay = backoff.failed() if "deferred" in outcomes else None
+            if delay is None:
+                backoff.succeeded()
+        except (OSError, asyncpg.PostgresError) as error:
+            log.warning("submit.database_error", error=str(error))
+            delay = backoff.failed()
+        if delay is not None:
+            await asyncio.sleep(delay)
+            continue
+        if len(outcomes) >= MAX_BATCH:
+            continue
+        try:
+            await asyncio.wait_for(wakeup.wait(), timeout=sweep_interval_s)
+        except TimeoutError:
+            pass

@@ -1,0 +1,192 @@
+"""Tolerant parsing and error translation of odd replies the simulator never sends (no I/O)."""
+
+from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
+
+import httpx
+import pytest
+
+from boost_ledger.upstream import (
+    ProviderClient,
+    ProviderMalformed,
+    ProviderRefused,
+    ProviderService,
+    ProviderStatus,
+    ProviderUnavailable,
+)
+
+Reply = Callable[[httpx.Request], httpx.Response]
+FakeProvider = Callable[[Reply], ProviderClient]
+
+
+@pytest.fixture
+async def fake_provider() -> AsyncIterator[FakeProvider]:
+    """Build clients whose every request is answered by a function, without a network."""
+    clients: list[ProviderClient] = []
+
+    def build(reply: Reply) -> ProviderClient:
+        transport = httpx.MockTransport(reply)
+        client = ProviderClient(
+            "https://panel.test/api/v2", "k", transport=transport, read_retries=2, backoff_s=0
+        )
+        clients.append(client)
+        return client
+
+    yield build
+    for client in clients:
+        await client.aclose()
+
+
+def json_reply(body: str, status_code: int = 200) -> Reply:
+    return lambda request: httpx.Response(status_code, content=body.encode())
+
+
+async def test_services_with_odd_but_valid_shapes(fake_provider: FakeProvider) -> None:
+    """Numbers as ints, floats or strings, 0/1/"1" booleans and missing keys all parse exactly."""
+    body = """[
+      {"service": 7, "name": "A", "type": "Default", "category": "C", "rate": 0.1,
+       "min": 10, "max": "1000", "refill": 1, "cancel": "0", "dripfeed": "true"},
+      {"service": "8", "name": "B", "category": "C", "rate": "1.23456",
+       "min": "1", "max": 1, "refill": false, "desc": null}
+    ]"""
+    services = await fake_provider(json_reply(body)).services()
+    assert services == [
+        ProviderService(service="7", name="A", type="Default", category="C", rate=Decimal("0.1"),
+                        min=10, max=1000, refill=True, cancel=False, dripfeed=True),
+        ProviderService(service="8", name="B", type="Default", category="C",
+                        rate=Decimal("1.23456"), min=1, max=1, refill=False, cancel=False),
+    ]  # fmt: skip
+
+
+async def test_status_spelling_and_missing_numbers(fake_provider: FakeProvider) -> None:
+    """ "Cancelled" reads as "Canceled"; null, empty or absent numbers read as None."""
+    body = '{"status": " Cancelled ", "charge": 0.27819, "start_count": "", "remains": null}'
+    status = await fake_provider(json_reply(body)).status("1")
+    assert status == ProviderStatus(status="Canceled", charge=Decimal("0.27819"))
+
+
+async def test_negative_remains_and_unknown_status_survive(fake_provider: FakeProvider) -> None:
+    """Over-delivery (negative remains) and statuses we do not know are passed through as sent."""
+    body = '{"status": "Refunded", "charge": "1", "start_count": 5, "remains": "-12"}'
+    status = await fake_provider(json_reply(body)).status("1")
+    assert (status.status, status.remains, status.start_count) == ("Refunded", -12, 5)
+
+
+async def test_multi_status_leaves_no_requested_id_out(fake_provider: FakeProvider) -> None:
+    """An id the provider leaves out of a multi-status reply comes back as a refusal."""
+    body = '{"1": {"status": "Completed", "remains": 0}, "2": {"error": "Incorrect order ID"}}'
+    statuses = await fake_provider(json_reply(body)).multi_status(["1", "2", "3"])
+    assert statuses == {
+        "1": ProviderStatus(status="Completed", remains=0),
+        "2": ProviderRefused("Incorrect order ID"),
+        "3": ProviderRefused("Missing from provider reply"),
+    }
+
+
+async def test_cancel_accepts_every_spelling_of_yes(fake_provider: FakeProvider) -> None:
+    """Cancel results may be 1, "1" or true; an error object is a per-item refusal."""
+    body = """[{"order": 1, "cancel": 1}, {"order": "2", "cancel": "1"},
+               {"order": 3, "cancel": true}, {"order": 4, "cancel": {"error": "Nope"}}]"""
+    replies = await fake_provider(json_reply(body)).cancel(["1", "2", "3", "4"])
+    assert replies == {"1": True, "2": True, "3": True, "4": ProviderRefused("Nope")}
+
+
+@pytest.mark.parametrize(
+    ("body", "status_code", "error"),
+    [
+        ('{"error": "Incorrect order ID"}', 200, ProviderRefused),
+        ('{"error": "Bad request"}', 400, ProviderRefused),
+        ('{"error": "down"}', 503, ProviderUnavailable),
+        ("<html>502 Bad Gateway</html>", 502, ProviderUnavailable),
+        ("<html>Not Found</html>", 404, ProviderMalformed),
+        ('{"status": "x"}', 404, ProviderMalformed),
+        ("", 200, ProviderMalformed),
+        ("[1, 2]", 200, ProviderMalformed),
+        ('{"charge": "1"}', 200, ProviderMalformed),
+        ('{"status": 5}', 200, ProviderMalformed),
+        ('{"status": "Completed", "remains": "many"}', 200, ProviderMalformed),
+        ('{"status": "Completed", "remains": "1.5"}', 200, ProviderMalformed),
+        ('{"status": "Completed", "charge": "NaN"}', 200, ProviderMalformed),
+        ('{"status": "Completed", "charge": true}', 200, ProviderMalformed),
+    ],
+)
+async def test_odd_status_replies_become_typed_errors(
+    fake_provider: FakeProvider, body: str, status_code: int, error: type[Exception]
+) -> None:
+    """Every odd reply to a read is one typed error, never a KeyError or a crash."""
+    with pytest.raises(error):
+        await fake_provider(json_reply(body, status_code)).status("1")
+
+
+@pytest.mark.parametrize(
+    "body",
+    ['{"order": null}', "{}", '{"order": 1.5}', "[]", '{"order": 23501'],
+)
+async def test_garbled_add_reply_is_malformed(fake_provider: FakeProvider, body: str) -> None:
+    """An add reply without a usable order id is malformed: the outcome is unknown."""
+    with pytest.raises(ProviderMalformed):
+        await fake_provider(json_reply(body)).add("1", {"link": "x", "quantity": "10"})
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '[{"service": 1, "name": "A", "rate": "x", "min": 1, "max": 2}]',
+        '[{"service": 1, "name": "A", "rate": "1", "min": 1}]',
+        '[{"service": 1, "rate": "1", "min": 1, "max": 2, "cancel": "maybe"}]',
+        '{"services": []}',
+    ],
+)
+async def test_wrong_catalog_shapes_are_malformed(fake_provider: FakeProvider, body: str) -> None:
+    """A catalog entry with a bad rate, a missing bound or a bad flag is malformed."""
+    with pytest.raises(ProviderMalformed):
+        await fake_provider(json_reply(body)).services()
+
+
+async def test_a_connection_error_is_unavailable(fake_provider: FakeProvider) -> None:
+    """A transport failure is ProviderUnavailable, after the read's retries."""
+    calls: list[httpx.Request] = []
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        raise httpx.ConnectError("connection refused", request=request)
+
+    with pytest.raises(ProviderUnavailable):
+        await fake_provider(refuse).balance()
+    assert len(calls) == 3
+
+
+async def test_refusals_are_not_retried_and_requests_are_forms(fake_provider: FakeProvider) -> None:
+    """A refusal ends a read at once; every call is a form POST carrying key and action."""
+    calls: list[httpx.Request] = []
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(200, content=b'{"error": "Incorrect order ID"}')
+
+    with pytest.raises(ProviderRefused):
+        await fake_provider(refuse).status("42")
+    [request] = calls
+    assert request.method == "POST"
+    assert request.headers["content-type"] == "application/x-www-form-urlencoded"
+    assert request.content == b"key=k&action=status&order=42"
+
+
+async def test_malformed_reads_are_retried_until_they_parse(fake_provider: FakeProvider) -> None:
+    """A read that gets garbage and then a good reply succeeds on its retry."""
+    replies = iter([b"<html>", b'{"balance": "1.50000", "currency": "USD"}'])
+    balance = await fake_provider(
+        lambda request: httpx.Response(200, content=next(replies))
+    ).balance()
+    assert balance.balance == Decimal("1.5")
+
+
+async def test_id_lists_are_checked_before_any_request(fake_provider: FakeProvider) -> None:
+    """Too many ids, a bare string or an id with a comma is a caller error."""
+    client = fake_provider(json_reply("{}"))
+    with pytest.raises(ValueError):
+        await client.cancel([str(number) for number in range(101)])
+    with pytest.raises(TypeError):
+        await client.multi_status("123")
+    with pytest.raises(ValueError):
+        await client.refill(["1,2"])

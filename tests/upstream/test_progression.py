@@ -1,0 +1,94 @@
+"""Orders move through the lifecycle: by hand with /control/tick, or on their own when auto."""
+
+import asyncio
+from typing import Any
+
+import httpx
+from upstream_helpers import API_KEY, control_orders, running_server, wait_until_terminal
+
+from boost_ledger.upstream import ProviderClient, create_simulator_app
+from boost_ledger.upstream.sim_actions import add
+from boost_ledger.upstream.sim_progression import tick
+from boost_ledger.upstream.sim_state import SimulatorState
+
+FOLLOWERS = {"link": "https://instagram.com/someone", "quantity": "1000"}
+
+
+async def test_ticks_walk_an_order_to_its_end(
+    provider: ProviderClient, control: httpx.AsyncClient
+) -> None:
+    """Pending → Processing → In progress with falling remains → Completed (0) or Partial (>0)."""
+    order_id = await provider.add("1", FOLLOWERS)
+    seen = [await provider.status(order_id)]
+    for _ in range(8):
+        await control.post("/tick")
+        seen.append(await provider.status(order_id))
+    statuses = [status.status for status in seen]
+    assert statuses[:3] == ["Pending", "Processing", "In progress"]
+    assert seen[2].start_count is not None and seen[2].start_count >= 0
+    final = seen[-1]
+    assert final.status in {"Completed", "Partial"}
+    assert final.remains == 0 if final.status == "Completed" else 0 < (final.remains or 0) < 1000
+    remains = [status.remains or 0 for status in seen]
+    assert remains == sorted(remains, reverse=True)
+
+
+async def test_drip_feed_delivers_one_run_per_step(
+    provider: ProviderClient, control: httpx.AsyncClient
+) -> None:
+    """A drip-feed order counts its runs, delivering quantity/runs each step while in progress."""
+    await provider.add("1", {**FOLLOWERS, "quantity": "100", "runs": "4", "interval": "5"})
+    await control.post("/tick", json={"steps": 3})
+    [order] = await control_orders(control)
+    assert (order["status"], order["runs_done"], order["remains"]) == ("In progress", 1, 300)
+
+
+async def test_nothing_moves_while_progression_is_off(
+    provider: ProviderClient, control: httpx.AsyncClient
+) -> None:
+    """With autoprogress off, an order stays where it is however long we wait."""
+    order_id = await provider.add("1", FOLLOWERS)
+    await asyncio.sleep(0.2)  # four of the shared simulator's 0.05 s ticks
+    assert (await provider.status(order_id)).status == "Pending"
+
+
+async def test_progression_can_be_switched_on_at_run_time(
+    provider: ProviderClient, control: httpx.AsyncClient
+) -> None:
+    """POST /control/progression {"auto": true} makes orders finish without manual ticks."""
+    order_id = await provider.add("1", FOLLOWERS)
+    assert (await control.post("/progression", json={"auto": True})).json() == {"auto": True}
+    assert await wait_until_terminal(provider, [order_id])
+
+
+async def test_autoprogress_from_creation_finishes_orders() -> None:
+    """A simulator created with autoprogress on finishes orders on its own, tick after tick."""
+    app = create_simulator_app(api_key=API_KEY, autoprogress=True, tick_s=0.02, seed=3)
+    async with running_server(app) as base_url:
+        client = ProviderClient(f"{base_url}/api/v2", API_KEY, timeout_s=2.0)
+        try:
+            order_ids = [await client.add("3", {"link": "x", "quantity": "500"}) for _ in range(5)]
+            statuses = await wait_until_terminal(client, order_ids)
+            assert set(statuses) == set(order_ids)
+        finally:
+            await client.aclose()
+
+
+def _history(seed: int) -> list[tuple[Any, ...]]:
+    state = SimulatorState(api_key="k", tick_s=1.0, initial_autoprogress=False, seed=seed)
+    for _ in range(200):
+        assert "order" in add(state, {"service": "3", "link": "x", "quantity": "1000"})
+    for _ in range(6):
+        tick(state)
+    return [(o.status, o.remains, o.start_count) for o in state.orders.values()]
+
+
+def test_progression_is_deterministic_and_about_one_in_five_is_partial() -> None:
+    """The same seed gives the same history; roughly a fifth of orders end Partial."""
+    history = _history(seed=11)
+    assert history == _history(seed=11)
+    assert history != _history(seed=12)
+    statuses = [status for status, _, _ in history]
+    assert set(statuses) == {"Completed", "Partial"}
+    assert 20 <= statuses.count("Partial") <= 60
+    assert all(remains > 0 for status, remains, _ in history if status == "Partial")
