@@ -30,3 +30,15 @@ async def open_pool(
         yield pool
     finally:
         await pool.close()
+
+
+@asynccontextmanager
+async def open_owner_connection(settings: Settings) -> AsyncIterator[asyncpg.Connection[Any]]:
+    """One connection as the schema's owner (rebuilds swap tables; audits read everything)."""
+    dsn = await postgres.prepare_dsn(settings.database_url, settings.data_dir)
+    await migrations.migrate(dsn)
+    connection = await postgres.owner_connection(dsn)
+    try:
+        yield connection
+    finally:
+        await connection.close()

@@ -1,7 +1,9 @@
 """The migration runner: numbered SQL files of ``sql/``, applied in order, each exactly once.
 
 One runner at a time holds an advisory lock; each file runs in its own transaction together with
-its row in ``schema_migrations``, so a failing file leaves nothing behind.
+its row in ``schema_migrations``, so a failing file leaves nothing behind. Every run then
+realigns the feed's clock (``feed_epoch_realign()``, see ``sql/0009_feed_epoch.sql``), which is
+a no-op unless the database was restored from another cluster.
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ import asyncpg
 
 _LOCK_KEY = 0x626F6F7374  # "boost": one migration runner per database at a time.
 _FILE_PATTERN = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+class MigrationError(RuntimeError):
+    """The database's migrations disagree with this build's (e.g. a file edited after use)."""
 
 
 @dataclass(frozen=True)
@@ -56,7 +62,9 @@ async def migrate(dsn: str, directory: Path | None = None) -> list[str]:
     try:
         await connection.execute("select pg_advisory_lock($1)", _LOCK_KEY)
         try:
-            return await _apply_pending(connection, load_migrations(directory))
+            applied = await _apply_pending(connection, load_migrations(directory))
+            await realign_feed_epoch(connection)
+            return applied
         finally:
             await connection.execute("select pg_advisory_unlock($1)", _LOCK_KEY)
     finally:
@@ -82,9 +90,8 @@ async def _apply_pending(
     for migration in migrations:
         if migration.number in applied:
             if applied[migration.number] != migration.checksum:
-                raise RuntimeError(
-                    f"migration {migration.number:04d}_{migration.name} changed after it was applied"
-                )
+                name = f"{migration.number:04d}_{migration.name}"
+                raise MigrationError(f"migration {name} changed after it was applied")
             continue
         async with connection.transaction():
             await connection.execute(migration.sql)
@@ -96,6 +103,20 @@ async def _apply_pending(
             )
         done.append(f"{migration.number:04d}_{migration.name}")
     return done
+
+
+async def realign_feed_epoch(connection: asyncpg.Connection[Any]) -> int | None:
+    """Move the feed clock past a log restored from another cluster; the offset in force.
+
+    ``None`` when the migration that defines the clock is not part of this schema.
+    """
+    defined = await connection.fetchval(
+        "select to_regprocedure('feed_epoch_realign()') is not null"
+    )
+    if not defined:
+        return None
+    offset: int = await connection.fetchval("select feed_epoch_realign()")
+    return offset
 
 
 async def pending_count(connection: asyncpg.Connection[Any]) -> int:

@@ -113,14 +113,27 @@ async def prepare_dsn(database_url: str | None, data_dir: Path) -> str:
     return with_database(dsn, DATABASE_NAME)
 
 
-async def init_connection(connection: asyncpg.Connection[Any]) -> None:
-    """Per-connection setup: jsonb as msgspec JSON, and the application's restricted role."""
+async def set_json_codec(connection: asyncpg.Connection[Any]) -> None:
+    """jsonb values travel as msgspec JSON."""
     await connection.set_type_codec(
         "jsonb",
         schema="pg_catalog",
         encoder=lambda value: _json_encoder.encode(value).decode(),
         decoder=msgspec.json.decode,
     )
+
+
+async def owner_connection(dsn: str) -> asyncpg.Connection[Any]:
+    """A connection as the database's owner (for rebuilds and audits), with no statement cache
+    so that nothing prepared against one table outlives a swap."""
+    connection = await asyncpg.connect(dsn, timeout=10, statement_cache_size=0)
+    await set_json_codec(connection)
+    return connection
+
+
+async def init_connection(connection: asyncpg.Connection[Any]) -> None:
+    """Per-connection setup: jsonb as msgspec JSON, and the application's restricted role."""
+    await set_json_codec(connection)
     has_role = await connection.fetchval(
         "select pg_has_role(current_user, $1, 'MEMBER')"
         " from pg_roles where rolname = $1",

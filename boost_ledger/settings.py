@@ -61,13 +61,26 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         for name, variable in _VARIABLES.items():
             if variable in env and env[variable] != "":
                 values[name] = env[variable]
-        return msgspec.convert(values, cls, strict=False, dec_hook=_decode_hook)
+        try:
+            return msgspec.convert(values, cls, strict=False, dec_hook=_decode_hook)
+        except msgspec.ValidationError as error:
+            raise ValueError(_explain(error, values)) from None
 
 
 def _decode_hook(target: type, value: object) -> object:
     if target is Path and isinstance(value, str):
         return Path(value)
     raise NotImplementedError(f"cannot read {target} from the environment")
+
+
+def _explain(error: msgspec.ValidationError, values: Mapping[str, object]) -> str:
+    """The refusal in the operator's terms: the variable and its value, not the field."""
+    message = str(error)
+    field = message.rpartition("at `$.")[2].rstrip("`")
+    if field in _VARIABLES and field in values:
+        reason = message.rpartition(" - at ")[0]
+        return f"{_VARIABLES[field]}={values[field]!r} is not valid: {reason}"
+    return f"invalid settings: {message}"
 
 
 _VARIABLES = {

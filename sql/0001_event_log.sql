@@ -35,7 +35,10 @@ $$;
 
 -- Each event's hash chains it to the previous event of its stream:
 -- sha256(previous hash || canonical bytes), the first event of a stream chaining to nothing.
--- Versions must be contiguous, so the previous event must exist for any version above 1.
+-- Versions must be contiguous, so the previous event must exist for any version above 1. A gap is
+-- what an append sees when it expected a version the stream has not reached (or another writer's
+-- uncommitted event holds the version before it): retryable (40001), and named by the constraint
+-- `events_version_contiguous` so that the store reports it as a concurrency conflict.
 create function events_chain_hash() returns trigger
 language plpgsql
 as $$
@@ -50,7 +53,7 @@ begin
          where e.stream_id = new.stream_id and e.version = new.version - 1;
         if not found then
             raise exception 'stream % has no version % to follow', new.stream_id, new.version - 1
-                using errcode = '40001';
+                using errcode = '40001', constraint = 'events_version_contiguous';
         end if;
     end if;
     new.hash := sha256(previous_hash

@@ -14,7 +14,7 @@ create table accounts (
 -- revokes the previous in the same transaction.
 create table api_keys (
     key_id     text        primary key,
-    account_id bigint      not null references accounts (account_id),
+    account_id bigint      not null,
     key_hash   bytea       not null unique,
     abilities  text[]      not null,
     issued_at  timestamptz not null,

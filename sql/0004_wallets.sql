@@ -3,7 +3,7 @@
 -- check constraint makes a negative balance impossible whatever the code does.
 
 create table wallets (
-    account_id    bigint  primary key references accounts (account_id),
+    account_id    bigint  primary key,
     balance_kobo  bigint  not null check (balance_kobo >= 0),
     credited_kobo bigint  not null default 0 check (credited_kobo >= 0),
     debited_kobo  bigint  not null default 0 check (debited_kobo >= 0),

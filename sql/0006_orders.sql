@@ -1,11 +1,12 @@
 -- Orders: the inline projection of the `order-<id>` streams, with the service snapshot taken at
--- checkout (a later price change never alters an order's charge or refund).
+-- checkout (a later price change never alters an order's charge or refund). Projection tables
+-- carry no foreign keys to one another: each read model is rebuilt and swapped on its own.
 
 create sequence order_id_seq start with 100000001;
 
 create table orders (
     order_id            bigint      primary key,
-    account_id          bigint      not null references accounts (account_id),
+    account_id          bigint      not null,
     idempotency_key     text        not null,
     fingerprint         bytea       not null,
     service_id          text        not null,
@@ -43,10 +44,10 @@ create index orders_unknown_idx on orders (order_id) where submission = 'unknown
 -- Idempotency records: one per (account, key), holding the request's fingerprint and the exact
 -- bytes of the first answer so that a retry gets it back byte for byte.
 create table idempotency_keys (
-    account_id      bigint  not null references accounts (account_id),
+    account_id      bigint  not null,
     idempotency_key text    not null,
     fingerprint     bytea   not null,
-    order_id        bigint  not null unique references orders (order_id),
+    order_id        bigint  not null unique,
     status_code     integer not null,
     response        bytea   not null,
     primary key (account_id, idempotency_key)
@@ -55,7 +56,7 @@ create table idempotency_keys (
 -- Operational state of the poller, deliberately outside the projections: when an order was
 -- last asked about is not a fact of the ledger.
 create table order_polls (
-    order_id        bigint      primary key references orders (order_id),
+    order_id        bigint      primary key,
     next_check_at   timestamptz not null,
     last_checked_at timestamptz,
     failures        integer     not null default 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -22,6 +23,8 @@ from boost_ledger.projections.views import order_view
 MAX_IDEMPOTENCY_KEY_LENGTH = 100
 MAX_ORDER_ID = 2**63 - 1
 _PRICE_KEYS = ("price", "charge", "amount")
+_POSITIVE_INTEGER = re.compile(r"0*([1-9][0-9]{0,17})")
+_ORDER_ID = re.compile(r"[1-9][0-9]{0,18}")
 
 
 def order_not_found() -> ApiError:
@@ -41,7 +44,8 @@ def _checked_header_fields(body: dict[str, Any]) -> tuple[str, str]:
     elif not key.isprintable() or not key.strip():
         errors["idempotency_key"] = ["The idempotency_key must contain printable characters only."]
     service_id = body.get("service_id")
-    if service_id is None:
+    # As for every other field (ledger/order_types.py), null and blank strings count as missing.
+    if service_id is None or (isinstance(service_id, str) and not service_id.strip()):
         errors["service_id"] = ["The service_id field is required."]
     elif isinstance(service_id, bool) or not isinstance(service_id, str | int):
         errors["service_id"] = ["The service_id must be a string."]
@@ -64,7 +68,9 @@ def _translate(error: Exception) -> ApiError:
     if isinstance(error, checkout_module.InsufficientBalance):
         return ApiError(402, "INSUFFICIENT_BALANCE", "Insufficient wallet balance.")
     if isinstance(error, checkout_module.IdempotencyKeyReused):
-        return ApiError(409, "IDEMPOTENCY_KEY_REUSED", "The key was used for a different request body.")
+        return ApiError(
+            409, "IDEMPOTENCY_KEY_REUSED", "The key was used for a different request body."
+        )
     if isinstance(error, checkout_module.IdempotencyKeyInProgress):
         return ApiError(
             409, "IDEMPOTENCY_KEY_IN_PROGRESS", "The same key is still processing. Retry shortly.",
@@ -106,11 +112,18 @@ def _metadata(request: Request, principal: Principal) -> dict[str, Any]:
 
 
 def _positive_int(text: str | None, name: str, default: int, maximum: int) -> int:
+    """A query parameter as an integer in 1..maximum, or 422.
+
+    ASCII digits only: ``str.isdigit`` also accepts digits such as "²" that ``int`` refuses.
+    Leading zeros are allowed but never count towards the bound, and the significant digits are
+    capped before ``int`` sees them, so no value can slip past ``maximum`` or overflow a bigint.
+    """
     if text is None:
         return default
-    if not text.isdigit() or not 1 <= int(text[:12]) <= maximum:
+    match = _POSITIVE_INTEGER.fullmatch(text)
+    if match is None or int(match[1]) > maximum:
         raise validation_failed({name: [f"The {name} must be an integer from 1 to {maximum}."]})
-    return int(text)
+    return int(match[1])
 
 
 _ORDER_COLUMNS = """
@@ -126,10 +139,12 @@ async def list_orders(request: Request) -> Response:
     page = _positive_int(request.query_params.get("page"), "page", 1, 1_000_000)
     status = request.query_params.get("status")
     if status is not None and status not in ORDER_STATUSES:
-        raise validation_failed({"status": [f"The status must be one of {', '.join(ORDER_STATUSES)}."]})
+        allowed = ", ".join(ORDER_STATUSES)
+        raise validation_failed({"status": [f"The status must be one of {allowed}."]})
     async with runtime.pool.acquire() as connection:
         total = await connection.fetchval(
-            "select count(*) from orders where account_id = $1 and ($2::text is null or status = $2)",
+            "select count(*) from orders where account_id = $1"
+            " and ($2::text is null or status = $2)",
             principal.account_id,
             status,
         )
@@ -156,8 +171,14 @@ def _paginated(data: list[Any], meta: dict[str, int]) -> Response:
 
 
 def parse_order_id(request: Request) -> int:
+    """The path's order id, or the same 404 as for someone else's order.
+
+    Only the canonical decimal form names an order: ASCII digits, no sign, no leading zero
+    (``str.isdigit`` would let "²" through to ``int`` and a 500, and other scripts' digits or a
+    leading zero would give one order several names).
+    """
     text = request.path_params["order_id"]
-    if not text.isdigit() or len(text) > 19 or int(text) > MAX_ORDER_ID:
+    if _ORDER_ID.fullmatch(text) is None or int(text) > MAX_ORDER_ID:
         raise order_not_found()
     return int(text)
 

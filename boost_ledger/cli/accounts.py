@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from boost_ledger.cli.common import CommandError, account_id_argument, database, print_json
+from boost_ledger.cli.common import (
+    CommandError,
+    account_id_argument,
+    connection,
+    print_json,
+)
 from boost_ledger.ledger import accounts
 from boost_ledger.ledger.keys import ABILITIES, parse_abilities
 
@@ -25,7 +30,9 @@ def register(commands: Any) -> None:
 
     keys = commands.add_parser("keys", help="issue API keys")
     key_actions = keys.add_subparsers(dest="action", required=True, metavar="ACTION")
-    rotate = key_actions.add_parser("rotate", help="issue a new key; the previous one stops working")
+    rotate = key_actions.add_parser(
+        "rotate", help="issue a new key; the previous one stops working"
+    )
     rotate.add_argument("account_id", type=account_id_argument)
     rotate.add_argument("--abilities", help=f"comma list of {', '.join(ABILITIES)} (default: all)")
     rotate.add_argument("--json", action="store_true")
@@ -41,9 +48,11 @@ def _abilities(text: str | None) -> list[str]:
 
 async def _create(arguments: argparse.Namespace) -> int:
     abilities = _abilities(arguments.abilities)
-    async with database() as pool, pool.acquire() as connection:
+    async with connection() as open_connection:
         try:
-            account_id, key = await accounts.open_account(connection, arguments.name, abilities)
+            account_id, key = await accounts.open_account(
+                open_connection, arguments.name, abilities
+            )
         except ValueError as error:
             raise CommandError(str(error)) from None
     if arguments.json:
@@ -56,9 +65,9 @@ async def _create(arguments: argparse.Namespace) -> int:
 
 async def _rotate(arguments: argparse.Namespace) -> int:
     abilities = _abilities(arguments.abilities)
-    async with database() as pool, pool.acquire() as connection:
+    async with connection() as open_connection:
         try:
-            key = await accounts.rotate_key(connection, arguments.account_id, abilities)
+            key = await accounts.rotate_key(open_connection, arguments.account_id, abilities)
         except accounts.AccountNotFound as error:
             raise CommandError(str(error), exit_code=1) from None
     if arguments.json:
@@ -71,10 +80,10 @@ async def _rotate(arguments: argparse.Namespace) -> int:
 
 
 async def _standing(arguments: argparse.Namespace) -> int:
-    async with database() as pool, pool.acquire() as connection:
+    async with connection() as open_connection:
         try:
             changed = await accounts.change_standing(
-                connection, arguments.account_id, arguments.change
+                open_connection, arguments.account_id, arguments.change
             )
         except accounts.AccountNotFound as error:
             raise CommandError(str(error), exit_code=1) from None

@@ -8,7 +8,7 @@ import json
 import sys
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 
@@ -35,13 +35,31 @@ def run(coroutine: Coroutine[Any, Any, int]) -> int:
         return asyncio.run(coroutine)
 
 
+def settings_from_env() -> Settings:
+    """The settings, or a one-line refusal naming the bad variable."""
+    try:
+        return Settings.from_env()
+    except ValueError as error:
+        raise CommandError(str(error)) from None
+
+
 @asynccontextmanager
 async def database(settings: Settings | None = None) -> AsyncIterator[asyncpg.Pool[Any]]:
     """A small pool for one operator command (migrating first, like the server does)."""
-    base = settings or Settings.from_env()
+    base = settings or settings_from_env()
     small = Settings(**{**_fields(base), "pool_min_size": 1, "pool_max_size": 4})
     async with open_pool(small, application_name="boost-cli") as pool:
         yield pool
+
+
+@asynccontextmanager
+async def connection(settings: Settings | None = None) -> AsyncIterator[asyncpg.Connection[Any]]:
+    """One connection for one operator command, typed as the ledger's functions expect.
+
+    A pool hands out a proxy that forwards every call to its connection; the cast says so.
+    """
+    async with database(settings) as pool, pool.acquire() as proxy:
+        yield cast("asyncpg.Connection[Any]", proxy)
 
 
 def _fields(settings: Settings) -> dict[str, Any]:

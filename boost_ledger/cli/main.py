@@ -6,10 +6,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from boost_ledger.cli import accounts, catalog, orders, serving, wallet
+from boost_ledger.cli import accounts, audit, catalog, orders, projections, serving, wallet
 from boost_ledger.cli.common import CommandError, run
+from boost_ledger.migrations import MigrationError
 
-COMMAND_MODULES = (serving, accounts, wallet, catalog, orders)
+COMMAND_MODULES = (serving, accounts, wallet, catalog, orders, projections, audit)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,6 +32,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as error:
         print(f"boost: {error}", file=sys.stderr)
         return error.exit_code
+    except MigrationError as error:
+        print(f"boost: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 

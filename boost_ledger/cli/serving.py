@@ -1,4 +1,4 @@
-"""``boost serve`` and ``boost migrate``."""
+"""``boost serve``, ``boost migrate``, ``boost worker`` and ``boost simulator``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from types import FrameType
 from typing import Any
 
 from boost_ledger import migrations, postgres
+from boost_ledger.cli.common import settings_from_env
 from boost_ledger.server import serve, work
 from boost_ledger.settings import Settings
 
@@ -40,7 +41,7 @@ async def _serve(arguments: argparse.Namespace) -> int:
     # run, so the embedded PostgreSQL this process started would never be stopped. Turning the
     # signal into SystemExit (also during start-up) unwinds the pool and runs those hooks.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    settings = Settings.from_env()
+    settings = settings_from_env()
     overrides: dict[str, Any] = {}
     if arguments.host:
         overrides["host"] = arguments.host
@@ -54,7 +55,7 @@ async def _serve(arguments: argparse.Namespace) -> int:
 
 
 async def _migrate(arguments: argparse.Namespace) -> int:
-    settings = Settings.from_env()
+    settings = settings_from_env()
     dsn = await postgres.prepare_dsn(settings.database_url, settings.data_dir)
     applied = await migrations.migrate(dsn)
     print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
@@ -62,7 +63,8 @@ async def _migrate(arguments: argparse.Namespace) -> int:
 
 
 async def _worker(arguments: argparse.Namespace) -> int:
-    await work(Settings.from_env())
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # as for serve: let the exit hooks run
+    await work(settings_from_env())
     return 0
 
 
@@ -71,7 +73,7 @@ async def _simulator(arguments: argparse.Namespace) -> int:
 
     from boost_ledger.upstream.simulator import create_simulator_app
 
-    settings = Settings.from_env()
+    settings = settings_from_env()
     app = create_simulator_app(api_key=settings.provider_key)
     config = uvicorn.Config(
         app,

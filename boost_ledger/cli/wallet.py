@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from boost_ledger.cli.common import CommandError, account_id_argument, database, print_json
+from boost_ledger.cli.common import (
+    CommandError,
+    account_id_argument,
+    connection,
+    database,
+    print_json,
+)
 from boost_ledger.ledger import wallet
 from boost_ledger.ledger.accounts import AccountNotFound
 from boost_ledger.ledger.money import format_kobo, parse_naira
@@ -37,10 +43,10 @@ def _amount(text: str) -> int:
 
 async def _credit(arguments: argparse.Namespace) -> int:
     amount_kobo = _amount(arguments.amount)
-    async with database() as pool, pool.acquire() as connection:
+    async with connection() as open_connection:
         try:
             result = await wallet.credit(
-                connection, arguments.account_id, amount_kobo, arguments.reference
+                open_connection, arguments.account_id, amount_kobo, arguments.reference
             )
         except AccountNotFound as error:
             raise CommandError(str(error), exit_code=1) from None
@@ -50,7 +56,8 @@ async def _credit(arguments: argparse.Namespace) -> int:
         print_json({"credited": result.credited, "amount": format_kobo(result.amount_kobo),
                     "balance": format_kobo(result.balance_kobo)})
     elif result.credited:
-        print(f"credited {format_kobo(amount_kobo)} NGN; balance {format_kobo(result.balance_kobo)} NGN")
+        print(f"credited {format_kobo(amount_kobo)} NGN;"
+              f" balance {format_kobo(result.balance_kobo)} NGN")
     else:
         print(f"reference {arguments.reference!r} was already credited"
               f" ({format_kobo(result.amount_kobo)} NGN); nothing changed;"
@@ -67,7 +74,7 @@ async def _show(arguments: argparse.Namespace) -> int:
         )
     if row is None:
         raise CommandError(f"no account {arguments.account_id}", exit_code=1)
-    figures = {name.removesuffix("_kobo"): format_kobo(row[name]) for name in row.keys()}
+    figures = {name.removesuffix("_kobo"): format_kobo(value) for name, value in row.items()}
     if arguments.json:
         print_json({"account_id": str(arguments.account_id), "currency": "NGN", **figures})
     else:

@@ -52,7 +52,11 @@ async def open_account(
         await commit(
             connection,
             [
-                NewEvent(stream_id=stream, version=1, event=AccountOpened(account_id=account_id, name=name)),
+                NewEvent(
+                    stream_id=stream,
+                    version=1,
+                    event=AccountOpened(account_id=account_id, name=name),
+                ),
                 NewEvent(stream_id=stream, version=2, event=_key_event(account_id, key, abilities)),
             ],
             {"actor": actor},
@@ -61,7 +65,7 @@ async def open_account(
 
 
 async def _locked_account(connection: asyncpg.Connection[Any], account_id: int) -> asyncpg.Record:
-    row = await connection.fetchrow(
+    row: asyncpg.Record | None = await connection.fetchrow(
         "select status, version from accounts where account_id = $1 for update", account_id
     )
     if row is None:
@@ -70,7 +74,10 @@ async def _locked_account(connection: asyncpg.Connection[Any], account_id: int) 
 
 
 async def rotate_key(
-    connection: asyncpg.Connection[Any], account_id: int, abilities: list[str], actor: str = "operator"
+    connection: asyncpg.Connection[Any],
+    account_id: int,
+    abilities: list[str],
+    actor: str = "operator",
 ) -> GeneratedKey:
     """Issue a new key; the previous one stops working when this transaction commits."""
     key = new_key()
@@ -103,7 +110,10 @@ def decide_standing(account_id: int, status: str, change: StandingChange) -> Eve
 
 
 async def change_standing(
-    connection: asyncpg.Connection[Any], account_id: int, change: StandingChange, actor: str = "operator"
+    connection: asyncpg.Connection[Any],
+    account_id: int,
+    change: StandingChange,
+    actor: str = "operator",
 ) -> bool:
     """Apply a standing change; False when it changed nothing."""
     async with connection.transaction():
@@ -113,7 +123,11 @@ async def change_standing(
             return False
         await commit(
             connection,
-            [NewEvent(stream_id=account_stream(account_id), version=row["version"] + 1, event=event)],
+            [
+                NewEvent(
+                    stream_id=account_stream(account_id), version=row["version"] + 1, event=event
+                )
+            ],
             {"actor": actor},
         )
     return True

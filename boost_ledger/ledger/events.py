@@ -194,6 +194,21 @@ class OrderCanceled(Event, frozen=True, kw_only=True):
     reason: str
 
 
+# ---- audit-seals ---------------------------------------------------------------------------
+
+
+class LedgerSealed(Event, frozen=True, kw_only=True):
+    """A checkpoint over the feed: ``digest`` = sha256 of the hashes of every event with
+    ``global_position <= position``, in position order. Any later change to them shows."""
+
+    position: int
+    events: int
+    digest: str
+
+
+SEAL_STREAM = "audit-seals"
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
     for cls in (
@@ -218,6 +233,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CancelRequested,
         CancelRejected,
         OrderCanceled,
+        LedgerSealed,
     )
 }
 

@@ -163,6 +163,37 @@ async def settle_submission(
     return True
 
 
+async def settle_reply(
+    connection: asyncpg.Connection[Any], order_id: int, outcome: dict[str, str]
+) -> str:
+    """Record the submitter's own outcome of its attempt (one key of ``settle_submission``).
+
+    Returns "settled"; or "reconciled" when the sweeper had meanwhile given the attempt up as
+    unknown and the late reply says what happened (an order the provider accepted must not be
+    forgotten); or "ignored" when an operator settled it first, or the reply is itself unknown.
+    """
+    assert len(outcome) == 1, outcome
+
+    async def settle(**how: str) -> bool:
+        return await settle_submission(
+            connection,
+            order_id,
+            provider_order_id=outcome.get("provider_order_id"),
+            refused=outcome.get("refused"),
+            unknown=outcome.get("unknown"),
+            deferred=outcome.get("deferred"),
+            **how,
+        )
+
+    if await settle():
+        return "settled"
+    if "unknown" not in outcome and await settle(
+        actor="reconciler", expected_submission="unknown"
+    ):
+        return "reconciled"
+    return "ignored"
+
+
 async def mark_abandoned_attempts(connection: asyncpg.Connection[Any], older_than_s: float) -> int:
     """Attempts left by a crashed process become SubmissionUnknown (never resubmitted blindly)."""
     rows = await connection.fetch(

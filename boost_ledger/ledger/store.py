@@ -3,11 +3,28 @@
 Appends name the version each event will take in its stream (expected version + 1, + 2 ...);
 the ``unique (stream_id, version)`` constraint turns a lost race into ``ConcurrencyConflict``,
 and a deterministic ``event_id`` turns a repeated "at most once" fact into ``DuplicateEvent``.
-Both abort the caller's transaction, which is the point: one decision, one transaction.
+Both abort the caller's transaction, which is the point: one decision, one transaction. An append
+past the stream's end (a version gap, or a version whose predecessor another writer has not yet
+committed) is refused by the log's trigger and also reported as ``ConcurrencyConflict``.
+
+The global feed is read in ``(transaction_id, global_position)`` order and only below the oldest
+transaction still running, so a slow transaction's events are never passed over (see
+``read_feed``). ``transaction_id`` is a *feed clock*: the inserting transaction's id plus
+``feed_epoch.xid_offset``, stamped by a trigger (``sql/0009_feed_epoch.sql``). Transaction ids
+belong to a cluster, and a dump restored into another cluster brings ids that cluster has not
+reached: without the offset its new events would sort before the restored history and a reader
+resuming from a restored checkpoint would skip them. A visible row at or past the current clock
+can only come from another cluster; while one exists the trigger refuses appends (stuck, never
+wrong), and the migration runner, which every ``boost`` process runs at start, calls
+``feed_epoch_realign()`` to move the offset past the newest row. Until then the reader simply does
+not return the restored rows beyond its horizon; afterwards history comes first, then the new
+events, and checkpoints taken before the dump resume exactly. Restore into a quiet database (no
+appends while ``pg_restore`` runs), as one does anyway.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
@@ -61,6 +78,11 @@ async def append(
         )
     except asyncpg.UniqueViolationError as error:
         raise _translate(error, new_events) from error
+    except asyncpg.SerializationError as error:
+        conflict = _gap(error, new_events)
+        if conflict is None:
+            raise
+        raise conflict from error
     by_id = {row["event_id"]: row for row in rows}
     recorded = []
     for event_id, item in zip(ids, new_events, strict=True):
@@ -81,15 +103,34 @@ async def append(
     return recorded
 
 
+# "Key (stream_id, version)=(wallet-1001, 3) already exists."
+_TAKEN_VERSION = re.compile(r"\(stream_id, version\)=\((?P<stream>.*), (?P<version>\d+)\)")
+_GAP_CONSTRAINT = "events_version_contiguous"
+
+
 def _translate(error: asyncpg.UniqueViolationError, events: Sequence[NewEvent]) -> Exception:
     constraint = getattr(error, "constraint_name", "") or ""
     if "event_id" in constraint:
         return DuplicateEvent(str(error.detail or error))
+    taken = _TAKEN_VERSION.search(error.detail or "")
+    if taken is not None:
+        return ConcurrencyConflict(taken["stream"], int(taken["version"]))
     first = events[0]
     return ConcurrencyConflict(first.stream_id, first.version)
 
 
-_SELECT_COLUMNS = (
+def _gap(error: asyncpg.SerializationError, events: Sequence[NewEvent]) -> Exception | None:
+    """The trigger's refusal of a version gap, as a conflict; None for any other 40001."""
+    if getattr(error, "constraint_name", None) != _GAP_CONSTRAINT:
+        return None
+    message = str(error)
+    for item in events:
+        if f"stream {item.stream_id} has no version {item.version - 1} " in f"{message} ":
+            return ConcurrencyConflict(item.stream_id, item.version)
+    return ConcurrencyConflict(events[0].stream_id, events[0].version)
+
+
+SELECT_COLUMNS = (
     "global_position, event_id, stream_id, version, type, data, metadata,"
     " transaction_id::text::bigint as transaction_id, recorded_at, hash"
 )
@@ -114,7 +155,7 @@ async def read_stream(
 ) -> list[RecordedEvent]:
     """A stream's events in version order (bounded: streams here stay short)."""
     rows = await connection.fetch(
-        f"select {_SELECT_COLUMNS} from events where stream_id = $1 order by version limit $2",
+        f"select {SELECT_COLUMNS} from events where stream_id = $1 order by version limit $2",
         stream_id,
         limit,
     )
@@ -128,10 +169,15 @@ class FeedPosition(msgspec.Struct, frozen=True):
     global_position: int = 0
 
 
+# The horizon is the snapshot's xmin on the feed clock: every transaction below it has ended, so
+# no row can appear below it later. It is computed in the query itself, from the same snapshot
+# that decides which rows are visible.
 _FEED = f"""
-select {_SELECT_COLUMNS} from events
+select {SELECT_COLUMNS} from events
 where (transaction_id, global_position) > ($1::text::xid8, $2)
-  and transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+  and transaction_id < (
+      select (pg_snapshot_xmin(pg_current_snapshot())::text::bigint + xid_offset)::text::xid8
+        from feed_epoch)
 order by transaction_id, global_position
 limit $3
 """
@@ -146,7 +192,8 @@ async def read_feed(
     by position alone would pass over the rows of a slower transaction. Rows are read in
     (transaction_id, global_position) order and only from transactions older than every
     transaction still running (the snapshot's xmin), so nothing can later appear behind the
-    returned batch.
+    returned batch. Run it outside a transaction that has written (or in a fresh one): a
+    transaction's own events only show once it has ended.
     """
     assert 0 < limit <= FEED_BATCH_MAX
     rows = await connection.fetch(

@@ -29,7 +29,8 @@ def check_credit(amount_kobo: int, reference: str) -> None:
         raise ValueError("the amount must be positive")
     if amount_kobo > MAX_CREDIT_KOBO:
         raise ValueError("the amount is too large")
-    if not reference.strip() or len(reference) > MAX_REFERENCE_LENGTH or not reference.isprintable():
+    too_long = len(reference) > MAX_REFERENCE_LENGTH
+    if not reference.strip() or too_long or not reference.isprintable():
         raise ValueError(f"a reference is 1 to {MAX_REFERENCE_LENGTH} printable characters")
 
 

@@ -10,6 +10,7 @@ key and a blind retry could buy the same order twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 import asyncpg
@@ -54,9 +55,15 @@ async def submit_one(pool: asyncpg.Pool[Any], provider: ProviderClient) -> str |
         log.exception("submit.unexpected", order_id=claimed.order_id)
         outcome = {"unknown": f"unexpected {type(error).__name__}"}
     async with pool.acquire() as connection:
-        await fulfilment.settle_submission(connection, claimed.order_id, **outcome)  # type: ignore[arg-type]
+        recorded = await fulfilment.settle_reply(connection, claimed.order_id, outcome)
     kind = next(iter(outcome))
-    log.info("submit.settled", order_id=claimed.order_id, outcome=kind)
+    if recorded == "settled":
+        log.info("submit.settled", order_id=claimed.order_id, outcome=kind)
+    elif recorded == "reconciled":
+        log.warning("submit.reconciled_late_reply", order_id=claimed.order_id, **outcome)
+    else:
+        # An operator settled it meanwhile; this line lets them compare with what the provider said.
+        log.error("submit.late_reply_not_recorded", order_id=claimed.order_id, **outcome)
     return kind
 
 
@@ -100,7 +107,5 @@ async def run(
             continue
         if len(outcomes) >= MAX_BATCH:
             continue
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wakeup.wait(), timeout=sweep_interval_s)
-        except TimeoutError:
-            pass

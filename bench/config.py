@@ -1,0 +1,44 @@
+"""What one run measures and for how long: the full default run and the ``--quick`` one."""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class BenchConfig(msgspec.Struct, frozen=True, kw_only=True):
+    concurrencies: tuple[int, ...] = (1, 8, 32, 64)
+    warmup_s: float = 3.0
+    level_s: float = 15.0
+    """Measured seconds per concurrency level (checkout, pgbench, peers)."""
+    read_s: float = 10.0
+    read_concurrency: int = 32
+    hot_wallet_concurrency: int = 32
+    """A level where every client spends from one wallet (the row lock serialises them)."""
+    accounts: int = 64
+    """Accounts used by the load: client connection i pays from account i mod ``accounts``."""
+    quantity: int = 10
+    log_events: int = 1_000_000
+    """Size of the log that append, feed read, rebuild and verify run on."""
+    log_batch_events: int = 100
+    log_writers: int = 4
+    profile_s: float = 15.0
+    profile_concurrency: int = 32
+    cli_timeout_s: float = 900.0
+    """Bound on ``boost projections rebuild`` and ``boost audit verify``."""
+
+
+FULL = BenchConfig()
+
+QUICK = BenchConfig(
+    concurrencies=(1, 8, 32),
+    warmup_s=1.0,
+    level_s=3.0,
+    read_s=2.0,
+    read_concurrency=8,
+    hot_wallet_concurrency=8,
+    accounts=32,
+    log_events=20_000,
+    profile_s=3.0,
+    profile_concurrency=8,
+    cli_timeout_s=120.0,
+)

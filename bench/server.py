@@ -1,0 +1,111 @@
+"""``boost serve`` as a subprocess of the run, and the accounts its load pays from.
+
+The server runs as in production: the built-in simulator, submission and polling on, info logs
+(to a file). Accounts are opened and funded through the operator CLI, as an operator would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from bench.cluster import Cluster
+
+BOOST = str(Path(sys.executable).with_name("boost"))
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 30.0
+CLI_PARALLEL = 4
+CREDIT_NGN = "1000000.00"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """One ``boost serve`` process on a free loopback port, logging to the run's directory."""
+
+    def __init__(self, cluster: Cluster, name: str = "server") -> None:
+        self.port = free_port()
+        self.log_path = cluster.root / f"{name}.log"
+        env = {**cluster.env(), "BOOST_HOST": "127.0.0.1", "BOOST_PORT": str(self.port)}
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [BOOST, "serve"], env=env, stdout=self._log, stderr=subprocess.STDOUT,
+            cwd=cluster.root,
+        )
+        self.psutil = psutil.Process(self.process.pid)
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"boost serve exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                    sock.sendall(b"GET /api/v1/wallet HTTP/1.1\r\nHost: x\r\n\r\n")
+                    if sock.recv(12).startswith(b"HTTP/1.1"):
+                        return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError("boost serve did not answer in time")
+
+    def demo_key(self) -> str | None:
+        found = re.search(r"blk_[A-Za-z0-9_\-]+", self.log_path.read_text(errors="replace"))
+        return found.group(0) if found else None
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+async def _cli(cluster: Cluster, *arguments: str) -> str:
+    process = await asyncio.create_subprocess_exec(
+        BOOST, *arguments, env=cluster.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"boost {' '.join(arguments)} failed: {err.decode()[-500:]}")
+    return out.decode()
+
+
+async def open_funded_account(cluster: Cluster, name: str) -> tuple[int, str]:
+    """``boost accounts create`` then ``boost wallet credit``: (account id, API key)."""
+    created = json.loads(await _cli(cluster, "accounts", "create", "--name", name, "--json"))
+    account_id = int(created["account_id"])
+    await _cli(
+        cluster, "wallet", "credit", str(account_id), CREDIT_NGN, "--reference", f"{name}-funds"
+    )
+    return account_id, str(created["api_key"])
+
+
+async def open_accounts(cluster: Cluster, count: int, prefix: str) -> list[tuple[int, str]]:
+    limit = asyncio.Semaphore(CLI_PARALLEL)
+
+    async def one(index: int) -> tuple[int, str]:
+        async with limit:
+            return await open_funded_account(cluster, f"{prefix}-{index}")
+
+    return list(await asyncio.gather(*(one(index) for index in range(count))))
+
+
+def server_env_summary() -> dict[str, str]:
+    return {name: value for name, value in os.environ.items() if name.startswith("BOOST_")}

@@ -1,0 +1,1 @@
+"""The auditor's tools: verify the whole ledger, replay an account, export, seal."""

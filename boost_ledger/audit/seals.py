@@ -1,0 +1,103 @@
+"""Seals: checkpoints over the feed that make any later change to what they cover visible.
+
+A seal is a ``LedgerSealed`` event on the ``audit-seals`` stream holding the digest of every
+event hash up to a position, in position order. Each event's hash already chains its stream, so
+the digest covers contents, order and presence of every event under the seal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import asyncpg
+
+from boost_ledger.audit.findings import Finding, Report
+from boost_ledger.ledger.commit import commit
+from boost_ledger.ledger.events import SEAL_STREAM, LedgerSealed
+from boost_ledger.ledger.replay_types import decode_seal
+from boost_ledger.ledger.store import NewEvent
+
+CURSOR_PREFETCH = 10_000
+
+
+class Digest:
+    """The running digest of event hashes in position order."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self.events = 0
+
+    def add(self, event_hash: bytes) -> None:
+        self._hash.update(event_hash)
+        self.events += 1
+
+    def hexdigest(self) -> str:
+        return self._hash.copy().hexdigest()
+
+
+async def seal(connection: asyncpg.Connection[Any], position: int | None = None) -> LedgerSealed:
+    """Record a seal over the feed up to ``position`` (default: the stable head)."""
+    from boost_ledger.projections.replay import stable_head
+
+    head = await stable_head(connection)
+    target = head if position is None else min(position, head)
+    digest = Digest()
+    async with connection.transaction(isolation="repeatable_read", readonly=True):
+        async for row in connection.cursor(
+            "select hash from events where global_position <= $1 order by global_position",
+            target, prefetch=CURSOR_PREFETCH,
+        ):
+            digest.add(row["hash"])
+    event = LedgerSealed(position=target, events=digest.events, digest=digest.hexdigest())
+    async with connection.transaction():
+        await connection.execute("select pg_advisory_xact_lock(hashtext($1))", SEAL_STREAM)
+        version = await connection.fetchval(
+            "select coalesce(max(version), 0) from events where stream_id = $1", SEAL_STREAM
+        )
+        await commit(
+            connection, [NewEvent(stream_id=SEAL_STREAM, version=version + 1, event=event)],
+            {"actor": "auditor"},
+        )
+    return event
+
+
+async def verify_feed_and_seals(connection: asyncpg.Connection[Any], report: Report) -> None:
+    """Pass 2, in position order: positions strictly increase (no duplicate), the feed reader's
+    order agrees with what is visible, and every seal's digest still matches."""
+    async with connection.transaction(isolation="repeatable_read", readonly=True):
+        seals = [
+            (row["global_position"], decode_seal(row["data"]))
+            for row in await connection.fetch(
+                "select global_position, data::text as data from events"
+                " where stream_id = $1 order by version",
+                SEAL_STREAM,
+            )
+        ]
+        pending = sorted(seals, key=lambda item: item[1].position)
+        digest = Digest()
+        index = 0
+        async for row in connection.cursor(
+            "select global_position, hash from events order by global_position",
+            prefetch=CURSOR_PREFETCH,
+        ):
+            while index < len(pending) and pending[index][1].position < row["global_position"]:
+                _check_seal(pending[index], digest, report)
+                index += 1
+            digest.add(row["hash"])
+        while index < len(pending):
+            _check_seal(pending[index], digest, report)
+            index += 1
+    report.seals = len(seals)
+
+
+def _check_seal(item: tuple[int, LedgerSealed], digest: Digest, report: Report) -> None:
+    seal_position, sealed = item
+    if digest.hexdigest() != sealed.digest or digest.events != sealed.events:
+        report.add(Finding(
+            "seal",
+            f"the seal at position {seal_position} over positions 1..{sealed.position} no longer"
+            f" matches ({sealed.events} events sealed, {digest.events} now): an event it covers"
+            " was altered, removed or added",
+            global_position=seal_position, stream_id=SEAL_STREAM,
+        ))

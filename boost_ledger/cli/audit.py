@@ -1,0 +1,100 @@
+"""``boost audit verify|replay|export|seal``: the auditor's commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from boost_ledger.audit import export, seals, statement, verify
+from boost_ledger.cli.common import CommandError, account_id_argument, print_json, settings_from_env
+from boost_ledger.database import open_owner_connection
+
+
+def register(commands: Any) -> None:
+    group = commands.add_parser("audit", help="verify, replay, export and seal the ledger")
+    actions = group.add_subparsers(dest="action", required=True, metavar="ACTION")
+    check = actions.add_parser("verify", help="check every invariant of the whole log (exit 1 if any fails)")
+    check.add_argument("--json", action="store_true")
+    check.add_argument("--skip-projections", action="store_true",
+                       help="do not compare the projections with a replay")
+    check.set_defaults(handler=_verify)
+    replay = actions.add_parser("replay", help="an account's balance and statement as of a moment")
+    replay.add_argument("--account", required=True, type=account_id_argument)
+    when = replay.add_mutually_exclusive_group()
+    when.add_argument("--until", help="ISO time, e.g. 2026-11-27T12:00:00Z")
+    when.add_argument("--position", type=int, help="global position")
+    replay.add_argument("--json", action="store_true")
+    replay.set_defaults(handler=_replay)
+    dump = actions.add_parser("export", help="the log as JSON Lines on stdout")
+    dump.add_argument("--after", type=int, default=0, help="only events after this position")
+    dump.set_defaults(handler=_export)
+    seal = actions.add_parser("seal", help="record a checkpoint hash over the feed")
+    seal.add_argument("--position", type=int, help="seal up to this position (default: the head)")
+    seal.add_argument("--json", action="store_true")
+    seal.set_defaults(handler=_seal)
+
+
+async def _verify(arguments: argparse.Namespace) -> int:
+    async with open_owner_connection(settings_from_env()) as connection:
+        report = await verify.verify(connection, projections_too=not arguments.skip_projections)
+    if arguments.json:
+        sys.stdout.buffer.write(msgspec.json.encode({**msgspec.structs.asdict(report), "ok": report.ok}) + b"\n")
+    else:
+        print(f"{report.events} events in {report.streams} streams, {report.seals} seal(s),"
+              f" verified in {report.seconds} s")
+        for finding in report.findings:
+            where = f" at position {finding.global_position} ({finding.stream_id})" if finding.global_position else ""
+            print(f"FAIL {finding.check}{where}: {finding.detail}")
+        print("OK: every check holds" if report.ok else f"{len(report.findings)} finding(s)")
+    return 0 if report.ok else 1
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise CommandError(f"not an ISO time: {text!r}") from None
+    if moment.tzinfo is None:
+        raise CommandError("give the time zone, e.g. 2026-11-27T12:00:00Z")
+    return moment
+
+
+async def _replay(arguments: argparse.Namespace) -> int:
+    until = _parse_time(arguments.until) if arguments.until else None
+    async with open_owner_connection(settings_from_env()) as connection:
+        result = await statement.statement(
+            connection, arguments.account, until=until, position=arguments.position
+        )
+    if arguments.json:
+        sys.stdout.buffer.write(msgspec.json.encode(result) + b"\n")
+        return 0
+    print(f"account {result.account_id} as of {result.as_of}: balance {result.balance} NGN"
+          f" (credits {result.credits}, debits {result.debits}, refunds {result.refunds})")
+    for line in result.lines:
+        about = f"order {line.order_id}" if line.order_id else f"reference {line.reference}"
+        print(f"  {line.recorded_at}  #{line.global_position:<10} {line.kind:<6} {line.amount:>14}"
+              f"  balance {line.balance_after:>14}  {about}")
+    return 0
+
+
+async def _export(arguments: argparse.Namespace) -> int:
+    out = sys.stdout.buffer
+    async with open_owner_connection(settings_from_env()) as connection:
+        async for line in export.export_lines(connection, arguments.after):
+            out.write(line)
+    out.flush()
+    return 0
+
+
+async def _seal(arguments: argparse.Namespace) -> int:
+    async with open_owner_connection(settings_from_env()) as connection:
+        sealed = await seals.seal(connection, arguments.position)
+    if arguments.json:
+        print_json(msgspec.structs.asdict(sealed))
+    else:
+        print(f"sealed positions 1..{sealed.position} ({sealed.events} events): {sealed.digest}")
+    return 0

@@ -1,0 +1,84 @@
+"""``boost projections rebuild|status``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from boost_ledger import projections
+from boost_ledger.cli.common import CommandError, settings_from_env
+from boost_ledger.database import open_owner_connection
+from boost_ledger.projections import rebuild
+
+
+def register(commands: Any) -> None:
+    group = commands.add_parser("projections", help="rebuild read models from the log, online")
+    actions = group.add_subparsers(dest="action", required=True, metavar="ACTION")
+    names = ", ".join(module.NAME for module in projections.PROJECTIONS)
+    build = actions.add_parser("rebuild", help=f"rebuild projections ({names}) while serving")
+    build.add_argument("names", nargs="*", metavar="NAME")
+    build.add_argument("--all", action="store_true")
+    build.set_defaults(handler=_rebuild)
+    status = actions.add_parser("status", help="each projection's position and lag")
+    status.set_defaults(handler=_status)
+
+
+class _Bar:
+    """A progress bar on stderr (only when it is a terminal, or plain lines otherwise)."""
+
+    def __init__(self, name: str, total: int) -> None:
+        self.name, self.total, self.done = name, max(total, 1), 0
+        self.started = self.last = time.monotonic()
+
+    def __call__(self, count: int) -> None:
+        self.done += count
+        now = time.monotonic()
+        if now - self.last < 0.2 and self.done < self.total:
+            return
+        self.last = now
+        share = min(1.0, self.done / self.total)
+        bar = "#" * int(share * 30)
+        rate = self.done / max(now - self.started, 1e-9)
+        end = "\r" if sys.stderr.isatty() else "\n"
+        sys.stderr.write(f"{self.name:<10} [{bar:<30}] {self.done}/{self.total} events"
+                         f" {rate:,.0f}/s{end}")
+        sys.stderr.flush()
+
+
+async def _rebuild(arguments: argparse.Namespace) -> int:
+    try:
+        modules = rebuild.chosen_modules(arguments.names, arguments.all)
+    except KeyError as error:
+        raise CommandError(f"no projection {error}") from None
+    async with open_owner_connection(settings_from_env()) as connection:
+        for module in modules:
+            total = await rebuild.relevant_events(connection, module)
+            started = time.monotonic()
+            report = await rebuild.rebuild(connection, module, _Bar(module.NAME, total))
+            seconds = time.monotonic() - started
+            sys.stderr.write("\n" if sys.stderr.isatty() else "")
+            print(f"{module.NAME}: rebuilt from {report.events_applied} events in {seconds:.2f} s"
+                  f" ({report.tail_events} applied under the swap lock, attempt {report.swap_attempts})")
+    return 0
+
+
+async def _status(arguments: argparse.Namespace) -> int:
+    async with open_owner_connection(settings_from_env()) as connection:
+        head = await connection.fetchval("select coalesce(max(global_position), 0) from events")
+        rebuilding = {
+            row["nspname"] for row in await connection.fetch(
+                "select nspname from pg_namespace where nspname like 'rebuild\\_%'"
+            )
+        }
+        print(f"log head: position {head}")
+        for module in projections.PROJECTIONS:
+            counts = []
+            for table in module.TABLES:
+                rows = await connection.fetchval(f'select count(*) from public."{table}"')
+                counts.append(f"{table}={rows}")
+            state = "rebuild in progress" if f"rebuild_{module.NAME}" in rebuilding else "live"
+            # Inline projections are written in the appending transaction: never behind the log.
+            print(f"{module.NAME:<10} position {head} lag 0 (inline, {state})  {' '.join(counts)}")
+    return 0

@@ -1,0 +1,131 @@
+"""Online rebuild: replay a projection into fresh tables and swap them in while serving.
+
+1. copy the tables' structure into a schema of their own;
+2. replay the log into the copies, round after round up to a stable head, without locks;
+3. lock the live tables briefly (writers queue for a moment, readers too), apply the tail of
+   committed events, drop the live tables and move the copies into their place.
+A writer blocked by the lock continues on the new tables once it is released: it had not yet
+touched them (or the lock would not have been granted), so it reads and writes the new ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+import asyncpg
+import msgspec
+
+from boost_ledger import projections
+from boost_ledger.postgres import APPLICATION_ROLE
+from boost_ledger.projections.replay import (
+    Progress,
+    apply_range,
+    create_copies,
+    quoted,
+    stable_head,
+)
+
+SMALL_TAIL = 2000
+MAX_SWAP_ATTEMPTS = 20
+SWAP_LOCK_TIMEOUT = "2s"
+
+
+class RebuildReport(msgspec.Struct, frozen=True):
+    name: str
+    events_applied: int
+    tail_events: int
+    swap_attempts: int
+
+
+def _schema(module: ModuleType) -> str:
+    return f"rebuild_{module.NAME}"
+
+
+async def relevant_events(connection: asyncpg.Connection[Any], module: ModuleType) -> int:
+    count: int = await connection.fetchval(
+        "select count(*) from events where type = any($1::text[])", list(module.EVENT_TYPES)
+    )
+    return count
+
+
+async def rebuild(
+    connection: asyncpg.Connection[Any], module: ModuleType, progress: Progress | None = None
+) -> RebuildReport:
+    """Rebuild one projection online. ``connection`` is an owner's (see postgres.owner_connection)."""
+    schema = _schema(module)
+    await create_copies(connection, schema, [module])
+    await connection.execute(f"set search_path = {quoted(schema)}, public")
+    try:
+        applied, position = 0, 0
+        for attempt in range(1, MAX_SWAP_ATTEMPTS + 1):
+            while True:
+                head = await stable_head(connection)
+                before = position
+                position = await apply_range(connection, [module], position, head, progress)
+                applied += await _count_between(connection, module, before, position)
+                if head - before <= SMALL_TAIL:
+                    break
+            tail = await _try_swap(connection, module, schema, position, progress)
+            if tail is not None:
+                return RebuildReport(module.NAME, applied + tail, tail, attempt)
+        raise RuntimeError(f"could not lock {module.NAME} for the swap; retry when quieter")
+    finally:
+        await connection.execute("reset search_path")
+        await connection.execute(f"drop schema if exists {quoted(schema)} cascade")
+
+
+async def _count_between(
+    connection: asyncpg.Connection[Any], module: ModuleType, after: int, up_to: int
+) -> int:
+    if up_to <= after:
+        return 0
+    count: int = await connection.fetchval(
+        "select count(*) from events where global_position > $1 and global_position <= $2"
+        " and type = any($3::text[])",
+        after, up_to, list(module.EVENT_TYPES),
+    )
+    return count
+
+
+async def _try_swap(
+    connection: asyncpg.Connection[Any], module: ModuleType, schema: str, position: int,
+    progress: Progress | None,
+) -> int | None:
+    """Lock, apply the tail, swap. None when the lock could not be had in time."""
+    tables = ", ".join(f"public.{quoted(table)}" for table in module.TABLES)
+    try:
+        async with connection.transaction():
+            await connection.execute(f"set local lock_timeout = '{SWAP_LOCK_TIMEOUT}'")
+            await connection.execute(f"lock table {tables} in access exclusive mode")
+            end = await apply_range(connection, [module], position, None, progress)
+            tail = await _count_between(connection, module, position, end)
+            for table in module.TABLES:
+                await connection.execute(f"drop table public.{quoted(table)}")
+                await connection.execute(
+                    f"alter table {quoted(schema)}.{quoted(table)} set schema public"
+                )
+                await _grant(connection, table)
+            return tail
+    except asyncpg.LockNotAvailableError:
+        return None
+
+
+async def _grant(connection: asyncpg.Connection[Any], table: str) -> None:
+    role_exists = await connection.fetchval(
+        "select exists (select 1 from pg_roles where rolname = $1)", APPLICATION_ROLE
+    )
+    if role_exists:
+        await connection.execute(
+            f"grant select, insert, update, delete on public.{quoted(table)} to {APPLICATION_ROLE}"
+        )
+
+
+def chosen_modules(names: list[str], every: bool) -> list[ModuleType]:
+    if every or not names:
+        return list(projections.PROJECTIONS)
+    return [projections.by_name(name) for name in names]
+
+
+Reporter = Callable[[str, int, int], None]

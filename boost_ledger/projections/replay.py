@@ -1,0 +1,177 @@
+"""Replaying the log into copies of a projection's tables.
+
+The copies live in another schema (or are temporary tables) and the projectors' SQL names tables
+unqualified, so the very same ``apply`` functions used inline write into the copies when the
+replaying connection's ``search_path`` puts them first. There is exactly one projector per read
+model, which is what makes "a replay equals the live tables" a meaningful property.
+
+Replays go in ``global_position`` order, not in the feed's commit-safe order: every writer takes
+its row locks before it inserts events, so two transactions that touched the same projection row
+inserted their events in the order they held the lock, and positions are taken at insert time.
+(Transaction ids are not: they are assigned at the first lock, possibly before a wait.) To never
+pass over a position that a slower transaction still holds, a replay only goes up to a *stable
+head*: the highest position seen, once every transaction that was running then has ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Sequence
+from types import ModuleType
+from typing import Any
+
+import asyncpg
+
+from boost_ledger.ledger import store
+
+BATCH_SIZE = 5000
+STABLE_WAIT_S = 60.0
+
+Progress = Callable[[int], None]
+
+
+def quoted(identifier: str) -> str:
+    assert identifier.replace("_", "").isalnum(), f"unsafe identifier {identifier!r}"
+    return f'"{identifier}"'
+
+
+async def create_copies(
+    connection: asyncpg.Connection[Any], schema: str, modules: Iterable[ModuleType]
+) -> None:
+    """An empty schema holding a structural copy (columns, defaults, checks, indexes) of each
+    table of ``modules``."""
+    await connection.execute(f"drop schema if exists {quoted(schema)} cascade")
+    await connection.execute(f"create schema {quoted(schema)}")
+    for module in modules:
+        for table in module.TABLES:
+            await connection.execute(
+                f"create table {quoted(schema)}.{quoted(table)}"
+                f" (like public.{quoted(table)} including all)"
+            )
+
+
+async def stable_head(connection: asyncpg.Connection[Any]) -> int:
+    """A position at or below which no event can still appear (waits for running writers)."""
+    row = await connection.fetchrow(
+        "select coalesce(max(global_position), 0) as head,"
+        " pg_snapshot_xmax(pg_current_snapshot())::text as horizon from events"
+    )
+    assert row is not None
+    async with asyncio.timeout(STABLE_WAIT_S):
+        while not await connection.fetchval(
+            "select pg_snapshot_xmin(pg_current_snapshot()) >= $1::text::xid8", row["horizon"]
+        ):
+            await asyncio.sleep(0.005)
+    head: int = row["head"]
+    return head
+
+
+async def apply_range(
+    connection: asyncpg.Connection[Any],
+    modules: Sequence[ModuleType],
+    after: int,
+    up_to: int | None,
+    progress: Progress | None = None,
+) -> int:
+    """Apply the events with ``after < position <= up_to`` (no bound when None) in position
+    order, batch by batch, each batch in its own transaction unless the caller holds one."""
+    types = frozenset().union(*(module.EVENT_TYPES for module in modules))
+    position = after
+    while True:
+        rows = await connection.fetch(
+            f"select {store.SELECT_COLUMNS} from events where global_position > $1"
+            " and ($2::bigint is null or global_position <= $2) and type = any($3::text[])"
+            " order by global_position limit $4",
+            position, up_to, list(types), BATCH_SIZE,
+        )
+        if not rows:
+            return position
+        async with connection.transaction():
+            for row in rows:
+                record = store.record_from_row(row)
+                for module in modules:
+                    if record.type in module.EVENT_TYPES:
+                        await module.apply(connection, record)
+        position = rows[-1]["global_position"]
+        if progress is not None:
+            progress(len(rows))
+
+
+async def differences(
+    connection: asyncpg.Connection[Any], copy: str, table: str, limit: int = 5
+) -> list[str]:
+    """Rows that differ between the live table and its replayed copy (both directions)."""
+    found: list[str] = []
+    live = f"public.{quoted(table)}"
+    for source, other, label in ((live, copy, "live only"), (copy, live, "replay only")):
+        rows = await connection.fetch(
+            f"select row_to_json(t)::text as row from (select * from {source}"
+            f" except all select * from {other}) t limit $1",
+            limit,
+        )
+        found.extend(f"{table} ({label}): {row['row']}" for row in rows)
+    return found
+
+
+async def compare_with_replay(
+    connection: asyncpg.Connection[Any], modules: Sequence[ModuleType]
+) -> list[str]:
+    """Replay the whole log into temporary tables and compare them with the live tables, all in
+    one REPEATABLE READ snapshot (so writers running meanwhile cannot cause false alarms)."""
+    found: list[str] = []
+    try:
+        async with connection.transaction(isolation="repeatable_read"):
+            await _compare_in_snapshot(connection, modules, found)
+    except ReplayFailed as failure:
+        found.append(str(failure))
+    return found
+
+
+class ReplayFailed(Exception):
+    """The projectors refused an event of the log: the log contradicts itself there."""
+
+    def __init__(self, record: store.RecordedEvent, error: Exception) -> None:
+        super().__init__(
+            f"replaying event {record.global_position} ({record.stream_id} v{record.version},"
+            f" {record.type}) failed: {type(error).__name__}: {error}"
+        )
+
+
+async def _compare_in_snapshot(
+    connection: asyncpg.Connection[Any], modules: Sequence[ModuleType], found: list[str]
+) -> None:
+    for module in modules:
+        for table in module.TABLES:
+            await connection.execute(
+                f"create temporary table {quoted(table)}"
+                f" (like public.{quoted(table)} including all) on commit drop"
+            )
+    # Temporary tables come first in the search path: the projectors now write into them.
+    await _apply_in_snapshot(connection, modules)
+    for module in modules:
+        for table in module.TABLES:
+            found.extend(await differences(connection, f"pg_temp.{quoted(table)}", table))
+
+
+async def _apply_in_snapshot(
+    connection: asyncpg.Connection[Any], modules: Sequence[ModuleType]
+) -> None:
+    types = list(frozenset().union(*(module.EVENT_TYPES for module in modules)))
+    async for record in _all_events(connection, types):
+        try:
+            for module in modules:
+                if record.type in module.EVENT_TYPES:
+                    await module.apply(connection, record)
+        except (asyncpg.PostgresError, AssertionError) as error:
+            raise ReplayFailed(record, error) from error
+
+
+async def _all_events(connection: asyncpg.Connection[Any], types: list[str]) -> Any:
+    cursor = connection.cursor(
+        f"select {store.SELECT_COLUMNS} from events where type = any($1::text[])"
+        " order by global_position",
+        types,
+        prefetch=BATCH_SIZE,
+    )
+    async for row in cursor:
+        yield store.record_from_row(row)

@@ -1,0 +1,375 @@
+"""The submitter at each crash point and under every provider fault (issue 4): no order is lost,
+none is sent twice by us, every refused one is refunded once, every unknown one awaits an operator.
+
+A crash is simulated by calling the submitter's pieces directly and stopping between them. The
+simulator's order list is the witness of what reached the provider: each order carries a link of
+its own, so the provider orders of one of ours are those with its link.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from support import bearer, free_port, open_funded_account, seed_catalog
+
+from boost_ledger.ledger import fulfilment
+from boost_ledger.upstream.client import ProviderClient
+from boost_ledger.workers import submitter
+
+# Service "1" at the test catalog's terms (fx 1500, markup 20 %): 0.90 * 1500 * 1.20 = 1620 NGN
+# per 1000, so 100 units cost 162.00 NGN.
+PRICE_100_KOBO = 162_00
+FUNDS_KOBO = 1_000_00
+
+
+@pytest.fixture(scope="module", autouse=True)
+async def catalog(pool: asyncpg.Pool[Any]) -> None:
+    await seed_catalog(pool)
+
+
+@pytest.fixture(scope="module")
+async def impatient(simulator_url: str) -> AsyncIterator[ProviderClient]:
+    """A client that gives up after half a second, so a hanging provider costs little."""
+    client = ProviderClient(
+        f"{simulator_url}/api/v2", "sim-key", timeout_s=0.5, read_retries=0, backoff_s=0.01
+    )
+    yield client
+    await client.aclose()
+
+
+async def _place(client: httpx.AsyncClient, key: str, quantity: int = 100) -> dict[str, Any]:
+    """Check out one order of service "1" with a link of its own; returns the 201 data."""
+    link = f"https://instagram.com/p/{uuid.uuid4().hex}"
+    body = {"service_id": "1", "link": link, "quantity": quantity,
+            "idempotency_key": uuid.uuid4().hex}
+    response = await client.post("/api/v1/boost/orders", json=body, headers=bearer(key))
+    assert response.status_code == 201, response.text
+    data: dict[str, Any] = response.json()["data"]
+    assert data["link"] == link
+    return data
+
+
+async def _provider_orders(simulator: httpx.AsyncClient, link: str) -> list[dict[str, Any]]:
+    orders = (await simulator.get("/orders")).json()
+    return [order for order in orders if order["link"] == link]
+
+
+async def _order(pool: asyncpg.Pool[Any], order_id: int | str) -> asyncpg.Record:
+    row = await pool.fetchrow("select * from orders where order_id = $1", int(order_id))
+    assert row is not None
+    return row
+
+
+async def _event_types(pool: asyncpg.Pool[Any], order_id: int | str) -> list[str]:
+    """The order stream's event types in order, then one "Refunded" per refund of the order."""
+    rows = await pool.fetch(
+        "select type from events where stream_id = $1 order by version", f"order-{order_id}"
+    )
+    refunds = await pool.fetchval(
+        "select count(*) from events where type = 'Refunded' and (data->>'order_id')::bigint = $1",
+        int(order_id),
+    )
+    return [row["type"] for row in rows] + ["Refunded"] * refunds
+
+
+async def _balance(pool: asyncpg.Pool[Any], account_id: int) -> int:
+    balance: int = await pool.fetchval(
+        "select balance_kobo from wallets where account_id = $1", account_id
+    )
+    return balance
+
+
+async def _assert_no_order_lost(pool: asyncpg.Pool[Any]) -> None:
+    """Every order of the database is in exactly one of the four places an order may rest."""
+    rows = await pool.fetch(
+        "select o.order_id, o.submission, o.status, o.refunded, o.refunded_kobo, o.price_kobo,"
+        " (select count(*) from events e where e.stream_id = 'order-' || o.order_id"
+        "   and e.type = 'OrderSubmitted') as submitted,"
+        " (select count(*) from events e where e.type = 'Refunded'"
+        "   and (e.data->>'order_id')::bigint = o.order_id) as refunds"
+        " from orders o order by o.order_id"
+    )
+    assert rows
+    for row in rows:
+        place = row["submission"]
+        assert place in ("submitted", "failed", "unknown", "queued"), dict(row)
+        if place == "failed":
+            assert (row["status"], row["refunds"], row["submitted"]) == ("failed", 1, 0), dict(row)
+            assert row["refunded_kobo"] == row["price_kobo"], dict(row)
+        else:
+            assert (row["refunds"], row["refunded"]) == (0, False), dict(row)
+            assert row["submitted"] == (1 if place == "submitted" else 0), dict(row)
+
+
+async def test_crash_before_the_attempt_leaves_the_order_queued_and_it_is_sent_once(
+    dsn: str, pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
+    provider: ProviderClient,
+) -> None:
+    """A claim that dies before SubmissionAttempted commits leaves the order queued; a later
+    drain sends it exactly once."""
+    _, key = await open_funded_account(pool, FUNDS_KOBO)
+    order = await _place(client, key)
+    # The crash: a submitter locked the row, as a claim does, and died before committing.
+    doomed = await asyncpg.connect(dsn)
+    await doomed.execute("begin")
+    locked = await doomed.fetchval(
+        "select order_id from orders where order_id = $1 for update skip locked",
+        int(order["order_id"]),
+    )
+    assert locked == int(order["order_id"])
+    doomed.terminate()
+    row = await _order(pool, order["order_id"])
+    assert (row["submission"], row["submission_attempts"]) == ("queued", 0)
+    assert await _provider_orders(simulator, order["link"]) == []
+
+    assert await submitter.drain(pool, provider) == ["provider_order_id"]
+    assert await submitter.drain(pool, provider) == []
+    [sent] = await _provider_orders(simulator, order["link"])
+    row = await _order(pool, order["order_id"])
+    assert (row["submission"], row["provider_order_id"]) == ("submitted", str(sent["order"]))
+    assert await _event_types(pool, order["order_id"]) == [
+        "OrderPlaced", "SubmissionAttempted", "OrderSubmitted"
+    ]
+    await _assert_no_order_lost(pool)
+
+
+async def test_crash_after_the_attempt_is_unknown_and_never_sent(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
+    provider: ProviderClient,
+) -> None:
+    """A crash between SubmissionAttempted and the call: the sweeper marks it unknown, no
+    refund, and it is never sent afterwards."""
+    account_id, key = await open_funded_account(pool, FUNDS_KOBO)
+    order = await _place(client, key)
+    async with pool.acquire() as connection:
+        claimed = await fulfilment.claim_for_submission(connection)
+    assert claimed is not None and claimed.order_id == int(order["order_id"])
+    # ... and the process dies here. A later process sweeps the abandoned attempt.
+    async with pool.acquire() as connection:
+        assert await fulfilment.mark_abandoned_attempts(connection, older_than_s=0) == 1
+        assert await fulfilment.mark_abandoned_attempts(connection, older_than_s=0) == 0
+    assert await submitter.drain(pool, provider) == []
+    assert await _provider_orders(simulator, order["link"]) == []
+    row = await _order(pool, order["order_id"])
+    assert (row["submission"], row["status"], row["refunded"]) == ("unknown", "pending", False)
+    assert await _event_types(pool, order["order_id"]) == [
+        "OrderPlaced", "SubmissionAttempted", "SubmissionUnknown"
+    ]
+    assert await _balance(pool, account_id) == FUNDS_KOBO - PRICE_100_KOBO
+    await _assert_no_order_lost(pool)
+
+
+async def test_crash_after_the_provider_accepted_is_unknown_and_never_resent(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
+    provider: ProviderClient,
+) -> None:
+    """A crash after the provider accepted but before OrderSubmitted: unknown, and the provider
+    holds exactly one order however often the submitter and sweeper run again."""
+    _, key = await open_funded_account(pool, FUNDS_KOBO)
+    order = await _place(client, key)
+    async with pool.acquire() as connection:
+        claimed = await fulfilment.claim_for_submission(connection)
+    assert claimed is not None and claimed.order_id == int(order["order_id"])
+    fields = {name: str(value) for name, value in claimed.fields.items()}
+    await provider.add(claimed.provider_service_id, fields)
+    # ... and the process dies before settle_submission.
+    for _ in range(3):
+        async with pool.acquire() as connection:
+            await fulfilment.mark_abandoned_attempts(connection, older_than_s=0)
+        assert await submitter.drain(pool, provider) == []
+    assert len(await _provider_orders(simulator, order["link"])) == 1
+    row = await _order(pool, order["order_id"])
+    assert (row["submission"], row["refunded"]) == ("unknown", False)
+    assert await _event_types(pool, order["order_id"]) == [
+        "OrderPlaced", "SubmissionAttempted", "SubmissionUnknown"
+    ]
+    await _assert_no_order_lost(pool)
+
+
+@pytest.mark.parametrize(
+    ("mode", "provider_orders"),
+    [("http_500", 0), ("html", 0), ("timeout", 0), ("malformed_json", 1), ("reply_lost", 1)],
+)
+async def test_a_fault_that_hides_the_outcome_makes_the_order_unknown(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
+    provider: ProviderClient, impatient: ProviderClient, mode: str, provider_orders: int,
+) -> None:
+    """A garbled, dropped or missing reply to `add` is SubmissionUnknown: no refund, listed for
+    the operator, and never sent again (the provider keeps what it had: 0 or 1 order)."""
+    account_id, key = await open_funded_account(pool, FUNDS_KOBO)
+    order = await _place(client, key)
+    fault = {"action": "add", "mode": mode, "latency_ms": 5_000}
+    (await simulator.post("/faults", json=fault)).raise_for_status()
+
+    assert await submitter.drain(pool, impatient) == ["unknown"]
+
+    await simulator.post("/faults", json={"action": "*", "mode": "none"})
+    async with pool.acquire() as connection:
+        assert await fulfilment.mark_abandoned_attempts(connection, older_than_s=0) == 0
+    assert await submitter.drain(pool, provider) == []
+    assert len(await _provider_orders(simulator, order["link"])) == provider_orders
+    row = await _order(pool, order["order_id"])
+    assert (row["submission"], row["status"], row["refunded"]) == ("unknown", "pending", False)
+    assert await _event_types(pool, order["order_id"]) == [
+        "OrderPlaced", "SubmissionAttempted", "SubmissionUnknown"
+    ]
+    awaiting = await pool.fetchval(
+        "select count(*) from orders where submission = 'unknown' and order_id = $1",
+        int(order["order_id"]),
+    )
+    assert awaiting == 1  # what `boost orders unknown` lists
+    assert await _balance(pool, account_id) == FUNDS_KOBO - PRICE_100_KOBO
+    await _assert_no_order_lost(pool)
+
+
+async def test_a_definite_refusal_fails_the_order_and_refunds_it_once(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
+    provider: ProviderClient,
+) -> None:
+    """`{"error": ...}` to `add` is SubmissionFailed plus one Refunded of the whole charge: the
+    order is failed and refunded, the wallet back where it was."""
+    account_id, key = await open_funded_account(pool, FUNDS_KOBO)
+    order = await _place(client, key)
+    await simulator.post("/faults", json={"action": "add", "mode": "error"})
+
+    assert await submitter.drain(pool, provider) == ["refused"]
+    assert await submitter.drain(pool, provider) == []
+
+    assert await _provider_orders(simulator, order["link"]) == []
+    row = await _order(pool, order["order_id"])
+    assert (row["submission"], row["status"], row["refunded"]) == ("failed", "failed", True)
+    assert row["refunded_kobo"] == PRICE_100_KOBO
+    assert await _event_types(pool, order["order_id"]) == [
+        "OrderPlaced", "SubmissionAttempted", "SubmissionFailed", "Refunded"
+    ]
+    refund = await pool.fetchval(
+        "select data from events where type = 'Refunded' and (data->>'order_id')::bigint = $1",
+        int(order["order_id"]),
+    )
+    assert await _balance(pool, account_id) == FUNDS_KOBO
+    assert (refund["amount_kobo"], refund["balance_after_kobo"]) == (PRICE_100_KOBO, FUNDS_KOBO)
+    shown = await client.get(f"/api/v1/boost/orders/{order['order_id']}", headers=bearer(key))
+    assert (shown.json()["data"]["status"], shown.json()["data"]["refunded"]) == ("failed", True)
+    await _assert_no_order_lost(pool)
+
+
+async def test_latency_only_delays_the_submission(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
+    provider: ProviderClient,
+) -> None:
+    """A slow but honest provider: the order is submitted once, as usual."""
+    _, key = await open_funded_account(pool, FUNDS_KOBO)
+    order = await _place(client, key)
+    await simulator.post("/faults", json={"action": "add", "mode": "latency", "latency_ms": 150})
+
+    assert await submitter.drain(pool, provider) == ["provider_order_id"]
+
+    [sent] = await _provider_orders(simulator, order["link"])
+    row = await _order(pool, order["order_id"])
+    assert (row["submission"], row["provider_order_id"]) == ("submitted", str(sent["order"]))
+    await _assert_no_order_lost(pool)
+
+
+async def test_an_unreachable_provider_defers_and_the_order_is_sent_once_later(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
+    provider: ProviderClient,
+) -> None:
+    """Connection refused means the request never left: SubmissionDeferred, back in the queue,
+    and once the provider is reachable the order is submitted exactly once."""
+    _, key = await open_funded_account(pool, FUNDS_KOBO)
+    order = await _place(client, key)
+    nowhere = ProviderClient(f"http://127.0.0.1:{free_port()}/api/v2", "sim-key", timeout_s=0.5)
+    try:
+        assert await submitter.drain(pool, nowhere) == ["deferred"]
+        assert await submitter.drain(pool, nowhere) == ["deferred"]
+    finally:
+        await nowhere.aclose()
+    row = await _order(pool, order["order_id"])
+    assert (row["submission"], row["submission_attempts"]) == ("queued", 2)
+    await _assert_no_order_lost(pool)
+
+    assert await submitter.drain(pool, provider) == ["provider_order_id"]
+    assert await submitter.drain(pool, provider) == []
+
+    assert len(await _provider_orders(simulator, order["link"])) == 1
+    assert await _event_types(pool, order["order_id"]) == [
+        "OrderPlaced",
+        "SubmissionAttempted", "SubmissionDeferred",
+        "SubmissionAttempted", "SubmissionDeferred",
+        "SubmissionAttempted", "OrderSubmitted",
+    ]
+    await _assert_no_order_lost(pool)
+
+
+async def test_a_late_reply_after_the_sweep_settles_the_order(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
+    provider: ProviderClient,
+) -> None:
+    """A submission so slow that the sweeper marked it unknown is reconciled by the reply that
+    does arrive: the provider's order id is recorded, not dropped."""
+    _, key = await open_funded_account(pool, FUNDS_KOBO)
+    order = await _place(client, key)
+    await simulator.post("/faults", json={"action": "add", "mode": "latency", "latency_ms": 400})
+    sending = asyncio.create_task(submitter.submit_one(pool, provider))
+    for _ in range(200):
+        row = await _order(pool, order["order_id"])
+        if row["submission"] == "attempting":
+            break
+        await asyncio.sleep(0.005)
+    async with pool.acquire() as connection:
+        assert await fulfilment.mark_abandoned_attempts(connection, older_than_s=0) == 1
+
+    assert await sending == "provider_order_id"
+
+    [sent] = await _provider_orders(simulator, order["link"])
+    row = await _order(pool, order["order_id"])
+    assert (row["submission"], row["provider_order_id"]) == ("submitted", str(sent["order"]))
+    resolved_by = await pool.fetchval(
+        "select data->>'resolved_by' from events where stream_id = $1 and type = 'OrderSubmitted'",
+        f"order-{order['order_id']}",
+    )
+    assert resolved_by == "reconciler"
+    assert await _event_types(pool, order["order_id"]) == [
+        "OrderPlaced", "SubmissionAttempted", "SubmissionUnknown", "OrderSubmitted"
+    ]
+    await _assert_no_order_lost(pool)
+
+
+async def test_four_submitters_at_once_send_each_order_exactly_once(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
+    provider: ProviderClient,
+) -> None:
+    """Thirty queued orders drained by four submitters concurrently: each reaches the provider
+    exactly once and is attempted exactly once."""
+    _, key = await open_funded_account(pool, 30 * PRICE_100_KOBO)
+    orders = [await _place(client, key) for _ in range(30)]
+
+    outcomes = await asyncio.gather(*(submitter.drain(pool, provider) for _ in range(4)))
+
+    assert sorted(kind for drained in outcomes for kind in drained) == ["provider_order_id"] * 30
+    sent = (await simulator.get("/orders")).json()
+    for order in orders:
+        [provider_order] = [item for item in sent if item["link"] == order["link"]]
+        row = await _order(pool, order["order_id"])
+        assert row["provider_order_id"] == str(provider_order["order"])
+        assert row["submission_attempts"] == 1
+        assert await _event_types(pool, order["order_id"]) == [
+            "OrderPlaced", "SubmissionAttempted", "OrderSubmitted"
+        ]
+    await _assert_no_order_lost(pool)
+
+
+async def test_no_order_is_lost_after_all_of_the_above(pool: asyncpg.Pool[Any]) -> None:
+    """After every crash and fault of this module, each order is submitted, failed and refunded,
+    unknown, or queued; none is left half-way ("attempting")."""
+    await _assert_no_order_lost(pool)
+    places = await pool.fetch("select submission, count(*) from orders group by submission")
+    counts = {row["submission"]: row["count"] for row in places}
+    assert counts.get("attempting", 0) == 0
+    assert counts["submitted"] >= 33 and counts["unknown"] >= 7 and counts["failed"] >= 1
