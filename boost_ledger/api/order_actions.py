@@ -13,7 +13,7 @@ from boost_ledger.api.http import json_response
 from boost_ledger.api.orders import load_order_view, order_not_found, parse_order_id
 from boost_ledger.api.runtime import Runtime, runtime_of
 from boost_ledger.ledger import fulfilment
-from boost_ledger.ledger.order_rules import cancel_route
+from boost_ledger.ledger.order_rules import OrderState, cancel_route
 from boost_ledger.ledger.statuses import TERMINAL_STATUSES
 from boost_ledger.upstream.client import ProviderClient
 from boost_ledger.upstream.errors import ProviderError, ProviderRefused
@@ -48,14 +48,14 @@ def _provider(runtime: Runtime) -> ProviderClient:
     return runtime.provider
 
 
-async def _owned_state(runtime: Runtime, order_id: int, account_id: int) -> fulfilment.OrderState:
+async def _owned_state(runtime: Runtime, order_id: int, account_id: int) -> OrderState:
     async with runtime.pool.acquire() as connection:
         row = await connection.fetchrow(
             "select * from orders where order_id = $1 and account_id = $2", order_id, account_id
         )
     if row is None:
         raise order_not_found()
-    return fulfilment.OrderState.from_row(row)
+    return OrderState.from_row(row)
 
 
 async def check_order(request: Request) -> Response:
@@ -102,15 +102,20 @@ async def cancel_order(request: Request) -> Response:
     return json_response(view, message=message)
 
 
-async def _cancel_upstream(runtime: Runtime, order: fulfilment.OrderState, actor: str) -> None:
+async def _cancel_upstream(runtime: Runtime, order: OrderState, actor: str) -> None:
     """Ask the provider to cancel; record its answer. The refund waits for a settling status."""
     assert order.provider_order_id is not None
+    reply: bool | ProviderRefused | None
     try:
         replies = await _provider(runtime).cancel([order.provider_order_id])
+        reply = replies.get(order.provider_order_id)
+    except ProviderRefused as refusal:
+        # A refusal of the whole call is as definite as one for the order: nothing was done
+        # upstream, so it is recorded as rejected rather than reported as an outage.
+        reply = refusal
     except ProviderError as error:
         log.warning("cancel.provider_error", order_id=order.order_id, error=str(error))
         raise provider_unavailable() from None
-    reply = replies.get(order.provider_order_id)
     accepted = reply is True
     reason = reply.text if isinstance(reply, ProviderRefused) else "not accepted by the provider"
     async with runtime.pool.acquire() as connection:

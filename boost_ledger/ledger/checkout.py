@@ -69,7 +69,7 @@ def fingerprint(body: dict[str, Any]) -> bytes:
 
 _SERVICE = """
 select service_id, provider_service_id, name, category, type, min_quantity, max_quantity,
-       cancel, coalesce(pinned_rate_kobo, rate_per_1000_kobo) as rate_per_1000_kobo
+       cancel, dripfeed, coalesce(pinned_rate_kobo, rate_per_1000_kobo) as rate_per_1000_kobo
   from services where service_id = $1 and listed
 """
 
@@ -133,7 +133,9 @@ async def _place(
     service = await connection.fetchrow(_SERVICE, service_id)
     if service is None:
         raise ServiceNotFound(service_id)
-    limits = ServiceLimits(service["type"], service["min_quantity"], service["max_quantity"])
+    limits = ServiceLimits(
+        service["type"], service["min_quantity"], service["max_quantity"], service["dripfeed"]
+    )
     order_fields = {k: v for k, v in body.items() if k not in ("service_id", "idempotency_key")}
     request = parse_order_fields(
         limits, order_fields, subscription_default_posts=subscription_default_posts
@@ -168,7 +170,8 @@ async def _place(
     )
     balance_after = wallet["balance_kobo"] - price_kobo
     body_bytes = checkout_response(msgspec.structs.asdict(event), balance_after)
-    return _Placed(event, wallet["version"], balance_after, CheckoutAnswer(201, body_bytes, False, order_id))
+    answer = CheckoutAnswer(201, body_bytes, False, order_id)
+    return _Placed(event, wallet["version"], balance_after, answer)
 
 
 async def _debit_and_record(

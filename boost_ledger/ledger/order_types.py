@@ -5,8 +5,9 @@ upstream (exactly the `add` fields of spec/smm-panel-api-v2.md for the type) and
 quantity (DESIGN.md §5). It is pure: no I/O, no clock.
 
 Checks run in this order, so a client sees the most specific error that applies:
-1. wrong JSON types, malformed values, values outside their own bounds and unknown fields
-   -> FieldErrors (VALIDATION_FAILED), listing every bad field and every missing required one;
+1. wrong JSON types, malformed values, values outside their own bounds, unknown fields and
+   drip-feed on a service whose provider does not offer it -> FieldErrors (VALIDATION_FAILED),
+   listing every bad field and every missing required one;
 2. a required link missing or blank -> LinkRequired (BOOST_LINK_REQUIRED);
 3. the quantity, or the billed lines, missing -> QuantityRequired (BOOST_QUANTITY_REQUIRED);
 4. any other required field missing or blank -> FieldErrors;
@@ -49,6 +50,8 @@ SUBSCRIPTION_DELAYS_MINUTES: Final = (0, 5, 10, 15, 30, 60, 90)
 _IGNORED_KEYS: Final = frozenset({"service_id", "idempotency_key"})
 _PRICE_KEYS: Final = frozenset({"price", "charge", "amount"})
 _PRICE_MESSAGE: Final = "The server computes the price; do not send it."
+_DRIP_FEED_FIELDS: Final[tuple[str, ...]] = ("runs", "interval")
+_NO_DRIP_FEED_MESSAGE: Final = "Drip-feed (runs, interval) is not available for this service."
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _LINE_OR_COMMA = re.compile(r"\r\n|\r|\n|,")
 _DATE = re.compile(r"([0-9]{1,2})/([0-9]{1,2})/([0-9]{4})")
@@ -104,11 +107,13 @@ class QuantityOutOfRange(OrderInvalid):
 
 
 class ServiceLimits(msgspec.Struct, frozen=True):
-    """The catalog facts that validation needs: the service type and its min/max quantity."""
+    """The catalog facts that validation needs: the service type, its min/max quantity, and
+    whether the provider offers drip-feed (``runs``/``interval``) for it."""
 
     type: str
     min: int
     max: int
+    dripfeed: bool = True
 
 
 class OrderRequest(msgspec.Struct, frozen=True):
@@ -202,8 +207,14 @@ def parse_order_fields(
             errors[spec.name] = [error]
         elif value is not None:
             values[spec.name] = value
-    for name, error in _cross_field_errors(values).items():
-        errors.setdefault(name, [error])  # a field already refused keeps its own message
+    drip_feed = [name for name in _DRIP_FEED_FIELDS if name in values]
+    if drip_feed and not limits.dripfeed:
+        # The provider refuses drip-feed on such a service: never charge for a doomed order.
+        for field_name in drip_feed:
+            errors[field_name] = [_NO_DRIP_FEED_MESSAGE]
+    else:
+        for name, error in _cross_field_errors(values).items():
+            errors.setdefault(name, [error])  # a field already refused keeps its own message
     missing = [
         s.name for s in specs if s.required and s.name not in values and s.name not in errors
     ]

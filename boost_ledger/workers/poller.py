@@ -15,7 +15,7 @@ import asyncpg
 import structlog
 
 from boost_ledger.ledger import fulfilment
-from boost_ledger.ledger.statuses import TERMINAL_STATUSES
+from boost_ledger.ledger.statuses import TERMINAL_STATUSES, map_upstream_status
 from boost_ledger.upstream.client import MAX_IDS_PER_CALL, ProviderClient
 from boost_ledger.upstream.errors import ProviderError, ProviderRefused
 from boost_ledger.upstream.models import ProviderStatus
@@ -75,6 +75,12 @@ async def after_check(
 async def record_status(
     connection: asyncpg.Connection[Any], order_id: int, status: ProviderStatus, actor: str
 ) -> None:
+    """Record one reply (from the poller or a live check); an unknown string changes nothing
+    but is logged, so that an operator learns of a panel's new vocabulary."""
+    if map_upstream_status(status.status) is None:
+        log.warning(
+            "status.unknown_upstream", order_id=order_id, upstream_status=status.status[:100]
+        )
     await fulfilment.observe(
         connection,
         order_id,

@@ -19,6 +19,7 @@ import pytest
 from support import bearer, open_funded_account, seed_catalog
 
 from boost_ledger.ledger.events import debit_event_id
+from boost_ledger.settings import Settings
 
 ORDERS = "/api/v1/boost/orders"
 FUNDS_KOBO = 10_000_000  # 100,000.00 NGN: more than any single order below
@@ -201,6 +202,11 @@ def test_the_cases_cover_all_thirteen_types() -> None:
 
     covered = {SERVICES_BY_ID[case.service_id].type for case in CASES.values()}
     assert covered == set(SERVICE_TYPES)
+
+
+def test_the_server_defaults_subscriptions_to_ten_posts(settings: Settings) -> None:
+    """The hand-computed Subscriptions prices assume the server's default of 10 posts."""
+    assert settings.subscription_default_posts == 10
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -426,6 +432,14 @@ FIELD_ERRORS = {
         "1", {"link": LINK, "quantity": 100, "runs": 2}, {"interval"},
     ),
     "default-one-run": ("1", {"link": LINK, "quantity": 100, "runs": 1, "interval": 5}, {"runs"}),
+    # The catalog says service 3 has no drip-feed (and service 2's listing leaves it out): the
+    # provider would refuse the order, so checkout must not charge for it.
+    "default-drip-feed-not-offered": (
+        "3", {"link": LINK, "quantity": 100, "runs": 2, "interval": 5}, {"runs", "interval"},
+    ),
+    "default-drip-feed-not-listed": (
+        "2", {"link": LINK, "quantity": 100, "runs": 3}, {"runs"},
+    ),
     "package-with-quantity": ("4", {"link": LINK, "quantity": 1}, {"quantity"}),
     "custom-comments-not-text": ("5", {"link": LINK, "comments": ["a", "b"]}, {"comments"}),
     "mentions-with-hashtags-no-hashtags": (

@@ -160,15 +160,17 @@ async def test_an_order_never_placed_is_resolved_as_refunded_exactly_once(
     assert wallet.json()["data"]["balance"] == "1000.00"
     assert await _refunds(pool, order["order_id"]) == 1
 
-    for second in (["--refund"], ["--provider-order-id", "12345"]):
-        again, _, stderr = await _boost(dsn, "orders", "resolve", order["order_id"], *second)
+    seconds = await asyncio.gather(
+        _boost(dsn, "orders", "resolve", order["order_id"], "--refund"),
+        _boost(dsn, "orders", "resolve", order["order_id"], "--provider-order-id", "12345"),
+    )
+    for again, _, stderr in seconds:
         assert again != 0 and "not awaiting an operator" in stderr
     assert await _refunds(pool, order["order_id"]) == 1
     balance = await pool.fetchval(
         "select balance_kobo from wallets where account_id = $1", account_id
     )
     assert balance == FUNDS_KOBO
-    assert order["order_id"] not in await _unknown_ids(dsn)
     assert await submitter.drain(pool, provider) == []
     assert await _provider_orders(simulator, order["link"]) == []
 

@@ -1,0 +1,221 @@
+"""The status poller against the simulator: batches of at most 100, longest-unchecked first,
+per-item errors kept to their item, a provider fault changes nothing, and several pollers at
+once never observe an order twice."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from support import bearer, open_funded_account, seed_catalog
+
+from boost_ledger.ledger import fulfilment
+from boost_ledger.upstream.client import ProviderClient
+from boost_ledger.upstream.errors import ProviderError
+from boost_ledger.workers import poller, submitter
+
+# Service "16" (TikTok Views) at 0.01234 USD: 2221 kobo per 1000, so 100 units cost 2.23 NGN;
+# cheap enough to place a few hundred orders from one wallet.
+CHEAP_SERVICE = "16"
+FUNDS_KOBO = 10_000_00
+INTERVAL_S = 60.0
+
+
+@pytest.fixture(scope="module", autouse=True)
+async def catalog(pool: asyncpg.Pool[Any]) -> None:
+    await seed_catalog(pool)
+
+
+@pytest.fixture(scope="module")
+async def impatient(simulator_url: str) -> AsyncIterator[ProviderClient]:
+    """No read retries and half a second of patience: a fault surfaces at once."""
+    client = ProviderClient(
+        f"{simulator_url}/api/v2", "sim-key", timeout_s=0.5, read_retries=0, backoff_s=0.01
+    )
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture(autouse=True)
+async def only_this_tests_orders_are_due(pool: asyncpg.Pool[Any]) -> None:
+    """Orders left by earlier tests of the module are not due, so each test sees its own."""
+    await pool.execute("update order_polls set next_check_at = now() + interval '1 day'")
+
+
+async def _submitted_orders(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, provider: ProviderClient, count: int
+) -> list[int]:
+    """``count`` orders of one new account, placed over HTTP and submitted; their ids."""
+    _, key = await open_funded_account(pool, FUNDS_KOBO)
+    gate = asyncio.Semaphore(10)
+
+    async def place() -> int:
+        body = {"service_id": CHEAP_SERVICE, "link": f"https://tiktok.com/@{uuid.uuid4().hex}",
+                "quantity": 100, "idempotency_key": uuid.uuid4().hex}
+        async with gate:
+            response = await client.post("/api/v1/boost/orders", json=body, headers=bearer(key))
+        assert response.status_code == 201, response.text
+        return int(response.json()["data"]["order_id"])
+
+    order_ids = await asyncio.gather(*(place() for _ in range(count)))
+    drained = await asyncio.gather(*(submitter.drain(pool, provider, limit=200) for _ in range(4)))
+    assert sum(len(outcomes) for outcomes in drained) == count
+    return sorted(order_ids)
+
+
+async def _observations(pool: asyncpg.Pool[Any], order_ids: list[int]) -> dict[int, int]:
+    """How many StatusObserved each order has."""
+    rows = await pool.fetch(
+        "select o.order_id, (select count(*) from events e where e.stream_id = 'order-' ||"
+        " o.order_id and e.type = 'StatusObserved') as seen"
+        " from orders o where o.order_id = any($1::bigint[])",
+        order_ids,
+    )
+    return {row["order_id"]: row["seen"] for row in rows}
+
+
+async def _status_calls(simulator: httpx.AsyncClient) -> int:
+    calls: int = (await simulator.get("/stats")).json()["requests"].get("status", 0)
+    return calls
+
+
+async def test_one_poll_asks_about_at_most_100_orders_longest_unchecked_first(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
+    provider: ProviderClient,
+) -> None:
+    """150 due orders: one poll is one multi-status call about the 100 checked longest ago;
+    the next poll takes the other 50. Each is observed exactly once."""
+    order_ids = await _submitted_orders(pool, client, provider, 150)
+    # Give every order a distinct last check, in an order unrelated to the order ids.
+    shuffled = random.Random(5).sample(order_ids, len(order_ids))
+    for minutes_ago, order_id in enumerate(reversed(shuffled), start=1):
+        await pool.execute(
+            "update order_polls set last_checked_at = now() - make_interval(mins => $2),"
+            " next_check_at = now() - interval '1 second' where order_id = $1",
+            order_id, minutes_ago,
+        )
+    oldest_first = shuffled[:100]  # the last of `reversed(shuffled)` were checked longest ago
+    calls_before = await _status_calls(simulator)
+
+    assert await poller.poll_once(pool, provider, INTERVAL_S) == 100
+
+    assert await _status_calls(simulator) == calls_before + 1
+    seen = await _observations(pool, order_ids)
+    assert sorted(order_id for order_id, count in seen.items() if count == 1) == sorted(
+        oldest_first
+    )
+    assert sum(seen.values()) == 100
+
+    assert await poller.poll_once(pool, provider, INTERVAL_S) == 50
+    assert await poller.poll_once(pool, provider, INTERVAL_S) == 0
+    assert set((await _observations(pool, order_ids)).values()) == {1}
+    assert await _status_calls(simulator) == calls_before + 2
+
+
+async def test_an_order_unknown_to_the_provider_does_not_fail_the_batch(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
+    provider: ProviderClient,
+) -> None:
+    """A per-item "Incorrect order ID" backs that order off; the rest of the batch is
+    recorded as usual."""
+    order_ids = await _submitted_orders(pool, client, provider, 2)
+    _, key = await open_funded_account(pool, FUNDS_KOBO)
+    body = {"service_id": CHEAP_SERVICE, "link": "https://tiktok.com/@ghost", "quantity": 100,
+            "idempotency_key": uuid.uuid4().hex}
+    placed = await client.post("/api/v1/boost/orders", json=body, headers=bearer(key))
+    ghost = int(placed.json()["data"]["order_id"])
+    async with pool.acquire() as connection:
+        claimed = await fulfilment.claim_for_submission(connection)
+        assert claimed is not None and claimed.order_id == ghost
+        # The provider's reply named an order it does not know.
+        assert await fulfilment.settle_submission(connection, ghost, provider_order_id="987654")
+
+    assert await poller.poll_once(pool, provider, INTERVAL_S) == 3
+
+    assert await _observations(pool, [*order_ids, ghost]) == {
+        order_ids[0]: 1, order_ids[1]: 1, ghost: 0
+    }
+    backoff = await pool.fetchrow(
+        "select failures, next_check_at - now() as wait from order_polls where order_id = $1",
+        ghost,
+    )
+    assert backoff["failures"] == 1
+    assert backoff["wait"].total_seconds() > INTERVAL_S * 1.5
+    healthy = await pool.fetchval(
+        "select max(failures) from order_polls where order_id = any($1::bigint[])", order_ids
+    )
+    assert healthy == 0
+
+
+@pytest.mark.parametrize(
+    "mode", ["http_500", "html", "malformed_json", "timeout", "reply_lost", "error"]
+)
+async def test_a_provider_fault_raises_and_changes_nothing(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
+    provider: ProviderClient, impatient: ProviderClient, mode: str,
+) -> None:
+    """A fault on the multi-status call raises ProviderError from poll_once: no event, no
+    order changed, and the claimed orders keep their lease instead of being asked at once."""
+    order_ids = await _submitted_orders(pool, client, provider, 3)
+    for order_id in order_ids:
+        provider_order_id = await pool.fetchval(
+            "select provider_order_id from orders where order_id = $1", order_id
+        )
+        await simulator.post(f"/orders/{provider_order_id}", json={"status": "Canceled"})
+    before = await pool.fetch(
+        "select * from orders where order_id = any($1::bigint[]) order by order_id", order_ids
+    )
+    fault = {"action": "status", "mode": mode, "latency_ms": 3_000}
+    (await simulator.post("/faults", json=fault)).raise_for_status()
+
+    with pytest.raises(ProviderError):
+        await poller.poll_once(pool, impatient, INTERVAL_S)
+
+    after = await pool.fetch(
+        "select * from orders where order_id = any($1::bigint[]) order by order_id", order_ids
+    )
+    assert [dict(row) for row in after] == [dict(row) for row in before]
+    assert set((await _observations(pool, order_ids)).values()) == {0}
+    leased = await pool.fetchval(
+        "select count(*) from order_polls where order_id = any($1::bigint[])"
+        " and next_check_at > now() + interval '30 seconds'",
+        order_ids,
+    )
+    assert leased == 3
+    assert await poller.poll_once(pool, impatient, INTERVAL_S) == 0
+
+
+async def test_several_pollers_at_once_observe_each_order_once(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
+    provider: ProviderClient,
+) -> None:
+    """Four pollers racing in batches of 25 over 60 due orders: each order is asked about and
+    observed exactly once."""
+    order_ids = await _submitted_orders(pool, client, provider, 60)
+    for order_id in order_ids:
+        provider_order_id = await pool.fetchval(
+            "select provider_order_id from orders where order_id = $1", order_id
+        )
+        await simulator.post(f"/orders/{provider_order_id}", json={"status": "In progress"})
+
+    asked = 0
+    for _ in range(10):
+        rounds = await asyncio.gather(
+            *(poller.poll_once(pool, provider, INTERVAL_S, batch=25) for _ in range(4))
+        )
+        asked += sum(rounds)
+        if not any(rounds):
+            break
+
+    assert asked == 60
+    assert set((await _observations(pool, order_ids)).values()) == {1}
+    statuses = await pool.fetch(
+        "select distinct status from orders where order_id = any($1::bigint[])", order_ids
+    )
+    assert [row["status"] for row in statuses] == ["in_progress"]
