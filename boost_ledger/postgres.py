@@ -113,13 +113,23 @@ async def prepare_dsn(database_url: str | None, data_dir: Path) -> str:
     return with_database(dsn, DATABASE_NAME)
 
 
+def _encode_jsonb(value: Any) -> bytes:
+    return b"\x01" + _json_encoder.encode(value)  # jsonb's binary format: version 1, then text
+
+
+def _decode_jsonb(data: bytes) -> Any:
+    assert data[:1] == b"\x01", "unknown jsonb binary version"
+    return msgspec.json.decode(data[1:])
+
+
 async def set_json_codec(connection: asyncpg.Connection[Any]) -> None:
-    """jsonb values travel as msgspec JSON."""
+    """jsonb values travel as msgspec JSON, in the binary format (so COPY can carry them)."""
     await connection.set_type_codec(
         "jsonb",
         schema="pg_catalog",
-        encoder=lambda value: _json_encoder.encode(value).decode(),
-        decoder=msgspec.json.decode,
+        encoder=_encode_jsonb,
+        decoder=_decode_jsonb,
+        format="binary",
     )
 
 

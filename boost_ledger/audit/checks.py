@@ -24,27 +24,32 @@ _CHECKS = (
     (
         "debit-matches-order",
         """
+        with placed as (
+            select (data->>'order_id')::bigint as order_id, (data->>'price_kobo')::bigint as price,
+                   global_position, stream_id
+              from events where type = 'OrderPlaced'),
+        debits as (
+            select (data->>'order_id')::bigint as order_id,
+                   (data->>'amount_kobo')::bigint as amount
+              from events where type = 'FundsDebited')
         select p.global_position, p.stream_id,
-               'order ' || (p.data->>'order_id') || ' priced ' || (p.data->>'price_kobo')
-               || ' kobo but debited ' || coalesce(d.data->>'amount_kobo', 'nothing') as detail
-          from events p
-          left join events d on d.type = 'FundsDebited'
-               and d.stream_id = 'wallet-' || (p.data->>'account_id')
-               and d.data->'order_id' = p.data->'order_id'
-         where p.type = 'OrderPlaced'
-           and (d.global_position is null or d.data->'amount_kobo' <> p.data->'price_kobo')
+               'order ' || p.order_id || ' priced ' || p.price || ' kobo but debited '
+               || coalesce(d.amount::text, 'nothing') as detail
+          from placed p left join debits d on d.order_id = p.order_id
+         where d.order_id is null or d.amount <> p.price
          limit 100
         """,
     ),
     (
         "debit-has-order",
         """
+        with placed as (
+            select (data->>'order_id')::bigint as order_id from events where type = 'OrderPlaced')
         select d.global_position, d.stream_id,
                'debit for order ' || (d.data->>'order_id') || ' without an OrderPlaced' as detail
           from events d
-         where d.type = 'FundsDebited' and not exists (
-               select 1 from events p where p.stream_id = 'order-' || (d.data->>'order_id')
-                  and p.version = 1 and p.type = 'OrderPlaced')
+         where d.type = 'FundsDebited'
+           and (d.data->>'order_id')::bigint not in (select order_id from placed)
          limit 100
         """,
     ),

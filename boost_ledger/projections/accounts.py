@@ -6,6 +6,7 @@ from typing import Any
 
 import asyncpg
 
+from boost_ledger.projections.bulk import State, TableSpec
 from boost_ledger.ledger.events import (
     AccountBanned,
     AccountDisabled,
@@ -68,3 +69,46 @@ async def _bump(connection: asyncpg.Connection[Any], account_id: int, version: i
     await connection.execute(
         "update accounts set version = $2 where account_id = $1", account_id, version
     )
+
+
+# ---- the same read model as a pure fold, for set-based replays (see projections/bulk.py) ----
+
+BULK_TABLES = (
+    TableSpec(
+        name="accounts", partition="account_id", key=("account_id",),
+        columns=("account_id", "name", "status", "version", "created_at"),
+    ),
+    TableSpec(
+        name="api_keys", partition="account_id", key=("key_id",),
+        columns=("key_id", "account_id", "key_hash", "abilities", "issued_at", "revoked"),
+    ),
+)
+
+
+def touches(record: RecordedEvent) -> list[tuple[str, Any]]:
+    account_id = getattr(record.event, "account_id")  # noqa: B009 - every account event has it
+    return [("accounts", account_id), ("api_keys", account_id)]
+
+
+def fold(state: State, record: RecordedEvent) -> None:
+    event = record.event
+    accounts = state["accounts"]
+    if isinstance(event, AccountOpened):
+        accounts[event.account_id] = {
+            "account_id": event.account_id, "name": event.name, "status": "active",
+            "version": record.version, "created_at": record.recorded_at,
+        }
+        return
+    account = accounts[getattr(event, "account_id")]  # noqa: B009
+    account["version"] = record.version
+    if isinstance(event, ApiKeyIssued):
+        for key in state["api_keys"].values():
+            if key["account_id"] == event.account_id:
+                key["revoked"] = True
+        state["api_keys"][event.key_id] = {
+            "key_id": event.key_id, "account_id": event.account_id,
+            "key_hash": bytes.fromhex(event.key_hash), "abilities": list(event.abilities),
+            "issued_at": record.recorded_at, "revoked": False,
+        }
+    elif isinstance(event, AccountDisabled | AccountBanned | AccountReinstated):
+        account["status"] = _STATUS_AFTER[type(event)]

@@ -6,6 +6,7 @@ from typing import Any
 
 import asyncpg
 
+from boost_ledger.projections.bulk import State, TableSpec
 from boost_ledger.ledger.events import (
     RecordedEvent,
     ServiceDelisted,
@@ -69,3 +70,44 @@ async def apply(connection: asyncpg.Connection[Any], record: RecordedEvent) -> N
             record.version,
             record.recorded_at,
         )
+
+
+# ---- the same read model as a pure fold, for set-based replays (see projections/bulk.py) ----
+
+BULK_TABLES = (
+    TableSpec(
+        name="services", partition="service_id", key=("service_id",),
+        columns=("service_id", "provider_service_id", "name", "category", "type",
+                 "provider_rate", "rate_per_1000_kobo", "pinned_rate_kobo", "min_quantity",
+                 "max_quantity", "refill", "cancel", "dripfeed", "listed", "version",
+                 "updated_at"),
+    ),
+)
+
+_SYNCED = ("provider_service_id", "name", "category", "type", "provider_rate",
+           "rate_per_1000_kobo", "min_quantity", "max_quantity", "refill", "cancel", "dripfeed")
+
+
+def touches(record: RecordedEvent) -> list[tuple[str, Any]]:
+    return [("services", getattr(record.event, "service_id"))]  # noqa: B009
+
+
+def fold(state: State, record: RecordedEvent) -> None:
+    event = record.event
+    services = state["services"]
+    if isinstance(event, ServiceSynced):
+        row = services.setdefault(
+            event.service_id, {"service_id": event.service_id, "pinned_rate_kobo": None}
+        )
+        row.update({name: getattr(event, name) for name in _SYNCED})
+        row["listed"] = True
+    else:
+        row = services.get(getattr(event, "service_id"))  # noqa: B009
+        if row is None:
+            return  # the inline update touches no row either
+        if isinstance(event, ServiceDelisted):
+            row["listed"] = False
+        elif isinstance(event, ServiceRatePinned):
+            row["pinned_rate_kobo"] = event.rate_per_1000_kobo
+    row["version"] = record.version
+    row["updated_at"] = record.recorded_at

@@ -22,6 +22,7 @@ from boost_ledger.ledger.events import (
     SubmissionFailed,
     SubmissionUnknown,
 )
+from boost_ledger.projections.bulk import State, TableSpec
 from boost_ledger.projections.views import checkout_response
 
 NAME = "orders"
@@ -151,3 +152,91 @@ async def _apply_order_change(connection: asyncpg.Connection[Any], record: Recor
         *parameters,
     )
     assert updated == 1, f"order {order_id} is not at version {record.version - 1}"
+
+
+# ---- the same read model as a pure fold, for set-based replays (see projections/bulk.py) ----
+
+_ROW_COLUMNS = (
+    "order_id", "account_id", "idempotency_key", "fingerprint", "service_id",
+    "provider_service_id", "service_name", "category", "type", "link", "quantity",
+    "billable_quantity", "fields", "rate_per_1000_kobo", "price_kobo", "cancel_supported",
+    "status", "submission", "submission_attempts", "provider_order_id", "upstream_status",
+    "start_count", "remains", "refunded_kobo", "refunded", "version", "created_at", "updated_at",
+)
+
+BULK_TABLES = (
+    TableSpec(name="orders", partition="order_id", key=("order_id",), columns=_ROW_COLUMNS),
+    TableSpec(
+        name="idempotency_keys", partition="order_id", key=("order_id",),
+        columns=("account_id", "idempotency_key", "fingerprint", "order_id", "status_code",
+                 "response"),
+    ),
+)
+
+_PLACED_FIELDS = (
+    "order_id", "account_id", "idempotency_key", "service_id", "provider_service_id",
+    "service_name", "category", "type", "link", "quantity", "billable_quantity", "fields",
+    "rate_per_1000_kobo", "price_kobo", "cancel_supported",
+)
+
+
+def touches(record: RecordedEvent) -> list[tuple[str, Any]]:
+    order_id = getattr(record.event, "order_id")  # noqa: B009 - every order event carries it
+    return [("orders", order_id), ("idempotency_keys", order_id)]
+
+
+def _placed_row(record: RecordedEvent, event: OrderPlaced) -> dict[str, Any]:
+    row = {name: getattr(event, name) for name in _PLACED_FIELDS}
+    row.update(
+        fingerprint=bytes.fromhex(event.fingerprint), status="pending", submission="queued",
+        submission_attempts=0, provider_order_id=None, upstream_status=None, start_count=None,
+        remains=None, refunded_kobo=0, refunded=False, version=record.version,
+        created_at=record.recorded_at, updated_at=record.recorded_at,
+    )
+    return row
+
+
+def _fold_change(row: dict[str, Any], event: object) -> None:
+    if isinstance(event, SubmissionAttempted):
+        row.update(submission="attempting", submission_attempts=row["submission_attempts"] + 1)
+    elif isinstance(event, SubmissionDeferred):
+        row["submission"] = "queued"
+    elif isinstance(event, OrderSubmitted):
+        row.update(submission="submitted", provider_order_id=event.provider_order_id)
+    elif isinstance(event, SubmissionFailed):
+        row.update(submission="failed", status="failed")
+    elif isinstance(event, SubmissionUnknown):
+        row["submission"] = "unknown"
+    elif isinstance(event, StatusObserved):
+        row.update(status=event.status, upstream_status=event.upstream_status,
+                   start_count=event.start_count, remains=event.remains)
+    elif isinstance(event, CancelRequested):
+        row["status"] = "canceling"
+    elif isinstance(event, OrderCanceled):
+        row.update(submission="canceled", status="canceled")
+    else:
+        assert isinstance(event, CancelRejected), type(event).__name__
+
+
+def fold(state: State, record: RecordedEvent) -> None:
+    event = record.event
+    orders = state["orders"]
+    if isinstance(event, OrderPlaced):
+        orders[event.order_id] = _placed_row(record, event)
+        return
+    order = orders[getattr(event, "order_id")]  # noqa: B009
+    if isinstance(event, FundsDebited):
+        state["idempotency_keys"][event.order_id] = {
+            "account_id": order["account_id"], "idempotency_key": order["idempotency_key"],
+            "fingerprint": order["fingerprint"], "order_id": event.order_id, "status_code": 201,
+            "response": checkout_response(order, event.balance_after_kobo),
+        }
+        return
+    order["updated_at"] = record.recorded_at
+    if isinstance(event, Refunded):
+        assert not order["refunded"], f"order {event.order_id} refunded twice"
+        order.update(refunded=True, refunded_kobo=event.amount_kobo)
+        return
+    assert order["version"] == record.version - 1, f"order {event.order_id} out of order"
+    order["version"] = record.version
+    _fold_change(order, event)

@@ -56,14 +56,13 @@ async def rebuild(
     """Rebuild one projection online. ``connection`` is an owner's (see postgres.owner_connection)."""
     schema = _schema(module)
     await create_copies(connection, schema, [module])
-    await connection.execute(f"set search_path = {quoted(schema)}, public")
     try:
         applied, position = 0, 0
         for attempt in range(1, MAX_SWAP_ATTEMPTS + 1):
             while True:
                 head = await stable_head(connection)
                 before = position
-                position = await apply_range(connection, [module], position, head, progress)
+                position = await apply_range(connection, [module], position, head, schema, progress)
                 applied += await _count_between(connection, module, before, position)
                 if head - before <= SMALL_TAIL:
                     break
@@ -72,7 +71,6 @@ async def rebuild(
                 return RebuildReport(module.NAME, applied + tail, tail, attempt)
         raise RuntimeError(f"could not lock {module.NAME} for the swap; retry when quieter")
     finally:
-        await connection.execute("reset search_path")
         await connection.execute(f"drop schema if exists {quoted(schema)} cascade")
 
 
@@ -99,7 +97,7 @@ async def _try_swap(
         async with connection.transaction():
             await connection.execute(f"set local lock_timeout = '{SWAP_LOCK_TIMEOUT}'")
             await connection.execute(f"lock table {tables} in access exclusive mode")
-            end = await apply_range(connection, [module], position, None, progress)
+            end = await apply_range(connection, [module], position, None, schema, progress)
             tail = await _count_between(connection, module, position, end)
             for table in module.TABLES:
                 await connection.execute(f"drop table public.{quoted(table)}")

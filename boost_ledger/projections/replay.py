@@ -1,9 +1,9 @@
 """Replaying the log into copies of a projection's tables.
 
-The copies live in another schema (or are temporary tables) and the projectors' SQL names tables
-unqualified, so the very same ``apply`` functions used inline write into the copies when the
-replaying connection's ``search_path`` puts them first. There is exactly one projector per read
-model, which is what makes "a replay equals the live tables" a meaningful property.
+The copies live in another schema (rebuilds) or are temporary tables (the auditor's comparison).
+Replays fold batches of events with each projection's ``fold`` (projections/bulk.py), the pure
+twin of the SQL ``apply`` that inline writes use; "a replay equals the live tables" is the
+property that holds the two equal.
 
 Replays go in ``global_position`` order, not in the feed's commit-safe order: every writer takes
 its row locks before it inserts events, so two transactions that touched the same projection row
@@ -23,6 +23,7 @@ from typing import Any
 import asyncpg
 
 from boost_ledger.ledger import store
+from boost_ledger.projections import bulk
 
 BATCH_SIZE = 5000
 STABLE_WAIT_S = 60.0
@@ -71,30 +72,28 @@ async def apply_range(
     modules: Sequence[ModuleType],
     after: int,
     up_to: int | None,
+    schema: str,
     progress: Progress | None = None,
 ) -> int:
-    """Apply the events with ``after < position <= up_to`` (no bound when None) in position
-    order, batch by batch, each batch in its own transaction unless the caller holds one."""
-    types = frozenset().union(*(module.EVENT_TYPES for module in modules))
+    """Fold the events with ``after < position <= up_to`` (no bound when None) into the copies in
+    ``schema``, in position order, a batch per transaction (a savepoint if the caller has one)."""
+    types = list(frozenset().union(*(module.EVENT_TYPES for module in modules)))
     position = after
     while True:
         rows = await connection.fetch(
             f"select {store.SELECT_COLUMNS} from events where global_position > $1"
             " and ($2::bigint is null or global_position <= $2) and type = any($3::text[])"
             " order by global_position limit $4",
-            position, up_to, list(types), BATCH_SIZE,
+            position, up_to, types, BATCH_SIZE,
         )
         if not rows:
             return position
+        records = [store.record_from_row(row) for row in rows]
         async with connection.transaction():
-            for row in rows:
-                record = store.record_from_row(row)
-                for module in modules:
-                    if record.type in module.EVENT_TYPES:
-                        await module.apply(connection, record)
-        position = rows[-1]["global_position"]
+            await bulk.apply_batch(connection, modules, records, schema)
+        position = records[-1].global_position
         if progress is not None:
-            progress(len(rows))
+            progress(len(records))
 
 
 async def differences(
@@ -128,9 +127,10 @@ async def compare_with_replay(
 
 
 class ReplayFailed(Exception):
-    """The projectors refused an event of the log: the log contradicts itself there."""
+    """The projections refused an event of the log: the log contradicts itself there (for a
+    database refusal, the last event of the failing batch is named)."""
 
-    def __init__(self, record: store.RecordedEvent, error: Exception) -> None:
+    def __init__(self, record: store.RecordedEvent, error: BaseException) -> None:
         super().__init__(
             f"replaying event {record.global_position} ({record.stream_id} v{record.version},"
             f" {record.type}) failed: {type(error).__name__}: {error}"
@@ -157,21 +157,28 @@ async def _apply_in_snapshot(
     connection: asyncpg.Connection[Any], modules: Sequence[ModuleType]
 ) -> None:
     types = list(frozenset().union(*(module.EVENT_TYPES for module in modules)))
-    async for record in _all_events(connection, types):
-        try:
-            for module in modules:
-                if record.type in module.EVENT_TYPES:
-                    await module.apply(connection, record)
-        except (asyncpg.PostgresError, AssertionError) as error:
-            raise ReplayFailed(record, error) from error
-
-
-async def _all_events(connection: asyncpg.Connection[Any], types: list[str]) -> Any:
-    cursor = connection.cursor(
+    batch: list[store.RecordedEvent] = []
+    async for row in connection.cursor(
         f"select {store.SELECT_COLUMNS} from events where type = any($1::text[])"
         " order by global_position",
         types,
         prefetch=BATCH_SIZE,
-    )
-    async for row in cursor:
-        yield store.record_from_row(row)
+    ):
+        batch.append(store.record_from_row(row))
+        if len(batch) == BATCH_SIZE:
+            await _apply_checked(connection, modules, batch)
+            batch = []
+    if batch:
+        await _apply_checked(connection, modules, batch)
+
+
+async def _apply_checked(
+    connection: asyncpg.Connection[Any], modules: Sequence[ModuleType],
+    batch: list[store.RecordedEvent],
+) -> None:
+    try:
+        await bulk.apply_batch(connection, modules, batch, None)
+    except bulk.FoldRefused as refusal:
+        raise ReplayFailed(refusal.record, refusal.error) from refusal
+    except asyncpg.PostgresError as error:
+        raise ReplayFailed(batch[-1], error) from error

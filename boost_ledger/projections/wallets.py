@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 
+from boost_ledger.projections.bulk import State, TableSpec
 from boost_ledger.ledger.events import (
     AccountOpened,
     FundsDebited,
@@ -44,3 +45,38 @@ async def apply(connection: asyncpg.Connection[Any], record: RecordedEvent) -> N
             record.version,
         )
         assert updated == 1, f"wallet {event.account_id} is not at version {record.version - 1}"
+
+
+# ---- the same read model as a pure fold, for set-based replays (see projections/bulk.py) ----
+
+BULK_TABLES = (
+    TableSpec(
+        name="wallets", partition="account_id", key=("account_id",),
+        columns=("account_id", "balance_kobo", "credited_kobo", "debited_kobo", "refunded_kobo",
+                 "version"),
+    ),
+)
+
+
+def touches(record: RecordedEvent) -> list[tuple[str, Any]]:
+    return [("wallets", getattr(record.event, "account_id"))]  # noqa: B009
+
+
+def fold(state: State, record: RecordedEvent) -> None:
+    event = record.event
+    wallets = state["wallets"]
+    if isinstance(event, AccountOpened):
+        wallets[event.account_id] = {
+            "account_id": event.account_id, "balance_kobo": 0, "credited_kobo": 0,
+            "debited_kobo": 0, "refunded_kobo": 0, "version": 0,
+        }
+    elif isinstance(event, WalletCredited | FundsDebited | Refunded):
+        wallet = wallets[event.account_id]
+        assert wallet["version"] == record.version - 1, f"wallet {event.account_id} out of order"
+        wallet[_COLUMN[type(event)]] += event.amount_kobo
+        wallet["balance_kobo"] = event.balance_after_kobo
+        wallet["version"] = record.version
+        assert wallet["balance_kobo"] >= 0
+        assert wallet["balance_kobo"] == (
+            wallet["credited_kobo"] - wallet["debited_kobo"] + wallet["refunded_kobo"]
+        ), f"wallet {event.account_id}: balance_after contradicts the sums"

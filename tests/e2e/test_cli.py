@@ -1,0 +1,325 @@
+"""The ``boost`` console script, run as real processes against real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from support import bearer, free_port, open_funded_account
+
+BOOST = str(Path(sys.executable).parent / "boost")
+TIMEOUT_S = 30
+
+
+@dataclass
+class Ran:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> dict[str, object]:
+        value: dict[str, object] = json.loads(self.out)
+        return value
+
+
+def _environment(**overrides: str | None) -> dict[str, str]:
+    """This process's environment without any BOOST_* or DATABASE_URL, plus ``overrides``."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("BOOST_") and name != "DATABASE_URL"
+    }
+    env.update({name: value for name, value in overrides.items() if value is not None})
+    return env
+
+
+async def _boost(*arguments: str, env: Mapping[str, str]) -> Ran:
+    process = await asyncio.create_subprocess_exec(
+        BOOST, *arguments, env=dict(env),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=TIMEOUT_S)
+    assert process.returncode is not None
+    return Ran(process.returncode, out.decode(), err.decode())
+
+
+@pytest.fixture(scope="module")
+def env(dsn: str) -> dict[str, str]:
+    return _environment(DATABASE_URL=dsn)
+
+
+async def _account(pool: asyncpg.Pool[Any]) -> tuple[str, str]:
+    """An account opened in-process (the CLI's own ``accounts create`` is tested once)."""
+    account_id, key = await open_funded_account(pool)
+    return str(account_id), key
+
+
+def test_the_console_script_is_installed():
+    """``boost`` is the project's console script, next to this interpreter."""
+    assert Path(BOOST).is_file() and os.access(BOOST, os.X_OK)
+
+
+async def test_accounts_create_prints_an_id_and_a_working_key(env, client):
+    """``accounts create --json`` prints the account id and its first key, which works at once."""
+    ran, plain = await asyncio.gather(
+        _boost("accounts", "create", "--name", "Reseller Ltd", "--json", env=env),
+        _boost("accounts", "create", "--name", "Plain", env=env),
+    )
+    assert ran.code == 0, ran.err
+    created = ran.json()
+    assert set(created) == {"account_id", "api_key"}
+    account_id, key = str(created["account_id"]), str(created["api_key"])
+    assert account_id.isdigit()
+    assert key.startswith("blk_")
+    response = await client.get("/api/v1/wallet", headers=bearer(key))
+    assert response.status_code == 200
+    assert response.json()["data"] == {"balance": "0.00", "currency": "NGN"}
+
+    assert plain.code == 0
+    assert re.search(r"account \d+ opened", plain.out)
+    assert re.search(r"API key \(shown once\): blk_\S+", plain.out)
+
+
+async def test_keys_rotate_revokes_the_old_key_at_once(pool, env, client):
+    """``keys rotate --json``: the new key works, the old one is 401 on the next request."""
+    account_id, old_key = await _account(pool)
+    ran = await _boost("keys", "rotate", account_id, "--json", env=env)
+    assert ran.code == 0, ran.err
+    rotated = ran.json()
+    assert rotated["account_id"] == account_id
+    assert rotated["abilities"] == ["wallet:read", "boosting:read", "boosting:buy", "orders:read"]
+    new_key = str(rotated["api_key"])
+    assert new_key != old_key
+    assert (await client.get("/api/v1/wallet", headers=bearer(old_key))).status_code == 401
+    assert (await client.get("/api/v1/wallet", headers=bearer(new_key))).status_code == 200
+
+
+async def test_keys_rotate_with_fewer_abilities_and_refusals(pool, env, client):
+    """``--abilities`` narrows the new key; unknown abilities or accounts are refused."""
+    account_id, _ = await _account(pool)
+    ran, bad, missing = await asyncio.gather(
+        _boost("keys", "rotate", account_id, "--abilities", "orders:read", "--json", env=env),
+        _boost("keys", "rotate", account_id, "--abilities", "wallet:write", env=env),
+        _boost("keys", "rotate", "99999999", env=env),
+    )
+    assert ran.code == 0, ran.err
+    narrow = str(ran.json()["api_key"])
+    response = await client.get("/api/v1/wallet", headers=bearer(narrow))
+    assert response.status_code == 403 and response.json()["code"] == "FORBIDDEN"
+    assert bad.code == 2 and "unknown abilities" in bad.err
+    assert missing.code == 1 and "no account 99999999" in missing.err
+
+
+async def test_disable_ban_and_reinstate(pool, env, client):
+    """The standing commands change what the key gets over HTTP, and say when nothing changed."""
+    account_id, key = await _account(pool)
+
+    async def wallet_code() -> str | None:
+        response = await client.get("/api/v1/wallet", headers=bearer(key))
+        return None if response.status_code == 200 else response.json()["code"]
+
+    steps = [("disable", "USER_DISABLED"), ("ban", "USER_BANNED"), ("reinstate", None)]
+    for action, expected in steps:
+        ran = await _boost("accounts", action, account_id, env=env)
+        assert ran.code == 0, ran.err
+        assert f"account {account_id}" in ran.out
+        assert await wallet_code() == expected
+    again, missing = await asyncio.gather(
+        _boost("accounts", "reinstate", account_id, env=env),
+        _boost("accounts", "ban", "99999999", env=env),
+    )
+    assert again.code == 0 and "already" in again.out
+    assert missing.code == 1 and "no account" in missing.err
+
+
+async def test_wallet_credit_twice_with_one_reference_credits_once_and_says_so(pool, env, client):
+    """The second credit with the same reference changes nothing and says it was already done."""
+    account_id, key = await _account(pool)
+    first = await _boost("wallet", "credit", account_id, "2500.00", "--reference", "tx-1", env=env)
+    assert first.code == 0, first.err
+    assert "credited 2500.00 NGN" in first.out and "balance 2500.00 NGN" in first.out
+    second = await _boost("wallet", "credit", account_id, "2500.00", "--reference", "tx-1", env=env)
+    assert second.code == 0, second.err
+    assert "already credited" in second.out and "nothing changed" in second.out
+    as_json = await _boost(
+        "wallet", "credit", account_id, "100", "--reference", "tx-1", "--json", env=env
+    )
+    assert as_json.json() == {"credited": False, "amount": "2500.00", "balance": "2500.00"}
+
+    show, show_json = await asyncio.gather(
+        _boost("wallet", "show", account_id, env=env),
+        _boost("wallet", "show", account_id, "--json", env=env),
+    )
+    assert show.code == 0
+    assert show.out.strip() == "balance=2500.00 credited=2500.00 debited=0.00 refunded=0.00 NGN"
+    assert show_json.json() == {"account_id": account_id, "currency": "NGN", "balance": "2500.00",
+                     "credited": "2500.00", "debited": "0.00", "refunded": "0.00"}
+    response = await client.get("/api/v1/wallet", headers=bearer(key))
+    assert response.json()["data"]["balance"] == "2500.00"
+
+
+async def test_invalid_amounts_are_refused_with_a_non_zero_exit(pool, env):
+    """Zero, negative, three decimals, non-numbers: exit 2, a one-line reason, no credit."""
+    account_id, _ = await _account(pool)
+    # The parsing itself is tested in depth in test_wallet_credit; these are the CLI's door.
+    amounts = ["0.00", "-5", "1.001", "abc", ""]
+    refusals = await asyncio.gather(*(
+        _boost("wallet", "credit", account_id, amount, "--reference", f"r{n}", env=env)
+        for n, amount in enumerate(amounts)
+    ))
+    for amount, ran in zip(amounts, refusals, strict=True):
+        assert ran.code == 2, (amount, ran.out, ran.err)
+        assert ran.err.startswith("boost: invalid amount"), (amount, ran.err)
+        assert "Traceback" not in ran.err and ran.out == ""
+    balance = await pool.fetchval(
+        "select balance_kobo from wallets where account_id = $1", int(account_id)
+    )
+    assert balance == 0
+
+
+async def test_wallet_commands_refuse_unknown_accounts_and_bad_ids(env):
+    """An account that does not exist is exit 1; something that is not an id is a usage error."""
+    credit, show, not_an_id = await asyncio.gather(
+        _boost("wallet", "credit", "99999999", "1.00", "--reference", "r", env=env),
+        _boost("wallet", "show", "99999999", env=env),
+        _boost("wallet", "show", "abc", env=env),
+    )
+    assert credit.code == 1 and "no account 99999999" in credit.err
+    assert show.code == 1 and "no account 99999999" in show.err
+    assert not_an_id.code == 2 and "not an account id" in not_an_id.err
+
+
+# ---- the embedded PostgreSQL, shared by several boost processes -----------------------------
+
+
+def _postmaster_pid(pgdata: Path) -> int | None:
+    pid_file = pgdata / "postmaster.pid"
+    try:
+        return int(pid_file.read_text().split()[0])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _stop_leftover_server(pgdata: Path) -> None:
+    """After a failed test: stop a server nobody stopped (SIGINT is PostgreSQL's fast shutdown)."""
+    pid = _postmaster_pid(pgdata)
+    if pid is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGINT)
+
+
+async def _wait_for(predicate: object, timeout_s: float) -> bool:
+    assert callable(predicate)
+    for _ in range(int(timeout_s / 0.05)):
+        if predicate():
+            return True
+        await asyncio.sleep(0.05)
+    return bool(predicate())
+
+
+@pytest.fixture
+async def data_dir() -> AsyncIterator[Path]:
+    created = Path(tempfile.mkdtemp(prefix="boost-cli-"))
+    try:
+        yield created
+    finally:
+        _stop_leftover_server(created / "pgdata")
+        await _wait_for(lambda: _postmaster_pid(created / "pgdata") is None, 10)
+        shutil.rmtree(created, ignore_errors=True)
+
+
+async def _read_banner(stderr: asyncio.StreamReader) -> list[str]:
+    """The serve process's stderr up to and including the demo's curl line."""
+    lines: list[str] = []
+    while not any("curl" in line for line in lines):
+        line = await asyncio.wait_for(stderr.readline(), timeout=TIMEOUT_S)
+        assert line, f"boost serve ended early:\n{''.join(lines)}"
+        lines.append(line.decode())
+    return lines
+
+
+async def test_with_no_database_url_boost_processes_share_one_embedded_server(data_dir):
+    """migrate, serve and operator commands at once all use one embedded PostgreSQL, which
+    prints the demo key with a working curl line and stops when the last process leaves."""
+    env = _environment(BOOST_DATA_DIR=str(data_dir), BOOST_WORKERS="0")
+    pgdata = data_dir / "pgdata"
+    migrated = await _boost("migrate", env=env)
+    assert migrated.code == 0, migrated.err
+    assert "0001_event_log" in migrated.out and "0009_feed_epoch" in migrated.out
+    assert await _wait_for(lambda: _postmaster_pid(pgdata) is None, 10), "migrate left it running"
+
+    port = free_port()
+    server = await asyncio.create_subprocess_exec(
+        BOOST, "serve", "--port", str(port), env=env,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert server.stderr is not None
+        banner = "".join(await _read_banner(server.stderr))
+        drain = asyncio.create_task(server.stderr.read())  # keep the pipe from filling up
+        demo_key = re.search(r"blk_\S+", banner)
+        demo_account = re.search(r"Demo account (\d+) opened with 12500.00 NGN", banner)
+        assert demo_key and demo_account, banner
+        curl_line = next(line.strip() for line in banner.splitlines() if "curl" in line)
+        assert f"http://127.0.0.1:{port}/api/v1/wallet" in curl_line
+        assert f"Authorization: Bearer {demo_key[0]}" in curl_line
+        postmaster = _postmaster_pid(pgdata)
+        assert postmaster is not None
+
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            wallet = await http.get("/api/v1/wallet", headers=bearer(demo_key[0]))
+            assert wallet.json() == {
+                "success": True, "data": {"balance": "12500.00", "currency": "NGN"}
+            }
+            if shutil.which("curl"):
+                curled = await asyncio.create_subprocess_exec(
+                    "bash", "-c", curl_line, stdout=asyncio.subprocess.PIPE
+                )
+                out, _ = await asyncio.wait_for(curled.communicate(), timeout=TIMEOUT_S)
+                assert json.loads(out)["data"]["balance"] == "12500.00"
+
+            created, shown, rotated = await asyncio.gather(
+                _boost("accounts", "create", "--name", "Second", "--json", env=env),
+                _boost("wallet", "show", demo_account[1], env=env),
+                _boost("keys", "rotate", demo_account[1], "--json", env=env),
+            )
+            assert (created.code, shown.code, rotated.code) == (0, 0, 0), (
+                created.err, shown.err, rotated.err
+            )
+            assert shown.out.startswith("balance=12500.00")
+            assert _postmaster_pid(pgdata) == postmaster, "one server, shared"
+            old = await http.get("/api/v1/wallet", headers=bearer(demo_key[0]))
+            assert old.status_code == 401
+            new_key = str(rotated.json()["api_key"])
+            assert (await http.get("/api/v1/wallet", headers=bearer(new_key))).status_code == 200
+            second_key = str(created.json()["api_key"])
+            second = await http.get("/api/v1/wallet", headers=bearer(second_key))
+            assert second.json()["data"]["balance"] == "0.00"
+
+        server.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(server.wait(), timeout=TIMEOUT_S)
+        await drain
+    finally:
+        if server.returncode is None:
+            server.kill()
+            await server.wait()
+    assert await _wait_for(lambda: _postmaster_pid(pgdata) is None, 10), "the last one stops it"
+
+    again = await _boost("wallet", "show", demo_account[1], "--json", env=env)
+    assert again.code == 0, again.err
+    assert again.json()["balance"] == "12500.00"
+    assert await _wait_for(lambda: _postmaster_pid(pgdata) is None, 10)
