@@ -111,7 +111,7 @@ async def built_in_simulator(settings: Settings) -> AsyncIterator[tuple[Starlett
     port = sock.getsockname()[1]
     server = _uvicorn(app, settings, host="127.0.0.1", port=port, lifespan="on")
     task = asyncio.create_task(server.serve(sockets=[sock]), name="simulator")
-    while not server.started and not task.done():
+    while not server.started and not task.done():  # noqa: ASYNC110 - uvicorn offers no event
         await asyncio.sleep(0.01)
     try:
         yield app, f"http://127.0.0.1:{port}/api/v2"
@@ -140,11 +140,12 @@ async def running_runtime(settings: Settings) -> AsyncIterator[tuple[Runtime, St
     async with AsyncExitStack() as stack:
         pool = await stack.enter_async_context(open_pool(settings))
         simulator_app: Starlette | None = None
-        provider_url = settings.provider_url
-        if provider_url is None:
+        if settings.provider_url is None:
             simulator_app, provider_url = await stack.enter_async_context(
                 built_in_simulator(settings)
             )
+        else:
+            provider_url = settings.provider_url
         provider = ProviderClient(
             provider_url, settings.provider_key, timeout_s=settings.provider_timeout_s
         )

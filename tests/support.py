@@ -71,7 +71,9 @@ class TestServer:
 
 
 async def make_pool(dsn: str, max_size: int = 20) -> asyncpg.Pool[Any]:
-    return await postgres.create_pool(dsn, min_size=1, max_size=max_size, statement_timeout_ms=10_000)
+    return await postgres.create_pool(
+        dsn, min_size=1, max_size=max_size, statement_timeout_ms=10_000
+    )
 
 
 def free_port() -> int:
@@ -86,7 +88,12 @@ async def http_server(app: ASGIApp) -> AsyncIterator[str]:
     """Serve ``app`` over real HTTP on a free local port, in this event loop."""
     port = free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_config=None, access_log=False, loop="none",
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        access_log=False,
+        loop="none",
         lifespan="on",
     )
     server = uvicorn.Server(config)
@@ -103,7 +110,9 @@ async def http_server(app: ASGIApp) -> AsyncIterator[str]:
 
 
 async def open_funded_account(
-    pool: asyncpg.Pool[Any], balance_kobo: int = 0, abilities: list[str] | None = None,
+    pool: asyncpg.Pool[Any],
+    balance_kobo: int = 0,
+    abilities: list[str] | None = None,
     name: str = "test",
 ) -> tuple[int, str]:
     """A new account (all abilities unless told) with ``balance_kobo``; returns (id, key)."""
@@ -133,9 +142,16 @@ def simulator_offers() -> list[Any]:
 
     return [
         ProviderOffer(
-            service=entry.service_id, name=entry.name, type=entry.type, category=entry.category,
-            rate=Decimal(entry.rate), min=entry.min, max=entry.max, refill=entry.refill,
-            cancel=entry.cancel, dripfeed=bool(entry.dripfeed),
+            service=entry.service_id,
+            name=entry.name,
+            type=entry.type,
+            category=entry.category,
+            rate=Decimal(entry.rate),
+            min=entry.min,
+            max=entry.max,
+            refill=entry.refill,
+            cancel=entry.cancel,
+            dripfeed=bool(entry.dripfeed),
         )
         for entry in CATALOG
     ]

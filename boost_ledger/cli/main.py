@@ -16,7 +16,7 @@ COMMAND_MODULES = (serving, accounts, wallet, catalog, orders, projections, audi
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="boost",
-        description="Run and operate the boost-ledger server (settings come from BOOST_* variables).",
+        description="Run and operate the boost-ledger server (settings: BOOST_* variables).",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMAND_MODULES:

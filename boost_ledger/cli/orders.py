@@ -77,7 +77,7 @@ async def _resolve(arguments: argparse.Namespace) -> int:
                 arguments.order_id,
                 actor="operator",
                 expected_submission="unknown",
-                **outcome,  # type: ignore[arg-type]
+                **outcome,
             )
         except fulfilment.OrderMissing:
             raise CommandError(f"no order {arguments.order_id}", exit_code=1) from None

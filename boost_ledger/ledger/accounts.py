@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import secrets
-from typing import Any, Literal
+from typing import Literal
 
 import asyncpg
 
 from boost_ledger.ledger.commit import commit
+from boost_ledger.ledger.connection import Connection
 from boost_ledger.ledger.events import (
     AccountBanned,
     AccountDisabled,
@@ -39,7 +40,7 @@ def _key_event(account_id: int, key: GeneratedKey, abilities: list[str]) -> ApiK
 
 
 async def open_account(
-    connection: asyncpg.Connection[Any], name: str, abilities: list[str], actor: str = "operator"
+    connection: Connection, name: str, abilities: list[str], actor: str = "operator"
 ) -> tuple[int, GeneratedKey]:
     """Open an account with its wallet and first key; return the id and the key (shown once)."""
     name = name.strip()
@@ -64,7 +65,7 @@ async def open_account(
     return account_id, key
 
 
-async def _locked_account(connection: asyncpg.Connection[Any], account_id: int) -> asyncpg.Record:
+async def _locked_account(connection: Connection, account_id: int) -> asyncpg.Record:
     row: asyncpg.Record | None = await connection.fetchrow(
         "select status, version from accounts where account_id = $1 for update", account_id
     )
@@ -74,7 +75,7 @@ async def _locked_account(connection: asyncpg.Connection[Any], account_id: int) 
 
 
 async def rotate_key(
-    connection: asyncpg.Connection[Any],
+    connection: Connection,
     account_id: int,
     abilities: list[str],
     actor: str = "operator",
@@ -110,7 +111,7 @@ def decide_standing(account_id: int, status: str, change: StandingChange) -> Eve
 
 
 async def change_standing(
-    connection: asyncpg.Connection[Any],
+    connection: Connection,
     account_id: int,
     change: StandingChange,
     actor: str = "operator",

@@ -10,10 +10,10 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-import asyncpg
 import msgspec
 
 from boost_ledger.ledger.commit import commit
+from boost_ledger.ledger.connection import Connection
 from boost_ledger.ledger.events import (
     Event,
     ServiceDelisted,
@@ -120,7 +120,7 @@ def _event_terms(event: ServiceSynced) -> tuple[Any, ...]:
 
 
 async def sync(
-    connection: asyncpg.Connection[Any],
+    connection: Connection,
     offers: Sequence[ProviderOffer],
     fx_rate: Decimal,
     markup_percent: Decimal,
@@ -146,9 +146,7 @@ async def sync(
     return SyncReport(len(offers) - len(skipped), len(events) - delisted, delisted, skipped)
 
 
-async def pin_rate(
-    connection: asyncpg.Connection[Any], service_id: str, rate_per_1000_kobo: int | None
-) -> None:
+async def pin_rate(connection: Connection, service_id: str, rate_per_1000_kobo: int | None) -> None:
     """Fix (or, with ``None``, release) a service's NGN rate per 1000."""
     if rate_per_1000_kobo is not None and not 0 <= rate_per_1000_kobo <= 10**13:
         raise ValueError("the rate must be between 0 and 100000000000.00")

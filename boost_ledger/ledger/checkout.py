@@ -11,10 +11,10 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-import asyncpg
 import msgspec
 
 from boost_ledger.ledger.commit import commit
+from boost_ledger.ledger.connection import Connection
 from boost_ledger.ledger.events import (
     FundsDebited,
     OrderPlaced,
@@ -75,7 +75,7 @@ select service_id, provider_service_id, name, category, type, min_quantity, max_
 
 
 async def checkout(
-    connection: asyncpg.Connection[Any],
+    connection: Connection,
     *,
     account_id: int,
     idempotency_key: str,
@@ -107,8 +107,13 @@ async def checkout(
                 earlier["status_code"], earlier["response"], True, earlier["order_id"]
             )
         placed = await _place(
-            connection, account_id, idempotency_key, service_id, body,
-            request_fingerprint, subscription_default_posts,
+            connection,
+            account_id,
+            idempotency_key,
+            service_id,
+            body,
+            request_fingerprint,
+            subscription_default_posts,
         )
         await _debit_and_record(connection, placed, metadata)
         return placed.answer
@@ -122,7 +127,7 @@ class _Placed(msgspec.Struct):
 
 
 async def _place(
-    connection: asyncpg.Connection[Any],
+    connection: Connection,
     account_id: int,
     idempotency_key: str,
     service_id: str,
@@ -175,7 +180,7 @@ async def _place(
 
 
 async def _debit_and_record(
-    connection: asyncpg.Connection[Any], placed: _Placed, metadata: dict[str, Any]
+    connection: Connection, placed: _Placed, metadata: dict[str, Any]
 ) -> None:
     event = placed.event
     debit = FundsDebited(

@@ -5,16 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import asyncpg
-
 from boost_ledger import projections
 from boost_ledger.ledger import store
+from boost_ledger.ledger.connection import Connection
 from boost_ledger.ledger.events import RecordedEvent
 from boost_ledger.ledger.store import NewEvent
 
 
 async def commit(
-    connection: asyncpg.Connection[Any],
+    connection: Connection,
     new_events: Sequence[NewEvent],
     metadata: Mapping[str, Any] | None = None,
 ) -> list[RecordedEvent]:

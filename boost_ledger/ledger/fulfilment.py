@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncpg
-
 from boost_ledger.ledger.commit import commit
+from boost_ledger.ledger.connection import Connection
 from boost_ledger.ledger.events import (
     CancelRejected,
     CancelRequested,
@@ -37,7 +36,7 @@ class OrderMissing(LookupError):
 
 
 async def lock_order(
-    connection: asyncpg.Connection[Any], order_id: int, account_id: int | None = None
+    connection: Connection, order_id: int, account_id: int | None = None
 ) -> OrderState:
     """The order's state, locked until the caller's transaction ends."""
     row = await connection.fetchrow(
@@ -52,7 +51,7 @@ async def lock_order(
 
 
 async def record(
-    connection: asyncpg.Connection[Any],
+    connection: Connection,
     order: OrderState,
     events: list[Event],
     metadata: dict[str, Any],
@@ -71,7 +70,7 @@ async def record(
 
 
 async def _refund(
-    connection: asyncpg.Connection[Any], order: OrderState, amount_kobo: int, reason: str
+    connection: Connection, order: OrderState, amount_kobo: int, reason: str
 ) -> NewEvent:
     assert 0 < amount_kobo <= order.price_kobo, "a refund never exceeds the order's charge"
     wallet = await connection.fetchrow(
@@ -102,7 +101,7 @@ class Claimed(OrderState, frozen=True, kw_only=True):
     fields: dict[str, Any]
 
 
-async def claim_for_submission(connection: asyncpg.Connection[Any]) -> Claimed | None:
+async def claim_for_submission(connection: Connection) -> Claimed | None:
     """Claim the oldest queued order and commit SubmissionAttempted before any provider call."""
     async with connection.transaction():
         row = await connection.fetchrow(
@@ -121,7 +120,7 @@ async def claim_for_submission(connection: asyncpg.Connection[Any]) -> Claimed |
 
 
 async def settle_submission(
-    connection: asyncpg.Connection[Any],
+    connection: Connection,
     order_id: int,
     *,
     provider_order_id: str | None = None,
@@ -163,9 +162,7 @@ async def settle_submission(
     return True
 
 
-async def settle_reply(
-    connection: asyncpg.Connection[Any], order_id: int, outcome: dict[str, str]
-) -> str:
+async def settle_reply(connection: Connection, order_id: int, outcome: dict[str, str]) -> str:
     """Record the submitter's own outcome of its attempt (one key of ``settle_submission``).
 
     Returns "settled"; or "reconciled" when the sweeper had meanwhile given the attempt up as
@@ -187,14 +184,12 @@ async def settle_reply(
 
     if await settle():
         return "settled"
-    if "unknown" not in outcome and await settle(
-        actor="reconciler", expected_submission="unknown"
-    ):
+    if "unknown" not in outcome and await settle(actor="reconciler", expected_submission="unknown"):
         return "reconciled"
     return "ignored"
 
 
-async def mark_abandoned_attempts(connection: asyncpg.Connection[Any], older_than_s: float) -> int:
+async def mark_abandoned_attempts(connection: Connection, older_than_s: float) -> int:
     """Attempts left by a crashed process become SubmissionUnknown (never resubmitted blindly)."""
     rows = await connection.fetch(
         "select order_id from orders where submission = 'attempting'"
@@ -216,7 +211,7 @@ async def mark_abandoned_attempts(connection: asyncpg.Connection[Any], older_tha
 
 
 async def observe(
-    connection: asyncpg.Connection[Any],
+    connection: Connection,
     order_id: int,
     upstream_status: str,
     start_count: int | None,
@@ -240,9 +235,7 @@ async def observe(
     return order
 
 
-async def cancel_locally(
-    connection: asyncpg.Connection[Any], order: OrderState, actor: str
-) -> None:
+async def cancel_locally(connection: Connection, order: OrderState, actor: str) -> None:
     """Cancel a never-submitted order and refund it whole (caller holds the order lock)."""
     assert order.submission == "queued"
     event = OrderCanceled(order_id=order.order_id, reason="canceled before submission")
@@ -252,7 +245,7 @@ async def cancel_locally(
 
 
 async def record_cancel_reply(
-    connection: asyncpg.Connection[Any], order_id: int, accepted: bool, reason: str, actor: str
+    connection: Connection, order_id: int, accepted: bool, reason: str, actor: str
 ) -> OrderState:
     """Record the provider's answer to a cancel request (unless the order settled meanwhile)."""
     async with connection.transaction():

@@ -32,6 +32,7 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from boost_ledger.ledger.connection import Connection
 from boost_ledger.ledger.errors import ConcurrencyConflict, DuplicateEvent
 from boost_ledger.ledger.events import Event, RecordedEvent, decode_event
 
@@ -57,7 +58,7 @@ class NewEvent(msgspec.Struct, frozen=True, kw_only=True):
 
 
 async def append(
-    connection: asyncpg.Connection[Any],
+    connection: Connection,
     new_events: Sequence[NewEvent],
     metadata: Mapping[str, Any] | None = None,
 ) -> list[RecordedEvent]:
@@ -151,7 +152,7 @@ def record_from_row(row: Mapping[str, Any]) -> RecordedEvent:
 
 
 async def read_stream(
-    connection: asyncpg.Connection[Any], stream_id: str, *, limit: int = 10_000
+    connection: Connection, stream_id: str, *, limit: int = 10_000
 ) -> list[RecordedEvent]:
     """A stream's events in version order (bounded: streams here stay short)."""
     rows = await connection.fetch(
@@ -184,7 +185,7 @@ limit $3
 
 
 async def read_feed(
-    connection: asyncpg.Connection[Any], after: FeedPosition, *, limit: int = 1000
+    connection: Connection, after: FeedPosition, *, limit: int = 1000
 ) -> list[RecordedEvent]:
     """The next events of the global feed after ``after``, in an order that never skips one.
 
@@ -196,14 +197,12 @@ async def read_feed(
     transaction's own events only show once it has ended.
     """
     assert 0 < limit <= FEED_BATCH_MAX
-    rows = await connection.fetch(
-        _FEED, str(after.transaction_id), after.global_position, limit
-    )
+    rows = await connection.fetch(_FEED, str(after.transaction_id), after.global_position, limit)
     return [record_from_row(row) for row in rows]
 
 
 async def iterate_feed(
-    connection: asyncpg.Connection[Any], after: FeedPosition, *, batch_size: int = 1000
+    connection: Connection, after: FeedPosition, *, batch_size: int = 1000
 ) -> AsyncIterator[RecordedEvent]:
     """Every visible event after ``after``, batch by batch (never the whole log in memory)."""
     position = after
@@ -217,7 +216,7 @@ async def iterate_feed(
         position = FeedPosition(last.transaction_id, last.global_position)
 
 
-async def load_checkpoint(connection: asyncpg.Connection[Any], reader: str) -> FeedPosition:
+async def load_checkpoint(connection: Connection, reader: str) -> FeedPosition:
     row = await connection.fetchrow(
         "select transaction_id::text::bigint as transaction_id, global_position"
         " from feed_checkpoints where reader = $1",
@@ -228,9 +227,7 @@ async def load_checkpoint(connection: asyncpg.Connection[Any], reader: str) -> F
     return FeedPosition(row["transaction_id"], row["global_position"])
 
 
-async def save_checkpoint(
-    connection: asyncpg.Connection[Any], reader: str, position: FeedPosition
-) -> None:
+async def save_checkpoint(connection: Connection, reader: str, position: FeedPosition) -> None:
     await connection.execute(
         """
         insert into feed_checkpoints (reader, transaction_id, global_position)

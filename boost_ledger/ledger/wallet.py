@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import asyncpg
-
 from boost_ledger.ledger.accounts import AccountNotFound
 from boost_ledger.ledger.commit import commit
+from boost_ledger.ledger.connection import Connection
 from boost_ledger.ledger.events import WalletCredited, credit_event_id, wallet_stream
 from boost_ledger.ledger.store import NewEvent
 
@@ -35,7 +32,7 @@ def check_credit(amount_kobo: int, reference: str) -> None:
 
 
 async def credit(
-    connection: asyncpg.Connection[Any],
+    connection: Connection,
     account_id: int,
     amount_kobo: int,
     reference: str,

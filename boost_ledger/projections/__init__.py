@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from types import ModuleType
-from typing import Any
 
-import asyncpg
-
+from boost_ledger.ledger.connection import Connection
 from boost_ledger.ledger.events import RecordedEvent
 from boost_ledger.projections import accounts, catalog, orders, wallets
 
@@ -23,7 +21,7 @@ def by_name(name: str) -> ModuleType:
     raise KeyError(name)
 
 
-async def apply_all(connection: asyncpg.Connection[Any], records: Iterable[RecordedEvent]) -> None:
+async def apply_all(connection: Connection, records: Iterable[RecordedEvent]) -> None:
     """Project freshly appended events inline, in the appending transaction."""
     for record in records:
         for module in PROJECTIONS:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncpg
-
-from boost_ledger.projections.bulk import State, TableSpec
+from boost_ledger.ledger.connection import Connection
 from boost_ledger.ledger.events import (
     AccountBanned,
     AccountDisabled,
@@ -15,6 +13,7 @@ from boost_ledger.ledger.events import (
     ApiKeyIssued,
     RecordedEvent,
 )
+from boost_ledger.projections.bulk import State, TableSpec
 
 NAME = "accounts"
 TABLES = ("accounts", "api_keys")
@@ -29,7 +28,7 @@ _STATUS_AFTER = {
 }
 
 
-async def apply(connection: asyncpg.Connection[Any], record: RecordedEvent) -> None:
+async def apply(connection: Connection, record: RecordedEvent) -> None:
     event = record.event
     if isinstance(event, AccountOpened):
         await connection.execute(
@@ -65,7 +64,7 @@ async def apply(connection: asyncpg.Connection[Any], record: RecordedEvent) -> N
         )
 
 
-async def _bump(connection: asyncpg.Connection[Any], account_id: int, version: int) -> None:
+async def _bump(connection: Connection, account_id: int, version: int) -> None:
     await connection.execute(
         "update accounts set version = $2 where account_id = $1", account_id, version
     )
@@ -75,11 +74,15 @@ async def _bump(connection: asyncpg.Connection[Any], account_id: int, version: i
 
 BULK_TABLES = (
     TableSpec(
-        name="accounts", partition="account_id", key=("account_id",),
+        name="accounts",
+        partition="account_id",
+        key=("account_id",),
         columns=("account_id", "name", "status", "version", "created_at"),
     ),
     TableSpec(
-        name="api_keys", partition="account_id", key=("key_id",),
+        name="api_keys",
+        partition="account_id",
+        key=("key_id",),
         columns=("key_id", "account_id", "key_hash", "abilities", "issued_at", "revoked"),
     ),
 )
@@ -95,8 +98,11 @@ def fold(state: State, record: RecordedEvent) -> None:
     accounts = state["accounts"]
     if isinstance(event, AccountOpened):
         accounts[event.account_id] = {
-            "account_id": event.account_id, "name": event.name, "status": "active",
-            "version": record.version, "created_at": record.recorded_at,
+            "account_id": event.account_id,
+            "name": event.name,
+            "status": "active",
+            "version": record.version,
+            "created_at": record.recorded_at,
         }
         return
     account = accounts[getattr(event, "account_id")]  # noqa: B009
@@ -106,9 +112,12 @@ def fold(state: State, record: RecordedEvent) -> None:
             if key["account_id"] == event.account_id:
                 key["revoked"] = True
         state["api_keys"][event.key_id] = {
-            "key_id": event.key_id, "account_id": event.account_id,
-            "key_hash": bytes.fromhex(event.key_hash), "abilities": list(event.abilities),
-            "issued_at": record.recorded_at, "revoked": False,
+            "key_id": event.key_id,
+            "account_id": event.account_id,
+            "key_hash": bytes.fromhex(event.key_hash),
+            "abilities": list(event.abilities),
+            "issued_at": record.recorded_at,
+            "revoked": False,
         }
     elif isinstance(event, AccountDisabled | AccountBanned | AccountReinstated):
         account["status"] = _STATUS_AFTER[type(event)]

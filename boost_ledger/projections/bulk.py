@@ -13,9 +13,9 @@ from collections.abc import Iterable, Sequence
 from types import ModuleType
 from typing import Any
 
-import asyncpg
 import msgspec
 
+from boost_ledger.ledger.connection import Connection
 from boost_ledger.ledger.events import RecordedEvent
 
 Row = dict[str, Any]
@@ -45,7 +45,7 @@ class FoldRefused(Exception):
 
 
 async def apply_batch(
-    connection: asyncpg.Connection[Any],
+    connection: Connection,
     modules: Sequence[ModuleType],
     records: Sequence[RecordedEvent],
     schema: str | None,
@@ -78,24 +78,33 @@ def _qualified(schema: str | None, table: str) -> str:
 
 
 async def _load(
-    connection: asyncpg.Connection[Any], specs: Sequence[TableSpec],
-    partitions: dict[str, set[Any]], schema: str | None,
+    connection: Connection,
+    specs: Sequence[TableSpec],
+    partitions: dict[str, set[Any]],
+    schema: str | None,
 ) -> State:
     state: State = {}
     for spec in specs:
         values = list(partitions[spec.name])
-        rows = await connection.fetch(
-            f"select {', '.join(spec.columns)} from {_qualified(schema, spec.name)}"
-            f" where {spec.partition} = any($1)",
-            values,
-        ) if values else []
+        rows = (
+            await connection.fetch(
+                f"select {', '.join(spec.columns)} from {_qualified(schema, spec.name)}"
+                f" where {spec.partition} = any($1)",
+                values,
+            )
+            if values
+            else []
+        )
         state[spec.name] = {spec.key_of(dict(row)): dict(row) for row in rows}
     return state
 
 
 async def _store(
-    connection: asyncpg.Connection[Any], specs: Sequence[TableSpec],
-    partitions: dict[str, set[Any]], state: State, schema: str | None,
+    connection: Connection,
+    specs: Sequence[TableSpec],
+    partitions: dict[str, set[Any]],
+    state: State,
+    schema: str | None,
 ) -> None:
     for spec in specs:
         values = list(partitions[spec.name])

@@ -4,22 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncpg
-
-from boost_ledger.projections.bulk import State, TableSpec
+from boost_ledger.ledger.connection import Connection
 from boost_ledger.ledger.events import (
     RecordedEvent,
     ServiceDelisted,
     ServiceRatePinned,
     ServiceSynced,
 )
+from boost_ledger.projections.bulk import State, TableSpec
 
 NAME = "catalog"
 TABLES = ("services",)
 EVENT_TYPES = frozenset({"ServiceSynced", "ServiceDelisted", "ServiceRatePinned"})
 
 
-async def apply(connection: asyncpg.Connection[Any], record: RecordedEvent) -> None:
+async def apply(connection: Connection, record: RecordedEvent) -> None:
     event = record.event
     if isinstance(event, ServiceSynced):
         await connection.execute(
@@ -76,16 +75,43 @@ async def apply(connection: asyncpg.Connection[Any], record: RecordedEvent) -> N
 
 BULK_TABLES = (
     TableSpec(
-        name="services", partition="service_id", key=("service_id",),
-        columns=("service_id", "provider_service_id", "name", "category", "type",
-                 "provider_rate", "rate_per_1000_kobo", "pinned_rate_kobo", "min_quantity",
-                 "max_quantity", "refill", "cancel", "dripfeed", "listed", "version",
-                 "updated_at"),
+        name="services",
+        partition="service_id",
+        key=("service_id",),
+        columns=(
+            "service_id",
+            "provider_service_id",
+            "name",
+            "category",
+            "type",
+            "provider_rate",
+            "rate_per_1000_kobo",
+            "pinned_rate_kobo",
+            "min_quantity",
+            "max_quantity",
+            "refill",
+            "cancel",
+            "dripfeed",
+            "listed",
+            "version",
+            "updated_at",
+        ),
     ),
 )
 
-_SYNCED = ("provider_service_id", "name", "category", "type", "provider_rate",
-           "rate_per_1000_kobo", "min_quantity", "max_quantity", "refill", "cancel", "dripfeed")
+_SYNCED = (
+    "provider_service_id",
+    "name",
+    "category",
+    "type",
+    "provider_rate",
+    "rate_per_1000_kobo",
+    "min_quantity",
+    "max_quantity",
+    "refill",
+    "cancel",
+    "dripfeed",
+)
 
 
 def touches(record: RecordedEvent) -> list[tuple[str, Any]]:
@@ -102,9 +128,10 @@ def fold(state: State, record: RecordedEvent) -> None:
         row.update({name: getattr(event, name) for name in _SYNCED})
         row["listed"] = True
     else:
-        row = services.get(getattr(event, "service_id"))  # noqa: B009
-        if row is None:
+        existing = services.get(getattr(event, "service_id"))  # noqa: B009
+        if existing is None:
             return  # the inline update touches no row either
+        row = existing
         if isinstance(event, ServiceDelisted):
             row["listed"] = False
         elif isinstance(event, ServiceRatePinned):

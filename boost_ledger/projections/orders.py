@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncpg
-
+from boost_ledger.ledger.connection import Connection
 from boost_ledger.ledger.events import (
     CancelRejected,
     CancelRequested,
@@ -45,13 +44,14 @@ EVENT_TYPES = frozenset(
 )
 
 _ORDER_COLUMNS = (
-    "order_id, account_id, idempotency_key, fingerprint, service_id, provider_service_id, service_name,"
-    " category, type, link, quantity, billable_quantity, fields, rate_per_1000_kobo, price_kobo,"
-    " cancel_supported, status, submission, version, created_at, updated_at"
+    "order_id, account_id, idempotency_key, fingerprint, service_id, provider_service_id,"
+    " service_name, category, type, link, quantity, billable_quantity, fields,"
+    " rate_per_1000_kobo, price_kobo, cancel_supported, status, submission, version,"
+    " created_at, updated_at"
 )
 
 
-async def apply(connection: asyncpg.Connection[Any], record: RecordedEvent) -> None:
+async def apply(connection: Connection, record: RecordedEvent) -> None:
     event = record.event
     if isinstance(event, OrderPlaced):
         await _insert_order(connection, record, event)
@@ -70,9 +70,7 @@ async def apply(connection: asyncpg.Connection[Any], record: RecordedEvent) -> N
         await _apply_order_change(connection, record)
 
 
-async def _insert_order(
-    connection: asyncpg.Connection[Any], record: RecordedEvent, event: OrderPlaced
-) -> None:
+async def _insert_order(connection: Connection, record: RecordedEvent, event: OrderPlaced) -> None:
     await connection.execute(
         f"insert into orders ({_ORDER_COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
         " $11, $12, $13, $14, $15, $16, 'pending', 'queued', $17, $18, $18)",
@@ -97,7 +95,7 @@ async def _insert_order(
     )
 
 
-async def _insert_idempotency(connection: asyncpg.Connection[Any], event: FundsDebited) -> None:
+async def _insert_idempotency(connection: Connection, event: FundsDebited) -> None:
     order = await connection.fetchrow(
         f"select {_ORDER_COLUMNS} from orders where order_id = $1", event.order_id
     )
@@ -139,7 +137,7 @@ def _changes(event: object) -> tuple[str, tuple[Any, ...]]:
     raise AssertionError(f"orders projection does not handle {type(event).__name__}")
 
 
-async def _apply_order_change(connection: asyncpg.Connection[Any], record: RecordedEvent) -> None:
+async def _apply_order_change(connection: Connection, record: RecordedEvent) -> None:
     event = record.event
     order_id = getattr(event, "order_id")  # noqa: B009 - every order event carries it
     clause, parameters = _changes(event)
@@ -157,26 +155,69 @@ async def _apply_order_change(connection: asyncpg.Connection[Any], record: Recor
 # ---- the same read model as a pure fold, for set-based replays (see projections/bulk.py) ----
 
 _ROW_COLUMNS = (
-    "order_id", "account_id", "idempotency_key", "fingerprint", "service_id",
-    "provider_service_id", "service_name", "category", "type", "link", "quantity",
-    "billable_quantity", "fields", "rate_per_1000_kobo", "price_kobo", "cancel_supported",
-    "status", "submission", "submission_attempts", "provider_order_id", "upstream_status",
-    "start_count", "remains", "refunded_kobo", "refunded", "version", "created_at", "updated_at",
+    "order_id",
+    "account_id",
+    "idempotency_key",
+    "fingerprint",
+    "service_id",
+    "provider_service_id",
+    "service_name",
+    "category",
+    "type",
+    "link",
+    "quantity",
+    "billable_quantity",
+    "fields",
+    "rate_per_1000_kobo",
+    "price_kobo",
+    "cancel_supported",
+    "status",
+    "submission",
+    "submission_attempts",
+    "provider_order_id",
+    "upstream_status",
+    "start_count",
+    "remains",
+    "refunded_kobo",
+    "refunded",
+    "version",
+    "created_at",
+    "updated_at",
 )
 
 BULK_TABLES = (
     TableSpec(name="orders", partition="order_id", key=("order_id",), columns=_ROW_COLUMNS),
     TableSpec(
-        name="idempotency_keys", partition="order_id", key=("order_id",),
-        columns=("account_id", "idempotency_key", "fingerprint", "order_id", "status_code",
-                 "response"),
+        name="idempotency_keys",
+        partition="order_id",
+        key=("order_id",),
+        columns=(
+            "account_id",
+            "idempotency_key",
+            "fingerprint",
+            "order_id",
+            "status_code",
+            "response",
+        ),
     ),
 )
 
 _PLACED_FIELDS = (
-    "order_id", "account_id", "idempotency_key", "service_id", "provider_service_id",
-    "service_name", "category", "type", "link", "quantity", "billable_quantity", "fields",
-    "rate_per_1000_kobo", "price_kobo", "cancel_supported",
+    "order_id",
+    "account_id",
+    "idempotency_key",
+    "service_id",
+    "provider_service_id",
+    "service_name",
+    "category",
+    "type",
+    "link",
+    "quantity",
+    "billable_quantity",
+    "fields",
+    "rate_per_1000_kobo",
+    "price_kobo",
+    "cancel_supported",
 )
 
 
@@ -188,10 +229,19 @@ def touches(record: RecordedEvent) -> list[tuple[str, Any]]:
 def _placed_row(record: RecordedEvent, event: OrderPlaced) -> dict[str, Any]:
     row = {name: getattr(event, name) for name in _PLACED_FIELDS}
     row.update(
-        fingerprint=bytes.fromhex(event.fingerprint), status="pending", submission="queued",
-        submission_attempts=0, provider_order_id=None, upstream_status=None, start_count=None,
-        remains=None, refunded_kobo=0, refunded=False, version=record.version,
-        created_at=record.recorded_at, updated_at=record.recorded_at,
+        fingerprint=bytes.fromhex(event.fingerprint),
+        status="pending",
+        submission="queued",
+        submission_attempts=0,
+        provider_order_id=None,
+        upstream_status=None,
+        start_count=None,
+        remains=None,
+        refunded_kobo=0,
+        refunded=False,
+        version=record.version,
+        created_at=record.recorded_at,
+        updated_at=record.recorded_at,
     )
     return row
 
@@ -208,8 +258,12 @@ def _fold_change(row: dict[str, Any], event: object) -> None:
     elif isinstance(event, SubmissionUnknown):
         row["submission"] = "unknown"
     elif isinstance(event, StatusObserved):
-        row.update(status=event.status, upstream_status=event.upstream_status,
-                   start_count=event.start_count, remains=event.remains)
+        row.update(
+            status=event.status,
+            upstream_status=event.upstream_status,
+            start_count=event.start_count,
+            remains=event.remains,
+        )
     elif isinstance(event, CancelRequested):
         row["status"] = "canceling"
     elif isinstance(event, OrderCanceled):
@@ -227,8 +281,11 @@ def fold(state: State, record: RecordedEvent) -> None:
     order = orders[getattr(event, "order_id")]  # noqa: B009
     if isinstance(event, FundsDebited):
         state["idempotency_keys"][event.order_id] = {
-            "account_id": order["account_id"], "idempotency_key": order["idempotency_key"],
-            "fingerprint": order["fingerprint"], "order_id": event.order_id, "status_code": 201,
+            "account_id": order["account_id"],
+            "idempotency_key": order["idempotency_key"],
+            "fingerprint": order["fingerprint"],
+            "order_id": event.order_id,
+            "status_code": 201,
             "response": checkout_response(order, event.balance_after_kobo),
         }
         return
@@ -237,6 +294,6 @@ def fold(state: State, record: RecordedEvent) -> None:
         assert not order["refunded"], f"order {event.order_id} refunded twice"
         order.update(refunded=True, refunded_kobo=event.amount_kobo)
         return
-    assert order["version"] == record.version - 1, f"order {event.order_id} out of order"
+    assert order["version"] == record.version - 1, f"order {order['order_id']} out of order"
     order["version"] = record.version
     _fold_change(order, event)

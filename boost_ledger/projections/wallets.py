@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncpg
-
-from boost_ledger.projections.bulk import State, TableSpec
+from boost_ledger.ledger.connection import Connection
 from boost_ledger.ledger.events import (
     AccountOpened,
     FundsDebited,
@@ -19,6 +17,7 @@ from boost_ledger.ledger.events import (
     Refunded,
     WalletCredited,
 )
+from boost_ledger.projections.bulk import State, TableSpec
 
 NAME = "wallets"
 TABLES = ("wallets",)
@@ -27,7 +26,7 @@ EVENT_TYPES = frozenset({"AccountOpened", "WalletCredited", "FundsDebited", "Ref
 _COLUMN = {WalletCredited: "credited_kobo", FundsDebited: "debited_kobo", Refunded: "refunded_kobo"}
 
 
-async def apply(connection: asyncpg.Connection[Any], record: RecordedEvent) -> None:
+async def apply(connection: Connection, record: RecordedEvent) -> None:
     event = record.event
     if isinstance(event, AccountOpened):
         await connection.execute(
@@ -51,9 +50,17 @@ async def apply(connection: asyncpg.Connection[Any], record: RecordedEvent) -> N
 
 BULK_TABLES = (
     TableSpec(
-        name="wallets", partition="account_id", key=("account_id",),
-        columns=("account_id", "balance_kobo", "credited_kobo", "debited_kobo", "refunded_kobo",
-                 "version"),
+        name="wallets",
+        partition="account_id",
+        key=("account_id",),
+        columns=(
+            "account_id",
+            "balance_kobo",
+            "credited_kobo",
+            "debited_kobo",
+            "refunded_kobo",
+            "version",
+        ),
     ),
 )
 
@@ -67,8 +74,12 @@ def fold(state: State, record: RecordedEvent) -> None:
     wallets = state["wallets"]
     if isinstance(event, AccountOpened):
         wallets[event.account_id] = {
-            "account_id": event.account_id, "balance_kobo": 0, "credited_kobo": 0,
-            "debited_kobo": 0, "refunded_kobo": 0, "version": 0,
+            "account_id": event.account_id,
+            "balance_kobo": 0,
+            "credited_kobo": 0,
+            "debited_kobo": 0,
+            "refunded_kobo": 0,
+            "version": 0,
         }
     elif isinstance(event, WalletCredited | FundsDebited | Refunded):
         wallet = wallets[event.account_id]

@@ -15,6 +15,7 @@ import asyncpg
 import structlog
 
 from boost_ledger.ledger import fulfilment
+from boost_ledger.ledger.connection import Connection
 from boost_ledger.ledger.statuses import TERMINAL_STATUSES, map_upstream_status
 from boost_ledger.upstream.client import MAX_IDS_PER_CALL, ProviderClient
 from boost_ledger.upstream.errors import ProviderError, ProviderRefused
@@ -46,14 +47,14 @@ update order_polls set last_checked_at = now(), failures = $2,
 """
 
 
-async def _claim(connection: asyncpg.Connection[Any], limit: int) -> dict[str, int]:
+async def _claim(connection: Connection, limit: int) -> dict[str, int]:
     async with connection.transaction():
         rows = await connection.fetch(_CLAIM, limit, LEASE_S)
     return {row["provider_order_id"]: row["order_id"] for row in rows}
 
 
 async def after_check(
-    connection: asyncpg.Connection[Any], order_id: int, interval_s: float, failed: bool = False
+    connection: Connection, order_id: int, interval_s: float, failed: bool = False
 ) -> None:
     """Reschedule an order's next check, or forget it once it is settled."""
     status = await connection.fetchval("select status from orders where order_id = $1", order_id)
@@ -73,7 +74,7 @@ async def after_check(
 
 
 async def record_status(
-    connection: asyncpg.Connection[Any], order_id: int, status: ProviderStatus, actor: str
+    connection: Connection, order_id: int, status: ProviderStatus, actor: str
 ) -> None:
     """Record one reply (from the poller or a live check); an unknown string changes nothing
     but is logged, so that an operator learns of a panel's new vocabulary."""

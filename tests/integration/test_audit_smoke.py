@@ -13,9 +13,15 @@ async def test_verify_rebuild_and_tamper(pool, dsn, client, provider, simulator)
     await seed_catalog(pool)
     _, key = await open_funded_account(pool, 50_000_00)
     for index in range(6):
-        body = {"service_id": "1", "link": "https://instagram.com/p/x", "quantity": 100 + index,
-                "idempotency_key": f"a{index}"}
-        assert (await client.post("/api/v1/boost/orders", json=body, headers=bearer(key))).status_code == 201
+        body = {
+            "service_id": "1",
+            "link": "https://instagram.com/p/x",
+            "quantity": 100 + index,
+            "idempotency_key": f"a{index}",
+        }
+        assert (
+            await client.post("/api/v1/boost/orders", json=body, headers=bearer(key))
+        ).status_code == 201
     await submitter.drain(pool, provider)
     for order in (await simulator.get("/orders")).json()[:3]:
         await simulator.post(f"/orders/{order['order']}", json={"status": "Partial", "remains": 50})
@@ -33,10 +39,13 @@ async def test_verify_rebuild_and_tamper(pool, dsn, client, provider, simulator)
         print(report.events, report.seconds)
         await connection.execute("alter table events disable trigger user")
         target = await connection.fetchval(
-            "select global_position from events where type = 'FundsDebited' order by 1 limit 1")
+            "select global_position from events where type = 'FundsDebited' order by 1 limit 1"
+        )
         await connection.execute(
-            "update events set data = jsonb_set(data, '{amount_kobo}', '1') where global_position = $1",
-            target)
+            "update events set data = jsonb_set(data, '{amount_kobo}', '1')"
+            " where global_position = $1",
+            target,
+        )
         await connection.execute("alter table events enable trigger user")
         report = await verify.verify(connection)
         assert not report.ok
