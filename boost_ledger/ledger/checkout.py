@@ -149,12 +149,14 @@ async def _place(
         service["rate_per_1000_kobo"], request.billable_quantity, flat=is_flat(service["type"])
     )
     wallet = await connection.fetchrow(
-        "select balance_kobo, version from wallets where account_id = $1 for update", account_id
+        "select balance_kobo, version, nextval('order_id_seq') as order_id from wallets"
+        " where account_id = $1 for update",
+        account_id,
     )
     assert wallet is not None, "every account has a wallet"
     if wallet["balance_kobo"] < price_kobo:
         raise InsufficientBalance(price_kobo, wallet["balance_kobo"])
-    order_id = int(await connection.fetchval("select nextval('order_id_seq')"))
+    order_id = int(wallet["order_id"])  # a refused checkout only leaves a gap in the ids
     event = OrderPlaced(
         order_id=order_id,
         account_id=account_id,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from types import ModuleType
 
 from boost_ledger.ledger.connection import Connection
@@ -21,9 +21,9 @@ def by_name(name: str) -> ModuleType:
     raise KeyError(name)
 
 
-async def apply_all(connection: Connection, records: Iterable[RecordedEvent]) -> None:
+async def apply_all(connection: Connection, records: Sequence[RecordedEvent]) -> None:
     """Project freshly appended events inline, in the appending transaction."""
     for record in records:
         for module in PROJECTIONS:
             if record.type in module.EVENT_TYPES:
-                await module.apply(connection, record)
+                await module.apply(connection, record, records)

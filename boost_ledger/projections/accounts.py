@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from boost_ledger.ledger.connection import Connection
@@ -28,7 +29,10 @@ _STATUS_AFTER = {
 }
 
 
-async def apply(connection: Connection, record: RecordedEvent) -> None:
+async def apply(
+    connection: Connection, record: RecordedEvent, batch: Sequence[RecordedEvent] = ()
+) -> None:
+    """Update the read model for ``record``; ``batch`` is everything appended with it."""
     event = record.event
     if isinstance(event, AccountOpened):
         await connection.execute(

@@ -3,6 +3,7 @@ order-related wallet events (the debit completes a checkout; a refund marks the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from boost_ledger.ledger.connection import Connection
@@ -51,12 +52,15 @@ _ORDER_COLUMNS = (
 )
 
 
-async def apply(connection: Connection, record: RecordedEvent) -> None:
+async def apply(
+    connection: Connection, record: RecordedEvent, batch: Sequence[RecordedEvent] = ()
+) -> None:
+    """Update the read model for ``record``; ``batch`` is everything appended with it."""
     event = record.event
     if isinstance(event, OrderPlaced):
         await _insert_order(connection, record, event)
     elif isinstance(event, FundsDebited):
-        await _insert_idempotency(connection, event)
+        await _insert_idempotency(connection, event, batch)
     elif isinstance(event, Refunded):
         updated = await connection.fetchval(
             "update orders set refunded = true, refunded_kobo = $2, updated_at = $3"
@@ -95,9 +99,21 @@ async def _insert_order(connection: Connection, record: RecordedEvent, event: Or
     )
 
 
-async def _insert_idempotency(connection: Connection, event: FundsDebited) -> None:
-    order = await connection.fetchrow(
-        f"select {_ORDER_COLUMNS} from orders where order_id = $1", event.order_id
+async def _insert_idempotency(
+    connection: Connection, event: FundsDebited, batch: Sequence[RecordedEvent]
+) -> None:
+    # Checkout appends OrderPlaced with its debit: the order row is then known without a read.
+    placed = [
+        _placed_row(record, record.event)
+        for record in batch
+        if isinstance(record.event, OrderPlaced) and record.event.order_id == event.order_id
+    ]
+    order = (
+        placed[0]
+        if placed
+        else await connection.fetchrow(
+            f"select {_ORDER_COLUMNS} from orders where order_id = $1", event.order_id
+        )
     )
     assert order is not None, f"order {event.order_id} debited before it was placed"
     await connection.execute(

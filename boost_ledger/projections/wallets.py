@@ -7,6 +7,7 @@ events would fail loudly instead of storing a wrong balance.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from boost_ledger.ledger.connection import Connection
@@ -26,7 +27,10 @@ EVENT_TYPES = frozenset({"AccountOpened", "WalletCredited", "FundsDebited", "Ref
 _COLUMN = {WalletCredited: "credited_kobo", FundsDebited: "debited_kobo", Refunded: "refunded_kobo"}
 
 
-async def apply(connection: Connection, record: RecordedEvent) -> None:
+async def apply(
+    connection: Connection, record: RecordedEvent, batch: Sequence[RecordedEvent] = ()
+) -> None:
+    """Update the read model for ``record``; ``batch`` is everything appended with it."""
     event = record.event
     if isinstance(event, AccountOpened):
         await connection.execute(
