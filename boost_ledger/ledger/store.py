@@ -179,7 +179,8 @@ where (transaction_id, global_position) > ($1::text::xid8, $2)
   and transaction_id < (
       select (pg_snapshot_xmin(pg_current_snapshot())::text::bigint + xid_offset)::text::xid8
         from feed_epoch)
-order by transaction_id, global_position
+-- Qualified: the bare name would sort by the bigint alias above and miss the feed index.
+order by events.transaction_id, events.global_position
 limit $3
 """
 
