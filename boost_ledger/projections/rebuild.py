@@ -28,8 +28,16 @@ from boost_ledger.projections.replay import (
 )
 
 SMALL_TAIL = 2000
-MAX_SWAP_ATTEMPTS = 20
-SWAP_LOCK_TIMEOUT = "2s"
+MAX_SWAP_ATTEMPTS = 40
+# The swap waits at most this long for its locks, and never longer than half the server's
+# deadlock_timeout: should its locks close a cycle with a writer's (opening an account writes
+# accounts then api_keys, authentication reads api_keys then accounts, so no lock order suits
+# both), the swap gives up first and retries, instead of PostgreSQL failing the writer.
+SWAP_LOCK_TIMEOUT_MS = 500
+# Writers touch these tables before the other table of their projection: a checkout reads the
+# key's idempotency record before it inserts the order, and every request's authentication reads
+# the API key before its account. Locking them first avoids the cycles with those writers.
+LOCKED_FIRST = ("idempotency_keys", "api_keys")
 
 
 class RebuildReport(msgspec.Struct, frozen=True):
@@ -53,7 +61,7 @@ async def relevant_events(connection: asyncpg.Connection[Any], module: ModuleTyp
 async def rebuild(
     connection: asyncpg.Connection[Any], module: ModuleType, progress: Progress | None = None
 ) -> RebuildReport:
-    """Rebuild one projection online. ``connection`` is an owner's (see postgres.owner_connection)."""
+    """Rebuild one projection online; ``connection`` is an owner's (postgres.owner_connection)."""
     schema = _schema(module)
     await create_copies(connection, schema, [module])
     try:
@@ -92,10 +100,12 @@ async def _try_swap(
     progress: Progress | None,
 ) -> int | None:
     """Lock, apply the tail, swap. None when the lock could not be had in time."""
-    tables = ", ".join(f"public.{quoted(table)}" for table in module.TABLES)
+    in_lock_order = sorted(module.TABLES, key=lambda table: table not in LOCKED_FIRST)
+    tables = ", ".join(f"public.{quoted(table)}" for table in in_lock_order)
+    lock_timeout_ms = await _lock_timeout_ms(connection)
     try:
         async with connection.transaction():
-            await connection.execute(f"set local lock_timeout = '{SWAP_LOCK_TIMEOUT}'")
+            await connection.execute(f"set local lock_timeout = {lock_timeout_ms}")
             await connection.execute(f"lock table {tables} in access exclusive mode")
             end = await apply_range(connection, [module], position, None, schema, progress)
             tail = await _count_between(connection, module, position, end)
@@ -108,6 +118,13 @@ async def _try_swap(
             return tail
     except asyncpg.LockNotAvailableError:
         return None
+
+
+async def _lock_timeout_ms(connection: asyncpg.Connection[Any]) -> int:
+    deadlock_ms: int = await connection.fetchval(
+        "select setting::int from pg_settings where name = 'deadlock_timeout'"
+    )
+    return max(1, min(SWAP_LOCK_TIMEOUT_MS, deadlock_ms // 2))
 
 
 async def _grant(connection: asyncpg.Connection[Any], table: str) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 import asyncpg
 
 from boost_ledger.ledger import store
+from boost_ledger.ledger.events import RecordedEvent
 from boost_ledger.projections import bulk
 
 BATCH_SIZE = 5000
@@ -87,7 +88,8 @@ async def apply_range(
             position, up_to, types, BATCH_SIZE,
         )
         if not rows:
-            return position
+            # Every event up to the bound is handled, relevant or not: the next range starts there.
+            return position if up_to is None else max(position, up_to)
         records = [store.record_from_row(row) for row in rows]
         async with connection.transaction():
             await bulk.apply_batch(connection, modules, records, schema)
@@ -130,7 +132,7 @@ class ReplayFailed(Exception):
     """The projections refused an event of the log: the log contradicts itself there (for a
     database refusal, the last event of the failing batch is named)."""
 
-    def __init__(self, record: store.RecordedEvent, error: BaseException) -> None:
+    def __init__(self, record: RecordedEvent, error: BaseException) -> None:
         super().__init__(
             f"replaying event {record.global_position} ({record.stream_id} v{record.version},"
             f" {record.type}) failed: {type(error).__name__}: {error}"
@@ -157,7 +159,7 @@ async def _apply_in_snapshot(
     connection: asyncpg.Connection[Any], modules: Sequence[ModuleType]
 ) -> None:
     types = list(frozenset().union(*(module.EVENT_TYPES for module in modules)))
-    batch: list[store.RecordedEvent] = []
+    batch: list[RecordedEvent] = []
     async for row in connection.cursor(
         f"select {store.SELECT_COLUMNS} from events where type = any($1::text[])"
         " order by global_position",
@@ -174,7 +176,7 @@ async def _apply_in_snapshot(
 
 async def _apply_checked(
     connection: asyncpg.Connection[Any], modules: Sequence[ModuleType],
-    batch: list[store.RecordedEvent],
+    batch: list[RecordedEvent],
 ) -> None:
     try:
         await bulk.apply_batch(connection, modules, batch, None)

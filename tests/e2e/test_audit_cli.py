@@ -1,0 +1,207 @@
+"""The auditor's and operator's commands, run as real processes: ``boost audit replay``,
+``export``, ``seal`` and ``boost projections status``.
+
+One account with a hand-made history (service "1" at the test catalog's terms, 0.90 USD x 1500
+x 1.20 = 1620 NGN per 1000, so 100 units cost 162.00 NGN):
+
+1. credit 1000.00 (reference "first")      balance 1000.00
+2. order A, 100 units: debit 162.00        balance  838.00
+3. order B, 200 units: debit 324.00        balance  514.00
+4. B canceled before submission: refund    balance  838.00
+5. credit 50.00 (reference "second")       balance  888.00
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import sys
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from support import open_funded_account, seed_catalog
+
+from boost_ledger import projections
+from boost_ledger.ledger import checkout, fulfilment, wallet
+
+BOOST = str(Path(sys.executable).parent / "boost")
+CLI_TIMEOUT_S = 60
+
+
+@dataclass(frozen=True)
+class History:
+    account_id: int
+    order_a: int
+    order_b: int
+    positions: list[int]  # of the five wallet events, in order
+    recorded_at: list[Any]
+
+
+async def _boost(dsn: str, *arguments: str) -> str:
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith("BOOST_") and name != "DATABASE_URL"}
+    process = await asyncio.create_subprocess_exec(
+        BOOST, *arguments, env={**env, "DATABASE_URL": dsn},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=CLI_TIMEOUT_S)
+    assert process.returncode == 0, f"boost {' '.join(arguments)}: {err.decode()}"
+    return out.decode()
+
+
+async def _order(
+    connection: asyncpg.Connection[Any], account_id: int, key: str, quantity: int
+) -> int:
+    body = {"service_id": "1", "link": "https://instagram.com/p/x", "quantity": quantity,
+            "idempotency_key": key}
+    answer = await checkout.checkout(
+        connection, account_id=account_id, idempotency_key=key, service_id="1", body=body,
+        subscription_default_posts=10, metadata={"actor": "test"},
+    )
+    return answer.order_id
+
+
+@pytest.fixture(scope="module")
+async def history(pool: asyncpg.Pool[Any]) -> History:
+    await seed_catalog(pool)
+    account_id, _ = await open_funded_account(pool)
+    async with pool.acquire() as connection:
+        await wallet.credit(connection, account_id, 1000_00, "first")
+        order_a = await _order(connection, account_id, "a", 100)
+        order_b = await _order(connection, account_id, "b", 200)
+        async with connection.transaction():
+            locked = await fulfilment.lock_order(connection, order_b)
+            await fulfilment.cancel_locally(connection, locked, "test")
+        await wallet.credit(connection, account_id, 50_00, "second")
+        rows = await connection.fetch(
+            "select global_position, recorded_at, type from events where stream_id = $1"
+            " order by version",
+            f"wallet-{account_id}",
+        )
+    assert [row["type"] for row in rows] == [
+        "WalletCredited", "FundsDebited", "FundsDebited", "Refunded", "WalletCredited"
+    ]
+    return History(
+        account_id, order_a, order_b, [row["global_position"] for row in rows],
+        [row["recorded_at"] for row in rows],
+    )
+
+
+async def _replay(dsn: str, history: History, *bound: str) -> dict[str, Any]:
+    out = await _boost(dsn, "audit", "replay", "--account", str(history.account_id), *bound,
+                       "--json")
+    statement: dict[str, Any] = json.loads(out)
+    return statement
+
+
+def _lines(statement: dict[str, Any]) -> list[tuple[str, str, str, str | None]]:
+    return [(line["kind"], line["amount"], line["balance_after"], line["order_id"])
+            for line in statement["lines"]]
+
+
+async def test_replay_as_of_a_position(dsn, history):
+    """``--position N`` gives the balance and statement after exactly the events up to N."""
+    statement = await _replay(dsn, history, "--position", str(history.positions[2]))
+    assert statement["balance"] == "514.00"
+    assert (statement["credits"], statement["debits"], statement["refunds"]) == (
+        "1000.00", "486.00", "0.00"
+    )
+    assert _lines(statement) == [
+        ("credit", "1000.00", "1000.00", None),
+        ("debit", "162.00", "838.00", str(history.order_a)),
+        ("debit", "324.00", "514.00", str(history.order_b)),
+    ]
+    assert [line["global_position"] for line in statement["lines"]] == history.positions[:3]
+    assert statement["lines"][0]["reference"] == "first"
+
+    everything = await _replay(dsn, history)
+    assert everything["balance"] == "888.00"
+    assert _lines(everything)[3:] == [
+        ("refund", "324.00", "838.00", str(history.order_b)),
+        ("credit", "50.00", "888.00", None),
+    ]
+    text = await _boost(dsn, "audit", "replay", "--account", str(history.account_id),
+                        "--position", str(history.positions[0]))
+    assert "balance 1000.00 NGN" in text and "reference first" in text, text
+
+
+async def test_replay_until_a_moment(dsn, history):
+    """``--until ISO`` gives the statement as of that moment: the refund is in at its own
+    instant, the last credit not yet; before the first event there is nothing."""
+    refund_at = history.recorded_at[3]
+    statement = await _replay(dsn, history, "--until", refund_at.isoformat())
+    assert statement["balance"] == "838.00"
+    assert statement["refunds"] == "324.00"
+    assert [line["kind"] for line in statement["lines"]] == ["credit", "debit", "debit", "refund"]
+
+    before = (history.recorded_at[0] - timedelta(seconds=1)).isoformat()
+    empty = await _replay(dsn, history, "--until", before)
+    assert (empty["balance"], empty["lines"]) == ("0.00", [])
+
+
+async def test_export_after_a_position_is_json_lines_in_order(dsn, history, pool):
+    """``export --after N`` prints one JSON object per event after N, in position order, with
+    the event's data and hash as the log holds them."""
+    after = history.positions[1]
+    out = await _boost(dsn, "audit", "export", "--after", str(after))
+    exported = [json.loads(line) for line in out.splitlines()]
+    rows = await pool.fetch(
+        "select global_position, event_id::text as event_id, stream_id, version, type, hash"
+        " from events where global_position > $1 order by global_position",
+        after,
+    )
+    assert [event["global_position"] for event in exported] == [
+        row["global_position"] for row in rows
+    ]
+    for event, row in zip(exported, rows, strict=True):
+        assert (event["event_id"], event["stream_id"], event["version"], event["type"]) == (
+            row["event_id"], row["stream_id"], row["version"], row["type"]
+        )
+        assert event["hash"] == row["hash"].hex()
+        assert isinstance(event["data"], dict) and isinstance(event["metadata"], dict)
+    refund = next(event for event in exported if event["type"] == "Refunded")
+    assert refund["data"]["amount_kobo"] == 324_00
+    assert refund["data"]["order_id"] == history.order_b
+
+
+async def test_projections_status_lists_each_projection(dsn, history, pool):
+    """``projections status`` names every projection with its position and lag."""
+    head = await pool.fetchval("select max(global_position) from events")
+    out = await _boost(dsn, "projections", "status")
+    assert f"log head: position {head}" in out, out
+    for module in projections.PROJECTIONS:
+        line = next(line for line in out.splitlines() if line.startswith(module.NAME))
+        assert f"position {head} lag 0" in line, out
+        for table in module.TABLES:
+            assert f"{table}=" in line, line
+
+
+async def test_seal_json_prints_a_digest_that_verify_then_checks(dsn, history, pool):
+    """``seal --json`` records and prints the digest of every event hash up to the head (the
+    same sha256 an auditor computes by hand); ``seal --position N`` seals a prefix; verify
+    counts both seals and passes."""
+    sealed = json.loads(await _boost(dsn, "audit", "seal", "--json"))
+    hashes = await pool.fetch(
+        "select hash from events where global_position <= $1 order by global_position",
+        sealed["position"],
+    )
+    assert sealed["events"] == len(hashes)
+    assert sealed["digest"] == hashlib.sha256(b"".join(row["hash"] for row in hashes)).hexdigest()
+    recorded = await pool.fetchval(
+        "select data->>'digest' from events where stream_id = 'audit-seals' order by version"
+        " desc limit 1"
+    )
+    assert recorded == sealed["digest"]
+
+    prefix = json.loads(await _boost(
+        dsn, "audit", "seal", "--position", str(history.positions[1]), "--json"
+    ))
+    assert prefix["position"] == history.positions[1]
+    report = json.loads(await _boost(dsn, "audit", "verify", "--json"))
+    assert report["ok"] is True and report["seals"] == 2, report

@@ -1,0 +1,290 @@
+"""Tampering with the log is caught: ``boost audit verify`` fails and names what was changed.
+
+Each test gets a ledger of its own with real activity (credits, checkouts, submissions, statuses,
+a partial refund and a local cancellation), then tampers with it as a superuser would, the
+append-only trigger switched off: change an amount, delete an event, swap two events, or rewrite
+the tail of a stream with freshly computed hashes (which only a seal can catch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import support
+from support import make_pool, open_funded_account, seed_catalog
+
+from boost_ledger import postgres
+from boost_ledger.audit import seals, verify
+from boost_ledger.audit.chains import canonical_bytes
+from boost_ledger.audit.findings import Report
+from boost_ledger.ledger import checkout, fulfilment
+from boost_ledger.upstream.client import ProviderClient
+from boost_ledger.workers import poller, submitter
+
+BOOST = str(Path(sys.executable).parent / "boost")
+CLI_TIMEOUT_S = 60
+
+
+@dataclass(frozen=True)
+class Ledger:
+    dsn: str
+    spender: int  # an account with a completed, a partial, a canceled and a locally canceled order
+    partial: int  # an account whose wallet stream ends with a partial refund
+    submitted_order: int  # an order stream of four events: placed, attempted, submitted, observed
+
+
+async def _place(pool: asyncpg.Pool[Any], account_id: int, key: str, quantity: int) -> int:
+    body = {"service_id": "1", "link": "https://instagram.com/p/x", "quantity": quantity,
+            "idempotency_key": key}
+    async with pool.acquire() as connection:
+        answer = await checkout.checkout(
+            connection, account_id=account_id, idempotency_key=key, service_id="1", body=body,
+            subscription_default_posts=10, metadata={"actor": "test"},
+        )
+    assert answer.status_code == 201
+    return answer.order_id
+
+
+async def _provider_says(
+    pool: asyncpg.Pool[Any], simulator: httpx.AsyncClient, order_id: int, **status: Any
+) -> None:
+    provider_order_id = await pool.fetchval(
+        "select provider_order_id from orders where order_id = $1", order_id
+    )
+    assert provider_order_id is not None
+    assert (await simulator.post(f"/orders/{provider_order_id}", json=status)).status_code == 200
+
+
+@pytest.fixture
+async def ledger(
+    test_server: support.TestServer, provider: ProviderClient, simulator: httpx.AsyncClient
+) -> AsyncIterator[Ledger]:
+    """A fresh database with every kind of money movement in it."""
+    dsn = await test_server.fresh_database()
+    pool = await make_pool(dsn, max_size=4)
+    try:
+        await seed_catalog(pool)
+        spender, _ = await open_funded_account(pool, 50_000_00)
+        partial, _ = await open_funded_account(pool, 20_000_00)
+        completed, half, canceled = [
+            await _place(pool, spender, f"k{quantity}", quantity) for quantity in (100, 200, 300)
+        ]
+        partly = await _place(pool, partial, "p", 400)
+        assert len(await submitter.drain(pool, provider)) == 4
+        await _provider_says(pool, simulator, completed, status="Completed", remains=0)
+        await _provider_says(pool, simulator, half, status="Partial", remains=100)
+        await _provider_says(pool, simulator, canceled, status="Canceled")
+        await _provider_says(pool, simulator, partly, status="Partial", remains=150)
+        assert await poller.poll_once(pool, provider, 0.01) == 4
+        never_sent = await _place(pool, spender, "k-local", 50)
+        async with pool.acquire() as connection, connection.transaction():
+            order = await fulfilment.lock_order(connection, never_sent)
+            await fulfilment.cancel_locally(connection, order, "test")
+        refunds = await pool.fetchval("select count(*) from events where type = 'Refunded'")
+        assert refunds == 4  # the partial one, the canceled one, the local one, the other partial
+    finally:
+        await pool.close()
+    yield Ledger(dsn, spender, partial, completed)
+
+
+@pytest.fixture
+async def owner(ledger: Ledger) -> AsyncIterator[asyncpg.Connection[Any]]:
+    connection = await postgres.owner_connection(ledger.dsn)
+    yield connection
+    await connection.close()
+
+
+@asynccontextmanager
+async def _trigger_off(connection: asyncpg.Connection[Any]) -> AsyncIterator[None]:
+    """What only a superuser can do: switch off the log's append-only triggers for a moment."""
+    await connection.execute("alter table events disable trigger user")
+    try:
+        yield
+    finally:
+        await connection.execute("alter table events enable trigger user")
+
+
+async def _boost(dsn: str, *arguments: str) -> tuple[int, str, str]:
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith("BOOST_") and name != "DATABASE_URL"}
+    process = await asyncio.create_subprocess_exec(
+        BOOST, *arguments, env={**env, "DATABASE_URL": dsn},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=CLI_TIMEOUT_S)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+def _named(report: Report, check: str, position: int) -> bool:
+    return any(f.check == check and f.global_position == position for f in report.findings)
+
+
+async def test_a_healthy_ledger_verifies_through_the_cli(ledger):
+    """On an untouched ledger with activity, ``boost audit verify`` exits 0, and its --json
+    output parses and says so."""
+    code, out, err = await _boost(ledger.dsn, "audit", "verify")
+    assert code == 0, out + err
+    assert out.rstrip().endswith("OK: every check holds"), out
+    code, out, err = await _boost(ledger.dsn, "audit", "verify", "--json")
+    assert code == 0, out + err
+    report = json.loads(out)
+    assert report["ok"] is True and report["findings"] == []
+    assert report["events"] > 30 and report["streams"] >= 10
+    assert "projections equal a replay" in report["checks"]
+
+
+async def test_changing_an_amount_is_named_by_check_and_position(ledger, owner):
+    """A debit's amount changed in place breaks its stream's hash chain exactly there; verify
+    (library and CLI) fails and names the check and the event's global position first."""
+    target = await owner.fetchrow(
+        "select global_position, stream_id from events where type = 'FundsDebited'"
+        " and stream_id = $1 order by version limit 1",
+        f"wallet-{ledger.spender}",
+    )
+    async with _trigger_off(owner):
+        await owner.execute(
+            "update events set data = jsonb_set(data, '{amount_kobo}',"
+            " to_jsonb((data->>'amount_kobo')::bigint - 100)) where global_position = $1",
+            target["global_position"],
+        )
+    report = await verify.verify(owner)
+    assert not report.ok
+    first = report.findings[0]
+    assert (first.check, first.global_position, first.stream_id) == (
+        "hash-chain", target["global_position"], target["stream_id"]
+    ), report.findings
+    # The money no longer adds up either: the next balance_after is off, and so is the debit.
+    assert {"hash-chain", "balance", "debit-matches-order"} <= {f.check for f in report.findings}
+
+    code, out, _ = await _boost(ledger.dsn, "audit", "verify", "--skip-projections")
+    assert code == 1
+    assert (f"FAIL hash-chain at position {target['global_position']} ({target['stream_id']})"
+            in out), out
+
+
+async def test_deleting_an_event_names_the_stream_and_the_missing_version(ledger, owner):
+    """An event deleted from the middle of a stream leaves a gap: verify names the stream and
+    the missing version, and the chain breaks at the event after it."""
+    stream = f"order-{ledger.submitted_order}"
+    versions = await owner.fetch(
+        "select version, global_position, type from events where stream_id = $1 order by version",
+        stream,
+    )
+    assert [row["type"] for row in versions] == [
+        "OrderPlaced", "SubmissionAttempted", "OrderSubmitted", "StatusObserved"
+    ]
+    async with _trigger_off(owner):
+        await owner.execute(
+            "delete from events where stream_id = $1 and version = 2", stream
+        )
+    report = await verify.verify(owner)
+    assert not report.ok
+    gaps = [f for f in report.findings if f.check == "stream-versions"]
+    assert len(gaps) == 1, report.findings
+    assert gaps[0].stream_id == stream
+    assert "expected version 2, found 3" in gaps[0].detail
+    assert gaps[0].global_position == versions[2]["global_position"]
+    assert _named(report, "hash-chain", versions[2]["global_position"])
+
+
+async def test_swapping_two_events_names_both(ledger, owner):
+    """Two events of a stream swapped (their versions exchanged) each fail their hash, and
+    verify names both positions."""
+    stream = f"order-{ledger.submitted_order}"
+    second, third = await owner.fetch(
+        "select global_position from events where stream_id = $1 and version in (2, 3)"
+        " order by version",
+        stream,
+    )
+    async with _trigger_off(owner), owner.transaction():
+        await owner.execute(
+            "update events set version = 1000000 where stream_id = $1 and version = 2", stream
+        )
+        await owner.execute(
+            "update events set version = 2 where stream_id = $1 and version = 3", stream
+        )
+        await owner.execute(
+            "update events set version = 3 where stream_id = $1 and version = 1000000", stream
+        )
+    report = await verify.verify(owner, projections_too=False)
+    assert not report.ok
+    assert _named(report, "hash-chain", second["global_position"]), report.findings
+    assert _named(report, "hash-chain", third["global_position"]), report.findings
+    assert all(f.stream_id == stream for f in report.findings), report.findings
+
+
+async def _rechain(connection: asyncpg.Connection[Any], stream: str, from_version: int) -> None:
+    """Recompute the hashes of a stream from a version on, as a forger who knows the scheme
+    would: sha256(previous hash || canonical bytes)."""
+    rows = await connection.fetch(
+        "select global_position, event_id, version, type, data::text as data, hash from events"
+        " where stream_id = $1 and version >= $2 - 1 order by version",
+        stream, from_version,
+    )
+    previous = rows[0]["hash"] if from_version > 1 else b""
+    for row in rows[1:] if from_version > 1 else rows:
+        computed = hashlib.sha256(
+            previous + canonical_bytes(row["event_id"], stream, row["version"], row["type"],
+                                       row["data"])
+        ).digest()
+        await connection.execute(
+            "update events set hash = $2 where global_position = $1",
+            row["global_position"], computed,
+        )
+        previous = computed
+
+
+async def test_a_seal_catches_a_tail_rewritten_with_valid_hashes(ledger, owner):
+    """After a seal, a forger raises the last refund of a wallet by 1.00 NGN, fixes its
+    balance_after, recomputes the hash chain and the projections to match: every other check
+    passes, and only the seal names the change."""
+    sealed = await seals.seal(owner)
+    stream = f"wallet-{ledger.partial}"
+    last = await owner.fetchrow(
+        "select version, type, (data->>'order_id')::bigint as order_id,"
+        " (data->>'amount_kobo')::bigint as amount_kobo from events"
+        " where stream_id = $1 order by version desc limit 1",
+        stream,
+    )
+    assert last["type"] == "Refunded"
+    price = await owner.fetchval(
+        "select price_kobo from orders where order_id = $1", last["order_id"]
+    )
+    assert last["amount_kobo"] + 100 <= price, "the forged refund stays within the charge"
+    async with _trigger_off(owner), owner.transaction():
+        await owner.execute(
+            "update events set data = data"
+            " || jsonb_build_object('amount_kobo', (data->>'amount_kobo')::bigint + 100,"
+            "  'balance_after_kobo', (data->>'balance_after_kobo')::bigint + 100)"
+            " where stream_id = $1 and version = $2",
+            stream, last["version"],
+        )
+        await _rechain(owner, stream, last["version"])
+        await owner.execute(
+            "update wallets set balance_kobo = balance_kobo + 100,"
+            " refunded_kobo = refunded_kobo + 100 where account_id = $1",
+            ledger.partial,
+        )
+        await owner.execute(
+            "update orders set refunded_kobo = refunded_kobo + 100 where order_id = $1",
+            last["order_id"],
+        )
+    report = await verify.verify(owner)
+    assert [f.check for f in report.findings] == ["seal"], report.findings
+    assert report.findings[0].global_position == await owner.fetchval(
+        "select global_position from events where stream_id = 'audit-seals'"
+    )
+    assert f"over positions 1..{sealed.position}" in report.findings[0].detail
