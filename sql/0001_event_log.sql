@@ -19,17 +19,19 @@ create table events (
 -- The feed is read in commit-safe order: (transaction_id, global_position).
 create index events_feed_idx on events (transaction_id, global_position);
 
--- The canonical bytes of an event are the text of its identifying columns and of its data as
--- PostgreSQL renders jsonb (a deterministic form: keys sorted, whitespace fixed). Auditors
--- recompute the same bytes from `data::text` without having to agree on a JSON encoder.
+-- The canonical bytes of an event are the text of its identifying columns, of its data and of
+-- its metadata (who did it, with which key, in which request) as PostgreSQL renders jsonb (a
+-- deterministic form: keys sorted, whitespace fixed). Auditors recompute the same bytes from
+-- `data::text` and `metadata::text` without having to agree on a JSON encoder.
 create function event_canonical_bytes(
-    p_event_id uuid, p_stream_id text, p_version integer, p_type text, p_data jsonb
+    p_event_id uuid, p_stream_id text, p_version integer, p_type text, p_data jsonb,
+    p_metadata jsonb
 ) returns bytea
 language sql immutable strict parallel safe
 as $$
     select convert_to(
         p_event_id::text || E'\n' || p_stream_id || E'\n' || p_version::text || E'\n'
-        || p_type || E'\n' || p_data::text,
+        || p_type || E'\n' || p_data::text || E'\n' || p_metadata::text,
         'UTF8')
 $$;
 
@@ -57,7 +59,8 @@ begin
         end if;
     end if;
     new.hash := sha256(previous_hash
-        || event_canonical_bytes(new.event_id, new.stream_id, new.version, new.type, new.data));
+        || event_canonical_bytes(new.event_id, new.stream_id, new.version, new.type, new.data,
+                                 new.metadata));
     return new;
 end
 $$;

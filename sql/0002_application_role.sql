@@ -13,7 +13,8 @@ begin
         grant usage on schema public to boost_app;
         grant select, insert on events to boost_app;
         revoke update, delete, truncate on events from boost_app;
-        grant execute on function event_canonical_bytes(uuid, text, integer, text, jsonb) to boost_app;
+        grant execute on function event_canonical_bytes(uuid, text, integer, text, jsonb, jsonb)
+            to boost_app;
     end if;
 end
 $$;

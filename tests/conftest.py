@@ -7,6 +7,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import hypothesis_profiles  # noqa: F401 - registers the ci and deep profiles
 import pytest
 from support import TestServer, http_server, make_pool
 

@@ -21,7 +21,8 @@ from boost_ledger.ledger.events import credit_event_id, debit_event_id, refund_e
 CURSOR_PREFETCH = 10_000
 
 _QUERY = """
-select global_position, event_id, stream_id, version, type, data::text as data, hash
+select global_position, event_id, stream_id, version, type, data::text as data,
+       metadata::text as metadata, hash
   from events order by stream_id, version
 """
 
@@ -46,8 +47,11 @@ class _Money(msgspec.Struct):
 _money_decoder = msgspec.json.Decoder(_Money)
 
 
-def canonical_bytes(event_id: Any, stream_id: str, version: int, type_name: str, data: str) -> bytes:
-    return f"{event_id}\n{stream_id}\n{version}\n{type_name}\n{data}".encode()
+def canonical_bytes(
+    event_id: Any, stream_id: str, version: int, type_name: str, data: str, metadata: str
+) -> bytes:
+    """The bytes each hash covers: ``event_canonical_bytes`` of sql/0001_event_log.sql."""
+    return f"{event_id}\n{stream_id}\n{version}\n{type_name}\n{data}\n{metadata}".encode()
 
 
 async def verify_chains(connection: asyncpg.Connection[Any], report: Report) -> None:
@@ -65,24 +69,34 @@ async def verify_chains(connection: asyncpg.Connection[Any], report: Report) -> 
                 wallet = _WalletState() if stream.startswith("wallet-") else None
             where = {"global_position": row["global_position"], "stream_id": stream}
             if row["version"] != expected_version:
-                report.add(Finding("stream-versions", f"expected version {expected_version},"
-                                   f" found {row['version']} (an event is missing or moved)", **where))
+                report.add(
+                    Finding(
+                        "stream-versions",
+                        f"expected version {expected_version},"
+                        f" found {row['version']} (an event is missing or moved)",
+                        **where,
+                    )
+                )
             canonical = canonical_bytes(
-                row["event_id"], stream, row["version"], row["type"], row["data"]
+                row["event_id"], stream, row["version"], row["type"], row["data"], row["metadata"]
             )
             computed = hashlib.sha256(previous_hash + canonical).digest()
             if computed != row["hash"]:
-                report.add(Finding("hash-chain", f"hash mismatch at version {row['version']}"
-                                   " (the event or one before it was altered)", **where))
+                report.add(
+                    Finding(
+                        "hash-chain",
+                        f"hash mismatch at version {row['version']}"
+                        " (the event or one before it was altered)",
+                        **where,
+                    )
+                )
             previous_hash = row["hash"]
             expected_version = row["version"] + 1
             if wallet is not None:
                 _check_money(wallet, row, report, where)
 
 
-def _check_money(
-    wallet: _WalletState, row: Any, report: Report, where: dict[str, Any]
-) -> None:
+def _check_money(wallet: _WalletState, row: Any, report: Report, where: dict[str, Any]) -> None:
     kind = row["type"]
     if kind not in ("WalletCredited", "FundsDebited", "Refunded"):
         return
@@ -105,16 +119,32 @@ def _check_money(
         if order_id in wallet.refunds:
             report.add(Finding("refund-once", f"order {order_id} refunded twice", **where))
         if money.amount_kobo > wallet.debits.get(order_id, 0):
-            report.add(Finding("refund-bound", f"refund of {money.amount_kobo} kobo exceeds the"
-                               f" charge of order {order_id}", **where))
+            report.add(
+                Finding(
+                    "refund-bound",
+                    f"refund of {money.amount_kobo} kobo exceeds the charge of order {order_id}",
+                    **where,
+                )
+            )
         wallet.refunds[order_id] = money.amount_kobo
         expected_id = refund_event_id(order_id)
     if wallet.balance_kobo != money.balance_after_kobo:
-        report.add(Finding("balance", f"balance_after {money.balance_after_kobo} kobo, but the"
-                           f" stream sums to {wallet.balance_kobo}", **where))
+        report.add(
+            Finding(
+                "balance",
+                f"balance_after {money.balance_after_kobo} kobo, but the"
+                f" stream sums to {wallet.balance_kobo}",
+                **where,
+            )
+        )
         wallet.balance_kobo = money.balance_after_kobo  # report each break once, not every row
     if wallet.balance_kobo < 0:
         report.add(Finding("balance", f"balance below zero: {wallet.balance_kobo}", **where))
     if str(row["event_id"]) != str(expected_id):
-        report.add(Finding("deterministic-id", f"{kind} has event id {row['event_id']},"
-                           f" expected {expected_id}", **where))
+        report.add(
+            Finding(
+                "deterministic-id",
+                f"{kind} has event id {row['event_id']}, expected {expected_id}",
+                **where,
+            )
+        )

@@ -89,8 +89,11 @@ async def verify_feed_clock(connection: asyncpg.Connection[Any], report: Report)
         " order by e.global_position limit 1"
     )
     if row is not None:
-        report.add(Finding(
-            "feed-clock",
-            "events carry transaction ids from another cluster; run `boost migrate` to realign",
-            row["global_position"], row["stream_id"],
-        ))
+        report.add(
+            Finding(
+                "feed-clock",
+                "events carry transaction ids from another cluster; run `boost migrate` to realign",
+                row["global_position"],
+                row["stream_id"],
+            )
+        )

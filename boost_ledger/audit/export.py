@@ -27,22 +27,30 @@ class ExportedEvent(msgspec.Struct, frozen=True):
 _encoder = msgspec.json.Encoder()
 
 
-async def export_lines(
-    connection: asyncpg.Connection[Any], after: int = 0
-) -> AsyncIterator[bytes]:
+async def export_lines(connection: asyncpg.Connection[Any], after: int = 0) -> AsyncIterator[bytes]:
     """One JSON object per event with ``global_position > after``, newline-terminated."""
     async with connection.transaction(isolation="repeatable_read", readonly=True):
         async for row in connection.cursor(
             "select global_position, event_id::text, stream_id, version, type, data::text as data,"
             " metadata::text as metadata, transaction_id::text::bigint as transaction_id,"
             " recorded_at, hash from events where global_position > $1 order by global_position",
-            after, prefetch=CURSOR_PREFETCH,
+            after,
+            prefetch=CURSOR_PREFETCH,
         ):
-            yield _encoder.encode(ExportedEvent(
-                global_position=row["global_position"], event_id=row["event_id"],
-                stream_id=row["stream_id"], version=row["version"], type=row["type"],
-                data=msgspec.Raw(row["data"].encode()),
-                metadata=msgspec.Raw(row["metadata"].encode()),
-                transaction_id=row["transaction_id"], recorded_at=row["recorded_at"].isoformat(),
-                hash=row["hash"].hex(),
-            )) + b"\n"
+            yield (
+                _encoder.encode(
+                    ExportedEvent(
+                        global_position=row["global_position"],
+                        event_id=row["event_id"],
+                        stream_id=row["stream_id"],
+                        version=row["version"],
+                        type=row["type"],
+                        data=msgspec.Raw(row["data"].encode()),
+                        metadata=msgspec.Raw(row["metadata"].encode()),
+                        transaction_id=row["transaction_id"],
+                        recorded_at=row["recorded_at"].isoformat(),
+                        hash=row["hash"].hex(),
+                    )
+                )
+                + b"\n"
+            )

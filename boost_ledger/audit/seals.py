@@ -46,7 +46,8 @@ async def seal(connection: asyncpg.Connection[Any], position: int | None = None)
     async with connection.transaction(isolation="repeatable_read", readonly=True):
         async for row in connection.cursor(
             "select hash from events where global_position <= $1 order by global_position",
-            target, prefetch=CURSOR_PREFETCH,
+            target,
+            prefetch=CURSOR_PREFETCH,
         ):
             digest.add(row["hash"])
     event = LedgerSealed(position=target, events=digest.events, digest=digest.hexdigest())
@@ -56,7 +57,8 @@ async def seal(connection: asyncpg.Connection[Any], position: int | None = None)
             "select coalesce(max(version), 0) from events where stream_id = $1", SEAL_STREAM
         )
         await commit(
-            connection, [NewEvent(stream_id=SEAL_STREAM, version=version + 1, event=event)],
+            connection,
+            [NewEvent(stream_id=SEAL_STREAM, version=version + 1, event=event)],
             {"actor": "auditor"},
         )
     return event
@@ -94,10 +96,13 @@ async def verify_feed_and_seals(connection: asyncpg.Connection[Any], report: Rep
 def _check_seal(item: tuple[int, LedgerSealed], digest: Digest, report: Report) -> None:
     seal_position, sealed = item
     if digest.hexdigest() != sealed.digest or digest.events != sealed.events:
-        report.add(Finding(
-            "seal",
-            f"the seal at position {seal_position} over positions 1..{sealed.position} no longer"
-            f" matches ({sealed.events} events sealed, {digest.events} now): an event it covers"
-            " was altered, removed or added",
-            global_position=seal_position, stream_id=SEAL_STREAM,
-        ))
+        report.add(
+            Finding(
+                "seal",
+                f"the seal at position {seal_position} over positions 1..{sealed.position}"
+                f" no longer matches ({sealed.events} events sealed, {digest.events} now):"
+                " an event it covers was altered, removed or added",
+                global_position=seal_position,
+                stream_id=SEAL_STREAM,
+            )
+        )

@@ -38,14 +38,20 @@ _SIGN = {"WalletCredited": 1, "FundsDebited": -1, "Refunded": 1}
 
 
 async def statement(
-    connection: asyncpg.Connection[Any], account_id: int, *, until: datetime | None = None,
+    connection: asyncpg.Connection[Any],
+    account_id: int,
+    *,
+    until: datetime | None = None,
     position: int | None = None,
 ) -> Statement:
     rows = await connection.fetch(
         "select global_position, recorded_at, type, data from events"
         " where stream_id = $1 and ($2::timestamptz is null or recorded_at <= $2)"
         " and ($3::bigint is null or global_position <= $3) order by version limit $4",
-        wallet_stream(account_id), until, position, MAX_LINES,
+        wallet_stream(account_id),
+        until,
+        position,
+        MAX_LINES,
     )
     totals = {"WalletCredited": 0, "FundsDebited": 0, "Refunded": 0}
     balance = 0
@@ -56,16 +62,26 @@ async def statement(
         totals[row["type"]] += amount
         balance += _SIGN[row["type"]] * amount
         assert balance == data["balance_after_kobo"], "the stream contradicts itself: run verify"
-        lines.append(StatementLine(
-            global_position=row["global_position"], recorded_at=row["recorded_at"].isoformat(),
-            kind={"WalletCredited": "credit", "FundsDebited": "debit", "Refunded": "refund"}[row["type"]],
-            amount=format_kobo(amount), balance_after=format_kobo(balance),
-            order_id=None if data.get("order_id") is None else str(data["order_id"]),
-            reference=data.get("reference"),
-        ))
+        lines.append(
+            StatementLine(
+                global_position=row["global_position"],
+                recorded_at=row["recorded_at"].isoformat(),
+                kind={"WalletCredited": "credit", "FundsDebited": "debit", "Refunded": "refund"}[
+                    row["type"]
+                ],
+                amount=format_kobo(amount),
+                balance_after=format_kobo(balance),
+                order_id=None if data.get("order_id") is None else str(data["order_id"]),
+                reference=data.get("reference"),
+            )
+        )
     as_of = until.isoformat() if until else (f"position {position}" if position else "now")
     return Statement(
-        account_id=str(account_id), as_of=as_of, balance=format_kobo(balance),
-        credits=format_kobo(totals["WalletCredited"]), debits=format_kobo(totals["FundsDebited"]),
-        refunds=format_kobo(totals["Refunded"]), lines=lines,
+        account_id=str(account_id),
+        as_of=as_of,
+        balance=format_kobo(balance),
+        credits=format_kobo(totals["WalletCredited"]),
+        debits=format_kobo(totals["FundsDebited"]),
+        refunds=format_kobo(totals["Refunded"]),
+        lines=lines,
     )

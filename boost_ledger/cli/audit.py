@@ -17,10 +17,15 @@ from boost_ledger.database import open_owner_connection
 def register(commands: Any) -> None:
     group = commands.add_parser("audit", help="verify, replay, export and seal the ledger")
     actions = group.add_subparsers(dest="action", required=True, metavar="ACTION")
-    check = actions.add_parser("verify", help="check every invariant of the whole log (exit 1 if any fails)")
+    check = actions.add_parser(
+        "verify", help="check every invariant of the whole log (exit 1 if any fails)"
+    )
     check.add_argument("--json", action="store_true")
-    check.add_argument("--skip-projections", action="store_true",
-                       help="do not compare the projections with a replay")
+    check.add_argument(
+        "--skip-projections",
+        action="store_true",
+        help="do not compare the projections with a replay",
+    )
     check.set_defaults(handler=_verify)
     replay = actions.add_parser("replay", help="an account's balance and statement as of a moment")
     replay.add_argument("--account", required=True, type=account_id_argument)
@@ -42,12 +47,20 @@ async def _verify(arguments: argparse.Namespace) -> int:
     async with open_owner_connection(settings_from_env()) as connection:
         report = await verify.verify(connection, projections_too=not arguments.skip_projections)
     if arguments.json:
-        sys.stdout.buffer.write(msgspec.json.encode({**msgspec.structs.asdict(report), "ok": report.ok}) + b"\n")
+        sys.stdout.buffer.write(
+            msgspec.json.encode({**msgspec.structs.asdict(report), "ok": report.ok}) + b"\n"
+        )
     else:
-        print(f"{report.events} events in {report.streams} streams, {report.seals} seal(s),"
-              f" verified in {report.seconds} s")
+        print(
+            f"{report.events} events in {report.streams} streams, {report.seals} seal(s),"
+            f" verified in {report.seconds} s"
+        )
         for finding in report.findings:
-            where = f" at position {finding.global_position} ({finding.stream_id})" if finding.global_position else ""
+            where = (
+                f" at position {finding.global_position} ({finding.stream_id})"
+                if finding.global_position
+                else ""
+            )
             print(f"FAIL {finding.check}{where}: {finding.detail}")
         print("OK: every check holds" if report.ok else f"{len(report.findings)} finding(s)")
     return 0 if report.ok else 1
@@ -72,12 +85,16 @@ async def _replay(arguments: argparse.Namespace) -> int:
     if arguments.json:
         sys.stdout.buffer.write(msgspec.json.encode(result) + b"\n")
         return 0
-    print(f"account {result.account_id} as of {result.as_of}: balance {result.balance} NGN"
-          f" (credits {result.credits}, debits {result.debits}, refunds {result.refunds})")
+    print(
+        f"account {result.account_id} as of {result.as_of}: balance {result.balance} NGN"
+        f" (credits {result.credits}, debits {result.debits}, refunds {result.refunds})"
+    )
     for line in result.lines:
         about = f"order {line.order_id}" if line.order_id else f"reference {line.reference}"
-        print(f"  {line.recorded_at}  #{line.global_position:<10} {line.kind:<6} {line.amount:>14}"
-              f"  balance {line.balance_after:>14}  {about}")
+        print(
+            f"  {line.recorded_at}  #{line.global_position:<10} {line.kind:<6} {line.amount:>14}"
+            f"  balance {line.balance_after:>14}  {about}"
+        )
     return 0
 
 

@@ -42,8 +42,9 @@ class _Bar:
         bar = "#" * int(share * 30)
         rate = self.done / max(now - self.started, 1e-9)
         end = "\r" if sys.stderr.isatty() else "\n"
-        sys.stderr.write(f"{self.name:<10} [{bar:<30}] {self.done}/{self.total} events"
-                         f" {rate:,.0f}/s{end}")
+        sys.stderr.write(
+            f"{self.name:<10} [{bar:<30}] {self.done}/{self.total} events {rate:,.0f}/s{end}"
+        )
         sys.stderr.flush()
 
 
@@ -59,8 +60,11 @@ async def _rebuild(arguments: argparse.Namespace) -> int:
             report = await rebuild.rebuild(connection, module, _Bar(module.NAME, total))
             seconds = time.monotonic() - started
             sys.stderr.write("\n" if sys.stderr.isatty() else "")
-            print(f"{module.NAME}: rebuilt from {report.events_applied} events in {seconds:.2f} s"
-                  f" ({report.tail_events} applied under the swap lock, attempt {report.swap_attempts})")
+            print(
+                f"{module.NAME}: rebuilt from {report.events_applied} events in {seconds:.2f} s"
+                f" ({report.tail_events} applied under the swap lock,"
+                f" attempt {report.swap_attempts})"
+            )
     return 0
 
 
@@ -68,7 +72,8 @@ async def _status(arguments: argparse.Namespace) -> int:
     async with open_owner_connection(settings_from_env()) as connection:
         head = await connection.fetchval("select coalesce(max(global_position), 0) from events")
         rebuilding = {
-            row["nspname"] for row in await connection.fetch(
+            row["nspname"]
+            for row in await connection.fetch(
                 "select nspname from pg_namespace where nspname like 'rebuild\\_%'"
             )
         }

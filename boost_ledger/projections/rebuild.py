@@ -90,13 +90,18 @@ async def _count_between(
     count: int = await connection.fetchval(
         "select count(*) from events where global_position > $1 and global_position <= $2"
         " and type = any($3::text[])",
-        after, up_to, list(module.EVENT_TYPES),
+        after,
+        up_to,
+        list(module.EVENT_TYPES),
     )
     return count
 
 
 async def _try_swap(
-    connection: asyncpg.Connection[Any], module: ModuleType, schema: str, position: int,
+    connection: asyncpg.Connection[Any],
+    module: ModuleType,
+    schema: str,
+    position: int,
     progress: Progress | None,
 ) -> int | None:
     """Lock, apply the tail, swap. None when the lock could not be had in time."""

@@ -60,7 +60,7 @@ async def stable_head(connection: asyncpg.Connection[Any]) -> int:
     )
     assert row is not None
     async with asyncio.timeout(STABLE_WAIT_S):
-        while not await connection.fetchval(
+        while not await connection.fetchval(  # noqa: ASYNC110 - polling the database
             "select pg_snapshot_xmin(pg_current_snapshot()) >= $1::text::xid8", row["horizon"]
         ):
             await asyncio.sleep(0.005)
@@ -85,7 +85,10 @@ async def apply_range(
             f"select {store.SELECT_COLUMNS} from events where global_position > $1"
             " and ($2::bigint is null or global_position <= $2) and type = any($3::text[])"
             " order by global_position limit $4",
-            position, up_to, types, BATCH_SIZE,
+            position,
+            up_to,
+            types,
+            BATCH_SIZE,
         )
         if not rows:
             # Every event up to the bound is handled, relevant or not: the next range starts there.
@@ -175,7 +178,8 @@ async def _apply_in_snapshot(
 
 
 async def _apply_checked(
-    connection: asyncpg.Connection[Any], modules: Sequence[ModuleType],
+    connection: asyncpg.Connection[Any],
+    modules: Sequence[ModuleType],
     batch: list[RecordedEvent],
 ) -> None:
     try:

@@ -54,10 +54,16 @@ def to_decimal(value: Any, field: str) -> Decimal:
     raise ProviderMalformed(f"{field}: not a number: {value!r}")
 
 
+# Counts beyond this are not real counts, and would not fit the database's bigint columns.
+MAX_PROVIDER_INTEGER = 10**15
+
+
 def to_int(value: Any, field: str) -> int:
     number = to_decimal(value, field)
     if number != number.to_integral_value():
         raise ProviderMalformed(f"{field}: not a whole number: {value!r}")
+    if abs(number) > MAX_PROVIDER_INTEGER:
+        raise ProviderMalformed(f"{field}: out of range: {value!r}")
     return int(number)
 
 
@@ -176,7 +182,10 @@ def parse_multi_status(
         elif text is not None:
             result[order_id] = ProviderRefused(text)
         else:
-            result[order_id] = parse_status(slot)
+            try:
+                result[order_id] = parse_status(slot)
+            except ProviderMalformed as error:  # one garbled slot must not sink the others
+                result[order_id] = ProviderRefused(f"Malformed status: {error}")
     return result
 
 

@@ -112,14 +112,24 @@ async def poll_once(
     async with pool.acquire() as connection:
         for provider_order_id, order_id in claimed.items():
             reply = replies.get(provider_order_id)
-            if isinstance(reply, ProviderStatus):
-                await record_status(connection, order_id, reply, "poller")
+            if isinstance(reply, ProviderStatus) and await _recorded(connection, order_id, reply):
                 await after_check(connection, order_id, interval_s)
-            else:
+                continue
+            if not isinstance(reply, ProviderStatus):
                 reason = reply.text if isinstance(reply, ProviderRefused) else "missing from reply"
                 log.warning("poll.item_error", order_id=order_id, reason=reason)
-                await after_check(connection, order_id, interval_s, failed=True)
+            await after_check(connection, order_id, interval_s, failed=True)
     return len(claimed)
+
+
+async def _recorded(connection: Connection, order_id: int, reply: ProviderStatus) -> bool:
+    """Record one order's status; a failure is logged and backs that order off, not the batch."""
+    try:
+        await record_status(connection, order_id, reply, "poller")
+    except asyncpg.PostgresError as error:
+        log.error("poll.record_failed", order_id=order_id, error=str(error))
+        return False
+    return True
 
 
 async def run(pool: asyncpg.Pool[Any], provider: ProviderClient, interval_s: float) -> None:

@@ -168,12 +168,14 @@ async def test_a_repeated_deterministic_event_id_is_a_duplicate(pool):
 
 
 def _chain(rows: list[asyncpg.Record]) -> list[bytes]:
-    """The hashes an auditor recomputes: sha256(previous hash || canonical bytes)."""
+    """The hashes an auditor recomputes: sha256(previous hash || canonical bytes), the canonical
+    bytes being event id, stream, version, type, data and metadata, one per line."""
     hashes: list[bytes] = []
     previous = b""
     for row in rows:
         canonical = "\n".join(
-            [row["event_id"], row["stream_id"], str(row["version"]), row["type"], row["data"]]
+            [row["event_id"], row["stream_id"], str(row["version"]), row["type"], row["data"],
+             row["metadata"]]
         ).encode("utf-8")
         previous = hashlib.sha256(previous + canonical).digest()
         hashes.append(previous)
@@ -194,7 +196,8 @@ async def test_each_stream_is_a_hash_chain_an_auditor_can_recompute(pool):
         NewEvent(stream_id=other, version=1, event=events[0]),
     )
     rows = await pool.fetch(
-        "select event_id::text as event_id, stream_id, version, type, data::text as data, hash"
+        "select event_id::text as event_id, stream_id, version, type, data::text as data,"
+        " metadata::text as metadata, hash"
         " from events where stream_id = any($1::text[]) order by stream_id, version",
         [stream, other],
     )
@@ -222,7 +225,7 @@ async def test_the_hash_is_computed_by_the_log_not_taken_from_the_writer(dsn):
         )
         row = await connection.fetchrow(
             "select event_id::text as event_id, stream_id, version, type, data::text as data,"
-            " hash from events where stream_id = $1",
+            " metadata::text as metadata, hash from events where stream_id = $1",
             stream,
         )
     finally:

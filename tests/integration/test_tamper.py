@@ -230,7 +230,8 @@ async def _rechain(connection: asyncpg.Connection[Any], stream: str, from_versio
     """Recompute the hashes of a stream from a version on, as a forger who knows the scheme
     would: sha256(previous hash || canonical bytes)."""
     rows = await connection.fetch(
-        "select global_position, event_id, version, type, data::text as data, hash from events"
+        "select global_position, event_id, version, type, data::text as data,"
+        " metadata::text as metadata, hash from events"
         " where stream_id = $1 and version >= $2 - 1 order by version",
         stream, from_version,
     )
@@ -238,7 +239,7 @@ async def _rechain(connection: asyncpg.Connection[Any], stream: str, from_versio
     for row in rows[1:] if from_version > 1 else rows:
         computed = hashlib.sha256(
             previous + canonical_bytes(row["event_id"], stream, row["version"], row["type"],
-                                       row["data"])
+                                       row["data"], row["metadata"])
         ).digest()
         await connection.execute(
             "update events set hash = $2 where global_position = $1",

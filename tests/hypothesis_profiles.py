@@ -10,11 +10,10 @@
   up to 50 steps of the state machine (about an hour), for long runs before a release or after
   touching the ledger::
 
-      .venv/bin/pytest tests/properties --hypothesis-profile=deep
+      .venv/bin/pytest tests/properties --hypothesis-profile=deep   # or the whole suite
 
-The profiles are registered here, in the conftest of this directory, so give a path under
-``tests/properties`` along with ``--hypothesis-profile``: pytest reads this file before it
-applies the option only when a path given leads here.
+The profiles are registered by tests/conftest.py, so ``pytest --hypothesis-profile=deep`` works
+from the repository root too.
 """
 
 from __future__ import annotations
