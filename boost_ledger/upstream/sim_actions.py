@@ -46,7 +46,9 @@ def add(state: SimulatorState, form: dict[str, str]) -> Any:
         quantity=plan.quantity,
         charge=plan.charge,
         runs=plan.runs,
-        partial_remains=choose_partial_remains(plan.quantity, state.progress_random),
+        partial_remains=choose_partial_remains(
+            plan.quantity, state.progress_random, state.partial_share
+        ),
     )
     state.add_order(order)
     return {"order": order.order_id}

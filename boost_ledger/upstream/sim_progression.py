@@ -17,13 +17,15 @@ from boost_ledger.upstream.sim_state import SimulatedOrder, SimulatedRefill, Sim
 TERMINAL_STATUSES = frozenset(
     {"Completed", "Partial", "Canceled", "Refunded", "Fail", "Error", "Expired"}
 )
-_PARTIAL_SHARE = 0.2
 _MONEY_STEP = Decimal("0.00001")
 
 
-def choose_partial_remains(quantity: int, generator: random.Random) -> int:
-    """The remains an order will stop at as Partial, or 0 for an order that completes."""
-    if quantity < 2 or generator.random() >= _PARTIAL_SHARE:
+def choose_partial_remains(
+    quantity: int, generator: random.Random, partial_share: float = 0.2
+) -> int:
+    """The remains an order will stop at as Partial (for about ``partial_share`` of orders), or 0
+    for an order that completes."""
+    if quantity < 2 or generator.random() >= partial_share:
         return 0
     return generator.randint(1, quantity // 2)
 

@@ -83,6 +83,7 @@ class SimulatorState:
     tick_s: float
     initial_autoprogress: bool
     seed: int | None
+    partial_share: float = 0.2
     autoprogress: bool = False
     orders: dict[int, SimulatedOrder] = field(default_factory=dict)
     refills: dict[int, SimulatedRefill] = field(default_factory=dict)

@@ -18,6 +18,7 @@ from boost_ledger.upstream.sim_protocol import api_endpoint
 from boost_ledger.upstream.sim_state import SimulatorState
 
 AUTOPROGRESS_VARIABLE = "BOOST_SIMULATOR_AUTOPROGRESS"
+PARTIAL_SHARE_VARIABLE = "BOOST_SIMULATOR_PARTIAL_SHARE"
 
 
 def create_simulator_app(
@@ -32,8 +33,15 @@ def create_simulator_app(
         raise ValueError("tick_s must be positive")
     if autoprogress is None:
         autoprogress = os.environ.get(AUTOPROGRESS_VARIABLE, "1").strip() != "0"
+    partial_share = float(os.environ.get(PARTIAL_SHARE_VARIABLE, "0.2") or "0.2")
+    if not 0 <= partial_share <= 1:
+        raise ValueError(f"{PARTIAL_SHARE_VARIABLE} must be between 0 and 1")
     state = SimulatorState(
-        api_key=api_key, tick_s=tick_s, initial_autoprogress=autoprogress, seed=seed
+        api_key=api_key,
+        tick_s=tick_s,
+        initial_autoprogress=autoprogress,
+        seed=seed,
+        partial_share=partial_share,
     )
     app = Starlette(
         routes=[
