@@ -16,6 +16,7 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount
 
 from boost_ledger import demo, logs
+from boost_ledger.api import metrics
 from boost_ledger.api.app import create_app
 from boost_ledger.api.runtime import Runtime
 from boost_ledger.database import open_pool
@@ -60,7 +61,11 @@ def start_worker_tasks(runtime: Runtime) -> list[asyncio.Task[Any]]:
     return [
         asyncio.create_task(
             submitter.run(
-                runtime.pool, provider, runtime.submit_wakeup, settings.submit_sweep_interval_s
+                runtime.pool,
+                provider,
+                runtime.submit_wakeup,
+                settings.submit_sweep_interval_s,
+                settings.submit_abandoned_after_s,
             ),
             name="submitter",
         ),
@@ -147,7 +152,10 @@ async def running_runtime(settings: Settings) -> AsyncIterator[tuple[Runtime, St
         else:
             provider_url = settings.provider_url
         provider = ProviderClient(
-            provider_url, settings.provider_key, timeout_s=settings.provider_timeout_s
+            provider_url,
+            settings.provider_key,
+            timeout_s=settings.provider_timeout_s,
+            transport=metrics.instrumented_provider_transport(),
         )
         stack.push_async_callback(provider.aclose)
         runtime = Runtime(settings=settings, pool=pool, provider=provider)

@@ -41,6 +41,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """BOOST_CATALOG_SYNC_INTERVAL_S: how often the catalog is re-read from the provider."""
     submit_sweep_interval_s: float = 2.0
     """BOOST_SUBMIT_SWEEP_INTERVAL_S: periodic sweep for orders not yet submitted."""
+    submit_abandoned_after_s: float = 120.0
+    """BOOST_SUBMIT_ABANDONED_AFTER_S: an attempt with no outcome this old (its process died)
+    becomes SubmissionUnknown for an operator; keep it well above the provider timeout."""
     workers_enabled: bool = True
     """BOOST_WORKERS: "0" runs ``boost serve`` without the submitter, poller and catalog sync."""
     pool_min_size: int = 2
@@ -53,6 +56,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """BOOST_DEMO: "0" skips opening the demo account on the first start."""
     log_level: str = "info"
     """BOOST_LOG_LEVEL: debug, info, warning or error."""
+    rate_limit_per_s: float = 50.0
+    """BOOST_RATE_LIMIT_PER_S: requests per second one API key may sustain (per process); 0: off."""
+    rate_limit_burst: int = 100
+    """BOOST_RATE_LIMIT_BURST: requests an idle API key may send at once before the rate applies."""
+    request_timeout_s: float = 30.0
+    """BOOST_REQUEST_TIMEOUT_S: a request still unanswered after this long gets 503."""
+    body_timeout_s: float = 10.0
+    """BOOST_BODY_TIMEOUT_S: a client must send its whole request body within this (else 408)."""
+    metrics_query_timeout_ms: int = 2000
+    """BOOST_METRICS_QUERY_TIMEOUT_MS: bound on the database queries run for one /metrics scrape."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -97,10 +110,16 @@ _VARIABLES = {
     "poll_interval_s": "BOOST_POLL_INTERVAL_S",
     "catalog_sync_interval_s": "BOOST_CATALOG_SYNC_INTERVAL_S",
     "submit_sweep_interval_s": "BOOST_SUBMIT_SWEEP_INTERVAL_S",
+    "submit_abandoned_after_s": "BOOST_SUBMIT_ABANDONED_AFTER_S",
     "workers_enabled": "BOOST_WORKERS",
     "pool_min_size": "BOOST_POOL_MIN",
     "pool_max_size": "BOOST_POOL_MAX",
     "statement_timeout_ms": "BOOST_STATEMENT_TIMEOUT_MS",
     "demo_account": "BOOST_DEMO",
     "log_level": "BOOST_LOG_LEVEL",
+    "rate_limit_per_s": "BOOST_RATE_LIMIT_PER_S",
+    "rate_limit_burst": "BOOST_RATE_LIMIT_BURST",
+    "request_timeout_s": "BOOST_REQUEST_TIMEOUT_S",
+    "body_timeout_s": "BOOST_BODY_TIMEOUT_S",
+    "metrics_query_timeout_ms": "BOOST_METRICS_QUERY_TIMEOUT_MS",
 }

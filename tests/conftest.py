@@ -39,7 +39,10 @@ async def pool(dsn: str) -> AsyncIterator[asyncpg.Pool[Any]]:
 
 @pytest.fixture(scope="module")
 def settings(dsn: str) -> Settings:
-    return Settings(database_url=dsn, workers_enabled=False, demo_account=False)
+    # No rate limit: most tests fire bursts with one key; tests/hardening covers the limiter.
+    return Settings(
+        database_url=dsn, workers_enabled=False, demo_account=False, rate_limit_per_s=0
+    )
 
 
 @pytest.fixture(scope="module")

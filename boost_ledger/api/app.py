@@ -6,23 +6,44 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+import asyncpg
+import structlog
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Mount
+from starlette.routing import BaseRoute, Mount, Route
 
-from boost_ledger.api import catalog, order_actions, orders, wallet
-from boost_ledger.api.errors import ApiError, method_not_allowed, not_found
+from boost_ledger.api import catalog, docs, health, metrics, openapi, order_actions, orders, wallet
+from boost_ledger.api.deadlines import Deadlines
+from boost_ledger.api.errors import ApiError, database_unavailable, method_not_allowed, not_found
 from boost_ledger.api.middleware import RequestContext
+from boost_ledger.api.rate_limit import RateLimiter
 from boost_ledger.api.runtime import Runtime
+
+log = structlog.get_logger("boost.http")
+
+# Failures of the database (or of reaching it) that say "not now" rather than "never": the
+# client gets 503 SERVICE_UNAVAILABLE with Retry-After, and a retried checkout with the same
+# idempotency key cannot be charged twice.
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    asyncpg.PostgresConnectionError,  # class 08: the connection failed or was closed
+    asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up, query canceled
+    asyncpg.LockNotAvailableError,  # lock_timeout
+    asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
+    asyncpg.InterfaceError,  # the pool or connection is closing
+    # asyncpg's own state error when a connection dies mid-operation and is then reset.
+    asyncpg.exceptions._base.InternalClientError,
+    OSError,  # the server's socket is gone or refuses
+    TimeoutError,  # no pooled connection in time
+)
 
 
 def api_routes() -> list[BaseRoute]:
     """Every ``/api/v1`` route, one module per concept."""
     routes: list[BaseRoute] = []
-    for module in (wallet, catalog, orders, order_actions):
+    for module in (wallet, catalog, orders, order_actions, openapi):
         routes.extend(module.ROUTES)
     return routes
 
@@ -44,20 +65,45 @@ async def _http_error(request: Request, error: Exception) -> Response:
     return ApiError(error.status_code, "HTTP_ERROR", str(error.detail)).response()
 
 
+async def _unavailable(request: Request, error: Exception) -> Response:
+    log.warning(
+        "request.database_unavailable", error_type=type(error).__name__, error=str(error)[:200]
+    )
+    return database_unavailable().response()
+
+
+def operations_routes() -> list[BaseRoute]:
+    """Outside ``/api/v1`` and without a key: health, readiness, metrics and the docs page."""
+    return [
+        Route("/healthz", health.healthz, methods=["GET"]),
+        Route("/readyz", health.readyz, methods=["GET"]),
+        Route("/metrics", metrics.metrics_endpoint, methods=["GET"]),
+        *docs.ROUTES,
+    ]
+
+
 def create_app(
     runtime: Runtime,
     *,
     extra_routes: Sequence[BaseRoute] = (),
     lifespan: Callable[[Starlette], AbstractAsyncContextManager[Any]] | None = None,
 ) -> Starlette:
+    settings = runtime.settings
+    handlers: dict[Any, Any] = {ApiError: _api_error, HTTPException: _http_error}
+    handlers.update({error: _unavailable for error in UNAVAILABLE_ERRORS})
     app = Starlette(
-        routes=[Mount("/api/v1", routes=api_routes()), *extra_routes],
-        exception_handlers={
-            ApiError: _api_error,
-            HTTPException: _http_error,
-        },
-        middleware=[Middleware(RequestContext)],
+        routes=[Mount("/api/v1", routes=api_routes()), *operations_routes(), *extra_routes],
+        exception_handlers=handlers,
+        middleware=[
+            Middleware(RequestContext, observe=metrics.observe_request),
+            Middleware(
+                Deadlines,
+                request_timeout_s=settings.request_timeout_s,
+                body_timeout_s=settings.body_timeout_s,
+            ),
+        ],
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
     return app

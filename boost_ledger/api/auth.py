@@ -8,7 +8,8 @@ import asyncpg
 import msgspec
 from starlette.requests import Request
 
-from boost_ledger.api.errors import ApiError, unauthenticated
+from boost_ledger.api.errors import ApiError, rate_limited, unauthenticated
+from boost_ledger.api.rate_limit import RateLimiter
 from boost_ledger.ledger.keys import hash_key, looks_like_key, same_hash
 
 
@@ -46,6 +47,17 @@ async def authenticate(request: Request, pool: asyncpg.Pool[Any], ability: str) 
         raise ApiError(403, "USER_BANNED", "This account is banned.")
     principal = Principal(row["account_id"], row["key_id"], frozenset(row["abilities"]))
     request.scope.setdefault("state", {})["account_id"] = principal.account_id
+    _take_token(request, principal.key_id)
     if ability not in principal.abilities:
         raise ApiError(403, "FORBIDDEN", f"This API key lacks the '{ability}' ability.")
     return principal
+
+
+def _take_token(request: Request, key_id: str) -> None:
+    """429 ``RATE_LIMITED`` when this key's bucket is empty (api/rate_limit.py)."""
+    limiter: RateLimiter | None = getattr(request.app.state, "rate_limiter", None)
+    if limiter is None:
+        return
+    wait_s = limiter.retry_after_s(key_id)
+    if wait_s is not None:
+        raise rate_limited(wait_s)

@@ -44,7 +44,9 @@ coalesce(pinned_rate_kobo, rate_per_1000_kobo) as rate_kobo
 
 
 def service_not_found() -> ApiError:
-    return ApiError(404, "BOOST_SERVICE_NOT_FOUND", "The service ID does not exist in the boosting catalog.")
+    return ApiError(
+        404, "BOOST_SERVICE_NOT_FOUND", "The service ID does not exist in the boosting catalog."
+    )
 
 
 def _service_view(row: Mapping[str, Any]) -> ServiceView:
@@ -82,8 +84,8 @@ async def list_services(request: Request) -> Response:
             " order by category, length(service_id), service_id limit $1",
             MAX_SERVICES,
         )
-    elif len(category) > MAX_CATEGORY_LENGTH:
-        rows = []
+    elif len(category) > MAX_CATEGORY_LENGTH or not category.isprintable():
+        rows = []  # no category is that long or holds a control character (PostgreSQL: NUL)
     else:
         rows = await runtime.pool.fetch(
             f"select {_SERVICE_COLUMNS} from services where listed and category = $1"
@@ -99,7 +101,7 @@ async def get_service(request: Request) -> Response:
     await authenticate(request, runtime.pool, "boosting:read")
     service_id = request.path_params["service_id"]
     row = None
-    if len(service_id) <= 64:
+    if len(service_id) <= 64 and service_id.isprintable():
         row = await runtime.pool.fetchrow(
             f"select {_SERVICE_COLUMNS} from services where listed and service_id = $1",
             service_id,

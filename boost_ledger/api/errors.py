@@ -86,6 +86,31 @@ def payload_too_large(limit_bytes: int) -> ApiError:
     )
 
 
+def unsupported_media_type() -> ApiError:
+    return ApiError(
+        415,
+        "UNSUPPORTED_MEDIA_TYPE",
+        "The request body must be JSON, sent with Content-Type: application/json.",
+    )
+
+
+def request_timeout() -> ApiError:
+    return ApiError(408, "REQUEST_TIMEOUT", "The request body was not received in time.")
+
+
+def rate_limited(retry_after_s: int) -> ApiError:
+    return ApiError(
+        429,
+        "RATE_LIMITED",
+        "Too many requests for this API key. Retry after the time in Retry-After.",
+        headers={"Retry-After": str(retry_after_s)},
+    )
+
+
+def database_unavailable() -> ApiError:
+    return service_unavailable("The service is temporarily unavailable. Retry shortly.")
+
+
 def internal_error() -> ApiError:
     return ApiError(500, "INTERNAL_ERROR", "An unexpected error occurred. Please retry later.")
 

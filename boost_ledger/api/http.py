@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from boost_ledger.api.errors import payload_too_large, validation_failed
+from boost_ledger.api.errors import (
+    payload_too_large,
+    unsupported_media_type,
+    validation_failed,
+)
 
 MAX_BODY_BYTES = 64 * 1024
+MAX_MEMBERS = 64
+MAX_NAME_CHARS = 100
+MAX_DEPTH = 16
+_TOO_DEEP = f"The body is nested more than {MAX_DEPTH} levels deep."
 
 _encoder = msgspec.json.Encoder()
 
@@ -51,17 +60,119 @@ async def read_body(request: Request, limit_bytes: int = MAX_BODY_BYTES) -> byte
 
 
 def decode_object(body: bytes) -> dict[str, Any]:
-    """A JSON object, or 422 ``VALIDATION_FAILED`` naming the body as the bad field."""
+    """A JSON object, or 422 ``VALIDATION_FAILED`` naming the body (or the bad member).
+
+    Beyond well-formed JSON, the object must have no duplicated member names (msgspec, like most
+    parsers, silently keeps the last one, so ``{"quantity": 1, "quantity": 100}`` would mean what
+    the client may not have meant), at most ``MAX_MEMBERS`` members with names of at most
+    ``MAX_NAME_CHARS`` characters, nesting of at most ``MAX_DEPTH`` levels, and no NUL character
+    in any string (PostgreSQL text cannot hold one).
+    """
     if not body.strip():
         raise validation_failed({"body": ["A JSON object is required."]})
     try:
         value = msgspec.json.decode(body)
     except msgspec.DecodeError:
         raise validation_failed({"body": ["The body is not valid JSON."]}) from None
+    except RecursionError:
+        raise validation_failed({"body": [_TOO_DEEP]}) from None
     if not isinstance(value, dict):
         raise validation_failed({"body": ["The body must be a JSON object."]})
+    _check_shape(value)
+    duplicated = _duplicated_name(body)
+    if duplicated is not None:
+        field = duplicated if len(duplicated) <= MAX_NAME_CHARS else "body"
+        raise validation_failed({field: ["The field appears more than once in the body."]})
     return value
+
+
+def _check_shape(value: dict[str, Any]) -> None:
+    if len(value) > MAX_MEMBERS:
+        raise validation_failed({"body": [f"The body has more than {MAX_MEMBERS} fields."]})
+    if any(len(name) > MAX_NAME_CHARS for name in value):
+        raise validation_failed({"body": [f"A field name is longer than {MAX_NAME_CHARS}."]})
+    errors: dict[str, list[str]] = {}
+    for name, member in value.items():
+        if "\x00" in name:
+            errors["body"] = ["A field name must not contain a NUL character."]
+            continue
+        problem = _deep_problem(member, 1)
+        if problem is not None:
+            errors[name] = [problem]
+    if errors:
+        raise validation_failed(errors)
+
+
+def _deep_problem(value: Any, depth: int) -> str | None:
+    """Why a member's value is refused whatever the field (depth, NUL), or None."""
+    if depth > MAX_DEPTH:
+        return _TOO_DEEP
+    if isinstance(value, str):
+        return "The field must not contain a NUL character." if "\x00" in value else None
+    children: Any = ()
+    if isinstance(value, dict):
+        if any("\x00" in name for name in value):
+            return "A field name must not contain a NUL character."
+        children = value.values()
+    elif isinstance(value, list):
+        children = value
+    for child in children:
+        problem = _deep_problem(child, depth + 1)
+        if problem is not None:
+            return problem
+    return None
+
+
+class _Duplicated(Exception):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+def _refuse_duplicates(pairs: list[tuple[str, Any]]) -> None:
+    if len(pairs) > 1:
+        seen: set[str] = set()
+        for name, _ in pairs:
+            if name in seen:
+                raise _Duplicated(name)
+            seen.add(name)
+
+
+def _duplicated_name(body: bytes) -> str | None:
+    """The first member name repeated within one object of ``body`` (already valid JSON)."""
+    try:
+        json.loads(
+            body,
+            object_pairs_hook=_refuse_duplicates,
+            parse_int=_ignore,
+            parse_float=_ignore,
+            parse_constant=_ignore,
+        )
+    except _Duplicated as duplicate:
+        return duplicate.name
+    except (ValueError, RecursionError):
+        return None  # msgspec accepted it; shape checks already bounded it
+    return None
+
+
+def _ignore(text: str) -> None:
+    return None
+
+
+def require_json_content_type(request: Request) -> None:
+    """415 ``UNSUPPORTED_MEDIA_TYPE`` unless the body is declared ``application/json`` (UTF-8)."""
+    declared = request.headers.get("content-type", "")
+    media_type, _, parameters = declared.partition(";")
+    charset = parameters.strip().lower().replace(" ", "")
+    if media_type.strip().lower() != "application/json" or charset not in ("", "charset=utf-8"):
+        raise unsupported_media_type()
 
 
 async def read_json_object(request: Request) -> dict[str, Any]:
     return decode_object(await read_body(request))
+
+
+async def read_json_body(request: Request) -> dict[str, Any]:
+    """The JSON object of a POST body: content type checked first, then size, then syntax."""
+    require_json_content_type(request)
+    return await read_json_object(request)

@@ -4,20 +4,28 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from boost_ledger.api.errors import internal_error
+from boost_ledger.ledger.keys import KEY_PREFIX
 
 log = structlog.get_logger("boost.http")
+
+UNMATCHED_ROUTE = "<unmatched>"
+
+# Called once per answered request with (method, route template, status, duration in seconds).
+RequestObserver = Callable[[str, str, int, float], None]
 
 
 class RequestContext:
     """Gives each request an ``X-Request-Id`` and logs it once it is answered."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, observe: RequestObserver | None = None) -> None:
         self.app = app
+        self.observe = observe
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -47,29 +55,46 @@ class RequestContext:
                 error = internal_error()
                 await error.response()(scope, receive, send_with_id)
         finally:
-            _log_request(scope, request_id, status, started)
+            route = route_template(scope)
+            duration_s = time.perf_counter() - started
+            _log_request(scope, request_id, route, status, duration_s)
+            if self.observe is not None:
+                self.observe(scope["method"], route, status, duration_s)
 
 
 def _incoming_request_id(scope: Scope) -> str | None:
     for name, value in scope.get("headers", []):
         if name == b"x-request-id":
             text = str(value.decode("latin-1"))
-            if 0 < len(text) <= 100 and text.isascii() and text.isprintable():
+            # A client pasting its API key here must not get it logged and echoed back.
+            looks_secret = KEY_PREFIX in text.lower()
+            if 0 < len(text) <= 100 and text.isascii() and text.isprintable() and not looks_secret:
                 return text
     return None
 
 
-def _log_request(scope: Scope, request_id: str, status: int, started: float) -> None:
-    # A matched route's path is relative to its mount ("/wallet" under "/api/v1"); the mount's
-    # prefix is in ``root_path``. An unmatched request logs its raw path instead.
-    route = scope.get("route")
-    path = getattr(route, "path", None)
+def route_template(scope: Scope) -> str:
+    """The matched route's template (``/api/v1/boost/orders/{order_id}``), never the raw path.
+
+    A matched route's path is relative to its mount ("/wallet" under "/api/v1"); the mount's
+    prefix is in ``root_path``. An unmatched request gets one fixed name: its raw path could
+    carry anything a client typed (even a key), and would give metrics unbounded label values.
+    """
+    path = getattr(scope.get("route"), "path", None)
+    if path is None:
+        return UNMATCHED_ROUTE
+    return f"{scope.get('root_path', '')}{path}"
+
+
+def _log_request(
+    scope: Scope, request_id: str, route: str, status: int, duration_s: float
+) -> None:
     log.info(
         "request",
         request_id=request_id,
         account_id=scope.get("state", {}).get("account_id"),
         method=scope["method"],
-        route=scope["path"] if path is None else f"{scope.get('root_path', '')}{path}",
+        route=route,
         status=status,
-        duration_ms=round((time.perf_counter() - started) * 1000, 2),
+        duration_ms=round(duration_s * 1000, 2),
     )

@@ -13,7 +13,7 @@ from starlette.routing import Route
 from boost_ledger.api.auth import Principal, authenticate
 from boost_ledger.api.catalog import service_not_found
 from boost_ledger.api.errors import ApiError, validation_failed
-from boost_ledger.api.http import json_response, raw_json_response, read_json_object
+from boost_ledger.api.http import json_response, raw_json_response, read_json_body
 from boost_ledger.api.runtime import runtime_of
 from boost_ledger.ledger import checkout as checkout_module
 from boost_ledger.ledger.order_types import FieldErrors, OrderInvalid
@@ -82,7 +82,7 @@ def _translate(error: Exception) -> ApiError:
 async def place_order(request: Request) -> Response:
     runtime = runtime_of(request)
     principal = await authenticate(request, runtime.pool, "boosting:buy")
-    body = await read_json_object(request)
+    body = await read_json_body(request)
     key, service_id = _checked_header_fields(body)
     try:
         async with runtime.pool.acquire() as connection:

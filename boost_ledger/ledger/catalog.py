@@ -15,6 +15,7 @@ import msgspec
 from boost_ledger.ledger.commit import commit
 from boost_ledger.ledger.connection import Connection
 from boost_ledger.ledger.events import (
+    SERVICE_TERMS,
     Event,
     ServiceDelisted,
     ServiceRatePinned,
@@ -96,19 +97,7 @@ def decide_sync(
     return events, skipped
 
 
-_TERMS = (
-    "provider_service_id",
-    "name",
-    "category",
-    "type",
-    "provider_rate",
-    "rate_per_1000_kobo",
-    "min_quantity",
-    "max_quantity",
-    "refill",
-    "cancel",
-    "dripfeed",
-)
+_TERMS = SERVICE_TERMS
 
 
 def _terms(row: Mapping[str, Any]) -> tuple[Any, ...]:

@@ -100,6 +100,12 @@ class ServiceSynced(Event, frozen=True, kw_only=True):
     dripfeed: bool = False
 
 
+# The terms a sync compares and the catalog stores: every field of ServiceSynced but its id.
+SERVICE_TERMS: tuple[str, ...] = tuple(
+    name for name in ServiceSynced.__struct_fields__ if name != "service_id"
+)
+
+
 class ServiceDelisted(Event, frozen=True, kw_only=True):
     service_id: str
 

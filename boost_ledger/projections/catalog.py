@@ -7,6 +7,7 @@ from typing import Any
 
 from boost_ledger.ledger.connection import Connection
 from boost_ledger.ledger.events import (
+    SERVICE_TERMS,
     RecordedEvent,
     ServiceDelisted,
     ServiceRatePinned,
@@ -103,19 +104,7 @@ BULK_TABLES = (
     ),
 )
 
-_SYNCED = (
-    "provider_service_id",
-    "name",
-    "category",
-    "type",
-    "provider_rate",
-    "rate_per_1000_kobo",
-    "min_quantity",
-    "max_quantity",
-    "refill",
-    "cancel",
-    "dripfeed",
-)
+_SYNCED = SERVICE_TERMS
 
 
 def touches(record: RecordedEvent) -> list[tuple[str, Any]]:

@@ -218,23 +218,8 @@ BULK_TABLES = (
     ),
 )
 
-_PLACED_FIELDS = (
-    "order_id",
-    "account_id",
-    "idempotency_key",
-    "service_id",
-    "provider_service_id",
-    "service_name",
-    "category",
-    "type",
-    "link",
-    "quantity",
-    "billable_quantity",
-    "fields",
-    "rate_per_1000_kobo",
-    "price_kobo",
-    "cancel_supported",
-)
+# Copied from OrderPlaced as they are; its fingerprint is stored as bytes.
+_PLACED_FIELDS = tuple(name for name in OrderPlaced.__struct_fields__ if name != "fingerprint")
 
 
 def touches(record: RecordedEvent) -> list[tuple[str, Any]]:

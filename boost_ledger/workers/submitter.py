@@ -87,6 +87,7 @@ async def run(
     provider: ProviderClient,
     wakeup: asyncio.Event,
     sweep_interval_s: float,
+    abandoned_after_s: float = ABANDONED_AFTER_S,
 ) -> None:
     """Submit as orders arrive (woken in-process) and on a periodic sweep, with backoff."""
     backoff = Backoff()
@@ -94,7 +95,7 @@ async def run(
         wakeup.clear()  # before draining, so that a checkout committed meanwhile is not missed
         try:
             async with pool.acquire() as connection:
-                await fulfilment.mark_abandoned_attempts(connection, ABANDONED_AFTER_S)
+                await fulfilment.mark_abandoned_attempts(connection, abandoned_after_s)
             outcomes = await drain(pool, provider)
             delay = backoff.failed() if "deferred" in outcomes else None
             if delay is None:

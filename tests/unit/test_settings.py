@@ -27,12 +27,18 @@ _SAMPLES: dict[str, tuple[str, object]] = {
     "BOOST_POLL_INTERVAL_S": ("0.5", 0.5),
     "BOOST_CATALOG_SYNC_INTERVAL_S": ("60", 60.0),
     "BOOST_SUBMIT_SWEEP_INTERVAL_S": ("0.25", 0.25),
+    "BOOST_SUBMIT_ABANDONED_AFTER_S": ("30", 30.0),
     "BOOST_WORKERS": ("0", False),
     "BOOST_POOL_MIN": ("3", 3),
     "BOOST_POOL_MAX": ("30", 30),
     "BOOST_STATEMENT_TIMEOUT_MS": ("750", 750),
     "BOOST_DEMO": ("0", False),
     "BOOST_LOG_LEVEL": ("debug", "debug"),
+    "BOOST_RATE_LIMIT_PER_S": ("2.5", 2.5),
+    "BOOST_RATE_LIMIT_BURST": ("7", 7),
+    "BOOST_REQUEST_TIMEOUT_S": ("12.5", 12.5),
+    "BOOST_BODY_TIMEOUT_S": ("3", 3.0),
+    "BOOST_METRICS_QUERY_TIMEOUT_MS": ("900", 900),
 }
 
 
