@@ -61,8 +61,12 @@ class Cluster:
         """Environment for libpq tools (pgbench, psql) pointed at ``database``."""
         path = f"{self.bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"
         return {
-            **os.environ, "PATH": path, "PGHOST": self.socket_dir, "PGUSER": "postgres",
-            "PGDATABASE": database, "PGOPTIONS": "-c client_min_messages=warning",
+            **os.environ,
+            "PATH": path,
+            "PGHOST": self.socket_dir,
+            "PGUSER": "postgres",
+            "PGDATABASE": database,
+            "PGOPTIONS": "-c client_min_messages=warning",
         }
 
     async def create_database(self, name: str) -> str:
@@ -79,7 +83,11 @@ class Cluster:
     def psql(self, database: str, sql: str) -> str:
         completed = subprocess.run(
             [str(self.bin_dir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-At"],
-            input=sql, capture_output=True, text=True, check=True, timeout=300,
+            input=sql,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=300,
             env=self.libpq_env(database),
         )
         return completed.stdout
@@ -95,16 +103,20 @@ class Cluster:
 
 
 def start(keep: bool) -> Cluster:
+    """A new server in a new temporary directory (removed at exit unless ``keep``)."""
     root = Path(tempfile.mkdtemp(prefix="boost-bench-"))
     cluster = Cluster(root)
     if not keep:
         import atexit
 
-        atexit.register(_remove, cluster)
+        atexit.register(remove, cluster)
     return cluster
 
 
-def _remove(cluster: Cluster) -> None:
+def remove(cluster: Cluster) -> None:
+    """Stop the server and delete the run's directory (safe to call twice)."""
+    if not cluster.root.exists():
+        return
     try:
         cluster.stop()
     finally:

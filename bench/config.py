@@ -7,10 +7,10 @@ import msgspec
 
 class BenchConfig(msgspec.Struct, frozen=True, kw_only=True):
     concurrencies: tuple[int, ...] = (1, 8, 32, 64)
-    warmup_s: float = 3.0
-    level_s: float = 15.0
+    warmup_s: float = 2.0
+    level_s: float = 10.0
     """Measured seconds per concurrency level (checkout, pgbench, peers)."""
-    read_s: float = 10.0
+    read_s: float = 8.0
     read_concurrency: int = 32
     hot_wallet_concurrency: int = 32
     """A level where every client spends from one wallet (the row lock serialises them)."""
@@ -21,10 +21,12 @@ class BenchConfig(msgspec.Struct, frozen=True, kw_only=True):
     """Size of the log that append, feed read, rebuild and verify run on."""
     log_batch_events: int = 100
     log_writers: int = 4
-    profile_s: float = 15.0
+    profile_s: float = 10.0
     profile_concurrency: int = 32
-    cli_timeout_s: float = 900.0
-    """Bound on ``boost projections rebuild`` and ``boost audit verify``."""
+    cli_timeout_s: float = 120.0
+    """Bound on each of ``boost projections rebuild --all`` and ``boost audit verify``."""
+    fill_budget_s: float = 300.0
+    """Bound on filling the log: a slower append path leaves a smaller log (the report says)."""
 
 
 FULL = BenchConfig()
@@ -37,8 +39,9 @@ QUICK = BenchConfig(
     read_concurrency=8,
     hot_wallet_concurrency=8,
     accounts=32,
-    log_events=20_000,
+    log_events=10_000,
     profile_s=3.0,
     profile_concurrency=8,
-    cli_timeout_s=120.0,
+    cli_timeout_s=60.0,
+    fill_budget_s=30.0,
 )

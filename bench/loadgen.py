@@ -26,6 +26,8 @@ ORDER_IDS_KEPT_PER_CONNECTION = 50
 class Spec(msgspec.Struct, frozen=True, kw_only=True):
     host: str
     port: int
+    extra_ports: list[int] = []
+    """Further server processes: connection ``i`` goes to port ``i mod (1 + len(extra_ports))``."""
     mode: str  # "checkout", "get_order" or "wallet"
     concurrency: int
     warmup_s: float
@@ -35,6 +37,9 @@ class Spec(msgspec.Struct, frozen=True, kw_only=True):
     service_id: str = "1"
     quantity: int = 10
     link: str = "https://instagram.com/p/bench"
+    rate_per_s: float = 0.0
+    """Open loop when set: requests are scheduled at this total rate, and a request's latency
+    counts from when it was due, so a stalled server is not hidden (no coordinated omission)."""
 
 
 class _Window:
@@ -50,10 +55,14 @@ class _Window:
 def _request(spec: Spec, key: str, serial: itertools.count[int], ids: list[str]) -> bytes:
     head = f"Host: {spec.host}:{spec.port}\r\nAuthorization: Bearer {key}\r\n"
     if spec.mode == "checkout":
-        body = msgspec.json.encode({
-            "service_id": spec.service_id, "link": spec.link, "quantity": spec.quantity,
-            "idempotency_key": f"bench-{uuid.uuid4().hex}",
-        })
+        body = msgspec.json.encode(
+            {
+                "service_id": spec.service_id,
+                "link": spec.link,
+                "quantity": spec.quantity,
+                "idempotency_key": f"bench-{uuid.uuid4().hex}",
+            }
+        )
         return (
             f"POST /api/v1/boost/orders HTTP/1.1\r\n{head}Content-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n"
@@ -79,12 +88,19 @@ async def _connection(spec: Spec, index: int, window: _Window) -> None:
     key = spec.keys[index % len(spec.keys)]
     ids = spec.order_ids[index % len(spec.order_ids)] if spec.order_ids else []
     serial = itertools.count(index)
-    reader, writer = await asyncio.open_connection(spec.host, spec.port)
+    ports = [spec.port, *spec.extra_ports]
+    reader, writer = await asyncio.open_connection(spec.host, ports[index % len(ports)])
     kept = window.order_ids.setdefault(index % len(spec.keys), [])
+    interval_s = spec.concurrency / spec.rate_per_s if spec.rate_per_s else 0.0
+    due = time.perf_counter() + (index / spec.rate_per_s if spec.rate_per_s else 0.0)
     try:
         while time.perf_counter() < window.end:
             request = _request(spec, key, serial, ids)
-            sent = time.perf_counter()
+            if interval_s:
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                sent, due = due, due + interval_s
+            else:
+                sent = time.perf_counter()
             writer.write(request)
             status, body = await _read_response(reader)
             done = time.perf_counter()
@@ -110,6 +126,8 @@ async def run(spec: Spec) -> dict[str, Any]:
     return {
         "mode": spec.mode,
         "concurrency": spec.concurrency,
+        "processes": 1 + len(spec.extra_ports),
+        "rate_per_s": spec.rate_per_s,
         "requests": len(window.latencies),
         "ok": ok,
         "per_s": ok / spec.duration_s,

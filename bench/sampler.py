@@ -1,5 +1,6 @@
-"""CPU and memory of the processes under test while a load runs: the server's RSS (peak), and
-the CPU seconds of the server, of PostgreSQL (postmaster and every backend) and of the machine."""
+"""CPU and memory of the processes under test while a load runs: the server's RSS (peak, summed
+over its processes), and the CPU seconds of the server, of PostgreSQL (postmaster and every
+backend) and of the whole machine."""
 
 from __future__ import annotations
 
@@ -28,7 +29,9 @@ def _tree_cpu_s(root: psutil.Process) -> dict[int, float]:
 class Sampler:
     """Use as ``async with Sampler(server, postmaster) as sampler`` around one load."""
 
-    def __init__(self, server: psutil.Process | None, postmaster: psutil.Process) -> None:
+    def __init__(
+        self, server: psutil.Process | list[psutil.Process] | None, postmaster: psutil.Process
+    ) -> None:
         self.server = server
         self.postmaster = postmaster
         self.rss_peak_bytes = 0
@@ -36,32 +39,58 @@ class Sampler:
 
     async def __aenter__(self) -> Sampler:
         self._wall = time.perf_counter()
-        self._server_cpu = _cpu_s(self.server) if self.server else 0.0
+        self._server_cpu = self._server_tree_cpu_s()
         self._pg_cpu = _tree_cpu_s(self.postmaster)
+        self._pg_last = dict(self._pg_cpu)
         self._machine = psutil.cpu_times()
-        self._task = asyncio.create_task(self._sample_rss())
+        self._task = asyncio.create_task(self._sample())
         return self
 
-    async def _sample_rss(self) -> None:
-        while self.server is not None:
-            try:
-                rss = self.server.memory_info().rss
-            except psutil.Error:
-                return
-            self.rss_peak_bytes = max(self.rss_peak_bytes, rss)
+    async def _sample(self) -> None:
+        # Backends that come and go during the load (pgbench's) are seen by the periodic samples.
+        while True:
+            self._pg_last.update(_tree_cpu_s(self.postmaster))
+            self.rss_peak_bytes = max(self.rss_peak_bytes, self._server_tree_rss())
             await asyncio.sleep(SAMPLE_INTERVAL_S)
+
+    def _server_tree(self) -> list[psutil.Process]:
+        if self.server is None:
+            return []
+        servers = self.server if isinstance(self.server, list) else [self.server]
+        tree = []
+        for server in servers:
+            try:
+                tree += [server, *server.children(recursive=True)]
+            except psutil.Error:
+                continue
+        return tree
+
+    def _server_tree_cpu_s(self) -> float:
+        return sum(_cpu_s(process) for process in self._server_tree())
+
+    def _server_tree_rss(self) -> int:
+        total = 0
+        for process in self._server_tree():
+            try:
+                total += process.memory_info().rss
+            except psutil.Error:
+                continue
+        return total
 
     async def __aexit__(self, *exc: object) -> None:
         self._task.cancel()
         wall_s = time.perf_counter() - self._wall
-        pg_after = _tree_cpu_s(self.postmaster)
-        pg_s = sum(cpu - self._pg_cpu.get(pid, 0.0) for pid, cpu in pg_after.items())
+        self._pg_last.update(_tree_cpu_s(self.postmaster))
+        pg_s = sum(cpu - self._pg_cpu.get(pid, 0.0) for pid, cpu in self._pg_last.items())
         machine = psutil.cpu_times()
         busy = (machine.user + machine.system + machine.nice + machine.softirq + machine.irq) - (
-            self._machine.user + self._machine.system + self._machine.nice
-            + self._machine.softirq + self._machine.irq
+            self._machine.user
+            + self._machine.system
+            + self._machine.nice
+            + self._machine.softirq
+            + self._machine.irq
         )
-        server_s = (_cpu_s(self.server) - self._server_cpu) if self.server else 0.0
+        server_s = self._server_tree_cpu_s() - self._server_cpu
         self.result = {
             "wall_s": wall_s,
             "server_cpu_s": server_s,

@@ -1,0 +1,179 @@
+"""The smaller sections of the report: targets, reads, the log, CPU, the profile, the machine."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+TARGET_LIMIT_SHARE = 0.5
+TARGET_P99_MS = 50.0
+TARGET_LOG_EVENTS_PER_S = 50_000
+
+
+def fmt(value: float | None, digits: int = 0) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def _verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("met" if ok else "**missed**")
+
+
+def _levels(levels: list[dict[str, Any]] | None) -> dict[int, dict[str, Any]]:
+    return {level["concurrency"]: level for level in levels or []}
+
+
+def _limit_row(results: dict[str, Any]) -> str:
+    ours = _levels(results.get("http", {}).get("checkout"))
+    limit = _levels(results.get("pgbench", {}).get("statements"))
+    shares = {
+        c: ours[c]["per_s"] / limit[c]["per_s"] for c in ours if limit.get(c, {}).get("per_s")
+    }
+    if not shares:
+        return "| checkout ≥ 50% of pgbench at the same concurrency | - | n/a |"
+    text = ", ".join(f"c={c}: {share:.0%}" for c, share in sorted(shares.items()))
+    ok = min(shares.values()) >= TARGET_LIMIT_SHARE
+    return f"| checkout ≥ 50% of pgbench at the same concurrency | {text} | {_verdict(ok)} |"
+
+
+def _peer_row(results: dict[str, Any]) -> str:
+    ours = _levels(results.get("http", {}).get("checkout"))
+    peers = results.get("peers", {})
+    rows = []
+    for c, level in sorted(ours.items()):
+        rates = [
+            p["appends_per_s"]
+            for name in ("eventsourcing", "messagedb")
+            for p in peers.get(name) or []
+            if p["concurrency"] == c
+        ]
+        if rates:
+            rows.append((c, level["per_s"] / max(rates)))
+    if not rows:
+        return "| checkout ≥ the peers' append rate (same events) | - | n/a |"
+    text = ", ".join(f"c={c}: {ratio:.2f}x" for c, ratio in rows)
+    ok = min(ratio for _, ratio in rows) >= 1.0
+    return f"| checkout ≥ the peers' append rate (same events) | {text} | {_verdict(ok)} |"
+
+
+def _log_row(results: dict[str, Any], key: str, label: str) -> str:
+    entry = results.get("log", {}).get(key) or {}
+    if not entry.get("available"):
+        return f"| {label} ≥ 50,000 events/s | not available | n/a |"
+    rate = entry["events_per_s"]
+    ok = (
+        entry.get("exit_code") == 0
+        and not entry.get("timed_out")
+        and rate >= TARGET_LOG_EVENTS_PER_S
+    )
+    note = " (timed out)" if entry.get("timed_out") else ""
+    if entry.get("exit_code") not in (0, None):
+        note += f" (exit {entry['exit_code']})"
+    return f"| {label} ≥ 50,000 events/s | {fmt(rate)} events/s{note} | {_verdict(ok)} |"
+
+
+def targets_table(results: dict[str, Any]) -> str:
+    half = results.get("http", {}).get("half_max")
+    half_row = "| checkout p99 ≤ 50 ms at half the maximum throughput | - | n/a |"
+    if half:
+        half_row = (
+            "| checkout p99 ≤ 50 ms at half the maximum throughput"
+            f" | p99 {fmt(half['p99_ms'], 1)} ms"
+            f" at {fmt(half['per_s'], 1)}/s (open loop, {half['concurrency']} connections)"
+            f" | {_verdict(half['p99_ms'] <= TARGET_P99_MS)} |"
+        )
+    return "\n".join(
+        [
+            "| target | measured | verdict |",
+            "|---|---|---|",
+            _limit_row(results),
+            _peer_row(results),
+            half_row,
+            _log_row(results, "rebuild", "`boost projections rebuild --all`"),
+            _log_row(results, "verify", "`boost audit verify`"),
+        ]
+    )
+
+
+def reads_table(results: dict[str, Any]) -> str:
+    reads = results.get("http", {}).get("reads") or []
+    lines = [
+        "## Reads",
+        "",
+        "| request | clients | requests/s | p50 / p95 / p99 ms |",
+        "|---|---:|---:|---:|",
+    ]
+    names = {"get_order": "GET /api/v1/boost/orders/{id}", "wallet": "GET /api/v1/wallet"}
+    for level in reads:
+        lines.append(
+            f"| `{names[level['mode']]}` | {level['concurrency']} | {fmt(level['per_s'], 1)}"
+            f" | {fmt(level['p50_ms'], 1)} / {fmt(level['p95_ms'], 1)}"
+            f" / {fmt(level['p99_ms'], 1)} |"
+        )
+    return "\n".join(lines)
+
+
+def cpu_table(results: dict[str, Any]) -> str:
+    http = results.get("http", {})
+    hot = http.get("hot_wallet")
+    levels = [
+        *(http.get("checkout") or []),
+        *([{**hot, "mode": "checkout, one wallet"}] if hot else []),
+        *(results.get("processes", {}).get("checkout") or []),
+        *(http.get("reads") or []),
+    ]
+    lines = [
+        "## CPU and memory per request",
+        "",
+        "CPU milliseconds per request of the server process(es) (API, workers and the in-process"
+        " simulator together) and of all PostgreSQL processes; machine = share of both cores busy"
+        " (anything else running on the machine included); generator = the load generator's own"
+        " share of one core.",
+        "",
+        "| load | clients | server cpu ms/req | PostgreSQL cpu ms/req | machine busy | generator"
+        " | server RSS peak |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for level in levels:
+        name = level["mode"] + (
+            f" x{level['processes']} processes" if level.get("processes", 1) > 1 else ""
+        )
+        lines.append(
+            f"| {name} | {level['concurrency']} | {fmt(level['server_cpu_ms_per_request'], 2)}"
+            f" | {fmt(level['postgres_cpu_ms_per_request'], 2)}"
+            f" | {level['machine_busy_fraction']:.0%}"
+            f" | {level['generator_cpu_fraction']:.0%} | {fmt(level['server_rss_peak_mb'])} MB |"
+        )
+    idle = http.get("idle_rss_mb")
+    if idle:
+        lines += ["", f"Server RSS before any load: {fmt(idle)} MB."]
+    return "\n".join(lines)
+
+
+def machine_section(results: dict[str, Any]) -> str:
+    meta = results["meta"]
+    settings = ", ".join(f"`{name}={value}`" for name, value in meta["pg_settings"].items())
+    notes = meta.get("notes") or []
+    peers = results.get("peers", {})
+    return "\n".join(
+        [
+            "## Machine, settings and notes",
+            "",
+            f"- machine: {meta['machine']}; Python {meta['python']}; commit `{meta['commit']}`",
+            f"- background CPU before the run: {meta['background_cpu_fraction']:.0%} of the"
+            " machine",
+            "- PostgreSQL (embedded wheel, unix socket, `initdb` defaults, nothing tuned):"
+            f" {settings}",
+            "- server: `boost serve` with the built-in simulator, submitter and poller on, info"
+            f" logs to a file; pool {meta.get('server_pool', 'default')}; set for the bench:"
+            f" {meta.get('server_env', {})} (the per-key rate limit is off: the load sends more"
+            " than one reseller's share per key on purpose)",
+            f"- peers: eventsourcing {peers.get('eventsourcing_version', '-')};"
+            f" message-db {peers.get('message_db_version', peers.get('message_db_skipped', '-'))}"
+            " (fetched with `npm pack` at bench time into the run's temp dir, installed with its"
+            " own `install.sh`, pgcrypto step emptied; not part of this repository)",
+            f"- run config: {meta['config']}; seconds per phase: {meta.get('phase_seconds')}",
+            *[f"- {note}" for note in notes],
+        ]
+    )
