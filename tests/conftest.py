@@ -60,6 +60,17 @@ async def provider(simulator_url: str) -> AsyncIterator[ProviderClient]:
 
 
 @pytest.fixture(scope="module")
+async def impatient(simulator_url: str) -> AsyncIterator[ProviderClient]:
+    """No read retries and half a second of patience: a fault surfaces at once and a hanging
+    provider costs little."""
+    client = ProviderClient(
+        f"{simulator_url}/api/v2", "sim-key", timeout_s=0.5, read_retries=0, backoff_s=0.01
+    )
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture(scope="module")
 def runtime(pool: asyncpg.Pool[Any], settings: Settings, provider: ProviderClient) -> Runtime:
     return Runtime(settings=settings, pool=pool, provider=provider)
 

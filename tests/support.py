@@ -7,6 +7,7 @@ import itertools
 import os
 import socket
 import tempfile
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -164,3 +165,15 @@ async def seed_catalog(pool: asyncpg.Pool[Any], fx_rate: str = "1500", markup: s
 
     async with pool.acquire() as connection:
         await catalog.sync(connection, simulator_offers(), Decimal(fx_rate), Decimal(markup))
+
+
+async def order_events(pool: asyncpg.Pool[Any], order_id: str) -> Counter[str]:
+    """An order's events by type, with its refunds (which live on the wallet stream)."""
+    rows = await pool.fetch(
+        "select type from events where stream_id = $1"
+        " union all select type from events where type = 'Refunded'"
+        " and (data->>'order_id')::bigint = $2",
+        f"order-{order_id}",
+        int(order_id),
+    )
+    return Counter(row["type"] for row in rows)

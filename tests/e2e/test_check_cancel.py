@@ -5,14 +5,13 @@ answer for an accepted cancel followed to its refund."""
 from __future__ import annotations
 
 import uuid
-from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
-from support import bearer, open_funded_account, seed_catalog
+from support import bearer, open_funded_account, order_events, seed_catalog
 
 from boost_ledger.ledger import fulfilment
 from boost_ledger.upstream.client import ProviderClient
@@ -68,17 +67,6 @@ async def _submitted(
     return account_id, key, order, provider_order_id
 
 
-async def _events(pool: asyncpg.Pool[Any], order_id: str) -> Counter[str]:
-    rows = await pool.fetch(
-        "select type from events where stream_id = $1"
-        " union all select type from events where type = 'Refunded'"
-        " and (data->>'order_id')::bigint = $2",
-        f"order-{order_id}",
-        int(order_id),
-    )
-    return Counter(row["type"] for row in rows)
-
-
 async def _row(pool: asyncpg.Pool[Any], order_id: str) -> dict[str, Any]:
     row = await pool.fetchrow("select * from orders where order_id = $1", int(order_id))
     assert row is not None
@@ -103,7 +91,7 @@ async def test_check_during_a_status_fault_is_503_and_changes_nothing(
     with Retry-After, and no event is appended."""
     _, key, order, provider_order_id = await _submitted(pool, client, provider)
     await simulator.post(f"/orders/{provider_order_id}", json={"status": "Canceled"})
-    before = (await _row(pool, order["order_id"]), await _events(pool, order["order_id"]))
+    before = (await _row(pool, order["order_id"]), await order_events(pool, order["order_id"]))
     await _fault(simulator, "status", mode)
 
     response = await client.post(
@@ -112,7 +100,7 @@ async def test_check_during_a_status_fault_is_503_and_changes_nothing(
 
     _assert_error(response, 503, "PROVIDER_UNAVAILABLE")
     assert int(response.headers["retry-after"]) > 0
-    after = (await _row(pool, order["order_id"]), await _events(pool, order["order_id"]))
+    after = (await _row(pool, order["order_id"]), await order_events(pool, order["order_id"]))
     assert after == before
 
 
@@ -159,14 +147,14 @@ async def test_check_and_cancel_of_another_accounts_order_are_not_found(
     """Someone else's order and one that does not exist are the same 404, and nothing moves."""
     _, _, order, _ = await _submitted(pool, client, provider)
     _, stranger = await open_funded_account(pool, FUNDS_KOBO)
-    before = await _events(pool, order["order_id"])
+    before = await order_events(pool, order["order_id"])
     for order_id in (order["order_id"], "999999999"):
         for action in ("check", "cancel"):
             response = await client.post(
                 f"/api/v1/boost/orders/{order_id}/{action}", headers=bearer(stranger)
             )
             _assert_error(response, 404, "BOOST_ORDER_NOT_FOUND")
-    assert await _events(pool, order["order_id"]) == before
+    assert await order_events(pool, order["order_id"]) == before
 
 
 # ---- cancel: provider faults ---------------------------------------------------------------
@@ -180,7 +168,7 @@ async def test_cancel_during_a_fault_is_503_and_records_no_request(
     """An unreachable or garbling provider: 503 PROVIDER_UNAVAILABLE, no CancelRequested, the
     order still pending and still cancelable."""
     _, key, order, _ = await _submitted(pool, client, provider)
-    before = await _events(pool, order["order_id"])
+    before = await order_events(pool, order["order_id"])
     await _fault(simulator, "cancel", mode)
 
     response = await client.post(
@@ -189,7 +177,7 @@ async def test_cancel_during_a_fault_is_503_and_records_no_request(
 
     _assert_error(response, 503, "PROVIDER_UNAVAILABLE")
     assert "retry-after" in response.headers
-    assert await _events(pool, order["order_id"]) == before
+    assert await order_events(pool, order["order_id"]) == before
     shown = (await client.get(f"/api/v1/boost/orders/{order['order_id']}",
                               headers=bearer(key))).json()["data"]
     assert (shown["status"], shown["cancel"], shown["refunded"]) == ("pending", True, False)
@@ -219,7 +207,7 @@ async def test_a_cancel_whose_reply_was_lost_still_settles_by_status(
     assert (checked.json()["data"]["status"], checked.json()["data"]["refunded"]) == (
         "canceled", True
     )
-    assert (await _events(pool, order["order_id"]))["Refunded"] == 1
+    assert (await order_events(pool, order["order_id"]))["Refunded"] == 1
     balance = await pool.fetchval(
         "select balance_kobo from wallets where account_id = $1", account_id
     )
@@ -240,7 +228,7 @@ async def test_a_cancel_the_provider_refuses_is_409_and_recorded(
     )
 
     _assert_error(response, 409, "BOOST_CANCEL_REJECTED")
-    events = await _events(pool, order["order_id"])
+    events = await order_events(pool, order["order_id"])
     assert (events["CancelRejected"], events["CancelRequested"], events["Refunded"]) == (1, 0, 0)
     reason = await pool.fetchval(
         "select data->>'reason' from events where stream_id = $1 and type = 'CancelRejected'",
@@ -317,14 +305,14 @@ async def test_cancel_of_a_settled_order_is_unavailable(
         f"/api/v1/boost/orders/{order['order_id']}/check", headers=bearer(key)
     )
     assert (checked.json()["data"]["status"], checked.json()["data"]["cancel"]) == (status, False)
-    before = await _events(pool, order["order_id"])
+    before = await order_events(pool, order["order_id"])
 
     response = await client.post(
         f"/api/v1/boost/orders/{order['order_id']}/cancel", headers=bearer(key)
     )
 
     _assert_error(response, 422, "BOOST_CANCEL_UNAVAILABLE")
-    assert await _events(pool, order["order_id"]) == before
+    assert await order_events(pool, order["order_id"]) == before
 
 
 async def test_cancel_of_a_failed_order_is_unavailable(
@@ -342,7 +330,7 @@ async def test_cancel_of_a_failed_order_is_unavailable(
     )
 
     _assert_error(response, 422, "BOOST_CANCEL_UNAVAILABLE")
-    assert (await _events(pool, order["order_id"]))["Refunded"] == 1
+    assert (await order_events(pool, order["order_id"]))["Refunded"] == 1
 
 
 async def test_cancel_while_the_submission_is_in_flight_or_unknown_is_rejected(
@@ -363,7 +351,7 @@ async def test_cancel_while_the_submission_is_in_flight_or_unknown_is_rejected(
         assert await fulfilment.mark_abandoned_attempts(connection, older_than_s=0) == 1
     _assert_error(await client.post(url, headers=bearer(key)), 409, "BOOST_CANCEL_REJECTED")
 
-    events = await _events(pool, order["order_id"])
+    events = await order_events(pool, order["order_id"])
     assert (events["OrderCanceled"], events["Refunded"]) == (0, 0)
     balance = await pool.fetchval(
         "select balance_kobo from wallets where account_id = $1", account_id
@@ -398,7 +386,7 @@ async def test_cancel_of_an_unsubmitted_order_cancels_locally_and_it_is_never_se
     assert await submitter.drain(pool, provider) == []
     sent = (await simulator.get("/orders")).json()
     assert [item for item in sent if item["link"] == order["link"]] == []
-    events = await _events(pool, order["order_id"])
+    events = await order_events(pool, order["order_id"])
     assert (events["OrderCanceled"], events["Refunded"], events["SubmissionAttempted"]) == (
         1, 1, 0
     )
@@ -446,7 +434,7 @@ async def test_an_accepted_cancel_answers_as_the_spec_then_refunds_on_canceled(
     }
     assert {name: data[name] for name in expected} == expected
     assert data["created_at"].endswith("Z") and len(data["created_at"]) == 27
-    assert (await _events(pool, order["order_id"]))["CancelRequested"] == 1
+    assert (await order_events(pool, order["order_id"]))["CancelRequested"] == 1
     again = await client.post(
         f"/api/v1/boost/orders/{order['order_id']}/cancel", headers=bearer(key)
     )
@@ -469,7 +457,7 @@ async def test_an_accepted_cancel_answers_as_the_spec_then_refunds_on_canceled(
     )
     wallet = (await client.get("/api/v1/wallet", headers=bearer(key))).json()["data"]
     assert wallet["balance"] == "1000.00"
-    assert (await _events(pool, order["order_id"]))["Refunded"] == 1
+    assert (await order_events(pool, order["order_id"]))["Refunded"] == 1
     balance = await pool.fetchval(
         "select balance_kobo from wallets where account_id = $1", account_id
     )

@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from support import bearer, open_funded_account, seed_catalog
+from support import bearer, open_funded_account, order_events, seed_catalog
 
 from boost_ledger.upstream.client import ProviderClient
 from boost_ledger.workers import poller, submitter
@@ -50,18 +50,6 @@ async def _submitted(
     return order, provider_order_id
 
 
-async def _events(pool: asyncpg.Pool[Any], order_id: str) -> Counter[str]:
-    """The order's events by type, with its refunds (which live on the wallet stream)."""
-    rows = await pool.fetch(
-        "select type from events where stream_id = $1"
-        " union all select type from events where type = 'Refunded'"
-        " and (data->>'order_id')::bigint = $2",
-        f"order-{order_id}",
-        int(order_id),
-    )
-    return Counter(row["type"] for row in rows)
-
-
 async def _balance(pool: asyncpg.Pool[Any], account_id: int) -> int:
     balance: int = await pool.fetchval(
         "select balance_kobo from wallets where account_id = $1", account_id
@@ -97,7 +85,7 @@ async def test_twenty_concurrent_checks_of_a_canceled_order_refund_once(
     assert [check.status_code for check in checks] == [200] * 20
     assert {(check.json()["data"]["status"], check.json()["data"]["refunded"])
             for check in checks} == {("canceled", True)}
-    events = await _events(pool, order["order_id"])
+    events = await order_events(pool, order["order_id"])
     assert (events["Refunded"], events["StatusObserved"]) == (1, 1)
     assert await _balance(pool, account_id) == FUNDS_KOBO
     await _assert_refund_matches_wallet(pool, account_id)
@@ -133,7 +121,7 @@ async def test_check_poller_and_cancel_racing_refund_once(
     # The provider refuses to cancel a Canceled order (409) or we see it settled already (422).
     assert {cancel.status_code for cancel in cancels} <= {409, 422}
     for order, _ in orders:
-        events = await _events(pool, order["order_id"])
+        events = await order_events(pool, order["order_id"])
         assert events["Refunded"] == 1, events
         assert events["CancelRequested"] == 0
         row = await pool.fetchrow(
@@ -168,7 +156,7 @@ async def test_an_accepted_cancel_then_racing_follow_ups_refund_once(
     assert first[0].json()["data"]["status"] == "canceling"
     shown = (await client.get(url, headers=bearer(key))).json()["data"]
     assert (shown["status"], shown["refunded"], shown["cancel"]) == ("canceling", False, False)
-    assert (await _events(pool, order["order_id"]))["Refunded"] == 0
+    assert (await order_events(pool, order["order_id"]))["Refunded"] == 0
 
     await simulator.post("/tick")  # the provider acts on the cancel request: Canceled
     second = await asyncio.gather(
@@ -179,7 +167,7 @@ async def test_an_accepted_cancel_then_racing_follow_ups_refund_once(
 
     assert [answer.status_code for answer in second[:4]] == [200] * 4
     assert [answer.status_code for answer in second[4:6]] == [422] * 2
-    events = await _events(pool, order["order_id"])
+    events = await order_events(pool, order["order_id"])
     assert (events["Refunded"], events["CancelRequested"]) == (1, 1)
     final = (await client.get(url, headers=bearer(key))).json()["data"]
     assert (final["status"], final["refunded"]) == ("canceled", True)
@@ -213,7 +201,7 @@ async def test_cancel_racing_the_submitter_ends_submitted_or_canceled_never_both
             "select submission, status, refunded from orders where order_id = $1",
             int(order["order_id"]),
         )
-        events = await _events(pool, order["order_id"])
+        events = await order_events(pool, order["order_id"])
         at_provider = [
             item for item in (await simulator.get("/orders")).json()
             if item["link"] == order["link"]

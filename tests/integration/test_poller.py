@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -30,16 +29,6 @@ INTERVAL_S = 60.0
 @pytest.fixture(scope="module", autouse=True)
 async def catalog(pool: asyncpg.Pool[Any]) -> None:
     await seed_catalog(pool)
-
-
-@pytest.fixture(scope="module")
-async def impatient(simulator_url: str) -> AsyncIterator[ProviderClient]:
-    """No read retries and half a second of patience: a fault surfaces at once."""
-    client = ProviderClient(
-        f"{simulator_url}/api/v2", "sim-key", timeout_s=0.5, read_retries=0, backoff_s=0.01
-    )
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -31,16 +30,6 @@ FUNDS_KOBO = 1_000_00
 @pytest.fixture(scope="module", autouse=True)
 async def catalog(pool: asyncpg.Pool[Any]) -> None:
     await seed_catalog(pool)
-
-
-@pytest.fixture(scope="module")
-async def impatient(simulator_url: str) -> AsyncIterator[ProviderClient]:
-    """A client that gives up after half a second, so a hanging provider costs little."""
-    client = ProviderClient(
-        f"{simulator_url}/api/v2", "sim-key", timeout_s=0.5, read_retries=0, backoff_s=0.01
-    )
-    yield client
-    await client.aclose()
 
 
 async def _place(client: httpx.AsyncClient, key: str, quantity: int = 100) -> dict[str, Any]:
