@@ -153,6 +153,12 @@ async def init_connection(connection: asyncpg.Connection[Any]) -> None:
         await connection.execute(f"set role {APPLICATION_ROLE}")
 
 
+async def _keep_session(connection: asyncpg.Connection[Any]) -> None:
+    """Nothing to reset when a connection returns to the pool (asyncpg still rolls back an open
+    transaction): the application sets no session state after ``init_connection``, takes only
+    transaction-scoped advisory locks and never LISTENs. This saves a round trip per request."""
+
+
 async def create_pool(
     dsn: str,
     *,
@@ -170,6 +176,7 @@ async def create_pool(
         command_timeout=max(1.0, statement_timeout_ms / 1000 * 2),
         max_inactive_connection_lifetime=300,
         init=init_connection,
+        reset=_keep_session,
         server_settings={
             "application_name": application_name,
             "statement_timeout": str(statement_timeout_ms),

@@ -140,7 +140,7 @@ def _check_money(wallet: _WalletState, row: Any, report: Report, where: dict[str
         wallet.balance_kobo = money.balance_after_kobo  # report each break once, not every row
     if wallet.balance_kobo < 0:
         report.add(Finding("balance", f"balance below zero: {wallet.balance_kobo}", **where))
-    if str(row["event_id"]) != str(expected_id):
+    if row["event_id"] != expected_id:
         report.add(
             Finding(
                 "deterministic-id",
