@@ -10,7 +10,6 @@ touched them (or the lock would not have been granted), so it reads and writes t
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -146,6 +145,3 @@ def chosen_modules(names: list[str], every: bool) -> list[ModuleType]:
     if every or not names:
         return list(projections.PROJECTIONS)
     return [projections.by_name(name) for name in names]
-
-
-Reporter = Callable[[str, int, int], None]
