@@ -8,7 +8,12 @@ from typing import Any
 import msgspec
 
 from boost_ledger.ledger.events import Event, StatusObserved
-from boost_ledger.ledger.statuses import TERMINAL_STATUSES, map_upstream_status, refund_due_kobo
+from boost_ledger.ledger.statuses import (
+    TERMINAL_STATUSES,
+    cancel_eligible,
+    map_upstream_status,
+    refund_due_kobo,
+)
 
 
 class OrderState(msgspec.Struct, frozen=True, kw_only=True):
@@ -97,15 +102,21 @@ def decide_observation(
 
 
 def cancel_route(order: OrderState) -> str:
+    """How a cancel request for ``order`` proceeds (see ``cancel_route_of``)."""
+    return cancel_route_of(order.status, order.submission, order.cancel_supported)
+
+
+def cancel_route_of(status: str, submission: str, cancel_supported: bool) -> str:
     """How a cancel request proceeds: "unavailable", "local", "provider" or "busy".
 
-    "busy" covers an order whose submission is in flight or unknown: it may already be at the
-    provider, so it can be neither canceled locally nor at the provider until that is settled.
+    Eligibility is ``statuses.cancel_eligible``. "busy" covers an order whose submission is in
+    flight or unknown: it may already be at the provider, so it can be neither canceled locally
+    nor at the provider until that is settled.
     """
-    if not order.cancel_supported or order.status in TERMINAL_STATUSES | {"canceling"}:
+    if not cancel_eligible(status, cancel_supported):
         return "unavailable"
-    if order.submission == "queued":
+    if submission == "queued":
         return "local"
-    if order.submission == "submitted":
+    if submission == "submitted":
         return "provider"
     return "busy"

@@ -119,18 +119,15 @@ def refund_due_kobo(
     return 0
 
 
-def cancel_eligible(status: str, service_cancel: bool, submitted: bool) -> bool:
+def cancel_eligible(status: str, service_cancel: bool) -> bool:
     """Return whether a client may ask to cancel an order now.
 
     Never when the service does not support cancellation, nor once the order is settled
     (completed, partial, canceled, failed) or a cancellation is already under way (canceling).
-    `submitted` does not change the answer, only the route the caller takes: an order that
-    certainly never reached the provider is canceled locally and refunded at once (DESIGN §6),
-    a submitted one through the provider's `cancel`. An order whose submission is unknown must be
-    treated as submitted, since canceling it locally could refund work the provider is doing.
+    Whether the order was submitted does not change the answer, only the route the caller takes
+    (``order_rules.cancel_route_of``): an order that certainly never reached the provider is
+    canceled locally and refunded at once (DESIGN §6), a submitted one through the provider's
+    `cancel`, and one whose submission is in flight or unknown must wait.
     """
     assert status in ORDER_STATUSES, f"unknown order status {status!r}"
-    assert not (
-        submitted is False and status in ("processing", "in_progress", "completed", "partial")
-    ), f"an order never submitted cannot be {status!r}"
     return service_cancel and status not in _CANCEL_INELIGIBLE

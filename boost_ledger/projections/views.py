@@ -13,10 +13,9 @@ from typing import Any
 import msgspec
 
 from boost_ledger.ledger.money import format_kobo
+from boost_ledger.ledger.order_rules import cancel_route_of
 
 CURRENCY = "NGN"
-CANCELABLE_STATUSES = frozenset({"pending", "processing", "in_progress"})
-CANCELABLE_SUBMISSIONS = frozenset({"queued", "submitted"})
 
 _encoder = msgspec.json.Encoder()
 
@@ -61,11 +60,8 @@ class _Envelope(msgspec.Struct, frozen=True):
 
 def cancel_available(order: Mapping[str, Any]) -> bool:
     """Whether a cancel request may be tried now (the spec's ``cancel`` flag)."""
-    return bool(
-        order["cancel_supported"]
-        and order["status"] in CANCELABLE_STATUSES
-        and order["submission"] in CANCELABLE_SUBMISSIONS
-    )
+    route = cancel_route_of(order["status"], order["submission"], order["cancel_supported"])
+    return route in ("local", "provider")
 
 
 def format_timestamp(moment: datetime) -> str:
