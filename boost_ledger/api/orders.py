@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from boost_ledger.api.auth import Principal, authenticate
 from boost_ledger.api.catalog import service_not_found
-from boost_ledger.api.errors import ApiError, validation_failed
+from boost_ledger.api.errors import ApiError, service_unavailable, validation_failed
 from boost_ledger.api.http import json_response, raw_json_response, read_json_body
 from boost_ledger.api.runtime import runtime_of
 from boost_ledger.ledger import checkout as checkout_module
@@ -76,6 +76,8 @@ def _translate(error: Exception) -> ApiError:
             409, "IDEMPOTENCY_KEY_IN_PROGRESS", "The same key is still processing. Retry shortly.",
             headers={"Retry-After": "1"},
         )
+    if isinstance(error, checkout_module.CatalogChanging):
+        return service_unavailable("The service's price is changing. Retry shortly.")
     raise error
 
 
@@ -94,6 +96,7 @@ async def place_order(request: Request) -> Response:
                 body=body,
                 subscription_default_posts=runtime.settings.subscription_default_posts,
                 metadata=_metadata(request, principal),
+                state=runtime.checkout,
             )
     except (OrderInvalid, checkout_module.CheckoutRefused) as error:
         raise _translate(error) from None

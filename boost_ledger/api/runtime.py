@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 from starlette.requests import Request
 
+from boost_ledger.ledger.checkout_state import CheckoutState
 from boost_ledger.settings import Settings
 
 if TYPE_CHECKING:
@@ -21,6 +22,7 @@ class Runtime:
     pool: asyncpg.Pool[Any]
     provider: ProviderClient | None = None
     submit_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    checkout: CheckoutState = field(default_factory=CheckoutState.for_server)
 
     def wake_submitter(self) -> None:
         """Tell an in-process submitter that an order is waiting (it also sweeps periodically)."""

@@ -1,31 +1,38 @@
 """Checkout: validate, price, debit and record an order in one transaction, idempotently.
 
-The idempotency key is claimed with a transaction-scoped advisory lock: a concurrent duplicate
-finds it taken and is told the first request is still running. A stored record answers every
-later retry with the first answer's exact bytes. Requests that fail (validation, balance) leave
-nothing behind, so their key stays free: a client may fix the body and retry with the same key.
+The request is validated and priced here against the service row (cached by version, see
+``checkout_state``), and its events and answer are rendered but for the wallet's balance after
+the debit. One call of ``checkout_place`` (sql/0011_checkout.sql) then decides in one statement:
+it claims the idempotency key with a transaction-scoped advisory lock (a concurrent duplicate
+finds it taken and is told the first request is still running), answers a retry with the stored
+record's exact bytes, checks the service version, takes the wallet's row lock, and appends and
+projects the order. Requests that fail (validation, balance) leave nothing behind, so their key
+stays free: a client may fix the body and retry with the same key.
 """
 
 from __future__ import annotations
 
 import hashlib
+import uuid
 from typing import Any
 
 import msgspec
 
-from boost_ledger.ledger.commit import commit
+from boost_ledger.ledger.checkout_state import CheckoutState, PricedService
 from boost_ledger.ledger.connection import Connection
-from boost_ledger.ledger.events import (
-    FundsDebited,
-    OrderPlaced,
-    debit_event_id,
-    order_stream,
-    wallet_stream,
-)
+from boost_ledger.ledger.events import OrderPlaced, debit_event_id
 from boost_ledger.ledger.money import charge_kobo
-from boost_ledger.ledger.order_types import ServiceLimits, is_flat, parse_order_fields
-from boost_ledger.ledger.store import NewEvent
-from boost_ledger.projections.views import checkout_response
+from boost_ledger.ledger.order_types import (
+    OrderInvalid,
+    OrderRequest,
+    ServiceLimits,
+    is_flat,
+    parse_order_fields,
+)
+from boost_ledger.projections.views import checkout_response_parts
+
+MAX_ATTEMPTS = 3
+"""Reads of the service per checkout: the first, and one per concurrent catalog change."""
 
 _canonical = msgspec.json.Encoder(order="sorted")
 
@@ -44,6 +51,10 @@ class IdempotencyKeyReused(CheckoutRefused):
 
 class ServiceNotFound(CheckoutRefused):
     pass
+
+
+class CatalogChanging(CheckoutRefused):
+    """The service changed under every attempt to price it; the client may retry."""
 
 
 class InsufficientBalance(CheckoutRefused):
@@ -67,11 +78,22 @@ def fingerprint(body: dict[str, Any]) -> bytes:
     return hashlib.sha256(_canonical.encode(body)).digest()
 
 
-_SERVICE = """
-select service_id, provider_service_id, name, category, type, min_quantity, max_quantity,
-       cancel, dripfeed, coalesce(pinned_rate_kobo, rate_per_1000_kobo) as rate_per_1000_kobo
-  from services where service_id = $1 and listed
+_PLACE = """
+select outcome, status_code, response, order_id, balance_kobo
+  from checkout_place($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 """
+
+_EARLIER = """
+select in_progress, fingerprint, status_code, response, order_id
+  from checkout_earlier($1, $2)
+"""
+
+
+class _Request(msgspec.Struct, frozen=True):
+    account_id: int
+    idempotency_key: str
+    fingerprint: bytes
+    body: dict[str, Any]
 
 
 async def checkout(
@@ -83,124 +105,122 @@ async def checkout(
     body: dict[str, Any],
     subscription_default_posts: int,
     metadata: dict[str, Any],
+    state: CheckoutState | None = None,
 ) -> CheckoutAnswer:
     """Place an order paid from the account's wallet, or replay the key's first answer."""
-    request_fingerprint = fingerprint(body)
-    async with connection.transaction():
-        claimed = await connection.fetchval(
-            "select pg_try_advisory_xact_lock(hashtextextended($1, $2))",
-            idempotency_key,
-            account_id,
+    state = state or CheckoutState()
+    request = _Request(account_id, idempotency_key, fingerprint(body), body)
+    order_id: int | None = None
+    for attempt in range(MAX_ATTEMPTS):
+        service = await state.services.get(connection, service_id, fresh=attempt > 0)
+        try:
+            if service is None:
+                raise ServiceNotFound(service_id)
+            order = _validated(service, body, subscription_default_posts)
+        except (ServiceNotFound, OrderInvalid):
+            # A retry of an order placed before the catalog changed still gets its answer.
+            earlier = await _earlier_answer(connection, request)
+            if earlier is not None:
+                return earlier
+            raise
+        order_id = order_id or await state.order_ids.take(connection)
+        row = await connection.fetchrow(
+            _PLACE, *_place_arguments(request, service, order, order_id, metadata)
         )
-        if not claimed:
-            raise IdempotencyKeyInProgress(idempotency_key)
-        earlier = await connection.fetchrow(
-            "select fingerprint, status_code, response, order_id from idempotency_keys"
-            " where account_id = $1 and idempotency_key = $2",
-            account_id,
-            idempotency_key,
-        )
-        if earlier is not None:
-            if earlier["fingerprint"] != request_fingerprint:
-                raise IdempotencyKeyReused(idempotency_key)
-            return CheckoutAnswer(
-                earlier["status_code"], earlier["response"], True, earlier["order_id"]
-            )
-        placed = await _place(
-            connection,
-            account_id,
-            idempotency_key,
-            service_id,
-            body,
-            request_fingerprint,
-            subscription_default_posts,
-        )
-        await _debit_and_record(connection, placed, metadata)
-        return placed.answer
+        assert row is not None
+        if row["outcome"] != "stale_service":
+            return _answer(row, order_id, service, order)
+    raise CatalogChanging(service_id)
 
 
-class _Placed(msgspec.Struct):
-    event: OrderPlaced
-    wallet_version: int
-    balance_after_kobo: int
-    answer: CheckoutAnswer
-
-
-async def _place(
-    connection: Connection,
-    account_id: int,
-    idempotency_key: str,
-    service_id: str,
-    body: dict[str, Any],
-    request_fingerprint: bytes,
-    subscription_default_posts: int,
-) -> _Placed:
-    service = await connection.fetchrow(_SERVICE, service_id)
-    if service is None:
-        raise ServiceNotFound(service_id)
+def _validated(
+    service: PricedService, body: dict[str, Any], subscription_default_posts: int
+) -> OrderRequest:
     limits = ServiceLimits(
-        service["type"], service["min_quantity"], service["max_quantity"], service["dripfeed"]
+        service.type, service.min_quantity, service.max_quantity, service.dripfeed
     )
-    order_fields = {k: v for k, v in body.items() if k not in ("service_id", "idempotency_key")}
-    request = parse_order_fields(
-        limits, order_fields, subscription_default_posts=subscription_default_posts
+    fields = {k: v for k, v in body.items() if k not in ("service_id", "idempotency_key")}
+    return parse_order_fields(limits, fields, subscription_default_posts=subscription_default_posts)
+
+
+def _price(service: PricedService, order: OrderRequest) -> int:
+    return charge_kobo(
+        service.rate_per_1000_kobo, order.billable_quantity, flat=is_flat(service.type)
     )
-    price_kobo = charge_kobo(
-        service["rate_per_1000_kobo"], request.billable_quantity, flat=is_flat(service["type"])
-    )
-    wallet = await connection.fetchrow(
-        "select balance_kobo, version, nextval('order_id_seq') as order_id from wallets"
-        " where account_id = $1 for update",
-        account_id,
-    )
-    assert wallet is not None, "every account has a wallet"
-    if wallet["balance_kobo"] < price_kobo:
-        raise InsufficientBalance(price_kobo, wallet["balance_kobo"])
-    order_id = int(wallet["order_id"])  # a refused checkout only leaves a gap in the ids
-    event = OrderPlaced(
+
+
+def _place_arguments(
+    request: _Request,
+    service: PricedService,
+    order: OrderRequest,
+    order_id: int,
+    metadata: dict[str, Any],
+) -> tuple[Any, ...]:
+    price_kobo = _price(service, order)
+    placed = OrderPlaced(
         order_id=order_id,
-        account_id=account_id,
-        idempotency_key=idempotency_key,
-        fingerprint=request_fingerprint.hex(),
-        service_id=service["service_id"],
-        provider_service_id=service["provider_service_id"],
-        service_name=service["name"],
-        category=service["category"],
-        type=service["type"],
-        link=request.link,
-        quantity=request.quantity,
-        billable_quantity=request.billable_quantity,
-        fields=dict(request.fields),
-        rate_per_1000_kobo=service["rate_per_1000_kobo"],
+        account_id=request.account_id,
+        idempotency_key=request.idempotency_key,
+        fingerprint=request.fingerprint.hex(),
+        service_id=service.service_id,
+        provider_service_id=service.provider_service_id,
+        service_name=service.name,
+        category=service.category,
+        type=service.type,
+        link=order.link,
+        quantity=order.quantity,
+        billable_quantity=order.billable_quantity,
+        fields=dict(order.fields),
+        rate_per_1000_kobo=service.rate_per_1000_kobo,
         price_kobo=price_kobo,
-        cancel_supported=service["cancel"],
+        cancel_supported=service.cancel,
     )
-    balance_after = wallet["balance_kobo"] - price_kobo
-    body_bytes = checkout_response(msgspec.structs.asdict(event), balance_after)
-    answer = CheckoutAnswer(201, body_bytes, False, order_id)
-    return _Placed(event, wallet["version"], balance_after, answer)
-
-
-async def _debit_and_record(
-    connection: Connection, placed: _Placed, metadata: dict[str, Any]
-) -> None:
-    event = placed.event
-    debit = FundsDebited(
-        account_id=event.account_id,
-        order_id=event.order_id,
-        amount_kobo=event.price_kobo,
-        balance_after_kobo=placed.balance_after_kobo,
-    )
-    await commit(
-        connection,
-        [
-            NewEvent(stream_id=order_stream(event.order_id), version=1, event=event),
-            NewEvent(
-                stream_id=wallet_stream(event.account_id),
-                version=placed.wallet_version + 1,
-                event=debit,
-                event_id=debit_event_id(event.order_id),
-            ),
-        ],
+    placed_data = msgspec.structs.asdict(placed)
+    head, tail = checkout_response_parts(placed_data)
+    # FundsDebited's data but for balance_after_kobo, which the function adds under the lock.
+    debit = {"account_id": request.account_id, "order_id": order_id, "amount_kobo": price_kobo}
+    return (
+        request.account_id,
+        request.idempotency_key,
+        request.fingerprint,
+        service.service_id,
+        service.version,
+        order_id,
+        price_kobo,
+        uuid.uuid4(),
+        placed_data,
+        debit_event_id(order_id),
+        debit,
         metadata,
+        head,
+        tail,
     )
+
+
+def _answer(
+    row: Any, order_id: int, service: PricedService, order: OrderRequest
+) -> CheckoutAnswer:
+    outcome = row["outcome"]
+    if outcome == "placed":
+        return CheckoutAnswer(201, row["response"], False, order_id)
+    if outcome == "replayed":
+        return CheckoutAnswer(row["status_code"], row["response"], True, row["order_id"])
+    if outcome == "reused":
+        raise IdempotencyKeyReused()
+    if outcome == "in_progress":
+        raise IdempotencyKeyInProgress()
+    assert outcome == "insufficient", outcome
+    raise InsufficientBalance(_price(service, order), row["balance_kobo"])
+
+
+async def _earlier_answer(connection: Connection, request: _Request) -> CheckoutAnswer | None:
+    """The key's stored answer to this body; refusals for a busy or reused key; else None."""
+    row = await connection.fetchrow(_EARLIER, request.account_id, request.idempotency_key)
+    if row is None:  # no record, and nobody holds the key
+        return None
+    if row["in_progress"]:
+        raise IdempotencyKeyInProgress()
+    if row["fingerprint"] != request.fingerprint:
+        raise IdempotencyKeyReused()
+    return CheckoutAnswer(row["status_code"], row["response"], True, row["order_id"])
+

@@ -44,24 +44,17 @@ EVENT_TYPES = frozenset(
     }
 )
 
-_ORDER_COLUMNS = (
-    "order_id, account_id, idempotency_key, fingerprint, service_id, provider_service_id,"
-    " service_name, category, type, link, quantity, billable_quantity, fields,"
-    " rate_per_1000_kobo, price_kobo, cancel_supported, status, submission, version,"
-    " created_at, updated_at"
-)
-
-
 async def apply(
     connection: Connection, record: RecordedEvent, batch: Sequence[RecordedEvent] = ()
 ) -> None:
-    """Update the read model for ``record``; ``batch`` is everything appended with it."""
+    """Update the read model for ``record``; ``batch`` is everything appended with it.
+
+    OrderPlaced and its FundsDebited are projected where checkout appends them, inside the
+    ``checkout_place`` function (sql/0011_checkout.sql); ``fold`` below is their twin.
+    """
     event = record.event
-    if isinstance(event, OrderPlaced):
-        await _insert_order(connection, record, event)
-    elif isinstance(event, FundsDebited):
-        await _insert_idempotency(connection, event, batch)
-    elif isinstance(event, Refunded):
+    assert not isinstance(event, OrderPlaced | FundsDebited), "checkout_place projects these"
+    if isinstance(event, Refunded):
         updated = await connection.fetchval(
             "update orders set refunded = true, refunded_kobo = $2, updated_at = $3"
             " where order_id = $1 and not refunded returning 1",
@@ -72,59 +65,6 @@ async def apply(
         assert updated == 1, f"order {event.order_id} refunded twice"
     else:
         await _apply_order_change(connection, record)
-
-
-async def _insert_order(connection: Connection, record: RecordedEvent, event: OrderPlaced) -> None:
-    await connection.execute(
-        f"insert into orders ({_ORDER_COLUMNS}) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
-        " $11, $12, $13, $14, $15, $16, 'pending', 'queued', $17, $18, $18)",
-        event.order_id,
-        event.account_id,
-        event.idempotency_key,
-        bytes.fromhex(event.fingerprint),
-        event.service_id,
-        event.provider_service_id,
-        event.service_name,
-        event.category,
-        event.type,
-        event.link,
-        event.quantity,
-        event.billable_quantity,
-        event.fields,
-        event.rate_per_1000_kobo,
-        event.price_kobo,
-        event.cancel_supported,
-        record.version,
-        record.recorded_at,
-    )
-
-
-async def _insert_idempotency(
-    connection: Connection, event: FundsDebited, batch: Sequence[RecordedEvent]
-) -> None:
-    # Checkout appends OrderPlaced with its debit: the order row is then known without a read.
-    placed = [
-        _placed_row(record, record.event)
-        for record in batch
-        if isinstance(record.event, OrderPlaced) and record.event.order_id == event.order_id
-    ]
-    order = (
-        placed[0]
-        if placed
-        else await connection.fetchrow(
-            f"select {_ORDER_COLUMNS} from orders where order_id = $1", event.order_id
-        )
-    )
-    assert order is not None, f"order {event.order_id} debited before it was placed"
-    await connection.execute(
-        "insert into idempotency_keys (account_id, idempotency_key, fingerprint, order_id,"
-        " status_code, response) values ($1, $2, $3, $4, 201, $5)",
-        order["account_id"],
-        order["idempotency_key"],
-        order["fingerprint"],
-        event.order_id,
-        checkout_response(order, event.balance_after_kobo),
-    )
 
 
 # Each order event's effect on the row: (set clause, parameters after order_id and version).

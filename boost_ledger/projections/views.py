@@ -88,8 +88,7 @@ def order_view(order: Mapping[str, Any]) -> OrderView:
     )
 
 
-def checkout_response(order: Mapping[str, Any], balance_after_kobo: int) -> bytes:
-    """The exact bytes of the 201 answer to a checkout, kept for idempotent replays."""
+def _checkout_body(order: Mapping[str, Any], balance_after: str) -> bytes:
     view = CheckoutView(
         order_id=str(order["order_id"]),
         status="pending",
@@ -102,6 +101,23 @@ def checkout_response(order: Mapping[str, Any], balance_after_kobo: int) -> byte
         price=format_kobo(order["price_kobo"]),
         currency=CURRENCY,
         cancel=bool(order["cancel_supported"]),
-        balance_after=format_kobo(balance_after_kobo),
+        balance_after=balance_after,
     )
     return _encoder.encode(_Envelope(True, view))
+
+
+def checkout_response(order: Mapping[str, Any], balance_after_kobo: int) -> bytes:
+    """The exact bytes of the 201 answer to a checkout, kept for idempotent replays."""
+    return _checkout_body(order, format_kobo(balance_after_kobo))
+
+
+_BALANCE_LAST = b'"balance_after":""}}'
+
+
+def checkout_response_parts(order: Mapping[str, Any]) -> tuple[bytes, bytes]:
+    """The 201 answer around its one unknown, the balance after the debit: the checkout
+    function (sql/0011_checkout.sql) joins head, ``format_kobo(balance)`` and tail, giving the
+    bytes ``checkout_response`` renders."""
+    body = _checkout_body(order, "")
+    assert body.endswith(_BALANCE_LAST), "balance_after must be the answer's last field"
+    return body[:-3], body[-3:]
