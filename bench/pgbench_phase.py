@@ -1,7 +1,8 @@
 """Part 3a: the physical limit. pgbench runs the checkout's SQL (``sql/pgbench_checkout.sql``:
-the same statements, one round trip each) and the same work as one function call
-(``sql/pgbench_one_trip.sql``) on the same server, in a database migrated by ``boost migrate``
-so that tables, indexes and event-log triggers are the server's own."""
+one call of ``checkout_place``, as the server sends it) and, as a floor, the same reads and
+writes as a minimal function (``sql/pgbench_one_trip.sql``) on the same server, in a database
+migrated by ``boost migrate`` so that tables, indexes and event-log triggers are the server's
+own."""
 
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ def summary(results: dict[str, Any], report_name: str) -> str:
         f" ([report]({report_name})). Transactions per second (p99 ms):",
         "",
         "| clients | checkout over HTTP | 2 server processes | pgbench, same SQL |"
-        " pgbench, one round trip | `store.append` (2 events) | eventsourcing | message-db |",
+        " pgbench, minimal function | `store.append` (2 events) | eventsourcing | message-db |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for c in sorted(ours):

@@ -13,6 +13,11 @@
 --   in_progress   another transaction holds the key right now
 --   stale_service the service changed or was delisted since the caller read it: re-read, retry
 --   insufficient  the wallet cannot pay; balance_kobo holds the balance (nothing is written)
+--   unauthorized  p_key_hash is no longer a live key of an active account able to buy: the
+--                 caller looks the key up again to tell the client why
+-- The key check lets the API skip its own key lookup for a key it has seen before: a revoked
+-- key or a disabled account is refused by the very transaction that would have spent the money.
+-- A null p_key_hash skips it (callers that authenticated otherwise: tools and tests).
 
 -- Kobo as naira with two decimals, as ledger/money.py's format_kobo renders a balance (>= 0).
 create function format_kobo(p_kobo bigint) returns text
@@ -21,25 +26,40 @@ as $$
     select (p_kobo / 100)::text || '.' || lpad((p_kobo % 100)::text, 2, '0')
 $$;
 
--- What the key has already done: whether another transaction holds it, else its record.
-create function checkout_earlier(p_account_id bigint, p_idempotency_key text)
-returns table (in_progress boolean, fingerprint bytea, status_code integer, response bytea,
+-- Whether p_key_hash is a live key of p_account_id, whose account may buy now; null skips it.
+create function checkout_key_live(p_key_hash bytea, p_account_id bigint) returns boolean
+language sql stable
+as $$
+    select p_key_hash is null or exists (
+        select 1 from api_keys k join accounts a on a.account_id = k.account_id
+         where k.key_hash = p_key_hash and k.account_id = p_account_id and not k.revoked
+           and a.status = 'active' and 'boosting:buy' = any(k.abilities))
+$$;
+
+-- What the idempotency key has already done: 'unauthorized' (the API key is not live),
+-- 'in_progress' (another transaction holds the idempotency key) or 'recorded' (its stored
+-- answer); no row when the key is free.
+create function checkout_earlier(p_key_hash bytea, p_account_id bigint, p_idempotency_key text)
+returns table (outcome text, fingerprint bytea, status_code integer, response bytea,
                order_id bigint)
 language plpgsql
 as $$
 begin
-    if not pg_try_advisory_xact_lock(hashtextextended(p_idempotency_key, p_account_id)) then
-        return query select true, null::bytea, null::integer, null::bytea, null::bigint;
-        return;
+    if not checkout_key_live(p_key_hash, p_account_id) then
+        return query select 'unauthorized', null::bytea, null::integer, null::bytea, null::bigint;
+    elsif not pg_try_advisory_xact_lock(hashtextextended(p_idempotency_key, p_account_id)) then
+        return query select 'in_progress', null::bytea, null::integer, null::bytea, null::bigint;
+    else
+        return query
+            select 'recorded', k.fingerprint, k.status_code, k.response, k.order_id
+              from idempotency_keys k
+             where k.account_id = p_account_id and k.idempotency_key = p_idempotency_key;
     end if;
-    return query
-        select false, k.fingerprint, k.status_code, k.response, k.order_id
-          from idempotency_keys k
-         where k.account_id = p_account_id and k.idempotency_key = p_idempotency_key;
 end
 $$;
 
 create function checkout_place(
+    p_key_hash        bytea,
     p_account_id      bigint,
     p_idempotency_key text,
     p_fingerprint     bytea,
@@ -67,12 +87,13 @@ declare
     placed_at      timestamptz;
     answer         bytea;
 begin
-    select * into earlier from checkout_earlier(p_account_id, p_idempotency_key);
-    if earlier.in_progress then
-        return query select 'in_progress', null::integer, null::bytea, null::bigint, null::bigint;
+    select * into earlier from checkout_earlier(p_key_hash, p_account_id, p_idempotency_key);
+    if earlier.outcome in ('unauthorized', 'in_progress') then
+        return query select earlier.outcome, null::integer, null::bytea, null::bigint,
+                            null::bigint;
         return;
     end if;
-    if earlier.fingerprint is not null then
+    if earlier.outcome = 'recorded' then
         if earlier.fingerprint <> p_fingerprint then
             return query select 'reused', null::integer, null::bytea, null::bigint, null::bigint;
         else

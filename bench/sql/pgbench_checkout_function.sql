@@ -1,6 +1,6 @@
--- The checkout of pgbench_checkout.sql as one PL/pgSQL function: the same reads and writes, in
--- the same order, on the server side. Created in the pgbench database only; it shows what one
--- round trip per checkout would give on this machine.
+-- A floor for one checkout: its reads and writes (key, idempotency record, service, wallet lock,
+-- two events, the order, the wallet, the idempotency record) as one minimal PL/pgSQL function,
+-- without checkout_place's outcomes and checks. Created in the pgbench database only.
 create function bench_checkout(p_account_id bigint, p_key text) returns bytea
 language plpgsql
 as $$
@@ -63,4 +63,16 @@ begin
     values (p_account_id, p_key, v_fingerprint, v_order_id, 201, v_response);
     return v_response;
 end
+$$;
+
+-- The 201 answer up to the balance, as the server renders it for pgbench_checkout.sql's order
+-- (kept here: pgbench would read the colons of JSON text in its script as variables).
+create function bench_answer_head(p_order_id bigint) returns bytea
+language sql immutable
+as $$
+    select convert_to('{"success":true,"data":{"order_id":"' || p_order_id
+        || '","status":"pending","service_id":"1","service_name":"Instagram Followers [Real,'
+        || ' 30-day refill]","category":"Instagram Followers","type":"Default","link":'
+        || '"https://instagram.com/p/bench","quantity":10,"price":"16.20","currency":"NGN",'
+        || '"cancel":true,"balance_after":"', 'UTF8')
 $$;

@@ -10,11 +10,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from boost_ledger.api.auth import Principal, authenticate
+from boost_ledger.api.auth import Principal, admit, authenticate, lookup
 from boost_ledger.api.catalog import service_not_found
-from boost_ledger.api.errors import ApiError, service_unavailable, validation_failed
+from boost_ledger.api.errors import (
+    ApiError,
+    service_unavailable,
+    unauthenticated,
+    validation_failed,
+)
 from boost_ledger.api.http import json_response, raw_json_response, read_json_body
-from boost_ledger.api.runtime import runtime_of
+from boost_ledger.api.runtime import Runtime, runtime_of
 from boost_ledger.ledger import checkout as checkout_module
 from boost_ledger.ledger.order_types import FieldErrors, OrderInvalid
 from boost_ledger.ledger.statuses import ORDER_STATUSES
@@ -82,22 +87,65 @@ def _translate(error: Exception) -> ApiError:
 
 
 async def place_order(request: Request) -> Response:
+    """POST /boost/orders. A key seen before is not looked up: the checkout statement confirms
+    it. Any refusal is preceded by a real lookup, so a dead key still hears 401/403 first."""
     runtime = runtime_of(request)
-    principal = await authenticate(request, runtime.pool, "boosting:buy")
+    principal = runtime.principals.recall(request)
+    confirmed = principal is None
+    if principal is None:
+        principal = await _looked_up(request, runtime)
+    try:
+        admit(request, principal, "boosting:buy")
+        order = await _order_body(request)
+        return await _checkout(request, runtime, principal, order)
+    except (ApiError, checkout_module.KeyNotLive) as refusal:
+        if confirmed and isinstance(refusal, ApiError):
+            raise
+        runtime.principals.forget(principal)
+        principal = await _looked_up(request, runtime)  # the key's own 401/403 comes first
+        if isinstance(refusal, ApiError):
+            raise
+    try:  # the key was dead to the checkout yet is live again: once more
+        return await _checkout(request, runtime, principal, order)
+    except checkout_module.KeyNotLive:
+        raise unauthenticated() from None
+
+
+async def _looked_up(request: Request, runtime: Runtime) -> Principal:
+    principal = await lookup(request, runtime.pool)
+    runtime.principals.remember(principal)
+    return principal
+
+
+class _OrderBody(msgspec.Struct, frozen=True):
+    body: dict[str, Any]
+    idempotency_key: str
+    service_id: str
+
+
+async def _order_body(request: Request) -> _OrderBody:
     body = await read_json_body(request)
-    key, service_id = _checked_header_fields(body)
+    return _OrderBody(body, *_checked_header_fields(body))
+
+
+async def _checkout(
+    request: Request, runtime: Runtime, principal: Principal, order: _OrderBody
+) -> Response:
     try:
         async with runtime.pool.acquire() as connection:
             answer = await checkout_module.checkout(
                 connection,
                 account_id=principal.account_id,
-                idempotency_key=key,
-                service_id=service_id,
-                body=body,
+                idempotency_key=order.idempotency_key,
+                service_id=order.service_id,
+                body=order.body,
                 subscription_default_posts=runtime.settings.subscription_default_posts,
                 metadata=_metadata(request, principal),
                 state=runtime.checkout,
+                key_hash=principal.key_hash,
             )
+    except checkout_module.KeyNotLive:
+        raise
     except (OrderInvalid, checkout_module.CheckoutRefused) as error:
         raise _translate(error) from None
     if not answer.replayed:

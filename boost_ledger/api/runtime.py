@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 from starlette.requests import Request
 
+from boost_ledger.api.auth import Principals
 from boost_ledger.ledger.checkout_state import CheckoutState
 from boost_ledger.settings import Settings
 
@@ -23,6 +24,7 @@ class Runtime:
     provider: ProviderClient | None = None
     submit_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     checkout: CheckoutState = field(default_factory=CheckoutState.for_server)
+    principals: Principals = field(default_factory=Principals)
 
     def wake_submitter(self) -> None:
         """Tell an in-process submitter that an order is waiting (it also sweeps periodically)."""

@@ -53,6 +53,10 @@ class ServiceNotFound(CheckoutRefused):
     pass
 
 
+class KeyNotLive(CheckoutRefused):
+    """The API key named for the checkout is revoked, or its account may not buy now."""
+
+
 class CatalogChanging(CheckoutRefused):
     """The service changed under every attempt to price it; the client may retry."""
 
@@ -80,16 +84,16 @@ def fingerprint(body: dict[str, Any]) -> bytes:
 
 _PLACE = """
 select outcome, status_code, response, order_id, balance_kobo
-  from checkout_place($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+  from checkout_place($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
 """
 
 _EARLIER = """
-select in_progress, fingerprint, status_code, response, order_id
-  from checkout_earlier($1, $2)
+select outcome, fingerprint, status_code, response, order_id from checkout_earlier($1, $2, $3)
 """
 
 
 class _Request(msgspec.Struct, frozen=True):
+    key_hash: bytes | None
     account_id: int
     idempotency_key: str
     fingerprint: bytes
@@ -106,10 +110,15 @@ async def checkout(
     subscription_default_posts: int,
     metadata: dict[str, Any],
     state: CheckoutState | None = None,
+    key_hash: bytes | None = None,
 ) -> CheckoutAnswer:
-    """Place an order paid from the account's wallet, or replay the key's first answer."""
+    """Place an order paid from the account's wallet, or replay the key's first answer.
+
+    With ``key_hash``, the checkout itself confirms that the API key is live and may buy for the
+    account (``KeyNotLive`` otherwise); without it, the caller vouches for the account.
+    """
     state = state or CheckoutState()
-    request = _Request(account_id, idempotency_key, fingerprint(body), body)
+    request = _Request(key_hash, account_id, idempotency_key, fingerprint(body), body)
     order_id: int | None = None
     for attempt in range(MAX_ATTEMPTS):
         service = await state.services.get(connection, service_id, fresh=attempt > 0)
@@ -180,6 +189,7 @@ def _place_arguments(
     # FundsDebited's data but for balance_after_kobo, which the function adds under the lock.
     debit = {"account_id": request.account_id, "order_id": order_id, "amount_kobo": price_kobo}
     return (
+        request.key_hash,
         request.account_id,
         request.idempotency_key,
         request.fingerprint,
@@ -209,18 +219,23 @@ def _answer(
         raise IdempotencyKeyReused()
     if outcome == "in_progress":
         raise IdempotencyKeyInProgress()
+    if outcome == "unauthorized":
+        raise KeyNotLive()
     assert outcome == "insufficient", outcome
     raise InsufficientBalance(_price(service, order), row["balance_kobo"])
 
 
 async def _earlier_answer(connection: Connection, request: _Request) -> CheckoutAnswer | None:
     """The key's stored answer to this body; refusals for a busy or reused key; else None."""
-    row = await connection.fetchrow(_EARLIER, request.account_id, request.idempotency_key)
+    row = await connection.fetchrow(
+        _EARLIER, request.key_hash, request.account_id, request.idempotency_key
+    )
     if row is None:  # no record, and nobody holds the key
         return None
-    if row["in_progress"]:
+    if row["outcome"] == "unauthorized":
+        raise KeyNotLive()
+    if row["outcome"] == "in_progress":
         raise IdempotencyKeyInProgress()
     if row["fingerprint"] != request.fingerprint:
         raise IdempotencyKeyReused()
     return CheckoutAnswer(row["status_code"], row["response"], True, row["order_id"])
-

@@ -87,19 +87,55 @@ async def two_servers(
 
 async def test_a_rotated_key_stops_at_once_on_every_process(pool, two_servers):
     """After `keys rotate` commits, the old key is refused by both processes on the very next
-    request (no cache anywhere), and the new one works on both."""
-    account_id, old_key = await open_funded_account(pool, 1_000_000)
+    request, reads and checkouts alike: a process that remembers the key from an earlier
+    checkout has the checkout statement confirm it. The new key works on both."""
+    account_id, old_key = await open_funded_account(pool, 10_000_000)
+    body = {"service_id": "1", "link": "https://instagram.com/p/x", "quantity": 100}
     async with httpx.AsyncClient(timeout=10.0) as http:
-        for server in two_servers:
+        for number, server in enumerate(two_servers):
             response = await http.get(f"{server.url}/api/v1/wallet", headers=bearer(old_key))
             assert response.status_code == 200
+            placed = await http.post(f"{server.url}{ORDERS}", headers=bearer(old_key),
+                                     json={**body, "idempotency_key": f"before-{number}"})
+            assert placed.status_code == 201
         async with pool.acquire() as connection:
             new_key = await accounts.rotate_key(connection, account_id, list(ABILITIES))
-        for server in two_servers:
+        events = await pool.fetchval("select count(*) from events")
+        for number, server in enumerate(two_servers):
             old = await http.get(f"{server.url}/api/v1/wallet", headers=bearer(old_key))
             assert (old.status_code, old.json()["code"]) == (401, "UNAUTHENTICATED")
+            for idempotency_key in (f"after-{number}", f"before-{number}"):  # new, and a replay
+                refused = await http.post(f"{server.url}{ORDERS}", headers=bearer(old_key),
+                                          json={**body, "idempotency_key": idempotency_key})
+                assert (refused.status_code, refused.json()["code"]) == (401, "UNAUTHENTICATED")
+            invalid = await http.post(f"{server.url}{ORDERS}", headers=bearer(old_key),
+                                      json={"service_id": "1", "idempotency_key": "x"})
+            assert invalid.status_code == 401  # the dead key before the body's 422
+        assert await pool.fetchval("select count(*) from events") == events
+        for number, server in enumerate(two_servers):
             new = await http.get(f"{server.url}/api/v1/wallet", headers=bearer(new_key.secret))
             assert new.status_code == 200
+            placed = await http.post(f"{server.url}{ORDERS}", headers=bearer(new_key.secret),
+                                     json={**body, "idempotency_key": f"new-{number}"})
+            assert placed.status_code == 201
+
+
+async def test_a_disabled_account_stops_buying_at_once(pool, client):
+    """A key the server remembers from a checkout: once its account is disabled, the next
+    checkout is 403 USER_DISABLED and appends nothing; reinstated, it buys again."""
+    account_id, key = await open_funded_account(pool, 10_000_000)
+    await _place(client, key, "standing-1")
+    async with pool.acquire() as connection:
+        assert await accounts.change_standing(connection, account_id, "disable")
+    events = await pool.fetchval("select count(*) from events")
+    body = {"service_id": "1", "link": "https://instagram.com/p/x", "quantity": 1000,
+            "idempotency_key": "standing-2"}
+    refused = await client.post(ORDERS, json=body, headers=bearer(key))
+    assert (refused.status_code, refused.json()["code"]) == (403, "USER_DISABLED")
+    assert await pool.fetchval("select count(*) from events") == events
+    async with pool.acquire() as connection:
+        assert await accounts.change_standing(connection, account_id, "reinstate")
+    assert (await _place(client, key, "standing-2"))["status"] == "pending"
 
 
 async def test_keys_never_appear_in_logs_or_error_bodies(pool, two_servers):
