@@ -103,19 +103,40 @@ class Claimed(OrderState, frozen=True, kw_only=True):
 
 async def claim_for_submission(connection: Connection) -> Claimed | None:
     """Claim the oldest queued order and commit SubmissionAttempted before any provider call."""
+    claimed = await claim_batch(connection, 1)
+    return claimed[0] if claimed else None
+
+
+MAX_CLAIM_BATCH = 100
+
+
+async def claim_batch(connection: Connection, limit: int) -> list[Claimed]:
+    """Claim up to ``limit`` queued orders, oldest first, and commit a SubmissionAttempted for
+    each in one transaction, before any of them is sent. Orders another claimer holds locked
+    are skipped, never waited for."""
+    assert 1 <= limit <= MAX_CLAIM_BATCH, limit
     async with connection.transaction():
-        row = await connection.fetchrow(
-            f"select {_STATE_COLUMNS}, provider_service_id, fields from orders"
-            " where submission = 'queued' order by order_id limit 1 for update skip locked"
+        rows = await connection.fetch(
+            f"select {_STATE_COLUMNS}, provider_service_id, fields, submission_attempts"
+            " from orders where submission = 'queued' order by order_id limit $1"
+            " for update skip locked",
+            limit,
         )
-        if row is None:
-            return None
-        claimed = Claimed(**{name: row[name] for name in Claimed.__struct_fields__})
-        attempts = await connection.fetchval(
-            "select submission_attempts from orders where order_id = $1", claimed.order_id
-        )
-        attempt = SubmissionAttempted(order_id=claimed.order_id, attempt=attempts + 1)
-        await record(connection, claimed, [attempt], {"actor": "submitter"})
+        claimed = [
+            Claimed(**{name: row[name] for name in Claimed.__struct_fields__}) for row in rows
+        ]
+        attempts = [
+            NewEvent(
+                stream_id=order_stream(order.order_id),
+                version=order.version + 1,
+                event=SubmissionAttempted(
+                    order_id=order.order_id, attempt=row["submission_attempts"] + 1
+                ),
+            )
+            for order, row in zip(claimed, rows, strict=True)
+        ]
+        if attempts:
+            await commit(connection, attempts, {"actor": "submitter"})
     return claimed
 
 

@@ -5,6 +5,10 @@ attempt: accepted → OrderSubmitted; refused → SubmissionFailed and a full re
 (connection refused) → SubmissionDeferred, back in the queue; anything else (timeout, dropped
 or garbled reply) → SubmissionUnknown, for an operator, since the protocol has no idempotency
 key and a blind retry could buy the same order twice.
+
+Orders are claimed a few at a time (one transaction commits every claimed order's attempt) and
+sent side by side, each reply settled in its own transaction, so that the submitter keeps up
+with checkout instead of paying two transactions and a provider round trip in series per order.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from boost_ledger.workers.backoff import Backoff
 log = structlog.get_logger("boost.submitter")
 
 MAX_BATCH = 50
+SEND_BATCH = 8
+"""Orders claimed together and sent side by side (each holds a pooled connection to settle)."""
 ABANDONED_AFTER_S = 120.0
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout)
 
@@ -44,6 +50,22 @@ async def submit_one(pool: asyncpg.Pool[Any], provider: ProviderClient) -> str |
         claimed = await fulfilment.claim_for_submission(connection)
     if claimed is None:
         return None
+    return await _send_and_settle(pool, provider, claimed)
+
+
+async def submit_batch(
+    pool: asyncpg.Pool[Any], provider: ProviderClient, limit: int = SEND_BATCH
+) -> list[str]:
+    """Claim up to ``limit`` queued orders in one transaction, then send them side by side, each
+    settled in its own transaction; return how each settled, oldest first."""
+    async with pool.acquire() as connection:
+        claimed = await fulfilment.claim_batch(connection, limit)
+    return list(await asyncio.gather(*(_send_and_settle(pool, provider, c) for c in claimed)))
+
+
+async def _send_and_settle(
+    pool: asyncpg.Pool[Any], provider: ProviderClient, claimed: fulfilment.Claimed
+) -> str:
     fields = {name: str(value) for name, value in claimed.fields.items()}
     outcome: dict[str, str]
     try:
@@ -70,14 +92,13 @@ async def submit_one(pool: asyncpg.Pool[Any], provider: ProviderClient) -> str |
 async def drain(
     pool: asyncpg.Pool[Any], provider: ProviderClient, limit: int = MAX_BATCH
 ) -> list[str]:
-    """Submit up to ``limit`` queued orders; stop early when the provider cannot be reached."""
+    """Submit up to ``limit`` queued orders, ``SEND_BATCH`` at a time; stop early when the
+    provider cannot be reached."""
     outcomes: list[str] = []
-    for _ in range(limit):
-        kind = await submit_one(pool, provider)
-        if kind is None:
-            break
-        outcomes.append(kind)
-        if kind == "deferred":
+    while len(outcomes) < limit:
+        batch = await submit_batch(pool, provider, min(SEND_BATCH, limit - len(outcomes)))
+        outcomes.extend(batch)
+        if not batch or "deferred" in batch:
             break
     return outcomes
 

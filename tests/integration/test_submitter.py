@@ -354,6 +354,23 @@ async def test_four_submitters_at_once_send_each_order_exactly_once(
     await _assert_no_order_lost(pool)
 
 
+async def test_batches_claimed_side_by_side_send_each_order_once(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
+    provider: ProviderClient,
+) -> None:
+    """Three submitters claim batches at once: each order is attempted once and reaches the
+    provider once (a claimer skips what another holds), and each batch is oldest first."""
+    _, key = await open_funded_account(pool, 20 * PRICE_100_KOBO)
+    orders = [await _place(client, key) for _ in range(12)]
+    batches = await asyncio.gather(*(submitter.submit_batch(pool, provider, 8) for _ in range(3)))
+    assert sum(len(batch) for batch in batches) >= 12
+    for order in orders:
+        assert len(await _provider_orders(simulator, order["link"])) == 1
+        types = await _event_types(pool, order["order_id"])
+        assert types.count("SubmissionAttempted") == 1 and types[-1] == "OrderSubmitted", types
+    assert await submitter.drain(pool, provider) == []
+
+
 async def test_no_order_is_lost_after_all_of_the_above(pool: asyncpg.Pool[Any]) -> None:
     """After every crash and fault of this module, each order is submitted, failed and refunded,
     unknown, or queued; none is left half-way ("attempting")."""

@@ -66,9 +66,11 @@ from hypothesis.stateful import (
 from support import bearer, http_server, make_pool, open_funded_account, seed_catalog
 
 from boost_ledger import postgres, projections
+from boost_ledger.api.auth import Principals
 from boost_ledger.api.runtime import Runtime
 from boost_ledger.audit import verify
 from boost_ledger.ledger import wallet
+from boost_ledger.ledger.checkout_state import CheckoutState
 from boost_ledger.ledger.money import parse_naira
 from boost_ledger.projections.replay import compare_with_replay
 from boost_ledger.server import build_app
@@ -197,6 +199,9 @@ class Harness:
         """A fresh database (the app switches to it) and a simulator reset to its seed."""
         await self._close_program_database()
         self.runtime.pool, self.owner = await self._open_program_database()
+        # What the app keeps between requests belongs to a database: a process never switches.
+        self.runtime.checkout = CheckoutState.for_server()
+        self.runtime.principals = Principals()
         assert (await self.control.post("/reset")).status_code == 200
 
 
