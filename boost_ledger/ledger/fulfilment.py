@@ -35,6 +35,15 @@ class OrderMissing(LookupError):
     pass
 
 
+async def order_states(connection: Connection, order_ids: list[int]) -> dict[int, OrderState]:
+    """The orders' states as they stand, unlocked: enough to see that a reply changes nothing
+    (anything else goes through a locked decision)."""
+    rows = await connection.fetch(
+        f"select {_STATE_COLUMNS} from orders where order_id = any($1::bigint[])", order_ids
+    )
+    return {row["order_id"]: OrderState.from_row(row) for row in rows}
+
+
 async def lock_order(
     connection: Connection, order_id: int, account_id: int | None = None
 ) -> OrderState:

@@ -2,8 +2,11 @@
 
 Due orders are claimed in batches of at most 100 (the protocol's multi-status limit) with
 SKIP LOCKED and a lease on ``next_check_at``, so several pollers never ask about the same
-order at once. Each answer is recorded in its own transaction (``fulfilment.observe``), which
-also pays whatever refund the status owes, exactly once.
+order at once. Most answers repeat what is known: the batch's orders are read once, and those
+are only rescheduled, in one statement. Every other answer is recorded in its own transaction
+(``fulfilment.observe``, which decides again under the order's lock), paying whatever refund
+the status owes, exactly once. Passing over a repeated answer is always safe: the order is asked
+again at its next check.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import structlog
 
 from boost_ledger.ledger import fulfilment
 from boost_ledger.ledger.connection import Connection
+from boost_ledger.ledger.order_rules import NOTHING, OrderState, decide_observation
 from boost_ledger.ledger.statuses import TERMINAL_STATUSES, map_upstream_status
 from boost_ledger.upstream.client import MAX_IDS_PER_CALL, ProviderClient
 from boost_ledger.upstream.errors import ProviderError, ProviderRefused
@@ -73,15 +77,51 @@ async def after_check(
     await connection.execute(_RESCHEDULE, order_id, failures, delay)
 
 
-async def record_status(
-    connection: Connection, order_id: int, status: ProviderStatus, actor: str
-) -> None:
-    """Record one reply (from the poller or a live check); an unknown string changes nothing
-    but is logged, so that an operator learns of a panel's new vocabulary."""
+def _warn_if_unknown(order_id: int, status: ProviderStatus) -> None:
+    """An unknown status string changes nothing but is logged, so that an operator learns of a
+    panel's new vocabulary."""
     if map_upstream_status(status.status) is None:
         log.warning(
             "status.unknown_upstream", order_id=order_id, upstream_status=status.status[:100]
         )
+
+
+def _changes_nothing(order: OrderState | None, status: ProviderStatus) -> bool:
+    if order is None:
+        return False
+    charge = None if status.charge is None else str(status.charge)
+    observation = decide_observation(
+        order, status.status, status.start_count, status.remains, charge
+    )
+    return observation == NOTHING
+
+
+_QUIET = """
+update order_polls set last_checked_at = now(), failures = 0,
+       next_check_at = now() + make_interval(secs => $2)
+ where order_id = any($1::bigint[])
+"""
+
+
+async def _after_quiet_checks(
+    connection: Connection, states: dict[int, OrderState], order_ids: list[int], interval_s: float
+) -> None:
+    """``after_check`` for answers that changed nothing, in at most two statements."""
+    settled = [i for i in order_ids if states[i].status in TERMINAL_STATUSES]
+    active = [i for i in order_ids if states[i].status not in TERMINAL_STATUSES]
+    if settled:
+        await connection.execute(
+            "delete from order_polls where order_id = any($1::bigint[])", settled
+        )
+    if active:
+        await connection.execute(_QUIET, active, interval_s)
+
+
+async def record_status(
+    connection: Connection, order_id: int, status: ProviderStatus, actor: str
+) -> None:
+    """Record one reply (from the poller or a live check)."""
+    _warn_if_unknown(order_id, status)
     await fulfilment.observe(
         connection,
         order_id,
@@ -110,8 +150,14 @@ async def poll_once(
         return 0
     replies = await provider.multi_status(list(claimed))
     async with pool.acquire() as connection:
+        states = await fulfilment.order_states(connection, list(claimed.values()))
+        quiet = []
         for provider_order_id, order_id in claimed.items():
             reply = replies.get(provider_order_id)
+            if isinstance(reply, ProviderStatus) and _changes_nothing(states.get(order_id), reply):
+                _warn_if_unknown(order_id, reply)
+                quiet.append(order_id)
+                continue
             if isinstance(reply, ProviderStatus) and await _recorded(connection, order_id, reply):
                 await after_check(connection, order_id, interval_s)
                 continue
@@ -119,6 +165,7 @@ async def poll_once(
                 reason = reply.text if isinstance(reply, ProviderRefused) else "missing from reply"
                 log.warning("poll.item_error", order_id=order_id, reason=reason)
             await after_check(connection, order_id, interval_s, failed=True)
+        await _after_quiet_checks(connection, states, quiet, interval_s)
     return len(claimed)
 
 

@@ -110,13 +110,18 @@ async def run(
     sweep_interval_s: float,
     abandoned_after_s: float = ABANDONED_AFTER_S,
 ) -> None:
-    """Submit as orders arrive (woken in-process) and on a periodic sweep, with backoff."""
+    """Submit as orders arrive (woken in-process) and on a periodic sweep, with backoff.
+    Abandoned attempts are looked for on the sweep's period, not on every wakeup."""
     backoff = Backoff()
+    loop = asyncio.get_running_loop()
+    next_sweep = loop.time()
     while True:
         wakeup.clear()  # before draining, so that a checkout committed meanwhile is not missed
         try:
-            async with pool.acquire() as connection:
-                await fulfilment.mark_abandoned_attempts(connection, abandoned_after_s)
+            if loop.time() >= next_sweep:
+                async with pool.acquire() as connection:
+                    await fulfilment.mark_abandoned_attempts(connection, abandoned_after_s)
+                next_sweep = loop.time() + sweep_interval_s
             outcomes = await drain(pool, provider)
             delay = backoff.failed() if "deferred" in outcomes else None
             if delay is None:

@@ -208,3 +208,41 @@ async def test_several_pollers_at_once_observe_each_order_once(
         "select distinct status from orders where order_id = any($1::bigint[])", order_ids
     )
     assert [row["status"] for row in statuses] == ["in_progress"]
+
+
+async def test_a_repeated_answer_is_only_rescheduled(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
+    provider: ProviderClient,
+) -> None:
+    """Asked again with nothing new upstream, a batch appends nothing and each order's next
+    check moves on; then one order moves upstream and only that one is observed again."""
+    order_ids = await _submitted_orders(pool, client, provider, 6)
+    provider_ids = [
+        await pool.fetchval("select provider_order_id from orders where order_id = $1", order_id)
+        for order_id in order_ids
+    ]
+    for provider_order_id in provider_ids:
+        await simulator.post(f"/orders/{provider_order_id}", json={"status": "In progress"})
+    assert await poller.poll_once(pool, provider, interval_s=0) == 6
+    events = await pool.fetchval("select count(*) from events")
+    before = await pool.fetch(
+        "select order_id, last_checked_at from order_polls where order_id = any($1::bigint[])"
+        " order by order_id", order_ids,
+    )
+
+    assert await poller.poll_once(pool, provider, interval_s=0) == 6
+    assert await pool.fetchval("select count(*) from events") == events
+    after = await pool.fetch(
+        "select order_id, last_checked_at, failures from order_polls"
+        " where order_id = any($1::bigint[]) order by order_id", order_ids,
+    )
+    assert [row["order_id"] for row in after] == order_ids
+    for old, new in zip(before, after, strict=True):
+        assert new["last_checked_at"] > old["last_checked_at"] and new["failures"] == 0
+
+    await simulator.post(f"/orders/{provider_ids[0]}", json={"status": "Completed", "remains": 0})
+    assert await poller.poll_once(pool, provider, interval_s=0) == 6
+    observed = await _observations(pool, order_ids)
+    assert observed[order_ids[0]] == 2 and {observed[i] for i in order_ids[1:]} == {1}
+    assert await pool.fetchval("select count(*) from order_polls where order_id = $1",
+                               order_ids[0]) == 0  # settled: no longer polled
