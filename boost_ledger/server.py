@@ -4,6 +4,7 @@ workers and the app, wired in one place."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import sys
 from collections.abc import AsyncIterator
@@ -169,6 +170,10 @@ async def serve(settings: Settings) -> None:
         if settings.demo_account:
             await _open_demo(runtime, settings)
         app = build_app(runtime, start_workers=settings.workers_enabled, simulator=simulator_app)
+        # Everything loaded so far lives as long as the process: keep it out of the cyclic
+        # collector's full passes, which would otherwise walk it and stall requests.
+        gc.collect()
+        gc.freeze()
         log.info(
             "serving",
             host=settings.host,
