@@ -54,17 +54,19 @@ async def _rebuild(arguments: argparse.Namespace) -> int:
     except KeyError as error:
         raise CommandError(f"no projection {error}") from None
     async with open_owner_connection(settings_from_env()) as connection:
-        for module in modules:
-            total = await rebuild.relevant_events(connection, module)
-            started = time.monotonic()
-            report = await rebuild.rebuild(connection, module, _Bar(module.NAME, total))
-            seconds = time.monotonic() - started
-            sys.stderr.write("\n" if sys.stderr.isatty() else "")
+        head = await connection.fetchval("select coalesce(max(global_position), 0) from events")
+        names = "+".join(module.NAME for module in modules)
+        started = time.monotonic()
+        reports = await rebuild.rebuild_all(connection, modules, _Bar(names, head))
+        seconds = time.monotonic() - started
+        sys.stderr.write("\n" if sys.stderr.isatty() else "")
+        for report in reports:
             print(
-                f"{module.NAME}: rebuilt from {report.events_applied} events in {seconds:.2f} s"
+                f"{report.name}: rebuilt from {report.events_applied} events"
                 f" ({report.tail_events} applied under the swap lock,"
                 f" attempt {report.swap_attempts})"
             )
+        print(f"rebuilt in {seconds:.2f} s, one pass over {head} log positions")
     return 0
 
 

@@ -35,6 +35,7 @@ import msgspec
 from boost_ledger.ledger.connection import Connection
 from boost_ledger.ledger.errors import ConcurrencyConflict, DuplicateEvent
 from boost_ledger.ledger.events import Event, RecordedEvent, decode_event
+from boost_ledger.ledger.replay_types import decode_event_json, decode_metadata_json
 
 MAX_APPEND_BATCH = 100
 FEED_BATCH_MAX = 10_000
@@ -148,6 +149,51 @@ def record_from_row(row: Mapping[str, Any]) -> RecordedEvent:
         transaction_id=row["transaction_id"],
         recorded_at=row["recorded_at"],
         hash=row["hash"],
+    )
+
+
+# Replays read the log in position order, in bounded batches, with data and metadata as JSON
+# text: each is decoded once, straight into its typed struct (no dict in between), and the text
+# is also what an auditor hashes. Columns in this order (see record_from_text_row).
+_RANGE = """
+select global_position, event_id, stream_id, version, type, data::text, metadata::text,
+       transaction_id::text::bigint, recorded_at, hash
+  from events
+ where global_position > $1 and ($2::bigint is null or global_position <= $2)
+   and ($3::text[] is null or type = any($3::text[]))
+ order by global_position
+ limit $4
+"""
+RANGE_BATCH_MAX = 50_000
+
+
+async def read_range(
+    connection: Connection,
+    after: int,
+    up_to: int | None,
+    types: Sequence[str] | None,
+    limit: int,
+) -> list[Any]:
+    """Rows of the events with ``after < global_position <= up_to`` (no bound when None) of
+    ``types`` (all when None), in position order, at most ``limit``."""
+    assert 0 < limit <= RANGE_BATCH_MAX
+    return await connection.fetch(
+        _RANGE, after, up_to, None if types is None else list(types), limit
+    )
+
+
+def record_from_text_row(row: Sequence[Any]) -> RecordedEvent:
+    """The event of a ``read_range`` row."""
+    return RecordedEvent(
+        global_position=row[0],
+        event_id=row[1],
+        stream_id=row[2],
+        version=row[3],
+        event=decode_event_json(row[4], row[5]),
+        metadata=decode_metadata_json(row[6]),
+        transaction_id=row[7],
+        recorded_at=row[8],
+        hash=row[9],
     )
 
 

@@ -10,6 +10,8 @@ touched them (or the lock would not have been granted), so it reads and writes t
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
@@ -50,60 +52,69 @@ def _schema(module: ModuleType) -> str:
     return f"rebuild_{module.NAME}"
 
 
-async def relevant_events(connection: asyncpg.Connection[Any], module: ModuleType) -> int:
-    count: int = await connection.fetchval(
-        "select count(*) from events where type = any($1::text[])", list(module.EVENT_TYPES)
-    )
-    return count
-
-
 async def rebuild(
     connection: asyncpg.Connection[Any], module: ModuleType, progress: Progress | None = None
 ) -> RebuildReport:
     """Rebuild one projection online; ``connection`` is an owner's (postgres.owner_connection)."""
-    schema = _schema(module)
-    await create_copies(connection, schema, [module])
+    (report,) = await rebuild_all(connection, [module], progress)
+    return report
+
+
+async def rebuild_all(
+    connection: asyncpg.Connection[Any],
+    modules: Sequence[ModuleType],
+    progress: Progress | None = None,
+) -> list[RebuildReport]:
+    """Rebuild projections online in one pass over the log (each event read once, folded by
+    every projection that wants it), then swap each in; reports in the order of ``modules``."""
+    for module in modules:
+        await create_copies(connection, _schema(module), [module])
     try:
-        applied, position = 0, 0
+        reports: dict[str, RebuildReport] = {}
+        pending, position, folded = list(modules), 0, Counter[str]()
         for attempt in range(1, MAX_SWAP_ATTEMPTS + 1):
-            while True:
-                head = await stable_head(connection)
-                before = position
-                position = await apply_range(connection, [module], position, head, schema, progress)
-                applied += await _count_between(connection, module, before, position)
-                if head - before <= SMALL_TAIL:
-                    break
-            tail = await _try_swap(connection, module, schema, position, progress)
-            if tail is not None:
-                return RebuildReport(module.NAME, applied + tail, tail, attempt)
-        raise RuntimeError(f"could not lock {module.NAME} for the swap; retry when quieter")
+            position = await _catch_up(connection, pending, position, folded, progress)
+            for module in list(pending):
+                tail = await _try_swap(connection, module, position, progress)
+                if tail is not None:
+                    applied = folded[module.NAME] + tail
+                    reports[module.NAME] = RebuildReport(module.NAME, applied, tail, attempt)
+                    pending.remove(module)
+            if not pending:
+                return [reports[module.NAME] for module in modules]
+        names = ", ".join(module.NAME for module in pending)
+        raise RuntimeError(f"could not lock {names} for the swap; retry when quieter")
     finally:
-        await connection.execute(f"drop schema if exists {quoted(schema)} cascade")
+        for module in modules:
+            await connection.execute(f"drop schema if exists {quoted(_schema(module))} cascade")
 
 
-async def _count_between(
-    connection: asyncpg.Connection[Any], module: ModuleType, after: int, up_to: int
+async def _catch_up(
+    connection: asyncpg.Connection[Any],
+    modules: Sequence[ModuleType],
+    position: int,
+    folded: Counter[str],
+    progress: Progress | None,
 ) -> int:
-    if up_to <= after:
-        return 0
-    count: int = await connection.fetchval(
-        "select count(*) from events where global_position > $1 and global_position <= $2"
-        " and type = any($3::text[])",
-        after,
-        up_to,
-        list(module.EVENT_TYPES),
-    )
-    return count
+    """Replay round after round up to a stable head, until a round had only a small tail."""
+    targets = [(module, _schema(module)) for module in modules]
+    while True:
+        head = await stable_head(connection)
+        before = position
+        position, counts = await apply_range(connection, targets, position, head, progress)
+        folded.update(counts)
+        if head - before <= SMALL_TAIL:
+            return position
 
 
 async def _try_swap(
     connection: asyncpg.Connection[Any],
     module: ModuleType,
-    schema: str,
     position: int,
     progress: Progress | None,
 ) -> int | None:
     """Lock, apply the tail, swap. None when the lock could not be had in time."""
+    schema = _schema(module)
     in_lock_order = sorted(module.TABLES, key=lambda table: table not in LOCKED_FIRST)
     tables = ", ".join(f"public.{quoted(table)}" for table in in_lock_order)
     lock_timeout_ms = await _lock_timeout_ms(connection)
@@ -111,15 +122,14 @@ async def _try_swap(
         async with connection.transaction():
             await connection.execute(f"set local lock_timeout = {lock_timeout_ms}")
             await connection.execute(f"lock table {tables} in access exclusive mode")
-            end = await apply_range(connection, [module], position, None, schema, progress)
-            tail = await _count_between(connection, module, position, end)
+            _, counts = await apply_range(connection, [(module, schema)], position, None, progress)
             for table in module.TABLES:
                 await connection.execute(f"drop table public.{quoted(table)}")
                 await connection.execute(
                     f"alter table {quoted(schema)}.{quoted(table)} set schema public"
                 )
                 await _grant(connection, table)
-            return tail
+            return counts[module.NAME]
     except asyncpg.LockNotAvailableError:
         return None
 

@@ -16,6 +16,7 @@ head*: the highest position seen, once every transaction that was running then h
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from types import ModuleType
 from typing import Any
@@ -29,6 +30,7 @@ from boost_ledger.projections import bulk
 BATCH_SIZE = 5000
 STABLE_WAIT_S = 60.0
 
+# Called after each batch with how many log positions it covered.
 Progress = Callable[[int], None]
 
 
@@ -68,37 +70,53 @@ async def stable_head(connection: asyncpg.Connection[Any]) -> int:
     return head
 
 
+# A projection and where its copies live: a schema (rebuilds), or temporary tables when None.
+Target = tuple[ModuleType, str | None]
+
+
+def event_types(modules: Iterable[ModuleType]) -> list[str]:
+    return sorted(frozenset().union(*(module.EVENT_TYPES for module in modules)))
+
+
 async def apply_range(
     connection: asyncpg.Connection[Any],
-    modules: Sequence[ModuleType],
+    targets: Sequence[Target],
     after: int,
     up_to: int | None,
-    schema: str,
     progress: Progress | None = None,
-) -> int:
-    """Fold the events with ``after < position <= up_to`` (no bound when None) into the copies in
-    ``schema``, in position order, a batch per transaction (a savepoint if the caller has one)."""
-    types = list(frozenset().union(*(module.EVENT_TYPES for module in modules)))
-    position = after
+) -> tuple[int, Counter[str]]:
+    """Fold the events with ``after < position <= up_to`` (no bound when None) into each
+    target's copies, in position order, a batch per transaction (a savepoint if the caller has
+    one). Returns the position reached and how many events each projection folded."""
+    types = event_types(module for module, _ in targets)
+    position, folded = after, Counter[str]()
     while True:
-        rows = await connection.fetch(
-            f"select {store.SELECT_COLUMNS} from events where global_position > $1"
-            " and ($2::bigint is null or global_position <= $2) and type = any($3::text[])"
-            " order by global_position limit $4",
-            position,
-            up_to,
-            types,
-            BATCH_SIZE,
-        )
+        rows = await store.read_range(connection, position, up_to, types, BATCH_SIZE)
         if not rows:
             # Every event up to the bound is handled, relevant or not: the next range starts there.
-            return position if up_to is None else max(position, up_to)
-        records = [store.record_from_row(row) for row in rows]
-        async with connection.transaction():
-            await bulk.apply_batch(connection, modules, records, schema)
-        position = records[-1].global_position
+            return (position if up_to is None else max(position, up_to)), folded
+        records = [store.record_from_text_row(row) for row in rows]
+        folded.update(await _fold(connection, targets, records))
         if progress is not None:
-            progress(len(records))
+            progress(records[-1].global_position - position)
+        position = records[-1].global_position
+
+
+async def _fold(
+    connection: asyncpg.Connection[Any],
+    targets: Sequence[Target],
+    records: Sequence[RecordedEvent],
+) -> Counter[str]:
+    folded = Counter[str]()
+    try:
+        async with connection.transaction():
+            for module, schema in targets:
+                folded[module.NAME] += await bulk.apply_batch(connection, [module], records, schema)
+    except bulk.FoldRefused as refusal:
+        raise ReplayFailed(refusal.record, refusal.error) from refusal
+    except asyncpg.PostgresError as error:
+        raise ReplayFailed(records[-1], error) from error
+    return folded
 
 
 async def differences(
@@ -152,39 +170,7 @@ async def _compare_in_snapshot(
                 f" (like public.{quoted(table)} including all) on commit drop"
             )
     # Temporary tables come first in the search path: the projectors now write into them.
-    await _apply_in_snapshot(connection, modules)
+    await apply_range(connection, [(module, None) for module in modules], 0, None)
     for module in modules:
         for table in module.TABLES:
             found.extend(await differences(connection, f"pg_temp.{quoted(table)}", table))
-
-
-async def _apply_in_snapshot(
-    connection: asyncpg.Connection[Any], modules: Sequence[ModuleType]
-) -> None:
-    types = list(frozenset().union(*(module.EVENT_TYPES for module in modules)))
-    batch: list[RecordedEvent] = []
-    async for row in connection.cursor(
-        f"select {store.SELECT_COLUMNS} from events where type = any($1::text[])"
-        " order by global_position",
-        types,
-        prefetch=BATCH_SIZE,
-    ):
-        batch.append(store.record_from_row(row))
-        if len(batch) == BATCH_SIZE:
-            await _apply_checked(connection, modules, batch)
-            batch = []
-    if batch:
-        await _apply_checked(connection, modules, batch)
-
-
-async def _apply_checked(
-    connection: asyncpg.Connection[Any],
-    modules: Sequence[ModuleType],
-    batch: list[RecordedEvent],
-) -> None:
-    try:
-        await bulk.apply_batch(connection, modules, batch, None)
-    except bulk.FoldRefused as refusal:
-        raise ReplayFailed(refusal.record, refusal.error) from refusal
-    except asyncpg.PostgresError as error:
-        raise ReplayFailed(batch[-1], error) from error
