@@ -53,11 +53,16 @@ async def _rebuild(arguments: argparse.Namespace) -> int:
         modules = rebuild.chosen_modules(arguments.names, arguments.all)
     except KeyError as error:
         raise CommandError(f"no projection {error}") from None
-    async with open_owner_connection(settings_from_env()) as connection:
+    settings = settings_from_env()
+    # A second connection reads the log a batch ahead while the first writes the copies.
+    async with (
+        open_owner_connection(settings) as connection,
+        open_owner_connection(settings) as reader,
+    ):
         head = await connection.fetchval("select coalesce(max(global_position), 0) from events")
         names = "+".join(module.NAME for module in modules)
         started = time.monotonic()
-        reports = await rebuild.rebuild_all(connection, modules, _Bar(names, head))
+        reports = await rebuild.rebuild_all(connection, modules, _Bar(names, head), reader)
         seconds = time.monotonic() - started
         sys.stderr.write("\n" if sys.stderr.isatty() else "")
         for report in reports:

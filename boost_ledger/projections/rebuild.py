@@ -64,18 +64,20 @@ async def rebuild_all(
     connection: asyncpg.Connection[Any],
     modules: Sequence[ModuleType],
     progress: Progress | None = None,
+    reader: asyncpg.Connection[Any] | None = None,
 ) -> list[RebuildReport]:
     """Rebuild projections online in one pass over the log (each event read once, folded by
-    every projection that wants it), then swap each in; reports in the order of ``modules``."""
+    every projection that wants it), then swap each in; reports in the order of ``modules``.
+    With a ``reader`` (a second owner connection) the log is read there, a batch ahead."""
     for module in modules:
         await create_copies(connection, _schema(module), [module])
     try:
         reports: dict[str, RebuildReport] = {}
         pending, position, folded = list(modules), 0, Counter[str]()
         for attempt in range(1, MAX_SWAP_ATTEMPTS + 1):
-            position = await _catch_up(connection, pending, position, folded, progress)
+            position = await _catch_up(connection, reader, pending, position, folded, progress)
             for module in list(pending):
-                tail = await _try_swap(connection, module, position, progress)
+                tail = await _try_swap(connection, reader, module, position, progress)
                 if tail is not None:
                     applied = folded[module.NAME] + tail
                     reports[module.NAME] = RebuildReport(module.NAME, applied, tail, attempt)
@@ -91,6 +93,7 @@ async def rebuild_all(
 
 async def _catch_up(
     connection: asyncpg.Connection[Any],
+    reader: asyncpg.Connection[Any] | None,
     modules: Sequence[ModuleType],
     position: int,
     folded: Counter[str],
@@ -101,7 +104,9 @@ async def _catch_up(
     while True:
         head = await stable_head(connection)
         before = position
-        position, counts = await apply_range(connection, targets, position, head, progress)
+        position, counts = await apply_range(
+            connection, targets, position, head, progress, reader=reader
+        )
         folded.update(counts)
         if head - before <= SMALL_TAIL:
             return position
@@ -109,6 +114,7 @@ async def _catch_up(
 
 async def _try_swap(
     connection: asyncpg.Connection[Any],
+    reader: asyncpg.Connection[Any] | None,
     module: ModuleType,
     position: int,
     progress: Progress | None,
@@ -122,7 +128,10 @@ async def _try_swap(
         async with connection.transaction():
             await connection.execute(f"set local lock_timeout = {lock_timeout_ms}")
             await connection.execute(f"lock table {tables} in access exclusive mode")
-            _, counts = await apply_range(connection, [(module, schema)], position, None, progress)
+            # The tail is read after the lock is held: every event of these tables is committed.
+            _, counts = await apply_range(
+                connection, [(module, schema)], position, None, progress, reader=reader
+            )
             for table in module.TABLES:
                 await connection.execute(f"drop table public.{quoted(table)}")
                 await connection.execute(
