@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from boost_ledger import postgres
 from boost_ledger.audit import export, seals, statement, verify
 from boost_ledger.cli.common import CommandError, account_id_argument, print_json, settings_from_env
 from boost_ledger.database import open_owner_connection
@@ -44,8 +45,15 @@ def register(commands: Any) -> None:
 
 
 async def _verify(arguments: argparse.Namespace) -> int:
-    async with open_owner_connection(settings_from_env()) as connection:
-        report = await verify.verify(connection, projections_too=not arguments.skip_projections)
+    settings = settings_from_env()
+    async with open_owner_connection(settings) as connection:
+        # More connections, sharing the first one's snapshot, let PostgreSQL work meanwhile.
+        dsn = await postgres.prepare_dsn(settings.database_url, settings.data_dir)
+        report = await verify.verify(
+            connection,
+            projections_too=not arguments.skip_projections,
+            connect=lambda: postgres.owner_connection(dsn),
+        )
     if arguments.json:
         sys.stdout.buffer.write(
             msgspec.json.encode({**msgspec.structs.asdict(report), "ok": report.ok}) + b"\n"

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import gc
 from collections import Counter
-from collections.abc import AsyncGenerator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import aclosing
 from types import ModuleType
 from typing import Any
@@ -35,8 +35,8 @@ STABLE_WAIT_S = 60.0
 
 # Called after each batch with how many log positions it covered.
 Progress = Callable[[int], None]
-# Called with each batch of rows read (``store.read_range`` rows), before they are folded.
-Observer = Callable[[Sequence[Any]], None]
+# Awaited with each batch of rows read (``store.read_range`` rows), before they are folded.
+Observer = Callable[[Sequence[Any]], Awaitable[None]]
 
 
 def quoted(identifier: str) -> str:
@@ -131,14 +131,18 @@ async def apply_range(
         async with aclosing(batches):
             async for rows in batches:
                 if observer is not None:
-                    observer(rows)
+                    await observer(rows)
                 records = [
                     store.record_from_text_row(row)
                     for row in rows
                     if relevant is None or row[4] in relevant
                 ]
                 if records:
-                    folded.update(await _fold(connection, targets, records))
+                    try:
+                        folded.update(await _fold(connection, targets, records))
+                    except ReplayFailed as failure:
+                        failure.resume_after = rows[-1][0]
+                        raise
                 if progress is not None:
                     progress(rows[-1][0] - position)
                 position = rows[-1][0]
@@ -211,12 +215,40 @@ async def compare_with_replay(
 ) -> list[str]:
     """Replay the whole log into temporary tables and compare them with the live tables, all in
     one REPEATABLE READ snapshot (so writers running meanwhile cannot cause false alarms)."""
-    found: list[str] = []
+    async with connection.transaction(isolation="repeatable_read"):
+        return await replay_and_compare(connection, modules)
+
+
+async def replay_and_compare(
+    connection: asyncpg.Connection[Any],
+    modules: Sequence[ModuleType],
+    *,
+    reader: asyncpg.Connection[Any] | None = None,
+    observer: Observer | None = None,
+) -> list[str]:
+    """``compare_with_replay`` in the caller's REPEATABLE READ transaction; ``reader`` (seeing
+    the same snapshot) and ``observer`` as for ``apply_range``. Should the projections refuse an
+    event, that is the one difference, and the observer still sees the rest of the log."""
+    for module in modules:
+        for table in module.TABLES:
+            await connection.execute(
+                f"create temporary table {quoted(table)}"
+                f" (like public.{quoted(table)} including all) on commit drop"
+            )
+    # Temporary tables come first in the search path: the projectors now write into them.
+    targets = [(module, None) for module in modules]
     try:
-        async with connection.transaction(isolation="repeatable_read"):
-            await _compare_in_snapshot(connection, modules, found)
+        await apply_range(connection, targets, 0, None, reader=reader, observer=observer)
     except ReplayFailed as failure:
-        found.append(str(failure))
+        if observer is not None:
+            await apply_range(
+                connection, [], failure.resume_after, None, reader=reader, observer=observer
+            )
+        return [str(failure)]
+    found: list[str] = []
+    for module in modules:
+        for table in module.TABLES:
+            found.extend(await differences(connection, f"pg_temp.{quoted(table)}", table))
     return found
 
 
@@ -229,19 +261,4 @@ class ReplayFailed(Exception):
             f"replaying event {record.global_position} ({record.stream_id} v{record.version},"
             f" {record.type}) failed: {type(error).__name__}: {error}"
         )
-
-
-async def _compare_in_snapshot(
-    connection: asyncpg.Connection[Any], modules: Sequence[ModuleType], found: list[str]
-) -> None:
-    for module in modules:
-        for table in module.TABLES:
-            await connection.execute(
-                f"create temporary table {quoted(table)}"
-                f" (like public.{quoted(table)} including all) on commit drop"
-            )
-    # Temporary tables come first in the search path: the projectors now write into them.
-    await apply_range(connection, [(module, None) for module in modules], 0, None)
-    for module in modules:
-        for table in module.TABLES:
-            found.extend(await differences(connection, f"pg_temp.{quoted(table)}", table))
+        self.resume_after = record.global_position  # set to the batch's end by apply_range
