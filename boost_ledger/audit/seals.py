@@ -34,6 +34,10 @@ class Digest:
         self._hash.update(event_hash)
         self.events += 1
 
+    def add_all(self, event_hashes: list[bytes]) -> None:
+        self._hash.update(b"".join(event_hashes))
+        self.events += len(event_hashes)
+
     def hexdigest(self) -> str:
         return self._hash.copy().hexdigest()
 
@@ -88,9 +92,11 @@ class SealCheck:
 
     def check(self, rows: Sequence[Any]) -> None:
         pending, digest = self._pending, self._digest
+        if self._index == len(pending) or pending[self._index][1].position >= rows[-1][0]:
+            digest.add_all([row[HASH] for row in rows])  # no seal ends inside this batch
+            return
         for row in rows:
-            position = row[0]
-            while self._index < len(pending) and pending[self._index][1].position < position:
+            while self._index < len(pending) and pending[self._index][1].position < row[0]:
                 _check_seal(pending[self._index], digest, self.report)
                 self._index += 1
             digest.add(row[HASH])

@@ -30,7 +30,7 @@ from boost_ledger.ledger import store
 from boost_ledger.ledger.events import RecordedEvent
 from boost_ledger.projections import bulk
 
-BATCH_SIZE = 5000
+BATCH_SIZE = 10_000
 STABLE_WAIT_S = 60.0
 
 # Called after each batch with how many log positions it covered.
@@ -230,11 +230,7 @@ async def replay_and_compare(
     the same snapshot) and ``observer`` as for ``apply_range``. Should the projections refuse an
     event, that is the one difference, and the observer still sees the rest of the log."""
     for module in modules:
-        for table in module.TABLES:
-            await connection.execute(
-                f"create temporary table {quoted(table)}"
-                f" (like public.{quoted(table)} including all) on commit drop"
-            )
+        await _create_temporary_copies(connection, module)
     # Temporary tables come first in the search path: the projectors now write into them.
     targets = [(module, None) for module in modules]
     try:
@@ -250,6 +246,14 @@ async def replay_and_compare(
         for table in module.TABLES:
             found.extend(await differences(connection, f"pg_temp.{quoted(table)}", table))
     return found
+
+
+async def _create_temporary_copies(connection: asyncpg.Connection[Any], module: ModuleType) -> None:
+    for table in module.TABLES:
+        await connection.execute(
+            f"create temporary table {quoted(table)}"
+            f" (like public.{quoted(table)} including all) on commit drop"
+        )
 
 
 class ReplayFailed(Exception):
