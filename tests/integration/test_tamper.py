@@ -289,3 +289,16 @@ async def test_a_seal_catches_a_tail_rewritten_with_valid_hashes(ledger, owner):
         "select global_position from events where stream_id = 'audit-seals'"
     )
     assert f"over positions 1..{sealed.position}" in report.findings[0].detail
+
+
+async def test_a_projection_changed_behind_the_ledgers_back_is_named(ledger, owner):
+    """An order row edited in place (no event says so) differs from the replay: verify fails
+    with a projection finding that shows the live row and the replayed one, and nothing else."""
+    order_id = ledger.submitted_order
+    await owner.execute("update orders set remains = 12345 where order_id = $1", order_id)
+    report = await verify.verify(owner)
+    assert {f.check for f in report.findings} == {"projection"}, report.findings
+    details = [f.detail for f in report.findings]
+    assert any(d.startswith("orders (live only): ") and '"remains":12345' in d for d in details)
+    assert any(d.startswith("orders (replay only): ") and f'"order_id":{order_id}' in d
+               for d in details), details
