@@ -137,6 +137,9 @@ async def _try_swap(
                 await connection.execute(
                     f"alter table {quoted(schema)}.{quoted(table)} set schema public"
                 )
+                await connection.execute(
+                    f"alter table public.{quoted(table)} reset (autovacuum_enabled)"
+                )
                 await _grant(connection, table)
             return counts[module.NAME]
     except asyncpg.LockNotAvailableError:

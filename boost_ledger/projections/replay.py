@@ -56,6 +56,9 @@ async def create_copies(
             await connection.execute(
                 f"create table {quoted(schema)}.{quoted(table)}"
                 f" (like public.{quoted(table)} including all)"
+                # Autovacuum would take a fresh copy up while it fills (CPU spent meanwhile, and
+                # a lock that makes the swap wait); the swap switches it back on.
+                " with (autovacuum_enabled = false)"
             )
 
 
