@@ -24,5 +24,19 @@ def decode_event_json(type_name: str, data: str) -> Event:
     return event
 
 
+class MetadataDecoder:
+    """Decodes each event's metadata, reusing the dict of the previous event when the text is
+    the same (the events of one transaction share it): replays never change metadata."""
+
+    def __init__(self) -> None:
+        self._text = ""
+        self._value: dict[str, Any] = {}
+
+    def __call__(self, metadata: str) -> dict[str, Any]:
+        if metadata != self._text:
+            self._text, self._value = metadata, _metadata_decoder.decode(metadata)
+        return self._value
+
+
 def decode_metadata_json(metadata: str) -> dict[str, Any]:
     return _metadata_decoder.decode(metadata)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -182,15 +182,18 @@ async def read_range(
     )
 
 
-def record_from_text_row(row: Sequence[Any]) -> RecordedEvent:
-    """The event of a ``read_range`` row."""
+def record_from_text_row(
+    row: Sequence[Any],
+    decode_metadata: Callable[[str], dict[str, Any]] = decode_metadata_json,
+) -> RecordedEvent:
+    """The event of a ``read_range`` row (``decode_metadata`` may share equal metadata)."""
     return RecordedEvent(
         global_position=row[0],
         event_id=row[1],
         stream_id=row[2],
         version=row[3],
         event=decode_event_json(row[4], row[5]),
-        metadata=decode_metadata_json(row[6]),
+        metadata=decode_metadata(row[6]),
         transaction_id=row[7],
         recorded_at=row[8],
         hash=row[9],

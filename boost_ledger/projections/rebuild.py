@@ -20,13 +20,8 @@ import msgspec
 
 from boost_ledger import projections
 from boost_ledger.postgres import APPLICATION_ROLE
-from boost_ledger.projections.replay import (
-    Progress,
-    apply_range,
-    create_copies,
-    quoted,
-    stable_head,
-)
+from boost_ledger.projections.ranges import Progress, apply_range
+from boost_ledger.projections.replay import create_copies, quoted, stable_head
 
 SMALL_TAIL = 2000
 MAX_SWAP_ATTEMPTS = 40
