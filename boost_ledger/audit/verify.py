@@ -26,9 +26,13 @@ from boost_ledger.audit.checks import CHECK_NAMES, verify_feed_clock, verify_set
 from boost_ledger.audit.findings import Finding, Report
 from boost_ledger.audit.money import MoneyCheck
 from boost_ledger.audit.seals import SealCheck, read_seals
+from boost_ledger.projections import jobs
 from boost_ledger.projections.replay import replay_and_compare
 
 Connect = Callable[[], Awaitable["asyncpg.Connection[Any]"]]
+# Replays projections in another process, in an exported snapshot: (snapshot, modules) ->
+# the differences (``replay_elsewhere`` is what that process runs).
+Offload = Callable[[str, list[ModuleType]], Awaitable[list[str]]]
 
 _PASS_CHECKS = [
     "hash-chain, stream-versions",
@@ -63,29 +67,72 @@ async def verify(
     *,
     projections_too: bool = True,
     connect: Connect | None = None,
+    offload: Offload | None = None,
 ) -> Report:
     """Run every check; ``connection`` (and ``connect``'s) must be an owner's
-    (postgres.owner_connection)."""
+    (postgres.owner_connection). With ``connect``, ``offload`` may replay the projections that
+    take the biggest share of the log in another process (see ``replay_elsewhere``)."""
     started = time.perf_counter()
     parts = _Parts()
     modules = list(projections.PROJECTIONS) if projections_too else []
     async with (
         connection.transaction(isolation="repeatable_read"),
-        _sharing_snapshot(connection, connect) as helpers,
+        _sharing_snapshot(connection, connect) as shared,
     ):
-        reader = helpers[0] if helpers else None
-        sets = asyncio.create_task(_set_checks(helpers[1], parts.sets)) if helpers else None
-        try:
-            parts.projections = await _pass(connection, reader, modules, parts)
-        except BaseException:
-            if sets is not None:
-                sets.cancel()
-                await asyncio.gather(sets, return_exceptions=True)
-            raise
-        await (sets if sets is not None else _set_checks(connection, parts.sets))
+        if shared is None:
+            parts.projections = await _pass(connection, None, modules, parts)
+            await _set_checks(connection, parts.sets)
+        else:
+            snapshot, reader, checker = shared
+            here, elsewhere = await _split(connection, modules, offload is not None)
+            side: list[Awaitable[Any]] = [_set_checks(checker, parts.sets)]
+            if offload is not None and elsewhere:
+                side.append(offload(snapshot, elsewhere))
+            found, *results = await _concurrently(_pass(connection, reader, here, parts), side)
+            parts.projections = [*found, *(results[1] if len(results) > 1 else [])]
     report = parts.merged(projections_too)
     report.seconds = round(time.perf_counter() - started, 3)
     return report
+
+
+async def replay_elsewhere(
+    connection: asyncpg.Connection[Any],
+    reader: asyncpg.Connection[Any],
+    snapshot: str,
+    modules: Sequence[ModuleType],
+) -> list[str]:
+    """The other side of ``offload``: replay ``modules`` in the exported ``snapshot`` (two owner
+    connections of this process) and compare; the differences."""
+    async with (
+        connection.transaction(isolation="repeatable_read"),
+        reader.transaction(isolation="repeatable_read"),
+    ):
+        for shared in (connection, reader):
+            await shared.execute("set transaction snapshot " + _literal(snapshot))
+        return await replay_and_compare(connection, modules, reader=reader)
+
+
+async def _split(
+    connection: asyncpg.Connection[Any], modules: list[ModuleType], offloading: bool
+) -> tuple[list[ModuleType], list[ModuleType]]:
+    """(replayed here, replayed elsewhere): the heaviest share goes elsewhere, since this
+    process also runs the event-by-event checks."""
+    if not offloading or len(modules) < 2:
+        return modules, []
+    heaviest, *rest = jobs.share_out(modules, await jobs.type_shares(connection), 2)
+    return [module for group in rest for module in group], heaviest
+
+
+async def _concurrently(main: Awaitable[Any], side: list[Awaitable[Any]]) -> list[Any]:
+    """``main`` here and ``side`` as tasks meanwhile; their results, ``main``'s first. Should
+    anything fail, whatever still runs is cancelled."""
+    tasks = [asyncio.ensure_future(awaitable) for awaitable in side]
+    try:
+        return [await main, *[await task for task in tasks]]
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def _pass(
@@ -118,9 +165,9 @@ async def _set_checks(connection: asyncpg.Connection[Any], report: Report) -> No
 @asynccontextmanager
 async def _sharing_snapshot(
     connection: asyncpg.Connection[Any], connect: Connect | None
-) -> AsyncIterator[tuple[asyncpg.Connection[Any], asyncpg.Connection[Any]] | None]:
-    """Two more connections (a reader and a checker) in transactions that see the snapshot of
-    ``connection``'s transaction; None without ``connect``."""
+) -> AsyncIterator[tuple[str, asyncpg.Connection[Any], asyncpg.Connection[Any]] | None]:
+    """The snapshot of ``connection``'s transaction, exported, and two more connections (a
+    reader and a checker) in transactions that see it; None without ``connect``."""
     if connect is None:
         yield None
         return
@@ -133,7 +180,7 @@ async def _sharing_snapshot(
             await stack.enter_async_context(helper.transaction(isolation="repeatable_read"))
             await helper.execute("set transaction snapshot " + _literal(snapshot))
             helpers.append(helper)
-        yield helpers[0], helpers[1]
+        yield snapshot, helpers[0], helpers[1]
 
 
 def _literal(text: str) -> str:

@@ -292,13 +292,23 @@ async def test_a_seal_catches_a_tail_rewritten_with_valid_hashes(ledger, owner):
 
 
 async def test_a_projection_changed_behind_the_ledgers_back_is_named(ledger, owner):
-    """An order row edited in place (no event says so) differs from the replay: verify fails
-    with a projection finding that shows the live row and the replayed one, and nothing else."""
+    """An order row and an account row edited in place (no event says so) differ from the
+    replay: verify (library, and the CLI, whose replay is shared with a child process) fails
+    with projection findings that show the live rows and the replayed ones, and nothing else."""
     order_id = ledger.submitted_order
     await owner.execute("update orders set remains = 12345 where order_id = $1", order_id)
+    await owner.execute("update accounts set name = 'forged' where account_id = $1", ledger.partial)
     report = await verify.verify(owner)
     assert {f.check for f in report.findings} == {"projection"}, report.findings
     details = [f.detail for f in report.findings]
     assert any(d.startswith("orders (live only): ") and '"remains":12345' in d for d in details)
     assert any(d.startswith("orders (replay only): ") and f'"order_id":{order_id}' in d
                for d in details), details
+    assert any(d.startswith("accounts (live only): ") and '"forged"' in d for d in details)
+
+    code, out, err = await _boost(ledger.dsn, "audit", "verify")
+    assert code == 1, out + err
+    failures = [line for line in out.splitlines() if line.startswith("FAIL")]
+    assert failures and all(line.startswith("FAIL projection: ") for line in failures), out
+    assert any('"remains":12345' in line for line in failures), out
+    assert any('"forged"' in line for line in failures), out
