@@ -154,17 +154,31 @@ def record_from_row(row: Mapping[str, Any]) -> RecordedEvent:
 
 # Replays read the log in position order, in bounded batches, with data and metadata as JSON
 # text: each is decoded once, straight into its typed struct (no dict in between), and the text
-# is also what an auditor hashes. Columns in this order (see record_from_text_row).
+# is also what an auditor hashes. Columns in this order (see record_from_text_row). A part is
+# asked for as "not any other part": PostgreSQL takes that for an unselective test and keeps
+# walking the positions in order (as "= part" it would expect few rows, and sort a scan of the
+# whole log for every batch).
 _RANGE = """
 select global_position, event_id, stream_id, version, type, data::text, metadata::text,
        transaction_id::text::bigint, recorded_at, hash
   from events
  where global_position > $1 and ($2::bigint is null or global_position <= $2)
    and ($3::text[] is null or type = any($3::text[]))
+   and ($5::text is null
+        or coalesce(mod(mod(hashtext(data->>$5)::bigint, $6) + $6, $6), 0) <> all($7::bigint[]))
  order by global_position
  limit $4
 """
 RANGE_BATCH_MAX = 50_000
+
+
+class Part(msgspec.Struct, frozen=True):
+    """One of ``count`` disjoint parts of the events, by a hash of their data's ``field`` (the
+    events without it are in part 0)."""
+
+    field: str
+    count: int
+    index: int
 
 
 async def read_range(
@@ -173,12 +187,22 @@ async def read_range(
     up_to: int | None,
     types: Sequence[str] | None,
     limit: int,
+    part: Part | None = None,
 ) -> list[Any]:
     """Rows of the events with ``after < global_position <= up_to`` (no bound when None) of
-    ``types`` (all when None), in position order, at most ``limit``."""
+    ``types`` (all when None), of ``part`` (all when None), in position order, at most
+    ``limit``."""
     assert 0 < limit <= RANGE_BATCH_MAX
+    assert part is None or 0 <= part.index < part.count
     return await connection.fetch(
-        _RANGE, after, up_to, None if types is None else list(types), limit
+        _RANGE,
+        after,
+        up_to,
+        None if types is None else list(types),
+        limit,
+        None if part is None else part.field,
+        1 if part is None else part.count,
+        [] if part is None else [other for other in range(part.count) if other != part.index],
     )
 
 

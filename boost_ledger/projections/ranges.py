@@ -74,6 +74,7 @@ async def apply_range(
     *,
     reader: asyncpg.Connection[Any] | None = None,
     observer: Observer | None = None,
+    part: store.Part | None = None,
 ) -> tuple[int, Counter[str]]:
     """Fold the events with ``after < position <= up_to`` (no bound when None) into each
     target's copies, in position order, a batch per transaction (a savepoint if the caller has
@@ -81,11 +82,12 @@ async def apply_range(
 
     With a ``reader`` (another connection, seeing what ``connection`` sees) the log is read
     there, a batch ahead, so PostgreSQL reads while this process folds. An ``observer`` sees
-    every batch of rows (every event, not only the projections' types) before it is folded."""
+    every batch of rows (every event, not only the projections' types) before it is folded.
+    With a ``part``, only its events (another process may fold the others meanwhile)."""
     wanted = event_types(module for module, _ in targets)
     types, relevant = (None, frozenset(wanted)) if observer is not None else (wanted, None)
     position, metadata = after, MetadataDecoder()
-    batches = _batches(reader or connection, reader is not None, position, up_to, types)
+    batches = _batches(reader or connection, reader is not None, position, up_to, types, part)
     writes = _Writes(connection, targets)
     with collector_paused():
         async with aclosing(batches), writes:
@@ -162,18 +164,19 @@ async def _batches(
     after: int,
     up_to: int | None,
     types: Sequence[str] | None,
+    part: store.Part | None,
 ) -> AsyncGenerator[list[Any], None]:
     """The rows of the range in batches; with ``prefetch``, the next batch is read meanwhile."""
     if not prefetch:
-        while rows := await store.read_range(reader, after, up_to, types, BATCH_SIZE):
+        while rows := await store.read_range(reader, after, up_to, types, BATCH_SIZE, part):
             yield rows
             after = rows[-1][0]
         return
-    pending = asyncio.ensure_future(store.read_range(reader, after, up_to, types, BATCH_SIZE))
+    pending = asyncio.ensure_future(store.read_range(reader, after, up_to, types, BATCH_SIZE, part))
     try:
         while rows := await pending:
             pending = asyncio.ensure_future(
-                store.read_range(reader, rows[-1][0], up_to, types, BATCH_SIZE)
+                store.read_range(reader, rows[-1][0], up_to, types, BATCH_SIZE, part)
             )
             yield rows
     finally:

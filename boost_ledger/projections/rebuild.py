@@ -11,7 +11,7 @@ touched them (or the lock would not have been granted), so it reads and writes t
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -19,6 +19,7 @@ import asyncpg
 import msgspec
 
 from boost_ledger import projections
+from boost_ledger.ledger import store
 from boost_ledger.postgres import APPLICATION_ROLE
 from boost_ledger.projections.ranges import Progress, apply_range
 from boost_ledger.projections.replay import create_copies, quoted, stable_head
@@ -34,6 +35,9 @@ SWAP_LOCK_TIMEOUT_MS = 500
 # key's idempotency record before it inserts the order, and every request's authentication reads
 # the API key before its account. Locking them first avoids the cycles with those writers.
 LOCKED_FIRST = ("idempotency_keys", "api_keys")
+
+# Fills the copies up to a stable head (given) and says how many events each projection folded.
+Fill = Callable[[int], Awaitable[Counter[str]]]
 
 
 class RebuildReport(msgspec.Struct, frozen=True):
@@ -60,15 +64,20 @@ async def rebuild_all(
     modules: Sequence[ModuleType],
     progress: Progress | None = None,
     reader: asyncpg.Connection[Any] | None = None,
+    fill: Fill | None = None,
 ) -> list[RebuildReport]:
     """Rebuild projections online in one pass over the log (each event read once, folded by
     every projection that wants it), then swap each in; reports in the order of ``modules``.
-    With a ``reader`` (a second owner connection) the log is read there, a batch ahead."""
+    With a ``reader`` (a second owner connection) the log is read there, a batch ahead. With
+    ``fill``, the copies are first filled up to a stable head by it (see ``fill_part``)."""
     for module in modules:
         await create_copies(connection, _schema(module), [module])
     try:
         reports: dict[str, RebuildReport] = {}
         pending, position, folded = list(modules), 0, Counter[str]()
+        if fill is not None:
+            position = await stable_head(connection)
+            folded.update(await fill(position))
         for attempt in range(1, MAX_SWAP_ATTEMPTS + 1):
             position = await _catch_up(connection, reader, pending, position, folded, progress)
             for module in list(pending):
@@ -84,6 +93,30 @@ async def rebuild_all(
     finally:
         for module in modules:
             await connection.execute(f"drop schema if exists {quoted(_schema(module))} cascade")
+
+
+async def fill_part(
+    connection: asyncpg.Connection[Any],
+    reader: asyncpg.Connection[Any] | None,
+    module: ModuleType,
+    up_to: int,
+    part: store.Part,
+    progress: Progress | None = None,
+) -> Counter[str]:
+    """Fold one part of the events up to ``up_to`` into ``module``'s copies (made by a
+    ``rebuild_all`` running meanwhile, whose ``fill`` waits for every part). Parts split the
+    events by the field the projection's rows are partitioned by, so each part writes rows of
+    its own: several processes can fill one projection at once."""
+    target = [(module, _schema(module))]
+    _, folded = await apply_range(connection, target, 0, up_to, progress, reader=reader, part=part)
+    return folded
+
+
+def partition_field(module: ModuleType) -> str:
+    """The event field that names the rows of ``module``'s tables (one for all its tables)."""
+    fields: set[str] = {spec.partition for spec in module.BULK_TABLES}
+    assert len(fields) == 1, f"{module.NAME} partitions its tables by {fields}"
+    return fields.pop()
 
 
 async def _catch_up(
