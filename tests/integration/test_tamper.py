@@ -312,3 +312,23 @@ async def test_a_projection_changed_behind_the_ledgers_back_is_named(ledger, own
     assert failures and all(line.startswith("FAIL projection: ") for line in failures), out
     assert any('"remains":12345' in line for line in failures), out
     assert any('"forged"' in line for line in failures), out
+
+
+async def test_a_duplicated_version_is_named_once_the_unique_index_is_gone(ledger, owner):
+    """With the log's unique index on (stream_id, version) dropped, a copy of an event under a
+    new id (same stream, same version) is looked for and named as a stream-versions finding."""
+    stream = f"order-{ledger.submitted_order}"
+    async with _trigger_off(owner):
+        await owner.execute("alter table events drop constraint events_stream_id_version_key")
+        assert (await verify.verify(owner, projections_too=False)).ok
+        copied = await owner.fetchval(
+            "insert into events (event_id, stream_id, version, type, data, metadata, hash)"
+            " select gen_random_uuid(), stream_id, version, type, data, metadata, hash"
+            " from events where stream_id = $1 and version = 2 returning global_position",
+            stream,
+        )
+    report = await verify.verify(owner, projections_too=False)
+    duplicates = [f for f in report.findings
+                  if f.check == "stream-versions" and "more than once" in f.detail]
+    assert [(f.stream_id, "version 2" in f.detail) for f in duplicates] == [(stream, True)]
+    assert _named(report, "hash-chain", copied) or _named(report, "stream-versions", copied)
