@@ -1,50 +1,43 @@
-"""Pass 1 of a verification: every stream, in version order, streamed with a cursor.
+"""Every stream's versions and hash chain, checked event by event on the pass over the log.
 
-Per stream: versions run 1, 2, 3 ... with no gap; each hash is sha256(previous hash ||
-canonical bytes) (the same bytes as ``event_canonical_bytes`` in sql/0001_event_log.sql).
-Per wallet stream: each balance_after follows from the previous one, never below zero; each
-order is debited once and refunded at most once, never more than its charge; the debit, refund
-and credit ids are the deterministic ones.
+The pass goes in position order. Each event must follow the previous event of its stream (the
+last one before it in the log): version + 1, hash = sha256(previous hash || canonical bytes),
+the same bytes as ``event_canonical_bytes`` in sql/0001_event_log.sql, hashed here rather than by
+a function stored in the database that a forger could replace. A stream's events can only be
+appended in version order (an append needs its predecessor committed), so on an honest log
+position order is version order; an event moved, removed or altered breaks the chain at the
+event after it, or at itself.
+
+The last (version, hash) of the streams seen most recently is kept in memory (a bounded number
+of streams); an event whose stream has dropped out of it looks its predecessor up in the
+database, a batch at a time. ``(stream_id, version)`` is unique by the log's own index, which the
+auditor checks is still in place; should it be gone, duplicates are looked for by a query.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
-import msgspec
 
 from boost_ledger.audit.findings import Finding, Report
-from boost_ledger.ledger.events import credit_event_id, debit_event_id, refund_event_id
 
-CURSOR_PREFETCH = 10_000
+MAX_CACHED_STREAMS = 100_000
 
-_QUERY = """
-select global_position, event_id, stream_id, version, type, data::text as data,
-       metadata::text as metadata, hash
-  from events order by stream_id, version
+# Row columns, as ``store.read_range`` returns them.
+POSITION, EVENT_ID, STREAM, VERSION, TYPE, DATA, METADATA, _, _, HASH = range(10)
+
+_PREDECESSORS = """
+select m.position, p.version, p.hash
+  from unnest($1::text[], $2::bigint[]) as m(stream_id, position)
+  cross join lateral (
+      select e.version, e.hash from events e
+       where e.stream_id = m.stream_id and e.global_position < m.position
+       order by e.version desc limit 1) p
 """
-
-
-class _WalletState:
-    __slots__ = ("balance_kobo", "debits", "refunds")
-
-    def __init__(self) -> None:
-        self.balance_kobo = 0
-        self.debits: dict[int, int] = {}
-        self.refunds: dict[int, int] = {}
-
-
-class _Money(msgspec.Struct):
-    account_id: int
-    amount_kobo: int
-    balance_after_kobo: int
-    order_id: int | None = None
-    reference: str | None = None
-
-
-_money_decoder = msgspec.json.Decoder(_Money)
 
 
 def canonical_bytes(
@@ -54,97 +47,100 @@ def canonical_bytes(
     return f"{event_id}\n{stream_id}\n{version}\n{type_name}\n{data}\n{metadata}".encode()
 
 
-async def verify_chains(connection: asyncpg.Connection[Any], report: Report) -> None:
-    stream = ""
-    previous_hash = b""
-    expected_version = 1
-    wallet: _WalletState | None = None
-    async with connection.transaction(isolation="repeatable_read", readonly=True):
-        async for row in connection.cursor(_QUERY, prefetch=CURSOR_PREFETCH):
-            report.events += 1
-            if row["stream_id"] != stream:
-                stream = row["stream_id"]
-                report.streams += 1
-                previous_hash, expected_version = b"", 1
-                wallet = _WalletState() if stream.startswith("wallet-") else None
-            where = {"global_position": row["global_position"], "stream_id": stream}
-            if row["version"] != expected_version:
-                report.add(
-                    Finding(
-                        "stream-versions",
-                        f"expected version {expected_version},"
-                        f" found {row['version']} (an event is missing or moved)",
-                        **where,
-                    )
-                )
-            canonical = canonical_bytes(
-                row["event_id"], stream, row["version"], row["type"], row["data"], row["metadata"]
-            )
-            computed = hashlib.sha256(previous_hash + canonical).digest()
-            if computed != row["hash"]:
-                report.add(
-                    Finding(
-                        "hash-chain",
-                        f"hash mismatch at version {row['version']}"
-                        " (the event or one before it was altered)",
-                        **where,
-                    )
-                )
-            previous_hash = row["hash"]
-            expected_version = row["version"] + 1
-            if wallet is not None:
-                _check_money(wallet, row, report, where)
+class ChainCheck:
+    """Versions and hashes of every stream, fed the log's rows in position order."""
 
+    def __init__(self, report: Report) -> None:
+        self.report = report
+        # stream -> (version, hash) of its last event seen; insertion order is recency.
+        self._last: dict[str, tuple[int, bytes]] = {}
 
-def _check_money(wallet: _WalletState, row: Any, report: Report, where: dict[str, Any]) -> None:
-    kind = row["type"]
-    if kind not in ("WalletCredited", "FundsDebited", "Refunded"):
-        return
-    money = _money_decoder.decode(row["data"])
-    if money.amount_kobo <= 0:
-        report.add(Finding("amount", f"{kind} of {money.amount_kobo} kobo", **where))
-    if kind == "WalletCredited":
-        wallet.balance_kobo += money.amount_kobo
-        expected_id = credit_event_id(money.account_id, money.reference or "")
-    elif kind == "FundsDebited":
-        order_id = money.order_id or 0
-        wallet.balance_kobo -= money.amount_kobo
-        if order_id in wallet.debits:
-            report.add(Finding("debit-once", f"order {order_id} debited twice", **where))
-        wallet.debits[order_id] = money.amount_kobo
-        expected_id = debit_event_id(order_id)
-    else:
-        order_id = money.order_id or 0
-        wallet.balance_kobo += money.amount_kobo
-        if order_id in wallet.refunds:
-            report.add(Finding("refund-once", f"order {order_id} refunded twice", **where))
-        if money.amount_kobo > wallet.debits.get(order_id, 0):
-            report.add(
-                Finding(
-                    "refund-bound",
-                    f"refund of {money.amount_kobo} kobo exceeds the charge of order {order_id}",
-                    **where,
-                )
+    async def check(self, connection: asyncpg.Connection[Any], rows: Sequence[Any]) -> None:
+        assert len(rows) <= MAX_CACHED_STREAMS // 2, "a batch's streams must stay in memory"
+        looked_up = await self._look_up(connection, rows)
+        last, sha256 = self._last, hashlib.sha256
+        # The loop every event goes through: kept tight, the findings are worded elsewhere.
+        for row in rows:
+            position, event_id, stream, version, kind, data, metadata, _, _, stored = row
+            previous = last.pop(stream, None) or looked_up.get(position)
+            if previous is None:
+                self.report.streams += 1
+                previous = (0, b"")
+            canonical = f"{event_id}\n{stream}\n{version}\n{kind}\n{data}\n{metadata}".encode()
+            if version != previous[0] + 1 or sha256(previous[1] + canonical).digest() != stored:
+                self._report_break(row, previous)
+            last[stream] = (version, stored)
+        # Only after the batch (``_look_up`` counted on the streams in memory staying there), and
+        # in one go: the most recent half stays (deleting from a dict's front one key at a time
+        # would rescan the deleted slots every time).
+        if len(last) > MAX_CACHED_STREAMS:
+            kept = itertools.islice(last.items(), len(last) - MAX_CACHED_STREAMS // 2, None)
+            self._last = dict(kept)
+
+    def _report_break(self, row: Any, previous: tuple[int, bytes]) -> None:
+        version = row[VERSION]
+        if version != previous[0] + 1:
+            self._add(
+                "stream-versions",
+                f"expected version {previous[0] + 1},"
+                f" found {version} (an event is missing or moved)",
+                row,
             )
-        wallet.refunds[order_id] = money.amount_kobo
-        expected_id = refund_event_id(order_id)
-    if wallet.balance_kobo != money.balance_after_kobo:
-        report.add(
-            Finding(
-                "balance",
-                f"balance_after {money.balance_after_kobo} kobo, but the"
-                f" stream sums to {wallet.balance_kobo}",
-                **where,
-            )
+        canonical = canonical_bytes(
+            row[EVENT_ID], row[STREAM], version, row[TYPE], row[DATA], row[METADATA]
         )
-        wallet.balance_kobo = money.balance_after_kobo  # report each break once, not every row
-    if wallet.balance_kobo < 0:
-        report.add(Finding("balance", f"balance below zero: {wallet.balance_kobo}", **where))
-    if row["event_id"] != expected_id:
+        if hashlib.sha256(previous[1] + canonical).digest() != row[HASH]:
+            self._add(
+                "hash-chain",
+                f"hash mismatch at version {version} (the event or one before it was altered)",
+                row,
+            )
+
+    def _add(self, check: str, detail: str, row: Any) -> None:
+        self.report.add(Finding(check, detail, row[POSITION], row[STREAM]))
+
+    async def _look_up(
+        self, connection: asyncpg.Connection[Any], rows: Sequence[Any]
+    ) -> dict[int, tuple[int, bytes]]:
+        """Predecessors of the batch's events whose stream is not in memory (by position)."""
+        seen: set[str] = set()
+        streams, positions = [], []
+        for row in rows:
+            stream = row[STREAM]
+            if stream in seen or stream in self._last:
+                continue
+            seen.add(stream)
+            if row[VERSION] != 1:  # a first version has none (duplicates: see the docstring)
+                streams.append(stream)
+                positions.append(row[POSITION])
+        if not streams:
+            return {}
+        found = await connection.fetch(_PREDECESSORS, streams, positions)
+        return {record[0]: (record[1], record[2]) for record in found}
+
+
+async def verify_unique_versions(connection: asyncpg.Connection[Any], report: Report) -> None:
+    """``(stream_id, version)`` is unique: by the log's unique index while it stands and is
+    valid, otherwise by looking for duplicates."""
+    guarded = await connection.fetchval(
+        "select exists (select 1 from pg_index i join pg_attribute a"
+        " on a.attrelid = i.indrelid and a.attnum = any(i.indkey)"
+        " where i.indrelid = 'public.events'::regclass and i.indisunique and i.indisvalid"
+        " and i.indnatts = 2 and i.indpred is null"
+        " group by i.indexrelid having array_agg(a.attname::text order by a.attname)"
+        " = array['stream_id', 'version'])"
+    )
+    if guarded:
+        return
+    for row in await connection.fetch(
+        "select min(global_position) as global_position, stream_id, version from events"
+        " group by stream_id, version having count(*) > 1 order by 1 limit 100"
+    ):
         report.add(
             Finding(
-                "deterministic-id",
-                f"{kind} has event id {row['event_id']}, expected {expected_id}",
-                **where,
+                "stream-versions",
+                f"version {row['version']} appears more than once",
+                row["global_position"],
+                row["stream_id"],
             )
         )

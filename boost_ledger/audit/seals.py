@@ -8,10 +8,12 @@ the digest covers contents, order and presence of every event under the seal.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 
+from boost_ledger.audit.chains import HASH
 from boost_ledger.audit.findings import Finding, Report
 from boost_ledger.ledger.commit import commit
 from boost_ledger.ledger.events import SEAL_STREAM, LedgerSealed
@@ -31,6 +33,10 @@ class Digest:
     def add(self, event_hash: bytes) -> None:
         self._hash.update(event_hash)
         self.events += 1
+
+    def add_all(self, event_hashes: list[bytes]) -> None:
+        self._hash.update(b"".join(event_hashes))
+        self.events += len(event_hashes)
 
     def hexdigest(self) -> str:
         return self._hash.copy().hexdigest()
@@ -64,33 +70,42 @@ async def seal(connection: asyncpg.Connection[Any], position: int | None = None)
     return event
 
 
-async def verify_feed_and_seals(connection: asyncpg.Connection[Any], report: Report) -> None:
-    """Pass 2, in position order: positions strictly increase (no duplicate), the feed reader's
-    order agrees with what is visible, and every seal's digest still matches."""
-    async with connection.transaction(isolation="repeatable_read", readonly=True):
-        seals = [
-            (row["global_position"], decode_seal(row["data"]))
-            for row in await connection.fetch(
-                "select global_position, data::text as data from events"
-                " where stream_id = $1 order by version",
-                SEAL_STREAM,
-            )
-        ]
-        pending = sorted(seals, key=lambda item: item[1].position)
-        digest = Digest()
-        index = 0
-        async for row in connection.cursor(
-            "select global_position, hash from events order by global_position",
-            prefetch=CURSOR_PREFETCH,
-        ):
-            while index < len(pending) and pending[index][1].position < row["global_position"]:
-                _check_seal(pending[index], digest, report)
-                index += 1
-            digest.add(row["hash"])
-        while index < len(pending):
-            _check_seal(pending[index], digest, report)
-            index += 1
-    report.seals = len(seals)
+async def read_seals(connection: asyncpg.Connection[Any]) -> list[tuple[int, LedgerSealed]]:
+    """Every seal of the log: (its own position, what it sealed)."""
+    rows = await connection.fetch(
+        "select global_position, data::text as data from events"
+        " where stream_id = $1 order by version",
+        SEAL_STREAM,
+    )
+    return [(row["global_position"], decode_seal(row["data"])) for row in rows]
+
+
+class SealCheck:
+    """Every seal's digest, recomputed on the pass over the log in position order."""
+
+    def __init__(self, report: Report, seals: list[tuple[int, LedgerSealed]]) -> None:
+        self.report = report
+        self._pending = sorted(seals, key=lambda item: item[1].position)
+        self._index = 0
+        self._digest = Digest()
+        report.seals = len(seals)
+
+    def check(self, rows: Sequence[Any]) -> None:
+        pending, digest = self._pending, self._digest
+        if self._index == len(pending) or pending[self._index][1].position >= rows[-1][0]:
+            digest.add_all([row[HASH] for row in rows])  # no seal ends inside this batch
+            return
+        for row in rows:
+            while self._index < len(pending) and pending[self._index][1].position < row[0]:
+                _check_seal(pending[self._index], digest, self.report)
+                self._index += 1
+            digest.add(row[HASH])
+
+    def finish(self) -> None:
+        """After the last event: the seals over positions beyond it."""
+        while self._index < len(self._pending):
+            _check_seal(self._pending[self._index], self._digest, self.report)
+            self._index += 1
 
 
 def _check_seal(item: tuple[int, LedgerSealed], digest: Digest, report: Report) -> None:

@@ -71,8 +71,9 @@ async def _rotate(arguments: argparse.Namespace) -> int:
         except accounts.AccountNotFound as error:
             raise CommandError(str(error), exit_code=1) from None
     if arguments.json:
-        print_json({"account_id": str(arguments.account_id), "api_key": key.secret,
-                    "abilities": abilities})
+        print_json(
+            {"account_id": str(arguments.account_id), "api_key": key.secret, "abilities": abilities}
+        )
     else:
         print(f"new API key for account {arguments.account_id} (shown once): {key.secret}")
         print("the previous key no longer works")
@@ -88,6 +89,9 @@ async def _standing(arguments: argparse.Namespace) -> int:
         except accounts.AccountNotFound as error:
             raise CommandError(str(error), exit_code=1) from None
     past = {"disable": "disabled", "ban": "banned", "reinstate": "reinstated"}[arguments.change]
-    print(f"account {arguments.account_id} {past}" if changed else
-          f"account {arguments.account_id} was already {past}")
+    print(
+        f"account {arguments.account_id} {past}"
+        if changed
+        else f"account {arguments.account_id} was already {past}"
+    )
     return 0

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from datetime import datetime
+from types import ModuleType
 from typing import Any
 
 import msgspec
 
+from boost_ledger import postgres, projections
 from boost_ledger.audit import export, seals, statement, verify
 from boost_ledger.cli.common import CommandError, account_id_argument, print_json, settings_from_env
 from boost_ledger.database import open_owner_connection
+
+# A child process of a verification never runs longer than this.
+CHILD_TIMEOUT_S = 3600.0
 
 
 def register(commands: Any) -> None:
@@ -27,6 +33,11 @@ def register(commands: Any) -> None:
         help="do not compare the projections with a replay",
     )
     check.set_defaults(handler=_verify)
+    # The other process of a verification (its projection replay, in the verifier's snapshot).
+    part = actions.add_parser("verify-part", help=argparse.SUPPRESS)
+    part.add_argument("--snapshot", required=True)
+    part.add_argument("names", nargs="+", metavar="NAME")
+    part.set_defaults(handler=_verify_part)
     replay = actions.add_parser("replay", help="an account's balance and statement as of a moment")
     replay.add_argument("--account", required=True, type=account_id_argument)
     when = replay.add_mutually_exclusive_group()
@@ -44,8 +55,16 @@ def register(commands: Any) -> None:
 
 
 async def _verify(arguments: argparse.Namespace) -> int:
-    async with open_owner_connection(settings_from_env()) as connection:
-        report = await verify.verify(connection, projections_too=not arguments.skip_projections)
+    settings = settings_from_env()
+    async with open_owner_connection(settings) as connection:
+        # More connections, sharing the first one's snapshot, let PostgreSQL work meanwhile.
+        dsn = await postgres.prepare_dsn(settings.database_url, settings.data_dir)
+        report = await verify.verify(
+            connection,
+            projections_too=not arguments.skip_projections,
+            connect=lambda: postgres.owner_connection(dsn),
+            offload=_replay_in_a_child,
+        )
     if arguments.json:
         sys.stdout.buffer.write(
             msgspec.json.encode({**msgspec.structs.asdict(report), "ok": report.ok}) + b"\n"
@@ -64,6 +83,43 @@ async def _verify(arguments: argparse.Namespace) -> int:
             print(f"FAIL {finding.check}{where}: {finding.detail}")
         print("OK: every check holds" if report.ok else f"{len(report.findings)} finding(s)")
     return 0 if report.ok else 1
+
+
+async def _replay_in_a_child(snapshot: str, modules: list[ModuleType]) -> list[str]:
+    """``verify-part``: the replay of ``modules`` in a process of its own (a second CPU)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "boost_ledger.cli.main",
+        "audit",
+        "verify-part",
+        "--snapshot",
+        snapshot,
+        *[module.NAME for module in modules],
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), CHILD_TIMEOUT_S)
+    except (TimeoutError, asyncio.CancelledError):
+        process.kill()
+        await process.wait()
+        raise
+    if process.returncode != 0:
+        raise CommandError(f"the replay in a child process failed: {err.decode()[-500:]}", 1)
+    differences: list[str] = msgspec.json.decode(out, type=list[str])
+    return differences
+
+
+async def _verify_part(arguments: argparse.Namespace) -> int:
+    modules = [projections.by_name(name) for name in arguments.names]
+    async with (
+        open_owner_connection(settings_from_env()) as connection,
+        open_owner_connection(settings_from_env()) as reader,
+    ):
+        found = await verify.replay_elsewhere(connection, reader, arguments.snapshot, modules)
+    sys.stdout.buffer.write(msgspec.json.encode(found) + b"\n")
+    return 0
 
 
 def _parse_time(text: str) -> datetime:

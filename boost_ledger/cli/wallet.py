@@ -53,15 +53,24 @@ async def _credit(arguments: argparse.Namespace) -> int:
         except ValueError as error:
             raise CommandError(str(error)) from None
     if arguments.json:
-        print_json({"credited": result.credited, "amount": format_kobo(result.amount_kobo),
-                    "balance": format_kobo(result.balance_kobo)})
+        print_json(
+            {
+                "credited": result.credited,
+                "amount": format_kobo(result.amount_kobo),
+                "balance": format_kobo(result.balance_kobo),
+            }
+        )
     elif result.credited:
-        print(f"credited {format_kobo(amount_kobo)} NGN;"
-              f" balance {format_kobo(result.balance_kobo)} NGN")
+        print(
+            f"credited {format_kobo(amount_kobo)} NGN;"
+            f" balance {format_kobo(result.balance_kobo)} NGN"
+        )
     else:
-        print(f"reference {arguments.reference!r} was already credited"
-              f" ({format_kobo(result.amount_kobo)} NGN); nothing changed;"
-              f" balance {format_kobo(result.balance_kobo)} NGN")
+        print(
+            f"reference {arguments.reference!r} was already credited"
+            f" ({format_kobo(result.amount_kobo)} NGN); nothing changed;"
+            f" balance {format_kobo(result.balance_kobo)} NGN"
+        )
     return 0
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -35,6 +35,7 @@ import msgspec
 from boost_ledger.ledger.connection import Connection
 from boost_ledger.ledger.errors import ConcurrencyConflict, DuplicateEvent
 from boost_ledger.ledger.events import Event, RecordedEvent, decode_event
+from boost_ledger.ledger.replay_types import decode_event_json, decode_metadata_json
 
 MAX_APPEND_BATCH = 100
 FEED_BATCH_MAX = 10_000
@@ -148,6 +149,78 @@ def record_from_row(row: Mapping[str, Any]) -> RecordedEvent:
         transaction_id=row["transaction_id"],
         recorded_at=row["recorded_at"],
         hash=row["hash"],
+    )
+
+
+# Replays read the log in position order, in bounded batches, with data and metadata as JSON
+# text: each is decoded once, straight into its typed struct (no dict in between), and the text
+# is also what an auditor hashes. Columns in this order (see record_from_text_row). A part is
+# asked for as "not any other part": PostgreSQL takes that for an unselective test and keeps
+# walking the positions in order (as "= part" it would expect few rows, and sort a scan of the
+# whole log for every batch).
+_RANGE = """
+select global_position, event_id, stream_id, version, type, data::text, metadata::text,
+       transaction_id::text::bigint, recorded_at, hash
+  from events
+ where global_position > $1 and ($2::bigint is null or global_position <= $2)
+   and ($3::text[] is null or type = any($3::text[]))
+   and ($5::text is null
+        or coalesce(mod(mod(hashtext(data->>$5)::bigint, $6) + $6, $6), 0) <> all($7::bigint[]))
+ order by global_position
+ limit $4
+"""
+RANGE_BATCH_MAX = 50_000
+
+
+class Part(msgspec.Struct, frozen=True):
+    """One of ``count`` disjoint parts of the events, by a hash of their data's ``field`` (the
+    events without it are in part 0)."""
+
+    field: str
+    count: int
+    index: int
+
+
+async def read_range(
+    connection: Connection,
+    after: int,
+    up_to: int | None,
+    types: Sequence[str] | None,
+    limit: int,
+    part: Part | None = None,
+) -> list[Any]:
+    """Rows of the events with ``after < global_position <= up_to`` (no bound when None) of
+    ``types`` (all when None), of ``part`` (all when None), in position order, at most
+    ``limit``."""
+    assert 0 < limit <= RANGE_BATCH_MAX
+    assert part is None or 0 <= part.index < part.count
+    return await connection.fetch(
+        _RANGE,
+        after,
+        up_to,
+        None if types is None else list(types),
+        limit,
+        None if part is None else part.field,
+        1 if part is None else part.count,
+        [] if part is None else [other for other in range(part.count) if other != part.index],
+    )
+
+
+def record_from_text_row(
+    row: Sequence[Any],
+    decode_metadata: Callable[[str], dict[str, Any]] = decode_metadata_json,
+) -> RecordedEvent:
+    """The event of a ``read_range`` row (``decode_metadata`` may share equal metadata)."""
+    return RecordedEvent(
+        global_position=row[0],
+        event_id=row[1],
+        stream_id=row[2],
+        version=row[3],
+        event=decode_event_json(row[4], row[5]),
+        metadata=decode_metadata(row[6]),
+        transaction_id=row[7],
+        recorded_at=row[8],
+        hash=row[9],
     )
 
 

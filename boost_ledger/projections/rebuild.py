@@ -10,6 +10,8 @@ touched them (or the lock would not have been granted), so it reads and writes t
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -17,14 +19,10 @@ import asyncpg
 import msgspec
 
 from boost_ledger import projections
+from boost_ledger.ledger import store
 from boost_ledger.postgres import APPLICATION_ROLE
-from boost_ledger.projections.replay import (
-    Progress,
-    apply_range,
-    create_copies,
-    quoted,
-    stable_head,
-)
+from boost_ledger.projections.ranges import Progress, apply_range
+from boost_ledger.projections.replay import create_copies, quoted, stable_head
 
 SMALL_TAIL = 2000
 MAX_SWAP_ATTEMPTS = 40
@@ -38,6 +36,9 @@ SWAP_LOCK_TIMEOUT_MS = 500
 # the API key before its account. Locking them first avoids the cycles with those writers.
 LOCKED_FIRST = ("idempotency_keys", "api_keys")
 
+# Fills the copies up to a stable head (given) and says how many events each projection folded.
+Fill = Callable[[int], Awaitable[Counter[str]]]
+
 
 class RebuildReport(msgspec.Struct, frozen=True):
     name: str
@@ -50,60 +51,104 @@ def _schema(module: ModuleType) -> str:
     return f"rebuild_{module.NAME}"
 
 
-async def relevant_events(connection: asyncpg.Connection[Any], module: ModuleType) -> int:
-    count: int = await connection.fetchval(
-        "select count(*) from events where type = any($1::text[])", list(module.EVENT_TYPES)
-    )
-    return count
-
-
 async def rebuild(
     connection: asyncpg.Connection[Any], module: ModuleType, progress: Progress | None = None
 ) -> RebuildReport:
     """Rebuild one projection online; ``connection`` is an owner's (postgres.owner_connection)."""
-    schema = _schema(module)
-    await create_copies(connection, schema, [module])
+    (report,) = await rebuild_all(connection, [module], progress)
+    return report
+
+
+async def rebuild_all(
+    connection: asyncpg.Connection[Any],
+    modules: Sequence[ModuleType],
+    progress: Progress | None = None,
+    reader: asyncpg.Connection[Any] | None = None,
+    fill: Fill | None = None,
+) -> list[RebuildReport]:
+    """Rebuild projections online in one pass over the log (each event read once, folded by
+    every projection that wants it), then swap each in; reports in the order of ``modules``.
+    With a ``reader`` (a second owner connection) the log is read there, a batch ahead. With
+    ``fill``, the copies are first filled up to a stable head by it (see ``fill_part``)."""
+    for module in modules:
+        await create_copies(connection, _schema(module), [module])
     try:
-        applied, position = 0, 0
+        reports: dict[str, RebuildReport] = {}
+        pending, position, folded = list(modules), 0, Counter[str]()
+        if fill is not None:
+            position = await stable_head(connection)
+            folded.update(await fill(position))
         for attempt in range(1, MAX_SWAP_ATTEMPTS + 1):
-            while True:
-                head = await stable_head(connection)
-                before = position
-                position = await apply_range(connection, [module], position, head, schema, progress)
-                applied += await _count_between(connection, module, before, position)
-                if head - before <= SMALL_TAIL:
-                    break
-            tail = await _try_swap(connection, module, schema, position, progress)
-            if tail is not None:
-                return RebuildReport(module.NAME, applied + tail, tail, attempt)
-        raise RuntimeError(f"could not lock {module.NAME} for the swap; retry when quieter")
+            position = await _catch_up(connection, reader, pending, position, folded, progress)
+            for module in list(pending):
+                tail = await _try_swap(connection, reader, module, position, progress)
+                if tail is not None:
+                    applied = folded[module.NAME] + tail
+                    reports[module.NAME] = RebuildReport(module.NAME, applied, tail, attempt)
+                    pending.remove(module)
+            if not pending:
+                return [reports[module.NAME] for module in modules]
+        names = ", ".join(module.NAME for module in pending)
+        raise RuntimeError(f"could not lock {names} for the swap; retry when quieter")
     finally:
-        await connection.execute(f"drop schema if exists {quoted(schema)} cascade")
+        for module in modules:
+            await connection.execute(f"drop schema if exists {quoted(_schema(module))} cascade")
 
 
-async def _count_between(
-    connection: asyncpg.Connection[Any], module: ModuleType, after: int, up_to: int
+async def fill_part(
+    connection: asyncpg.Connection[Any],
+    reader: asyncpg.Connection[Any] | None,
+    module: ModuleType,
+    up_to: int,
+    part: store.Part,
+    progress: Progress | None = None,
+) -> Counter[str]:
+    """Fold one part of the events up to ``up_to`` into ``module``'s copies (made by a
+    ``rebuild_all`` running meanwhile, whose ``fill`` waits for every part). Parts split the
+    events by the field the projection's rows are partitioned by, so each part writes rows of
+    its own: several processes can fill one projection at once."""
+    target = [(module, _schema(module))]
+    _, folded = await apply_range(connection, target, 0, up_to, progress, reader=reader, part=part)
+    return folded
+
+
+def partition_field(module: ModuleType) -> str:
+    """The event field that names the rows of ``module``'s tables (one for all its tables)."""
+    fields: set[str] = {spec.partition for spec in module.BULK_TABLES}
+    assert len(fields) == 1, f"{module.NAME} partitions its tables by {fields}"
+    return fields.pop()
+
+
+async def _catch_up(
+    connection: asyncpg.Connection[Any],
+    reader: asyncpg.Connection[Any] | None,
+    modules: Sequence[ModuleType],
+    position: int,
+    folded: Counter[str],
+    progress: Progress | None,
 ) -> int:
-    if up_to <= after:
-        return 0
-    count: int = await connection.fetchval(
-        "select count(*) from events where global_position > $1 and global_position <= $2"
-        " and type = any($3::text[])",
-        after,
-        up_to,
-        list(module.EVENT_TYPES),
-    )
-    return count
+    """Replay round after round up to a stable head, until a round had only a small tail."""
+    targets = [(module, _schema(module)) for module in modules]
+    while True:
+        head = await stable_head(connection)
+        before = position
+        position, counts = await apply_range(
+            connection, targets, position, head, progress, reader=reader
+        )
+        folded.update(counts)
+        if head - before <= SMALL_TAIL:
+            return position
 
 
 async def _try_swap(
     connection: asyncpg.Connection[Any],
+    reader: asyncpg.Connection[Any] | None,
     module: ModuleType,
-    schema: str,
     position: int,
     progress: Progress | None,
 ) -> int | None:
     """Lock, apply the tail, swap. None when the lock could not be had in time."""
+    schema = _schema(module)
     in_lock_order = sorted(module.TABLES, key=lambda table: table not in LOCKED_FIRST)
     tables = ", ".join(f"public.{quoted(table)}" for table in in_lock_order)
     lock_timeout_ms = await _lock_timeout_ms(connection)
@@ -111,15 +156,20 @@ async def _try_swap(
         async with connection.transaction():
             await connection.execute(f"set local lock_timeout = {lock_timeout_ms}")
             await connection.execute(f"lock table {tables} in access exclusive mode")
-            end = await apply_range(connection, [module], position, None, schema, progress)
-            tail = await _count_between(connection, module, position, end)
+            # The tail is read after the lock is held: every event of these tables is committed.
+            _, counts = await apply_range(
+                connection, [(module, schema)], position, None, progress, reader=reader
+            )
             for table in module.TABLES:
                 await connection.execute(f"drop table public.{quoted(table)}")
                 await connection.execute(
                     f"alter table {quoted(schema)}.{quoted(table)} set schema public"
                 )
+                await connection.execute(
+                    f"alter table public.{quoted(table)} reset (autovacuum_enabled)"
+                )
                 await _grant(connection, table)
-            return tail
+            return counts[module.NAME]
     except asyncpg.LockNotAvailableError:
         return None
 

@@ -16,20 +16,16 @@ head*: the highest position seen, once every transaction that was running then h
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from types import ModuleType
 from typing import Any
 
 import asyncpg
 
-from boost_ledger.ledger import store
-from boost_ledger.ledger.events import RecordedEvent
 from boost_ledger.projections import bulk
+from boost_ledger.projections.ranges import Observer, ReplayFailed, apply_range
 
-BATCH_SIZE = 5000
 STABLE_WAIT_S = 60.0
-
-Progress = Callable[[int], None]
 
 
 def quoted(identifier: str) -> str:
@@ -49,6 +45,9 @@ async def create_copies(
             await connection.execute(
                 f"create table {quoted(schema)}.{quoted(table)}"
                 f" (like public.{quoted(table)} including all)"
+                # Autovacuum would take a fresh copy up while it fills (CPU spent meanwhile, and
+                # a lock that makes the swap wait); the swap switches it back on.
+                " with (autovacuum_enabled = false)"
             )
 
 
@@ -68,52 +67,24 @@ async def stable_head(connection: asyncpg.Connection[Any]) -> int:
     return head
 
 
-async def apply_range(
-    connection: asyncpg.Connection[Any],
-    modules: Sequence[ModuleType],
-    after: int,
-    up_to: int | None,
-    schema: str,
-    progress: Progress | None = None,
-) -> int:
-    """Fold the events with ``after < position <= up_to`` (no bound when None) into the copies in
-    ``schema``, in position order, a batch per transaction (a savepoint if the caller has one)."""
-    types = list(frozenset().union(*(module.EVENT_TYPES for module in modules)))
-    position = after
-    while True:
-        rows = await connection.fetch(
-            f"select {store.SELECT_COLUMNS} from events where global_position > $1"
-            " and ($2::bigint is null or global_position <= $2) and type = any($3::text[])"
-            " order by global_position limit $4",
-            position,
-            up_to,
-            types,
-            BATCH_SIZE,
-        )
-        if not rows:
-            # Every event up to the bound is handled, relevant or not: the next range starts there.
-            return position if up_to is None else max(position, up_to)
-        records = [store.record_from_row(row) for row in rows]
-        async with connection.transaction():
-            await bulk.apply_batch(connection, modules, records, schema)
-        position = records[-1].global_position
-        if progress is not None:
-            progress(len(records))
-
-
 async def differences(
-    connection: asyncpg.Connection[Any], copy: str, table: str, limit: int = 5
+    connection: asyncpg.Connection[Any], copy: str, spec: bulk.TableSpec, limit: int = 5
 ) -> list[str]:
-    """Rows that differ between the live table and its replayed copy (both directions)."""
+    """Rows that differ between the live table and its replayed copy, matched by key (one hash
+    join): a row only one side has, or the two rows of a key that differ."""
+    matched = " and ".join(f"l.{quoted(column)} = r.{quoted(column)}" for column in spec.key)
+    rows = await connection.fetch(
+        "select row_to_json(l)::text as live, row_to_json(r)::text as replay"
+        f" from public.{quoted(spec.name)} l full join {copy} r on {matched}"
+        " where l is distinct from r limit $1",
+        limit,
+    )
     found: list[str] = []
-    live = f"public.{quoted(table)}"
-    for source, other, label in ((live, copy, "live only"), (copy, live, "replay only")):
-        rows = await connection.fetch(
-            f"select row_to_json(t)::text as row from (select * from {source}"
-            f" except all select * from {other}) t limit $1",
-            limit,
-        )
-        found.extend(f"{table} ({label}): {row['row']}" for row in rows)
+    for row in rows:
+        if row["live"] is not None:
+            found.append(f"{spec.name} (live only): {row['live']}")
+        if row["replay"] is not None:
+            found.append(f"{spec.name} (replay only): {row['replay']}")
     return found
 
 
@@ -122,69 +93,43 @@ async def compare_with_replay(
 ) -> list[str]:
     """Replay the whole log into temporary tables and compare them with the live tables, all in
     one REPEATABLE READ snapshot (so writers running meanwhile cannot cause false alarms)."""
-    found: list[str] = []
+    async with connection.transaction(isolation="repeatable_read"):
+        return await replay_and_compare(connection, modules)
+
+
+async def replay_and_compare(
+    connection: asyncpg.Connection[Any],
+    modules: Sequence[ModuleType],
+    *,
+    reader: asyncpg.Connection[Any] | None = None,
+    observer: Observer | None = None,
+) -> list[str]:
+    """``compare_with_replay`` in the caller's REPEATABLE READ transaction; ``reader`` (seeing
+    the same snapshot) and ``observer`` as for ``apply_range``. Should the projections refuse an
+    event, that is the one difference, and the observer still sees the rest of the log."""
+    for module in modules:
+        await _create_temporary_copies(connection, module)
+    # Temporary tables come first in the search path: the projectors now write into them.
+    targets = [(module, None) for module in modules]
     try:
-        async with connection.transaction(isolation="repeatable_read"):
-            await _compare_in_snapshot(connection, modules, found)
+        await apply_range(connection, targets, 0, None, reader=reader, observer=observer)
     except ReplayFailed as failure:
-        found.append(str(failure))
+        if observer is not None:
+            await apply_range(
+                connection, [], failure.resume_after, None, reader=reader, observer=observer
+            )
+        return [str(failure)]
+    found: list[str] = []
+    for module in modules:
+        assert {spec.name for spec in module.BULK_TABLES} == set(module.TABLES), module.NAME
+        for spec in module.BULK_TABLES:
+            found.extend(await differences(connection, f"pg_temp.{quoted(spec.name)}", spec))
     return found
 
 
-class ReplayFailed(Exception):
-    """The projections refused an event of the log: the log contradicts itself there (for a
-    database refusal, the last event of the failing batch is named)."""
-
-    def __init__(self, record: RecordedEvent, error: BaseException) -> None:
-        super().__init__(
-            f"replaying event {record.global_position} ({record.stream_id} v{record.version},"
-            f" {record.type}) failed: {type(error).__name__}: {error}"
+async def _create_temporary_copies(connection: asyncpg.Connection[Any], module: ModuleType) -> None:
+    for table in module.TABLES:
+        await connection.execute(
+            f"create temporary table {quoted(table)}"
+            f" (like public.{quoted(table)} including all) on commit drop"
         )
-
-
-async def _compare_in_snapshot(
-    connection: asyncpg.Connection[Any], modules: Sequence[ModuleType], found: list[str]
-) -> None:
-    for module in modules:
-        for table in module.TABLES:
-            await connection.execute(
-                f"create temporary table {quoted(table)}"
-                f" (like public.{quoted(table)} including all) on commit drop"
-            )
-    # Temporary tables come first in the search path: the projectors now write into them.
-    await _apply_in_snapshot(connection, modules)
-    for module in modules:
-        for table in module.TABLES:
-            found.extend(await differences(connection, f"pg_temp.{quoted(table)}", table))
-
-
-async def _apply_in_snapshot(
-    connection: asyncpg.Connection[Any], modules: Sequence[ModuleType]
-) -> None:
-    types = list(frozenset().union(*(module.EVENT_TYPES for module in modules)))
-    batch: list[RecordedEvent] = []
-    async for row in connection.cursor(
-        f"select {store.SELECT_COLUMNS} from events where type = any($1::text[])"
-        " order by global_position",
-        types,
-        prefetch=BATCH_SIZE,
-    ):
-        batch.append(store.record_from_row(row))
-        if len(batch) == BATCH_SIZE:
-            await _apply_checked(connection, modules, batch)
-            batch = []
-    if batch:
-        await _apply_checked(connection, modules, batch)
-
-
-async def _apply_checked(
-    connection: asyncpg.Connection[Any],
-    modules: Sequence[ModuleType],
-    batch: list[RecordedEvent],
-) -> None:
-    try:
-        await bulk.apply_batch(connection, modules, batch, None)
-    except bulk.FoldRefused as refusal:
-        raise ReplayFailed(refusal.record, refusal.error) from refusal
-    except asyncpg.PostgresError as error:
-        raise ReplayFailed(batch[-1], error) from error

@@ -289,3 +289,46 @@ async def test_a_seal_catches_a_tail_rewritten_with_valid_hashes(ledger, owner):
         "select global_position from events where stream_id = 'audit-seals'"
     )
     assert f"over positions 1..{sealed.position}" in report.findings[0].detail
+
+
+async def test_a_projection_changed_behind_the_ledgers_back_is_named(ledger, owner):
+    """An order row and an account row edited in place (no event says so) differ from the
+    replay: verify (library, and the CLI, whose replay is shared with a child process) fails
+    with projection findings that show the live rows and the replayed ones, and nothing else."""
+    order_id = ledger.submitted_order
+    await owner.execute("update orders set remains = 12345 where order_id = $1", order_id)
+    await owner.execute("update accounts set name = 'forged' where account_id = $1", ledger.partial)
+    report = await verify.verify(owner)
+    assert {f.check for f in report.findings} == {"projection"}, report.findings
+    details = [f.detail for f in report.findings]
+    assert any(d.startswith("orders (live only): ") and '"remains":12345' in d for d in details)
+    assert any(d.startswith("orders (replay only): ") and f'"order_id":{order_id}' in d
+               for d in details), details
+    assert any(d.startswith("accounts (live only): ") and '"forged"' in d for d in details)
+
+    code, out, err = await _boost(ledger.dsn, "audit", "verify")
+    assert code == 1, out + err
+    failures = [line for line in out.splitlines() if line.startswith("FAIL")]
+    assert failures and all(line.startswith("FAIL projection: ") for line in failures), out
+    assert any('"remains":12345' in line for line in failures), out
+    assert any('"forged"' in line for line in failures), out
+
+
+async def test_a_duplicated_version_is_named_once_the_unique_index_is_gone(ledger, owner):
+    """With the log's unique index on (stream_id, version) dropped, a copy of an event under a
+    new id (same stream, same version) is looked for and named as a stream-versions finding."""
+    stream = f"order-{ledger.submitted_order}"
+    async with _trigger_off(owner):
+        await owner.execute("alter table events drop constraint events_stream_id_version_key")
+        assert (await verify.verify(owner, projections_too=False)).ok
+        copied = await owner.fetchval(
+            "insert into events (event_id, stream_id, version, type, data, metadata, hash)"
+            " select gen_random_uuid(), stream_id, version, type, data, metadata, hash"
+            " from events where stream_id = $1 and version = 2 returning global_position",
+            stream,
+        )
+    report = await verify.verify(owner, projections_too=False)
+    duplicates = [f for f in report.findings
+                  if f.check == "stream-versions" and "more than once" in f.detail]
+    assert [(f.stream_id, "version 2" in f.detail) for f in duplicates] == [(stream, True)]
+    assert _named(report, "hash-chain", copied) or _named(report, "stream-versions", copied)
