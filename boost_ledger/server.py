@@ -97,7 +97,7 @@ def _bound_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _uvicorn(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Server:
+def _uvicorn_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Config:
     options: dict[str, Any] = {
         "log_config": None,
         "access_log": False,
@@ -110,7 +110,11 @@ def _uvicorn(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Server:
         "port": settings.port,
     }
     options.update(overrides)
-    return uvicorn.Server(uvicorn.Config(app, **options))
+    return uvicorn.Config(app, **options)
+
+
+def _uvicorn(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Server:
+    return uvicorn.Server(_uvicorn_config(app, settings, **overrides))
 
 
 @asynccontextmanager
@@ -168,11 +172,24 @@ async def running_runtime(settings: Settings) -> AsyncIterator[tuple[Runtime, St
         yield runtime, simulator_app
 
 
+class _AnnouncingServer(uvicorn.Server):
+    """A uvicorn server that prints ``announcement`` once it listens, so that whatever the
+    announcement tells a reader to try (the demo's curl line) works the moment it appears."""
+
+    def __init__(self, config: uvicorn.Config, announcement: str | None) -> None:
+        super().__init__(config)
+        self.announcement = announcement
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started and self.announcement is not None:
+            print(self.announcement, file=sys.stderr, flush=True)
+
+
 async def serve(settings: Settings) -> None:
     logs.configure(settings.log_level)
     async with running_runtime(settings) as (runtime, simulator_app):
-        if settings.demo_account:
-            await _open_demo(runtime, settings)
+        banner = await _demo_banner(runtime, settings) if settings.demo_account else None
         app = build_app(runtime, start_workers=settings.workers_enabled, simulator=simulator_app)
         # Everything loaded so far lives as long as the process: keep it out of the cyclic
         # collector's full passes, which would otherwise walk it and stall requests.
@@ -184,14 +201,16 @@ async def serve(settings: Settings) -> None:
             port=settings.port,
             provider="simulator" if simulator_app is not None else "external",
         )
-        await _uvicorn(app, settings).serve()
+        await _AnnouncingServer(_uvicorn_config(app, settings), banner).serve()
 
 
-async def _open_demo(runtime: Runtime, settings: Settings) -> None:
+async def _demo_banner(runtime: Runtime, settings: Settings) -> str | None:
+    """Open the demo account on an empty database; the banner that shows its key, if opened."""
     opened = await demo.open_demo_account_if_empty(runtime.pool)
-    if opened is not None:
-        base_url = f"http://{settings.host}:{settings.port}"
-        print(demo.demo_banner(opened[0], opened[1], base_url), file=sys.stderr, flush=True)
+    if opened is None:
+        return None
+    base_url = f"http://{settings.host}:{settings.port}"
+    return demo.demo_banner(opened[0], opened[1], base_url)
 
 
 async def work(settings: Settings) -> None:

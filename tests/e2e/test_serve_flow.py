@@ -52,14 +52,17 @@ async def served(test_server: Any) -> AsyncIterator[tuple[str, str]]:
 
 
 async def _demo_key(stream: asyncio.StreamReader) -> str:
-    key = None
+    """The demo key, from the banner that ``boost serve`` prints once it listens (its last
+    line is the curl line); the "serving" log line comes before it."""
+    key, serving = None, False
     while True:
         line = await stream.readline()
-        assert line, "boost serve exited before serving"
+        assert line, "boost serve exited before printing the demo banner"
         found = KEY_PATTERN.search(line)
         key = key or (found.group().decode() if found else None)
-        if b'"serving"' in line:
-            assert key is not None, "no demo key was printed before serving"
+        serving = serving or b'"serving"' in line
+        if b"curl" in line:
+            assert key is not None and serving, "the banner comes with a key, once serving"
             return key
 
 
