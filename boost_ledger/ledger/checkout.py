@@ -97,7 +97,6 @@ class _Request(msgspec.Struct, frozen=True):
     account_id: int
     idempotency_key: str
     fingerprint: bytes
-    body: dict[str, Any]
 
 
 async def checkout(
@@ -118,7 +117,7 @@ async def checkout(
     account (``KeyNotLive`` otherwise); without it, the caller vouches for the account.
     """
     state = state or CheckoutState()
-    request = _Request(key_hash, account_id, idempotency_key, fingerprint(body), body)
+    request = _Request(key_hash, account_id, idempotency_key, fingerprint(body))
     order_id: int | None = None
     for attempt in range(MAX_ATTEMPTS):
         service = await state.services.get(connection, service_id, fresh=attempt > 0)
@@ -133,12 +132,13 @@ async def checkout(
                 return earlier
             raise
         order_id = order_id or await state.order_ids.take(connection)
+        price_kobo = _price(service, order)
         row = await connection.fetchrow(
-            _PLACE, *_place_arguments(request, service, order, order_id, metadata)
+            _PLACE, *_place_arguments(request, service, order, order_id, price_kobo, metadata)
         )
         assert row is not None
         if row["outcome"] != "stale_service":
-            return _answer(row, order_id, service, order)
+            return _answer(row, order_id, price_kobo)
     raise CatalogChanging(service_id)
 
 
@@ -163,9 +163,9 @@ def _place_arguments(
     service: PricedService,
     order: OrderRequest,
     order_id: int,
+    price_kobo: int,
     metadata: dict[str, Any],
 ) -> tuple[Any, ...]:
-    price_kobo = _price(service, order)
     placed = OrderPlaced(
         order_id=order_id,
         account_id=request.account_id,
@@ -207,9 +207,7 @@ def _place_arguments(
     )
 
 
-def _answer(
-    row: Any, order_id: int, service: PricedService, order: OrderRequest
-) -> CheckoutAnswer:
+def _answer(row: Any, order_id: int, price_kobo: int) -> CheckoutAnswer:
     outcome = row["outcome"]
     if outcome == "placed":
         return CheckoutAnswer(201, row["response"], False, order_id)
@@ -222,7 +220,7 @@ def _answer(
     if outcome == "unauthorized":
         raise KeyNotLive()
     assert outcome == "insufficient", outcome
-    raise InsufficientBalance(_price(service, order), row["balance_kobo"])
+    raise InsufficientBalance(price_kobo, row["balance_kobo"])
 
 
 async def _earlier_answer(connection: Connection, request: _Request) -> CheckoutAnswer | None:
