@@ -84,6 +84,7 @@ async def timed_cli(
     if not _has_command(*arguments[:2]):
         print(f"  boost {command}: not available", flush=True)
         return {"command": command, "available": False}
+    quiet = await cluster.quiesce()
     stem = cluster.root / command.replace(" ", "_").replace("-", "")
     out_path, err_path = stem.with_suffix(".out"), stem.with_suffix(".err")
     started = time.perf_counter()
@@ -114,6 +115,7 @@ async def timed_cli(
     result: dict[str, Any] = {
         "command": command,
         "available": True,
+        "started_quiet": quiet,
         "timed_out": timed_out,
         "exit_code": process.returncode,
         "seconds": seconds,

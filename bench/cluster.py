@@ -7,16 +7,20 @@ that attaches to it during the run (the wheel stops a server when its last handl
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import asyncpg
 import psutil
 
 from boost_ledger import postgres
+
+QUIESCE_TIMEOUT_S = 120.0
 
 # The settings that decide write throughput, quoted in the report as they were in force.
 REPORTED_SETTINGS = (
@@ -91,6 +95,24 @@ class Cluster:
             env=self.libpq_env(database),
         )
         return completed.stdout
+
+    async def quiesce(self, timeout_s: float = QUIESCE_TIMEOUT_S) -> bool:
+        """A checkpoint, then wait (bounded) until no autovacuum worker runs: a timed command
+        then pays for its own work, not for flushing or vacuuming what came before it. Whether
+        the server was quiet in time."""
+        connection = await asyncpg.connect(self.admin_uri)
+        try:
+            await connection.execute("checkpoint")
+            deadline = time.monotonic() + timeout_s
+            while await connection.fetchval(
+                "select count(*) from pg_stat_activity where backend_type = 'autovacuum worker'"
+            ):
+                if time.monotonic() > deadline:
+                    return False
+                await asyncio.sleep(0.5)
+            return True
+        finally:
+            await connection.close()
 
     def postmaster(self) -> psutil.Process:
         pid = int((self.data_dir / "pgdata" / "postmaster.pid").read_text().split()[0])

@@ -1,5 +1,6 @@
 """Several server processes against the one PostgreSQL. When ``boost serve`` has a
-``--workers N`` option it is used; otherwise two ``boost serve`` processes run side by side on
+``--processes N`` option it is used (N API processes on one port, the workers in their parent);
+otherwise two ``boost serve`` processes run side by side on
 two ports (the second with ``BOOST_WORKERS=0``: one set of submitter/poller/catalog workers, as the
 design allows) and the load generator spreads its connections over both ports."""
 
@@ -16,9 +17,12 @@ PROCESSES = 2
 
 
 async def measure(config: BenchConfig, cluster: Cluster, keys: list[str]) -> dict[str, Any]:
-    if serve_supports("--workers"):
-        servers = [Server(cluster, "server-workers", arguments=("--workers", str(PROCESSES)))]
-        how = f"`boost serve --workers {PROCESSES}`"
+    if serve_supports("--processes"):
+        servers = [Server(cluster, "server-processes", arguments=("--processes", str(PROCESSES)))]
+        how = (
+            f"`boost serve --processes {PROCESSES}`: {PROCESSES} API processes on one port"
+            " (SO_REUSEPORT), the submitter, poller and simulator in their parent"
+        )
     else:
         servers = [
             Server(cluster, "server-a"),
@@ -34,8 +38,7 @@ async def measure(config: BenchConfig, cluster: Cluster, keys: list[str]) -> dic
     try:
         for server in servers:
             server.wait_ready()
-        levels = tuple(c for c in config.concurrencies if c >= 8) or config.concurrencies
-        checkout, _ = await checkout_sweep(config, cluster, servers, keys, levels)
+        checkout, _ = await checkout_sweep(config, cluster, servers, keys, config.concurrencies)
     finally:
         for server in servers:
             server.stop()

@@ -9,14 +9,14 @@ import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount
 
-from boost_ledger import demo, logs
+from boost_ledger import demo, logs, server_group
 from boost_ledger.api import metrics
 from boost_ledger.api.app import create_app
 from boost_ledger.api.runtime import Runtime
@@ -86,9 +86,11 @@ def start_worker_tasks(runtime: Runtime) -> list[asyncio.Task[Any]]:
     ]
 
 
-def _bound_socket(host: str, port: int) -> socket.socket:
+def _bound_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:  # several processes listen on the port; the kernel shares connections out
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     # Inherited by accepted connections. asyncio's own loop does not set it on connections of a
     # socket handed to it, and a reply written in two parts then waits out the client's delayed
     # ACK: 40 ms per provider call.
@@ -173,20 +175,25 @@ async def running_runtime(settings: Settings) -> AsyncIterator[tuple[Runtime, St
 
 
 class _AnnouncingServer(uvicorn.Server):
-    """A uvicorn server that prints ``announcement`` once it listens, so that whatever the
-    announcement tells a reader to try (the demo's curl line) works the moment it appears."""
+    """A uvicorn server that prints its announcements once it listens, so that whatever they
+    tell a reader to try (the demo's curl line) works the moment they appear."""
 
-    def __init__(self, config: uvicorn.Config, announcement: str | None) -> None:
+    def __init__(self, config: uvicorn.Config, announcements: list[tuple[str, TextIO]]) -> None:
         super().__init__(config)
-        self.announcement = announcement
+        self.announcements = announcements
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
-        if self.started and self.announcement is not None:
-            print(self.announcement, file=sys.stderr, flush=True)
+        if self.started:
+            for text, stream in self.announcements:
+                print(text, file=stream, flush=True)
 
 
-async def serve(settings: Settings) -> None:
+async def serve(
+    settings: Settings, *, reuse_port: bool = False, announce_ready: bool = False
+) -> None:
+    """The API and (unless BOOST_WORKERS=0) the workers in this process. ``reuse_port`` and
+    ``announce_ready`` serve ``boost serve --processes`` (server_group.py)."""
     logs.configure(settings.log_level)
     async with running_runtime(settings) as (runtime, simulator_app):
         banner = await _demo_banner(runtime, settings) if settings.demo_account else None
@@ -201,7 +208,16 @@ async def serve(settings: Settings) -> None:
             port=settings.port,
             provider="simulator" if simulator_app is not None else "external",
         )
-        await _AnnouncingServer(_uvicorn_config(app, settings), banner).serve()
+        announcements = [] if banner is None else [(banner, sys.stderr)]
+        if announce_ready:
+            announcements.append((server_group.READY_LINE.decode(), sys.stdout))
+        server = _AnnouncingServer(_uvicorn_config(app, settings), announcements)
+        if reuse_port:
+            await server.serve(
+                sockets=[_bound_socket(settings.host, settings.port, reuse_port=True)]
+            )
+        else:
+            await server.serve()
 
 
 async def _demo_banner(runtime: Runtime, settings: Settings) -> str | None:

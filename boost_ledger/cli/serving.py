@@ -7,8 +7,8 @@ import signal
 from types import FrameType
 from typing import Any
 
-from boost_ledger import migrations, postgres
-from boost_ledger.cli.common import settings_from_env
+from boost_ledger import migrations, postgres, server_group
+from boost_ledger.cli.common import CommandError, settings_from_env
 from boost_ledger.server import serve, work
 from boost_ledger.settings import Settings
 
@@ -17,6 +17,15 @@ def register(commands: Any) -> None:
     parser = commands.add_parser("serve", help="serve the API (and run the workers)")
     parser.add_argument("--host", help="address to bind (BOOST_HOST, default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to bind (BOOST_PORT, default 8000)")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="serve the API from N processes on the port; this one then runs the workers",
+    )
+    parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--announce-ready", action="store_true", help=argparse.SUPPRESS)
     parser.set_defaults(handler=_serve)
 
     parser = commands.add_parser("migrate", help="apply pending database migrations")
@@ -50,7 +59,14 @@ async def _serve(arguments: argparse.Namespace) -> int:
     if overrides:
         fields = {name: getattr(settings, name) for name in settings.__struct_fields__}
         settings = Settings(**{**fields, **overrides})
-    await serve(settings)
+    if not 1 <= arguments.processes <= server_group.MAX_PROCESSES:
+        raise CommandError(f"--processes must be between 1 and {server_group.MAX_PROCESSES}", 2)
+    if arguments.processes > 1:
+        await server_group.serve_processes(settings, arguments.processes)
+    else:
+        await serve(
+            settings, reuse_port=arguments.reuse_port, announce_ready=arguments.announce_ready
+        )
     return 0
 
 

@@ -68,12 +68,13 @@ async def apply_batch(
         folded += len(relevant)
         partitions = _touched(module, relevant)
         state = await _load(connection, module.BULK_TABLES, partitions, schema)
+        present = _present(module.BULK_TABLES, state)
         for record in relevant:
             try:
                 module.fold(state, record)
             except (AssertionError, KeyError) as error:
                 raise FoldRefused(record, error) from error
-        await _store(connection, module.BULK_TABLES, partitions, state, schema)
+        await _store(connection, module.BULK_TABLES, present, state, schema)
     return folded
 
 
@@ -83,11 +84,20 @@ def _classes(module: ModuleType) -> frozenset[type]:
 
 
 def _touched(module: ModuleType, records: Iterable[RecordedEvent]) -> dict[str, set[Any]]:
+    """The partitions that the batch's events touch and whose rows may already exist: those
+    first touched by an event that opens them (``OPENED_BY``) have none to load. Should a
+    contradicting log have one anyway, writing the batch's row fails on the copy's unique key."""
+    opened_by: frozenset[type] = getattr(module, "OPENED_BY", frozenset())
     partitions: dict[str, set[Any]] = {spec.name: set() for spec in module.BULK_TABLES}
+    fresh: dict[str, set[Any]] = {spec.name: set() for spec in module.BULK_TABLES}
     for record in records:
+        opens = type(record.event) in opened_by
         for table, value in module.touches(record):
-            partitions[table].add(value)
-    return partitions
+            if value not in partitions[table]:
+                partitions[table].add(value)
+                if opens:
+                    fresh[table].add(value)
+    return {table: values - fresh[table] for table, values in partitions.items()}
 
 
 def _qualified(schema: str | None, table: str) -> str:
@@ -116,20 +126,25 @@ async def _load(
     return state
 
 
+def _present(specs: Sequence[TableSpec], state: State) -> dict[str, set[Any]]:
+    """The partitions that have rows in the tables (as loaded): the others need no delete."""
+    return {spec.name: {row[spec.partition] for row in state[spec.name].values()} for spec in specs}
+
+
 async def _store(
     connection: Connection,
     specs: Sequence[TableSpec],
-    partitions: dict[str, set[Any]],
+    present: dict[str, set[Any]],
     state: State,
     schema: str | None,
 ) -> None:
+    """Replace the partitions' rows: those loaded are deleted, then the state is copied in."""
     for spec in specs:
-        values = list(partitions[spec.name])
-        if not values:
-            continue
-        await connection.execute(
-            f"delete from {_qualified(schema, spec.name)} where {spec.partition} = any($1)", values
-        )
+        if values := list(present[spec.name]):
+            await connection.execute(
+                f"delete from {_qualified(schema, spec.name)} where {spec.partition} = any($1)",
+                values,
+            )
         rows = list(map(spec.values_of, state[spec.name].values()))
         if rows:
             await connection.copy_records_to_table(

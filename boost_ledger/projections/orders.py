@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
+
 from boost_ledger.ledger.connection import Connection
 from boost_ledger.ledger.events import (
     CancelRejected,
@@ -43,6 +45,7 @@ EVENT_TYPES = frozenset(
         "OrderCanceled",
     }
 )
+
 
 async def apply(
     connection: Connection, record: RecordedEvent, batch: Sequence[RecordedEvent] = ()
@@ -158,8 +161,9 @@ BULK_TABLES = (
     ),
 )
 
-# Copied from OrderPlaced as they are; its fingerprint is stored as bytes.
-_PLACED_FIELDS = tuple(name for name in OrderPlaced.__struct_fields__ if name != "fingerprint")
+
+# An order's rows begin with its OrderPlaced (the auditor checks that it opens the stream).
+OPENED_BY = frozenset({OrderPlaced})
 
 
 def touches(record: RecordedEvent) -> list[tuple[str, Any]]:
@@ -168,7 +172,7 @@ def touches(record: RecordedEvent) -> list[tuple[str, Any]]:
 
 
 def _placed_row(record: RecordedEvent, event: OrderPlaced) -> dict[str, Any]:
-    row = {name: getattr(event, name) for name in _PLACED_FIELDS}
+    row = msgspec.structs.asdict(event)  # its fields as they are, but the fingerprint as bytes
     row.update(
         fingerprint=bytes.fromhex(event.fingerprint),
         status="pending",

@@ -31,6 +31,11 @@ _Result = TypeVar("_Result")
 class ProviderClient:
     """One provider, one connection pool. Close it with ``aclose``."""
 
+    @property
+    def url(self) -> str:
+        """The provider's API address."""
+        return self._url
+
     def __init__(
         self,
         url: str,

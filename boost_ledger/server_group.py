@@ -1,0 +1,155 @@
+"""``boost serve --processes N``: the API served by N processes on one port.
+
+One Python process serves a checkout on one core. With N processes, each API process binds the
+port with ``SO_REUSEPORT`` (the kernel shares connections out between them) and runs no
+background workers; the parent runs the submitter, poller and catalog sync (and the built-in
+simulator, which the API processes then use as their provider), as ``boost worker`` would. An
+API process rings the parent's submitter through an inherited pipe when it places an order,
+so submission waits for no sweep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Iterator
+
+import structlog
+
+from boost_ledger import logs
+from boost_ledger.api.runtime import Runtime
+from boost_ledger.settings import Settings
+
+log = structlog.get_logger("boost.server")
+
+MAX_PROCESSES = 32
+READY_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 15.0
+READY_LINE = b"boost-api-process-ready"
+"""What an API process prints on stdout once it listens (``--announce-ready``)."""
+
+
+@contextlib.contextmanager
+def _wake_pipe(runtime: Runtime) -> Iterator[int]:
+    """A pipe whose bytes wake ``runtime``'s submitter; yields the end to write to."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    loop = asyncio.get_running_loop()
+
+    def rung() -> None:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(read_end, 4096):
+                pass
+        runtime.wake_submitter()
+
+    loop.add_reader(read_end, rung)
+    try:
+        yield write_end
+    finally:
+        loop.remove_reader(read_end)
+        os.close(read_end)
+        os.close(write_end)
+
+
+async def _spawn(settings: Settings, provider_url: str, wake_fd: int) -> asyncio.subprocess.Process:
+    environment = {
+        **os.environ,
+        "BOOST_WORKERS": "0",
+        "BOOST_DEMO": "0",
+        "BOOST_PROVIDER_URL": provider_url,
+        "BOOST_WAKE_FD": str(wake_fd),
+    }
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "boost_ledger.cli.main",
+        "serve",
+        "--host",
+        settings.host,
+        "--port",
+        str(settings.port),
+        "--reuse-port",
+        "--announce-ready",
+        env=environment,
+        stdout=asyncio.subprocess.PIPE,
+        pass_fds=(wake_fd,),
+    )
+
+
+async def _ready(process: asyncio.subprocess.Process) -> asyncio.Task[None]:
+    """Once ``process`` listens: a task that passes on the rest of what it prints."""
+    assert process.stdout is not None
+    stdout = process.stdout
+    async with asyncio.timeout(READY_TIMEOUT_S):
+        while line := await stdout.readline():
+            if line.strip() == READY_LINE:
+                return asyncio.create_task(_pass_on(stdout))
+            sys.stdout.buffer.write(line)
+    raise RuntimeError(f"API process {process.pid} exited before it listened")
+
+
+async def _pass_on(stream: asyncio.StreamReader) -> None:
+    while chunk := await stream.read(65536):
+        sys.stdout.buffer.write(chunk)
+        sys.stdout.flush()
+
+
+async def _stop(processes: list[asyncio.subprocess.Process]) -> None:
+    for process in processes:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            await asyncio.wait_for(process.wait(), STOP_TIMEOUT_S)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+async def serve_processes(settings: Settings, count: int) -> None:
+    """The parent of ``count`` API processes: runs the workers until one of them exits."""
+    from boost_ledger.server import _demo_banner, running_runtime, start_worker_tasks
+
+    assert 1 <= count <= MAX_PROCESSES, f"between 1 and {MAX_PROCESSES} API processes"
+    logs.configure(settings.log_level)
+    async with running_runtime(settings) as (runtime, _):
+        assert runtime.provider is not None
+        banner = await _demo_banner(runtime, settings) if settings.demo_account else None
+        processes: list[asyncio.subprocess.Process] = []
+        with _wake_pipe(runtime) as wake_fd:
+            try:
+                for _ in range(count):
+                    processes.append(await _spawn(settings, runtime.provider.url, wake_fd))
+                relays = await asyncio.gather(*(_ready(process) for process in processes))
+                log.info("serving", host=settings.host, port=settings.port, processes=count)
+                if banner is not None:
+                    print(banner, file=sys.stderr, flush=True)
+                workers = start_worker_tasks(runtime) if settings.workers_enabled else []
+                await _until_stopped(processes, [*workers, *relays])
+            finally:
+                await _stop(processes)
+
+
+async def _until_stopped(
+    processes: list[asyncio.subprocess.Process], workers: list[asyncio.Task[object]]
+) -> None:
+    """Until SIGTERM or SIGINT, or until an API process or a worker ends (then logged)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    waits = [asyncio.ensure_future(process.wait()) for process in processes]
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait([stopped, *waits, *workers], return_when=asyncio.FIRST_COMPLETED)
+        if not stop.is_set():
+            log.error("serve.process_exited", hint="stopping the other processes")
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+        for task in [stopped, *waits, *workers]:
+            task.cancel()
+        await asyncio.gather(stopped, *waits, *workers, return_exceptions=True)
