@@ -128,15 +128,18 @@ async def serve_processes(settings: Settings, count: int) -> None:
                 if banner is not None:
                     print(banner, file=sys.stderr, flush=True)
                 workers = start_worker_tasks(runtime) if settings.workers_enabled else []
-                await _until_stopped(processes, [*workers, *relays])
+                asked = await _until_stopped(processes, [*workers, *relays])
             finally:
                 await _stop(processes)
+    if not asked:
+        raise SystemExit(1)  # a process or worker ended on its own: logged above
 
 
 async def _until_stopped(
     processes: list[asyncio.subprocess.Process], workers: list[asyncio.Task[object]]
-) -> None:
-    """Until SIGTERM or SIGINT, or until an API process or a worker ends (then logged)."""
+) -> bool:
+    """Until SIGTERM or SIGINT (True), or until an API process or a worker ends (False,
+    logged)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -147,6 +150,7 @@ async def _until_stopped(
         await asyncio.wait([stopped, *waits, *workers], return_when=asyncio.FIRST_COMPLETED)
         if not stop.is_set():
             log.error("serve.process_exited", hint="stopping the other processes")
+        return stop.is_set()
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
