@@ -196,7 +196,7 @@ async def serve(
     ``announce_ready`` serve ``boost serve --processes`` (server_group.py)."""
     logs.configure(settings.log_level)
     async with running_runtime(settings) as (runtime, simulator_app):
-        banner = await _demo_banner(runtime, settings) if settings.demo_account else None
+        banner = await demo_banner_if_new(runtime, settings) if settings.demo_account else None
         app = build_app(runtime, start_workers=settings.workers_enabled, simulator=simulator_app)
         # Everything loaded so far lives as long as the process: keep it out of the cyclic
         # collector's full passes, which would otherwise walk it and stall requests.
@@ -220,7 +220,7 @@ async def serve(
             await server.serve()
 
 
-async def _demo_banner(runtime: Runtime, settings: Settings) -> str | None:
+async def demo_banner_if_new(runtime: Runtime, settings: Settings) -> str | None:
     """Open the demo account on an empty database; the banner that shows its key, if opened."""
     opened = await demo.open_demo_account_if_empty(runtime.pool)
     if opened is None:

@@ -111,13 +111,13 @@ async def _stop(processes: list[asyncio.subprocess.Process]) -> None:
 
 async def serve_processes(settings: Settings, count: int) -> None:
     """The parent of ``count`` API processes: runs the workers until one of them exits."""
-    from boost_ledger.server import _demo_banner, running_runtime, start_worker_tasks
+    from boost_ledger.server import demo_banner_if_new, running_runtime, start_worker_tasks
 
     assert 1 <= count <= MAX_PROCESSES, f"between 1 and {MAX_PROCESSES} API processes"
     logs.configure(settings.log_level)
     async with running_runtime(settings) as (runtime, _):
         assert runtime.provider is not None
-        banner = await _demo_banner(runtime, settings) if settings.demo_account else None
+        banner = await demo_banner_if_new(runtime, settings) if settings.demo_account else None
         processes: list[asyncio.subprocess.Process] = []
         with _wake_pipe(runtime) as wake_fd:
             try:

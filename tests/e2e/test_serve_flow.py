@@ -32,12 +32,7 @@ KEY_PATTERN = re.compile(rb"blk_[A-Za-z0-9_-]+")
 async def served(test_server: Any) -> AsyncIterator[tuple[str, str]]:
     """``boost serve`` on a fresh database; yields (base URL, the demo key it printed)."""
     port = free_port()
-    env = {name: value for name, value in os.environ.items()
-           if not name.startswith("BOOST_") and name != "DATABASE_URL"}
-    env.update(
-        DATABASE_URL=await test_server.fresh_database(), BOOST_PORT=str(port),
-        BOOST_POLL_INTERVAL_S="0.3", BOOST_SIMULATOR_PARTIAL_SHARE="0",
-    )
+    env = await serve_env(test_server, port, BOOST_SIMULATOR_PARTIAL_SHARE="0")
     process = await asyncio.create_subprocess_exec(
         BOOST, "serve", env=env, stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
@@ -49,6 +44,18 @@ async def served(test_server: Any) -> AsyncIterator[tuple[str, str]]:
     finally:
         process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(process.wait(), WAIT_S)
+
+
+async def serve_env(test_server: Any, port: int, **settings: str) -> dict[str, str]:
+    """The environment of a ``boost serve`` on a fresh database and ``port``: none of this
+    process's settings, a fast poller, and ``settings``."""
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith("BOOST_") and name != "DATABASE_URL"}
+    env.update(
+        DATABASE_URL=await test_server.fresh_database(), BOOST_PORT=str(port),
+        BOOST_POLL_INTERVAL_S="0.3", **settings,
+    )
+    return env
 
 
 async def _demo_key(stream: asyncio.StreamReader) -> str:

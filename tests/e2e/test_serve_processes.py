@@ -8,14 +8,13 @@ blocks of its own), each order is submitted at once although the submitter's swe
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 from pathlib import Path
 
 import httpx
 from support import bearer, free_port
-from test_serve_flow import WAIT_S, _demo_key, _until
+from test_serve_flow import WAIT_S, _demo_key, _until, serve_env
 
 BOOST = str(Path(sys.executable).parent / "boost")
 CONNECTIONS = 16
@@ -24,12 +23,7 @@ ORDER_ID_BLOCK = 32  # checkout_state.OrderIds takes ids from the sequence in bl
 
 async def test_two_processes_serve_one_port_and_ring_the_parents_submitter(test_server):
     port = free_port()
-    env = {name: value for name, value in os.environ.items()
-           if not name.startswith("BOOST_") and name != "DATABASE_URL"}
-    env.update(
-        DATABASE_URL=await test_server.fresh_database(), BOOST_PORT=str(port),
-        BOOST_POLL_INTERVAL_S="0.3", BOOST_SUBMIT_SWEEP_INTERVAL_S="300",
-    )
+    env = await serve_env(test_server, port, BOOST_SUBMIT_SWEEP_INTERVAL_S="300")
     process = await asyncio.create_subprocess_exec(
         BOOST, "serve", "--processes", "2", env=env, stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
