@@ -6,6 +6,7 @@ refund's deterministic event id makes a second payment impossible even if that w
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from boost_ledger.ledger.commit import commit
@@ -172,11 +173,7 @@ async def settle_submission(
                 order_id=order_id, provider_order_id=provider_order_id, resolved_by=resolved_by
             )
             await record(connection, order, [event], {"actor": actor})
-            await connection.execute(
-                "insert into order_polls (order_id, next_check_at) values ($1, now())"
-                " on conflict (order_id) do nothing",
-                order_id,
-            )
+            await _schedule_polls(connection, [order_id])
         elif refused is not None:
             event = SubmissionFailed(order_id=order_id, reason=refused[:500])
             await record(
@@ -190,6 +187,45 @@ async def settle_submission(
             event = SubmissionUnknown(order_id=order_id, reason=unknown[:500])
             await record(connection, order, [event], {"actor": actor})
     return True
+
+
+async def settle_accepted(connection: Connection, accepted: Mapping[int, str]) -> list[int]:
+    """Record several accepted submissions (order id to provider order id) in one transaction,
+    as ``settle_submission`` would one by one; return the orders recorded. An order no longer
+    ``attempting`` (settled meanwhile by the sweeper or an operator) is left out, for
+    ``settle_reply``."""
+    async with connection.transaction():
+        rows = await connection.fetch(
+            f"select {_STATE_COLUMNS} from orders where order_id = any($1::bigint[])"
+            " order by order_id for update",
+            list(accepted),
+        )
+        orders = [OrderState.from_row(row) for row in rows if row["submission"] == "attempting"]
+        if not orders:
+            return []
+        submitted = [
+            NewEvent(
+                stream_id=order_stream(order.order_id),
+                version=order.version + 1,
+                event=OrderSubmitted(
+                    order_id=order.order_id, provider_order_id=accepted[order.order_id]
+                ),
+            )
+            for order in orders
+        ]
+        await commit(connection, submitted, {"actor": "submitter"})
+        recorded = [order.order_id for order in orders]
+        await _schedule_polls(connection, recorded)
+    return recorded
+
+
+async def _schedule_polls(connection: Connection, order_ids: list[int]) -> None:
+    """Have the poller ask after these submitted orders, starting now."""
+    await connection.execute(
+        "insert into order_polls (order_id, next_check_at)"
+        " select unnest($1::bigint[]), now() on conflict (order_id) do nothing",
+        order_ids,
+    )
 
 
 async def settle_reply(connection: Connection, order_id: int, outcome: dict[str, str]) -> str:

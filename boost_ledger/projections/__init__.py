@@ -23,6 +23,9 @@ def by_name(name: str) -> ModuleType:
 
 async def apply_all(connection: Connection, records: Sequence[RecordedEvent]) -> None:
     """Project freshly appended events inline, in the appending transaction."""
+    if len(records) > 1 and orders.batchable(records):
+        await orders.apply_batch(connection, records)
+        return
     for record in records:
         for module in PROJECTIONS:
             if record.type in module.EVENT_TYPES:

@@ -111,6 +111,50 @@ async def _apply_order_change(connection: Connection, record: RecordedEvent) -> 
     assert updated == 1, f"order {order_id} is not at version {record.version - 1}"
 
 
+# The submitter's claims and accepted replies come several orders at a time: each such batch is
+# projected by one statement over arrays: (set clause over the target ``o`` and the arrays' row
+# ``c``, the extra arrays' columns and types, the event's values for them).
+_BATCHED: dict[type, tuple[str, tuple[tuple[str, str], ...]]] = {
+    SubmissionAttempted: (
+        "submission = 'attempting', submission_attempts = o.submission_attempts + 1",
+        (),
+    ),
+    OrderSubmitted: (
+        "submission = 'submitted', provider_order_id = c.provider_order_id",
+        (("provider_order_id", "text"),),
+    ),
+}
+
+
+def batchable(records: Sequence[RecordedEvent]) -> bool:
+    """Whether ``records`` are one batched kind of event, each of a different order."""
+    kind = type(records[0].event)
+    return (
+        kind in _BATCHED
+        and all(type(record.event) is kind for record in records)
+        and len({getattr(record.event, "order_id") for record in records}) == len(records)  # noqa: B009
+    )
+
+
+async def apply_batch(connection: Connection, records: Sequence[RecordedEvent]) -> None:
+    """Project a ``batchable`` run of events in one statement; each order must be at the
+    version before its event, as ``apply`` checks one at a time."""
+    clause, extra = _BATCHED[type(records[0].event)]
+    columns = ["order_id", "version", "at", *(name for name, _ in extra)]
+    arrays = ["$1::bigint[]", "$2::int[]", "$3::timestamptz[]"]
+    arrays += [f"${index}::{kind}[]" for index, (_, kind) in enumerate(extra, start=4)]
+    status = await connection.execute(
+        f"update orders o set {clause}, version = c.version, updated_at = c.at"
+        f" from unnest({', '.join(arrays)}) as c({', '.join(columns)})"
+        " where o.order_id = c.order_id and o.version = c.version - 1",
+        [getattr(record.event, "order_id") for record in records],  # noqa: B009
+        [record.version for record in records],
+        [record.recorded_at for record in records],
+        *([getattr(record.event, name) for record in records] for name, _ in extra),
+    )
+    assert status == f"UPDATE {len(records)}", f"orders not at the expected versions: {status}"
+
+
 # ---- the same read model as a pure fold, for set-based replays (see projections/bulk.py) ----
 
 _ROW_COLUMNS = (

@@ -7,8 +7,9 @@ or garbled reply) → SubmissionUnknown, for an operator, since the protocol has
 key and a blind retry could buy the same order twice.
 
 Orders are claimed a few at a time (one transaction commits every claimed order's attempt) and
-sent side by side, each reply settled in its own transaction, so that the submitter keeps up
-with checkout instead of paying two transactions and a provider round trip in series per order.
+sent side by side; the replies that arrive together are settled together (the accepted ones in
+one transaction), so that the submitter keeps up with checkout instead of paying two
+transactions and a provider round trip in series per order.
 """
 
 from __future__ import annotations
@@ -53,43 +54,76 @@ async def submit_one(pool: asyncpg.Pool[Any], provider: ProviderClient) -> str |
         claimed = await fulfilment.claim_for_submission(connection)
     if claimed is None:
         return None
-    return await _send_and_settle(pool, provider, claimed)
+    return (await _send_and_settle(pool, provider, [claimed]))[0]
 
 
 async def submit_batch(
     pool: asyncpg.Pool[Any], provider: ProviderClient, limit: int = SEND_BATCH
 ) -> list[str]:
-    """Claim up to ``limit`` queued orders in one transaction, then send them side by side, each
-    settled in its own transaction; return how each settled, oldest first."""
+    """Claim up to ``limit`` queued orders in one transaction, then send them side by side;
+    return how each settled, oldest first."""
     async with pool.acquire() as connection:
         claimed = await fulfilment.claim_batch(connection, limit)
-    return list(await asyncio.gather(*(_send_and_settle(pool, provider, c) for c in claimed)))
+    return await _send_and_settle(pool, provider, claimed)
 
 
 async def _send_and_settle(
-    pool: asyncpg.Pool[Any], provider: ProviderClient, claimed: fulfilment.Claimed
-) -> str:
-    fields = {name: str(value) for name, value in claimed.fields.items()}
-    outcome: dict[str, str]
+    pool: asyncpg.Pool[Any], provider: ProviderClient, claimed: list[fulfilment.Claimed]
+) -> list[str]:
+    """Replies are settled as they arrive, those that arrive together in one go (the accepted
+    ones in one transaction), so a busy provider costs fewer transactions and a slow reply never
+    holds the others back."""
+    sending = {asyncio.ensure_future(_send(provider, order)): order for order in claimed}
+    outcomes: dict[int, dict[str, str]] = {}
+    pending = set(sending)
     try:
-        provider_order_id = await provider.add(claimed.provider_service_id, fields)
-        outcome = {"provider_order_id": provider_order_id}
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            replies = {sending[task].order_id: task.result() for task in done}
+            await _settle(pool, replies)
+            outcomes.update(replies)
+    finally:
+        for task in pending:  # only when settling failed or we are cancelled
+            task.cancel()
+    return [next(iter(outcomes[order.order_id])) for order in claimed]
+
+
+async def _send(provider: ProviderClient, claimed: fulfilment.Claimed) -> dict[str, str]:
+    """The provider's answer to one order, as one ``settle_reply`` outcome."""
+    fields = {name: str(value) for name, value in claimed.fields.items()}
+    try:
+        return {"provider_order_id": await provider.add(claimed.provider_service_id, fields)}
     except ProviderError as error:
-        outcome = _outcome_of(error)
+        return _outcome_of(error)
     except Exception as error:  # an unforeseen failure must still leave a settled order
         log.exception("submit.unexpected", order_id=claimed.order_id)
-        outcome = {"unknown": f"unexpected {type(error).__name__}"}
+        return {"unknown": f"unexpected {type(error).__name__}"}
+
+
+async def _settle(pool: asyncpg.Pool[Any], replies: dict[int, dict[str, str]]) -> None:
+    accepted = {
+        order_id: outcome["provider_order_id"]
+        for order_id, outcome in replies.items()
+        if "provider_order_id" in outcome
+    }
     async with pool.acquire() as connection:
-        recorded = await fulfilment.settle_reply(connection, claimed.order_id, outcome)
-    kind = next(iter(outcome))
+        recorded = set(await fulfilment.settle_accepted(connection, accepted)) if accepted else ()
+        for order_id, outcome in replies.items():
+            if order_id in recorded:
+                _log_settled(order_id, outcome, "settled")
+            else:
+                settled = await fulfilment.settle_reply(connection, order_id, outcome)
+                _log_settled(order_id, outcome, settled)
+
+
+def _log_settled(order_id: int, outcome: dict[str, str], recorded: str) -> None:
     if recorded == "settled":
-        log.info("submit.settled", order_id=claimed.order_id, outcome=kind)
+        log.info("submit.settled", order_id=order_id, outcome=next(iter(outcome)))
     elif recorded == "reconciled":
-        log.warning("submit.reconciled_late_reply", order_id=claimed.order_id, **outcome)
+        log.warning("submit.reconciled_late_reply", order_id=order_id, **outcome)
     else:
         # An operator settled it meanwhile; this line lets them compare with what the provider said.
-        log.error("submit.late_reply_not_recorded", order_id=claimed.order_id, **outcome)
-    return kind
+        log.error("submit.late_reply_not_recorded", order_id=order_id, **outcome)
 
 
 async def drain(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -18,6 +19,8 @@ import pytest
 from support import bearer, free_port, open_funded_account, seed_catalog
 
 from boost_ledger.ledger import fulfilment
+from boost_ledger.ledger.events import RecordedEvent, SubmissionAttempted
+from boost_ledger.projections import orders as orders_projection
 from boost_ledger.upstream.client import ProviderClient
 from boost_ledger.workers import submitter
 
@@ -328,6 +331,66 @@ async def test_a_late_reply_after_the_sweep_settles_the_order(
         "OrderPlaced", "SubmissionAttempted", "SubmissionUnknown", "OrderSubmitted"
     ]
     await _assert_no_order_lost(pool)
+
+
+async def test_replies_that_arrive_together_settle_in_one_transaction(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient
+) -> None:
+    """Accepted replies are recorded together, in one transaction, each order scheduled for a
+    poll; an order the sweeper gave up meanwhile is left out, and its reply then reconciles it."""
+    _, key = await open_funded_account(pool, 3 * PRICE_100_KOBO)
+    orders = [await _place(client, key) for _ in range(3)]
+    ids = [int(order["order_id"]) for order in orders]
+    async with pool.acquire() as connection:
+        claimed = await fulfilment.claim_batch(connection, 3)
+        assert sorted(order.order_id for order in claimed) == ids
+        await fulfilment.settle_submission(connection, ids[1], unknown="swept", actor="sweeper")
+        accepted = {order_id: f"p-{order_id}" for order_id in ids}
+        recorded = await fulfilment.settle_accepted(connection, accepted)
+        assert recorded == [ids[0], ids[2]]
+        assert await fulfilment.settle_reply(
+            connection, ids[1], {"provider_order_id": accepted[ids[1]]}
+        ) == "reconciled"
+
+    for order_id in ids:
+        row = await _order(pool, order_id)
+        assert (row["submission"], row["provider_order_id"]) == ("submitted", f"p-{order_id}")
+    transactions = await pool.fetch(
+        "select distinct transaction_id from events where type = 'OrderSubmitted'"
+        " and stream_id = any($1::text[]) and data->>'resolved_by' = ''",
+        [f"order-{order_id}" for order_id in ids],
+    )
+    assert len(transactions) == 1
+    polled = await pool.fetchval(
+        "select count(*) from order_polls where order_id = any($1::bigint[])", ids
+    )
+    assert polled == 3
+
+
+async def test_a_batch_projected_at_a_stale_version_is_refused(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, provider: ProviderClient
+) -> None:
+    """The batched projection checks each order's version as the one-by-one path does: a batch
+    naming a version the row is not at aborts its transaction and changes nothing."""
+    _, key = await open_funded_account(pool, 2 * PRICE_100_KOBO)
+    ids = [int((await _place(client, key))["order_id"]) for _ in range(2)]
+    rows = [await _order(pool, order_id) for order_id in ids]
+    records = [
+        RecordedEvent(
+            global_position=0, event_id=uuid.uuid4(), stream_id=f"order-{row['order_id']}",
+            version=row["version"] + (2 if index else 1),  # the second skips a version
+            event=SubmissionAttempted(order_id=row["order_id"], attempt=1), metadata={},
+            transaction_id=0, recorded_at=datetime.now(UTC), hash=b"",
+        )
+        for index, row in enumerate(rows)
+    ]
+    assert orders_projection.batchable(records)
+    async with pool.acquire() as connection:
+        with pytest.raises(AssertionError, match="expected versions"):
+            async with connection.transaction():
+                await orders_projection.apply_batch(connection, records)
+    assert [(await _order(pool, order_id))["submission"] for order_id in ids] == ["queued"] * 2
+    assert await submitter.drain(pool, provider) == ["provider_order_id"] * 2
 
 
 async def test_four_submitters_at_once_send_each_order_exactly_once(
