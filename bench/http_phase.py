@@ -4,8 +4,10 @@ throughput (for the p99 target), the two reads, and the server's RSS."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from bench import submission
 from bench.cluster import Cluster
 from bench.config import BenchConfig
 from bench.loadgen import Spec
@@ -17,10 +19,15 @@ GENERATOR_CPU_WARNING = 0.8
 
 
 async def run_load(spec: Spec, servers: list[Server], cluster: Cluster) -> dict[str, Any]:
-    """One load from a separate generator process, with the servers and PostgreSQL sampled."""
+    """One load from a separate generator process, with the servers and PostgreSQL sampled.
+    A checkout load is followed by the submission of its orders (see ``submission``)."""
+    before = await submission.counts(cluster) if spec.mode == "checkout" else None
+    started = time.monotonic()
     async with Sampler([server.psutil for server in servers], cluster.postmaster()) as sampler:
         generated = await run_json_module("bench.loadgen", spec)
     result: dict[str, Any] = {**generated, **sampler.result}
+    if before is not None:
+        result["submission"] = await submission.follow(cluster, before, started)
     served = result["per_s"] * result["wall_s"]
     result["server_cpu_ms_per_request"] = 1000 * result["server_cpu_s"] / max(served, 1)
     result["postgres_cpu_ms_per_request"] = 1000 * result["postgres_cpu_s"] / max(served, 1)
@@ -45,6 +52,8 @@ def _print_level(result: dict[str, Any]) -> None:
         f"  machine {result['machine_busy_fraction']:.0%}  statuses {result['statuses']}",
         flush=True,
     )
+    if "submission" in result:
+        print(f"    {submission.describe(result['submission'])}", flush=True)
     if result["error_sample"]:
         print(f"    first error: {result['error_sample']}", flush=True)
     if result["generator_cpu_fraction"] > GENERATOR_CPU_WARNING:

@@ -54,22 +54,26 @@ def build_app(
 
 
 def start_worker_tasks(runtime: Runtime) -> list[asyncio.Task[Any]]:
-    """Submitter, poller and catalog sync as tasks of the running loop."""
+    """Submitter, poller and catalog sync as tasks of the running loop (the submitter alone in an
+    API process of ``boost serve --processes``)."""
     provider = runtime.provider
     if provider is None:
         return []
     settings = runtime.settings
-    return [
-        asyncio.create_task(
-            submitter.run(
-                runtime.pool,
-                provider,
-                runtime.submit_wakeup,
-                settings.submit_sweep_interval_s,
-                settings.submit_abandoned_after_s,
-            ),
-            name="submitter",
+    sending = asyncio.create_task(
+        submitter.run(
+            runtime.pool,
+            provider,
+            runtime.submit_wakeup,
+            settings.submit_sweep_interval_s,
+            settings.submit_abandoned_after_s,
         ),
+        name="submitter",
+    )
+    if settings.submitter_only:
+        return [sending]
+    return [
+        sending,
         asyncio.create_task(
             poller.run(runtime.pool, provider, settings.poll_interval_s), name="poller"
         ),

@@ -1,26 +1,24 @@
 """``boost serve --processes N``: the API served by N processes on one port.
 
 One Python process serves a checkout on one core. With N processes, each API process binds the
-port with ``SO_REUSEPORT`` (the kernel shares connections out between them) and runs no
-background workers; the parent runs the submitter, poller and catalog sync (and the built-in
-simulator, which the API processes then use as their provider), as ``boost worker`` would. An
-API process rings the parent's submitter through an inherited pipe when it places an order,
-so submission waits for no sweep.
+port with ``SO_REUSEPORT`` (the kernel shares connections out between them) and runs a
+submitter, woken by its own checkouts: submission is the costliest work an order brings (a
+provider call and two transactions), and it then grows with the processes instead of queueing
+behind one core. The parent runs the poller, catalog sync and a submitter that sweeps (and the
+built-in simulator, which the API processes then use as their provider), as ``boost worker``
+would.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import sys
-from collections.abc import Iterator
 
 import structlog
 
 from boost_ledger import logs
-from boost_ledger.api.runtime import Runtime
 from boost_ledger.settings import Settings
 
 log = structlog.get_logger("boost.server")
@@ -32,35 +30,13 @@ READY_LINE = b"boost-api-process-ready"
 """What an API process prints on stdout once it listens (``--announce-ready``)."""
 
 
-@contextlib.contextmanager
-def _wake_pipe(runtime: Runtime) -> Iterator[int]:
-    """A pipe whose bytes wake ``runtime``'s submitter; yields the end to write to."""
-    read_end, write_end = os.pipe()
-    os.set_blocking(read_end, False)
-    loop = asyncio.get_running_loop()
-
-    def rung() -> None:
-        with contextlib.suppress(BlockingIOError):
-            while os.read(read_end, 4096):
-                pass
-        runtime.wake_submitter()
-
-    loop.add_reader(read_end, rung)
-    try:
-        yield write_end
-    finally:
-        loop.remove_reader(read_end)
-        os.close(read_end)
-        os.close(write_end)
-
-
-async def _spawn(settings: Settings, provider_url: str, wake_fd: int) -> asyncio.subprocess.Process:
+async def _spawn(settings: Settings, provider_url: str) -> asyncio.subprocess.Process:
     environment = {
         **os.environ,
-        "BOOST_WORKERS": "0",
+        "BOOST_WORKERS": "1" if settings.workers_enabled else "0",
+        "BOOST_SUBMITTER_ONLY": "1",
         "BOOST_DEMO": "0",
         "BOOST_PROVIDER_URL": provider_url,
-        "BOOST_WAKE_FD": str(wake_fd),
     }
     return await asyncio.create_subprocess_exec(
         sys.executable,
@@ -75,7 +51,6 @@ async def _spawn(settings: Settings, provider_url: str, wake_fd: int) -> asyncio
         "--announce-ready",
         env=environment,
         stdout=asyncio.subprocess.PIPE,
-        pass_fds=(wake_fd,),
     )
 
 
@@ -119,18 +94,17 @@ async def serve_processes(settings: Settings, count: int) -> None:
         assert runtime.provider is not None
         banner = await demo_banner_if_new(runtime, settings) if settings.demo_account else None
         processes: list[asyncio.subprocess.Process] = []
-        with _wake_pipe(runtime) as wake_fd:
-            try:
-                for _ in range(count):
-                    processes.append(await _spawn(settings, runtime.provider.url, wake_fd))
-                relays = await asyncio.gather(*(_ready(process) for process in processes))
-                log.info("serving", host=settings.host, port=settings.port, processes=count)
-                if banner is not None:
-                    print(banner, file=sys.stderr, flush=True)
-                workers = start_worker_tasks(runtime) if settings.workers_enabled else []
-                asked = await _until_stopped(processes, [*workers, *relays])
-            finally:
-                await _stop(processes)
+        try:
+            for _ in range(count):
+                processes.append(await _spawn(settings, runtime.provider.url))
+            relays = await asyncio.gather(*(_ready(process) for process in processes))
+            log.info("serving", host=settings.host, port=settings.port, processes=count)
+            if banner is not None:
+                print(banner, file=sys.stderr, flush=True)
+            workers = start_worker_tasks(runtime) if settings.workers_enabled else []
+            asked = await _until_stopped(processes, [*workers, *relays])
+        finally:
+            await _stop(processes)
     if not asked:
         raise SystemExit(1)  # a process or worker ended on its own: logged above
 

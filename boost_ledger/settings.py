@@ -52,9 +52,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """BOOST_POOL_MAX: largest database pool per process."""
     statement_timeout_ms: int = 5000
     """BOOST_STATEMENT_TIMEOUT_MS: a database statement running longer is cancelled."""
-    wake_fd: int | None = None
-    """BOOST_WAKE_FD: set by ``boost serve --processes`` for its API processes (the pipe that
-    wakes the parent's submitter); not for operators."""
+    submitter_only: bool = False
+    """BOOST_SUBMITTER_ONLY: set by ``boost serve --processes`` for its API processes (each runs
+    a submitter for the orders it places; the parent runs the other workers); not for
+    operators."""
     demo_account: bool = True
     """BOOST_DEMO: "0" skips opening the demo account on the first start."""
     log_level: str = "info"
@@ -119,7 +120,7 @@ _VARIABLES = {
     "pool_max_size": "BOOST_POOL_MAX",
     "statement_timeout_ms": "BOOST_STATEMENT_TIMEOUT_MS",
     "demo_account": "BOOST_DEMO",
-    "wake_fd": "BOOST_WAKE_FD",
+    "submitter_only": "BOOST_SUBMITTER_ONLY",
     "log_level": "BOOST_LOG_LEVEL",
     "rate_limit_per_s": "BOOST_RATE_LIMIT_PER_S",
     "rate_limit_burst": "BOOST_RATE_LIMIT_BURST",

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,13 +27,9 @@ class Runtime:
     principals: Principals = field(default_factory=Principals)
 
     def wake_submitter(self) -> None:
-        """Tell the submitter that an order is waiting: the one in this process, or the parent's
-        through its pipe under ``boost serve --processes`` (it also sweeps periodically)."""
+        """Tell this process's submitter that an order is waiting (it also sweeps periodically,
+        and a separate ``boost worker`` finds the order on its own sweep)."""
         self.submit_wakeup.set()
-        if self.settings.wake_fd is not None:
-            # A full pipe already holds a wakeup the submitter has not read.
-            with contextlib.suppress(BlockingIOError):
-                os.write(self.settings.wake_fd, b"\x00")
 
 
 def runtime_of(request: Request) -> Runtime:

@@ -2,7 +2,8 @@
 
 Orders placed over many connections are answered by both processes (each takes order ids in
 blocks of its own), each order is submitted at once although the submitter's sweep is far off
-(the API processes ring it through their pipe), and SIGTERM to the parent stops them all.
+(each API process runs a submitter, woken by its own checkouts), and SIGTERM to the parent
+stops them all.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ CONNECTIONS = 16
 ORDER_ID_BLOCK = 32  # checkout_state.OrderIds takes ids from the sequence in blocks this size
 
 
-async def test_two_processes_serve_one_port_and_ring_the_parents_submitter(test_server):
+async def test_two_processes_serve_one_port_and_submit_their_orders_at_once(test_server):
     port = free_port()
     env = await serve_env(test_server, port, BOOST_SUBMIT_SWEEP_INTERVAL_S="300")
     process = await asyncio.create_subprocess_exec(

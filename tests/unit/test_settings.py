@@ -33,7 +33,7 @@ _SAMPLES: dict[str, tuple[str, object]] = {
     "BOOST_POOL_MAX": ("30", 30),
     "BOOST_STATEMENT_TIMEOUT_MS": ("750", 750),
     "BOOST_DEMO": ("0", False),
-    "BOOST_WAKE_FD": ("7", 7),
+    "BOOST_SUBMITTER_ONLY": ("1", True),
     "BOOST_LOG_LEVEL": ("debug", "debug"),
     "BOOST_RATE_LIMIT_PER_S": ("2.5", 2.5),
     "BOOST_RATE_LIMIT_BURST": ("7", 7),

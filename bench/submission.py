@@ -1,0 +1,72 @@
+"""How far submission to the provider kept up with a checkout load.
+
+Checkout commits an order to a durable queue and answers; the submitter sends it on afterwards
+(DESIGN: submission happens after commit). A checkout rate is therefore only half the story:
+around each checkout load the bench counts the orders still waiting (queued or attempting),
+then waits, bounded, until the submitter has sent them all, so that the next load starts with
+an empty queue and the report can give the rate at which orders were both placed and submitted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import asyncpg
+
+from bench.cluster import Cluster
+
+DRAIN_TIMEOUT_S = 300.0
+POLL_S = 0.25
+
+_COUNTS = """
+select count(*) as orders,
+       count(*) filter (where submission in ('queued', 'attempting')) as waiting
+  from orders
+"""
+
+
+async def counts(cluster: Cluster) -> tuple[int, int]:
+    """(orders, orders not yet submitted) as the database holds them now."""
+    connection = await asyncpg.connect(cluster.uri("boost"))
+    try:
+        row = await connection.fetchrow(_COUNTS)
+    finally:
+        await connection.close()
+    assert row is not None
+    return int(row["orders"]), int(row["waiting"])
+
+
+async def follow(cluster: Cluster, before: tuple[int, int], started: float) -> dict[str, Any]:
+    """The submission figures of the load that began at ``started`` with ``before`` counts:
+    what was sent during it, what it left waiting, and how long that took to drain."""
+    ended = time.monotonic()
+    orders, waiting = await counts(cluster)
+    placed = orders - before[0]
+    sent_during = (orders - waiting) - (before[0] - before[1])
+    deadline = ended + DRAIN_TIMEOUT_S
+    left = waiting
+    while left and time.monotonic() < deadline:
+        await asyncio.sleep(POLL_S)
+        left = (await counts(cluster))[1]
+    drained = time.monotonic()
+    load_s = ended - started
+    return {
+        "placed": placed,
+        "sent_during_load": sent_during,
+        "sent_per_s_during_load": sent_during / load_s,
+        "waiting_at_end": waiting,
+        "drain_s": drained - ended if waiting else 0.0,
+        "left_after_drain": left,
+        "placed_and_sent_per_s": (placed - left) / (drained - started),
+    }
+
+
+def describe(figures: dict[str, Any]) -> str:
+    return (
+        f"submission: {figures['sent_per_s_during_load']:.0f}/s during the load,"
+        f" {figures['waiting_at_end']} waiting at its end, drained in"
+        f" {figures['drain_s']:.1f} s ({figures['left_after_drain']} left);"
+        f" placed and sent {figures['placed_and_sent_per_s']:.0f}/s"
+    )
