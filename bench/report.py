@@ -9,7 +9,13 @@ from typing import Any
 
 from bench.report_log import log_table
 from bench.report_profile import profile_section
-from bench.report_sections import cpu_table, machine_section, reads_table, targets_table
+from bench.report_sections import (
+    cpu_table,
+    machine_section,
+    reads_table,
+    submission_table,
+    targets_table,
+)
 
 
 def _f(value: float | None, digits: int = 0) -> str:
@@ -130,6 +136,8 @@ def render(results: dict[str, Any], chart_name: str | None) -> str:
         " The last row puts every client on one wallet.",
         "",
         checkout_table(results),
+        "",
+        submission_table(results),
         "",
         "## Appending a checkout's two events: ours against the peers",
         "",

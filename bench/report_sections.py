@@ -109,6 +109,40 @@ def targets_table(results: dict[str, Any]) -> str:
     )
 
 
+def submission_table(results: dict[str, Any]) -> str:
+    """How far submission to the provider kept up with each checkout load (bench/submission.py)."""
+    http = results.get("http", {})
+    several = results.get("processes", {}).get("checkout") or []
+    loads = [
+        *((level, "one process") for level in http.get("checkout") or []),
+        *((level, f"--processes {level.get('processes', 2)}") for level in several),
+    ]
+    lines = [
+        "## Submission to the provider",
+        "",
+        "Checkout answers once the order is paid and queued; the submitter sends it to the provider"
+        " afterwards (claim, provider call, settle) and the poller follows its status. Around each"
+        " checkout load the bench counts the orders not yet sent, then waits until the submitter"
+        " has sent them all before the next load. *Placed and sent* is the orders of the load over"
+        " the time from its start until the last of them was sent: the rate the whole system"
+        " sustains, provider calls included (the simulator runs on the same two cores).",
+        "",
+        "| server | clients | checkout orders/s | sent/s during the load | waiting at its end"
+        " | drained in | placed and sent, orders/s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for level, server in loads:
+        sent = level.get("submission")
+        if not sent:
+            continue
+        lines.append(
+            f"| {server} | {level['concurrency']} | {fmt(level['per_s'])}"
+            f" | {fmt(sent['sent_per_s_during_load'])} | {fmt(sent['waiting_at_end'])}"
+            f" | {fmt(sent['drain_s'], 1)} s | {fmt(sent['placed_and_sent_per_s'])} |"
+        )
+    return "\n".join(lines)
+
+
 def reads_table(results: dict[str, Any]) -> str:
     reads = results.get("http", {}).get("reads") or []
     lines = [

@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 
 from bench.report import by_concurrency
-from bench.report_sections import fmt, targets_table
+from bench.report_sections import fmt, submission_table, targets_table
 
 
 def _rate(level: dict[str, Any] | None, key: str = "per_s") -> str:
@@ -42,7 +42,8 @@ def summary(results: dict[str, Any], report_name: str) -> str:
             f" | {_rate(trip.get(c))} | {_rate(append.get(c), 'appends_per_s')}"
             f" | {_rate(es.get(c), 'appends_per_s')} | {_rate(mdb.get(c), 'appends_per_s')} |"
         )
-    return "\n".join([*lines, "", targets_table(results)])
+    sent = submission_table(results).split("\n")[4:]  # its table, without heading and prose
+    return "\n".join([*lines, "", targets_table(results), "", *sent])
 
 
 def main() -> None:
