@@ -301,6 +301,43 @@ async def observe(
     return order
 
 
+Reply = tuple[str, int | None, int | None, str | None]
+"""A provider's status of an order: upstream status, start count, remains, charge."""
+
+
+async def observe_batch(
+    connection: Connection, replies: Mapping[int, Reply], actor: str
+) -> list[int]:
+    """Record, in one transaction, what the provider says of several orders, decided as
+    ``observe`` decides; return the orders done with. An order whose status owes a refund is
+    left out, for ``observe`` on its own (a refund locks its wallet too)."""
+    done: list[int] = []
+    observed: list[NewEvent] = []
+    async with connection.transaction():
+        rows = await connection.fetch(
+            f"select {_STATE_COLUMNS} from orders where order_id = any($1::bigint[])"
+            " order by order_id for update",
+            list(replies),
+        )
+        for row in rows:
+            order = OrderState.from_row(row)
+            observation = decide_observation(order, *replies[order.order_id])
+            if observation.refund_kobo > 0 and not order.refunded:
+                continue
+            done.append(order.order_id)
+            if observation.event is not None:
+                observed.append(
+                    NewEvent(
+                        stream_id=order_stream(order.order_id),
+                        version=order.version + 1,
+                        event=observation.event,
+                    )
+                )
+        if observed:
+            await commit(connection, observed, {"actor": actor})
+    return done
+
+
 async def cancel_locally(connection: Connection, order: OrderState, actor: str) -> None:
     """Cancel a never-submitted order and refund it whole (caller holds the order lock)."""
     assert order.submission == "queued"

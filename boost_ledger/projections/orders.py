@@ -111,7 +111,8 @@ async def _apply_order_change(connection: Connection, record: RecordedEvent) -> 
     assert updated == 1, f"order {order_id} is not at version {record.version - 1}"
 
 
-# The submitter's claims and accepted replies come several orders at a time: each such batch is
+# The submitter's claims and accepted replies, and the poller's observations, come several
+# orders at a time: each such batch is
 # projected by one statement over arrays: (set clause over the target ``o`` and the arrays' row
 # ``c``, the extra arrays' columns and types, the event's values for them).
 _BATCHED: dict[type, tuple[str, tuple[tuple[str, str], ...]]] = {
@@ -122,6 +123,16 @@ _BATCHED: dict[type, tuple[str, tuple[tuple[str, str], ...]]] = {
     OrderSubmitted: (
         "submission = 'submitted', provider_order_id = c.provider_order_id",
         (("provider_order_id", "text"),),
+    ),
+    StatusObserved: (
+        "status = c.status, upstream_status = c.upstream_status, start_count = c.start_count,"
+        " remains = c.remains",
+        (
+            ("status", "text"),
+            ("upstream_status", "text"),
+            ("start_count", "bigint"),
+            ("remains", "bigint"),
+        ),
     ),
 }
 

@@ -3,10 +3,11 @@
 Due orders are claimed in batches of at most 100 (the protocol's multi-status limit) with
 SKIP LOCKED and a lease on ``next_check_at``, so several pollers never ask about the same
 order at once. Most answers repeat what is known: the batch's orders are read once, and those
-are only rescheduled, in one statement. Every other answer is recorded in its own transaction
-(``fulfilment.observe``, which decides again under the order's lock), paying whatever refund
-the status owes, exactly once. Passing over a repeated answer is always safe: the order is asked
-again at its next check.
+are only rescheduled, in one statement. The other answers are recorded together in one
+transaction (``fulfilment.observe_batch``, which decides again under the orders' locks); an
+answer that owes a refund is recorded in a transaction of its own (``fulfilment.observe``),
+paying it exactly once. Passing over a repeated answer is always safe: the order is asked again
+at its next check.
 """
 
 from __future__ import annotations
@@ -87,13 +88,7 @@ def _warn_if_unknown(order_id: int, status: ProviderStatus) -> None:
 
 
 def _changes_nothing(order: OrderState | None, status: ProviderStatus) -> bool:
-    if order is None:
-        return False
-    charge = None if status.charge is None else str(status.charge)
-    observation = decide_observation(
-        order, status.status, status.start_count, status.remains, charge
-    )
-    return observation == NOTHING
+    return order is not None and decide_observation(order, *_reply(status)) == NOTHING
 
 
 _QUIET = """
@@ -117,20 +112,17 @@ async def _after_quiet_checks(
         await connection.execute(_QUIET, active, interval_s)
 
 
+def _reply(status: ProviderStatus) -> fulfilment.Reply:
+    charge = None if status.charge is None else str(status.charge)
+    return status.status, status.start_count, status.remains, charge
+
+
 async def record_status(
     connection: Connection, order_id: int, status: ProviderStatus, actor: str
 ) -> None:
     """Record one reply (from the poller or a live check)."""
     _warn_if_unknown(order_id, status)
-    await fulfilment.observe(
-        connection,
-        order_id,
-        status.status,
-        status.start_count,
-        status.remains,
-        None if status.charge is None else str(status.charge),
-        actor,
-    )
+    await fulfilment.observe(connection, order_id, *_reply(status), actor)
 
 
 async def poll_once(
@@ -151,22 +143,48 @@ async def poll_once(
     replies = await provider.multi_status(list(claimed))
     async with pool.acquire() as connection:
         states = await fulfilment.order_states(connection, list(claimed.values()))
-        quiet = []
+        quiet, changed, failed = [], {}, []
         for provider_order_id, order_id in claimed.items():
             reply = replies.get(provider_order_id)
-            if isinstance(reply, ProviderStatus) and _changes_nothing(states.get(order_id), reply):
-                _warn_if_unknown(order_id, reply)
-                quiet.append(order_id)
-                continue
-            if isinstance(reply, ProviderStatus) and await _recorded(connection, order_id, reply):
-                await after_check(connection, order_id, interval_s)
-                continue
             if not isinstance(reply, ProviderStatus):
                 reason = reply.text if isinstance(reply, ProviderRefused) else "missing from reply"
                 log.warning("poll.item_error", order_id=order_id, reason=reason)
-            await after_check(connection, order_id, interval_s, failed=True)
+                failed.append(order_id)
+                continue
+            _warn_if_unknown(order_id, reply)
+            if _changes_nothing(states.get(order_id), reply):
+                quiet.append(order_id)
+            else:
+                changed[order_id] = reply
         await _after_quiet_checks(connection, states, quiet, interval_s)
+        await _record_changes(connection, changed, interval_s)
+        for order_id in failed:
+            await after_check(connection, order_id, interval_s, failed=True)
     return len(claimed)
+
+
+async def _record_changes(
+    connection: Connection, changed: dict[int, ProviderStatus], interval_s: float
+) -> None:
+    """Record the answers that change something: together in one transaction, but for those
+    owing a refund (or all of them, should that transaction fail), one at a time."""
+    done: list[int] = []
+    if changed:
+        try:
+            done = await fulfilment.observe_batch(
+                connection, {order_id: _reply(status) for order_id, status in changed.items()},
+                "poller",
+            )
+        except asyncpg.PostgresError as error:
+            log.warning("poll.batch_record_failed", orders=len(changed), error=str(error))
+    if done:
+        states = await fulfilment.order_states(connection, done)
+        await _after_quiet_checks(connection, states, done, interval_s)
+    left = set(changed) - set(done)
+    for order_id, status in changed.items():
+        if order_id in left:
+            recorded = await _recorded(connection, order_id, status)
+            await after_check(connection, order_id, interval_s, failed=not recorded)
 
 
 async def _recorded(connection: Connection, order_id: int, reply: ProviderStatus) -> bool:

@@ -246,3 +246,61 @@ async def test_a_repeated_answer_is_only_rescheduled(
     assert observed[order_ids[0]] == 2 and {observed[i] for i in order_ids[1:]} == {1}
     assert await pool.fetchval("select count(*) from order_polls where order_id = $1",
                                order_ids[0]) == 0  # settled: no longer polled
+
+
+async def test_changed_answers_are_recorded_together_and_refunds_on_their_own(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
+    provider: ProviderClient,
+) -> None:
+    """One poll of five orders: three moved on (recorded in one transaction), one came back
+    Canceled (recorded in a transaction of its own, refunded once) and one is unchanged; then
+    each order's poll schedule matches its new status."""
+    order_ids = await _submitted_orders(pool, client, provider, 5)
+    provider_ids = {
+        order_id: await pool.fetchval(
+            "select provider_order_id from orders where order_id = $1", order_id
+        )
+        for order_id in order_ids
+    }
+    moved, canceled, unchanged = order_ids[:3], order_ids[3], order_ids[4]
+    for order_id in order_ids:
+        await simulator.post(f"/orders/{provider_ids[order_id]}", json={"status": "Pending"})
+    assert await poller.poll_once(pool, provider, interval_s=0) == 5
+    first = await pool.fetchval("select max(global_position) from events")
+    for order_id in moved:
+        await simulator.post(f"/orders/{provider_ids[order_id]}", json={"status": "In progress"})
+    await simulator.post(f"/orders/{provider_ids[moved[0]]}", json={"status": "Completed",
+                                                                     "remains": 0})
+    await simulator.post(f"/orders/{provider_ids[canceled]}", json={"status": "Canceled"})
+
+    assert await poller.poll_once(pool, provider, INTERVAL_S) == 5
+
+    rows = await pool.fetch(
+        "select (data->>'order_id')::bigint as order_id, transaction_id from events"
+        " where type = 'StatusObserved' and (data->>'order_id')::bigint = any($1::bigint[])"
+        " and global_position > $2",
+        order_ids, first,
+    )
+    transaction_of = {row["order_id"]: row["transaction_id"] for row in rows}
+    assert sorted(transaction_of) == sorted([*moved, canceled])
+    assert len({transaction_of[order_id] for order_id in moved}) == 1
+    assert transaction_of[canceled] != transaction_of[moved[0]]
+    refunds = await pool.fetch(
+        "select (data->>'order_id')::bigint as order_id from events where type = 'Refunded'"
+        " and (data->>'order_id')::bigint = any($1::bigint[])",
+        order_ids,
+    )
+    assert [row["order_id"] for row in refunds] == [canceled]
+    statuses = dict(await pool.fetch(
+        "select order_id, status from orders where order_id = any($1::bigint[])", order_ids
+    ))
+    assert [statuses[order_id] for order_id in order_ids] == [
+        "completed", "in_progress", "in_progress", "canceled", "pending"
+    ]
+    polled = {
+        row["order_id"]
+        for row in await pool.fetch(
+            "select order_id from order_polls where order_id = any($1::bigint[])", order_ids
+        )
+    }
+    assert polled == {moved[1], moved[2], unchanged}  # settled orders are no longer polled
