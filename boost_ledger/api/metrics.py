@@ -37,6 +37,7 @@ from starlette.responses import Response
 
 from boost_ledger.api.runtime import runtime_of
 from boost_ledger.ledger.statuses import ORDER_STATUSES
+from boost_ledger.upstream.client import ACTION_EXTENSION
 
 log = structlog.get_logger("boost.metrics")
 
@@ -157,6 +158,9 @@ class InstrumentedTransport(httpx.AsyncBaseTransport):
 
 
 def _action_of(request: httpx.Request) -> str:
+    named = request.extensions.get(ACTION_EXTENSION)
+    if isinstance(named, str):
+        return named if named in PROVIDER_ACTIONS else "other"
     try:
         form = urllib.parse.parse_qs(request.content.decode("ascii", "replace"))
     except (httpx.RequestNotRead, ValueError):

@@ -21,6 +21,8 @@ from boost_ledger.upstream.errors import (
 from boost_ledger.upstream.models import ProviderBalance, ProviderService, ProviderStatus
 
 MAX_IDS_PER_CALL = 100
+ACTION_EXTENSION = "boost_provider_action"
+"""The request extension naming the protocol action of a provider call."""
 # A catalog of a few thousand services is a few megabytes; anything far larger is not a reply.
 _MAX_REPLY_BYTES = 16 * 1024 * 1024
 _RESERVED_FIELDS = frozenset({"key", "action", "service"})
@@ -149,8 +151,10 @@ class ProviderClient:
         return _interpret(action, status_code, body)
 
     async def _post(self, form: Mapping[str, str]) -> tuple[int, bytes]:
+        # The action rides along for a transport that labels its metrics by it.
+        extensions = {**self._extensions, ACTION_EXTENSION: form["action"]}
         request = httpx.Request(
-            "POST", self._url, data=form, headers=_HEADERS, extensions=self._extensions
+            "POST", self._url, data=form, headers=_HEADERS, extensions=extensions
         )
         response = await self._transport.handle_async_request(request)
         response.request = request
