@@ -159,8 +159,7 @@ def record_from_row(row: Mapping[str, Any]) -> RecordedEvent:
 # walking the positions in order (as "= part" it would expect few rows, and sort a scan of the
 # whole log for every batch).
 _RANGE = """
-select global_position, event_id, stream_id, version, type, data::text, metadata::text,
-       transaction_id::text::bigint, recorded_at, hash
+select {columns}
   from events
  where global_position > $1 and ($2::bigint is null or global_position <= $2)
    and ($3::text[] is null or type = any($3::text[]))
@@ -170,6 +169,13 @@ select global_position, event_id, stream_id, version, type, data::text, metadata
  limit $4
 """
 RANGE_BATCH_MAX = 50_000
+_ALL_COLUMNS = """global_position, event_id, stream_id, version, type, data::text, metadata::text,
+       transaction_id::text::bigint, recorded_at, hash"""
+# What a projection's fold reads of an event. A replay that only folds leaves the rest out, and
+# PostgreSQL then renders neither the metadata's JSON nor the transaction id for each event.
+_FOLD_COLUMNS = "global_position, stream_id, version, type, data::text, recorded_at"
+_RANGE_ALL = _RANGE.format(columns=_ALL_COLUMNS)
+_RANGE_FOLD = _RANGE.format(columns=_FOLD_COLUMNS)
 
 
 class Part(msgspec.Struct, frozen=True):
@@ -188,14 +194,17 @@ async def read_range(
     types: Sequence[str] | None,
     limit: int,
     part: Part | None = None,
+    *,
+    folding: bool = False,
 ) -> list[Any]:
     """Rows of the events with ``after < global_position <= up_to`` (no bound when None) of
     ``types`` (all when None), of ``part`` (all when None), in position order, at most
-    ``limit``."""
+    ``limit``: every column (see ``record_from_text_row``), or with ``folding`` only those a
+    fold reads (see ``record_from_fold_row``)."""
     assert 0 < limit <= RANGE_BATCH_MAX
     assert part is None or 0 <= part.index < part.count
     return await connection.fetch(
-        _RANGE,
+        _RANGE_FOLD if folding else _RANGE_ALL,
         after,
         up_to,
         None if types is None else list(types),
@@ -221,6 +230,26 @@ def record_from_text_row(
         transaction_id=row[7],
         recorded_at=row[8],
         hash=row[9],
+    )
+
+
+_NOT_READ_ID = uuid.UUID(int=0)
+_NOT_READ_METADATA: dict[str, Any] = {}
+
+
+def record_from_fold_row(row: Sequence[Any]) -> RecordedEvent:
+    """The event of a ``read_range(..., folding=True)`` row, for a projection's fold: its id,
+    metadata, transaction and hash were not read (a nil id, no metadata, zero, no bytes)."""
+    return RecordedEvent(
+        global_position=row[0],
+        event_id=_NOT_READ_ID,
+        stream_id=row[1],
+        version=row[2],
+        event=decode_event_json(row[3], row[4]),
+        metadata=_NOT_READ_METADATA,
+        transaction_id=0,
+        recorded_at=row[5],
+        hash=b"",
     )
 
 

@@ -87,12 +87,14 @@ async def apply_range(
     wanted = event_types(module for module, _ in targets)
     types, relevant = (None, frozenset(wanted)) if observer is not None else (wanted, None)
     position, metadata = after, MetadataDecoder()
-    batches = _batches(reader or connection, reader is not None, position, up_to, types, part)
+    batches = _batches(
+        reader or connection, reader is not None, position, up_to, types, part, observer is None
+    )
     writes = _Writes(connection, targets)
     with collector_paused():
         async with aclosing(batches), writes:
             async for rows in batches:
-                records = await _decoded(rows, relevant, metadata)
+                records = await _decoded(rows, relevant, metadata, folding=observer is None)
                 await writes.finish()  # the connection is free again
                 if observer is not None:
                     await observer(rows)
@@ -108,17 +110,27 @@ async def apply_range(
 
 
 async def _decoded(
-    rows: Sequence[Any], relevant: frozenset[str] | None, metadata: MetadataDecoder
+    rows: Sequence[Any],
+    relevant: frozenset[str] | None,
+    metadata: MetadataDecoder,
+    *,
+    folding: bool,
 ) -> list[RecordedEvent]:
     """The batch's events (those of ``relevant`` types), decoded a chunk at a time: between
-    chunks, the previous batch's write goes on, so PostgreSQL works while this process decodes."""
+    chunks, the previous batch's write goes on, so PostgreSQL works while this process decodes.
+    ``folding`` rows hold only what a fold reads (``store.read_range``)."""
     records: list[RecordedEvent] = []
     for start in range(0, len(rows), DECODE_CHUNK):
-        records += [
-            store.record_from_text_row(row, metadata)
-            for row in rows[start : start + DECODE_CHUNK]
-            if relevant is None or row[4] in relevant
-        ]
+        chunk = rows[start : start + DECODE_CHUNK]
+        if folding:
+            assert relevant is None, "an observed replay reads every column"
+            records += [store.record_from_fold_row(row) for row in chunk]
+        else:
+            records += [
+                store.record_from_text_row(row, metadata)
+                for row in chunk
+                if relevant is None or row[4] in relevant
+            ]
         await asyncio.sleep(0)
     return records
 
@@ -165,19 +177,22 @@ async def _batches(
     up_to: int | None,
     types: Sequence[str] | None,
     part: store.Part | None,
+    folding: bool,
 ) -> AsyncGenerator[list[Any], None]:
     """The rows of the range in batches; with ``prefetch``, the next batch is read meanwhile."""
+
+    def read(start: int) -> Awaitable[list[Any]]:
+        return store.read_range(reader, start, up_to, types, BATCH_SIZE, part, folding=folding)
+
     if not prefetch:
-        while rows := await store.read_range(reader, after, up_to, types, BATCH_SIZE, part):
+        while rows := await read(after):
             yield rows
             after = rows[-1][0]
         return
-    pending = asyncio.ensure_future(store.read_range(reader, after, up_to, types, BATCH_SIZE, part))
+    pending = asyncio.ensure_future(read(after))
     try:
         while rows := await pending:
-            pending = asyncio.ensure_future(
-                store.read_range(reader, rows[-1][0], up_to, types, BATCH_SIZE, part)
-            )
+            pending = asyncio.ensure_future(read(rows[-1][0]))
             yield rows
     finally:
         if not pending.done():
