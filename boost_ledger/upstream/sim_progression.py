@@ -30,10 +30,27 @@ def choose_partial_remains(
     return generator.randint(1, quantity // 2)
 
 
+TICK_CHUNK = 500
+"""Orders advanced between two returns to the event loop by the background progression."""
+
+
 def tick(state: SimulatorState) -> None:
     for order in state.orders.values():
         advance_order(state, order)
     for refill in state.refills.values():
+        _advance_refill(refill)
+
+
+async def tick_in_steps(state: SimulatorState, chunk: int = TICK_CHUNK) -> None:
+    """``tick``, giving the event loop back every ``chunk`` orders: a simulator holding many
+    orders then never holds up the server whose process it runs in. The orders are those of
+    the tick's start; one placed meanwhile moves at the next tick."""
+    orders = list(state.orders.values())
+    for start in range(0, len(orders), chunk):
+        for order in orders[start : start + chunk]:
+            advance_order(state, order)
+        await asyncio.sleep(0)
+    for refill in list(state.refills.values()):
         _advance_refill(refill)
 
 
@@ -99,7 +116,7 @@ async def _run_progression(state: SimulatorState) -> None:
     while True:
         await asyncio.sleep(state.tick_s)
         if state.autoprogress:
-            tick(state)
+            await tick_in_steps(state)
 
 
 @contextlib.asynccontextmanager

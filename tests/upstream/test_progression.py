@@ -8,7 +8,7 @@ from upstream_helpers import API_KEY, control_orders, running_server, wait_until
 
 from boost_ledger.upstream import ProviderClient, create_simulator_app
 from boost_ledger.upstream.sim_actions import add
-from boost_ledger.upstream.sim_progression import tick
+from boost_ledger.upstream.sim_progression import tick, tick_in_steps
 from boost_ledger.upstream.sim_state import SimulatorState
 
 FOLLOWERS = {"link": "https://instagram.com/someone", "quantity": "1000"}
@@ -92,3 +92,34 @@ def test_progression_is_deterministic_and_about_one_in_five_is_partial() -> None
     assert set(statuses) == {"Completed", "Partial"}
     assert 20 <= statuses.count("Partial") <= 60
     assert all(remains > 0 for status, remains, _ in history if status == "Partial")
+
+
+async def test_a_background_tick_gives_the_loop_back_and_moves_orders_as_a_tick_does() -> None:
+    """The background progression advances the same orders by the same step as ``tick`` (same
+    seed, same history), returning to the event loop between chunks of orders."""
+    def placed(seed: int) -> SimulatorState:
+        state = SimulatorState(api_key="k", tick_s=1.0, initial_autoprogress=False, seed=seed)
+        for _ in range(50):
+            assert "order" in add(state, {"service": "3", "link": "x", "quantity": "1000"})
+        return state
+
+    by_tick, in_steps = placed(seed=5), placed(seed=5)
+    turns = 0
+
+    async def other_task() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    other = asyncio.create_task(other_task())
+    await asyncio.sleep(0)
+    for _ in range(6):
+        tick(by_tick)
+        before = turns
+        await tick_in_steps(in_steps, chunk=10)
+        assert turns - before >= 5  # 50 orders in chunks of 10: the loop ran between them
+    other.cancel()
+    assert [(o.status, o.remains) for o in in_steps.orders.values()] == [
+        (o.status, o.remains) for o in by_tick.orders.values()
+    ]
