@@ -58,8 +58,9 @@ class ProviderClient:
         self._read_retries = read_retries
         self._backoff_s = backoff_s
         # Requests go to the transport (the connection pool) directly: a provider call needs
-        # none of what ``httpx.AsyncClient`` adds (cookies, redirects, auth, proxies from the
-        # environment), and skipping it takes a fifth off the CPU of every call.
+        # none of what ``httpx.AsyncClient`` adds (cookies, redirects, auth), and skipping it
+        # takes a fifth off the CPU of every call. Proxies from the environment are therefore
+        # not used (documented with BOOST_PROVIDER_URL).
         self._transport = transport or httpx.AsyncHTTPTransport(
             limits=httpx.Limits(
                 max_connections=max_connections, max_keepalive_connections=max_connections

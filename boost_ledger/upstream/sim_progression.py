@@ -47,6 +47,8 @@ async def tick_in_steps(state: SimulatorState, chunk: int = TICK_CHUNK) -> None:
     the tick's start; one placed meanwhile moves at the next tick."""
     orders = list(state.orders.values())
     for start in range(0, len(orders), chunk):
+        if not state.autoprogress:  # turned off meanwhile: the rest of this tick is dropped
+            return
         for order in orders[start : start + chunk]:
             advance_order(state, order)
         await asyncio.sleep(0)

@@ -212,3 +212,6 @@ async def run(pool: asyncpg.Pool[Any], provider: ProviderClient, interval_s: flo
         except (OSError, asyncpg.PostgresError) as error:
             log.warning("poll.database_error", error=str(error))
             await asyncio.sleep(backoff.failed())
+        except Exception:  # a worker outlives its errors: logged, then retried after a pause
+            log.exception("poll.unexpected_error")
+            await asyncio.sleep(backoff.failed())

@@ -72,7 +72,8 @@ async def _send_and_settle(
 ) -> list[str]:
     """Replies are settled as they arrive, those that arrive together in one go (the accepted
     ones in one transaction), so a busy provider costs fewer transactions and a slow reply never
-    holds the others back."""
+    holds the others back. A reply that cannot be recorded is logged with what the provider said
+    (the order stays ``attempting``, for the sweeper and an operator); the other sends go on."""
     sending = {asyncio.ensure_future(_send(provider, order)): order for order in claimed}
     outcomes: dict[int, dict[str, str]] = {}
     pending = set(sending)
@@ -83,7 +84,7 @@ async def _send_and_settle(
             await _settle(pool, replies)
             outcomes.update(replies)
     finally:
-        for task in pending:  # only when settling failed or we are cancelled
+        for task in pending:  # only when we are cancelled (shutdown)
             task.cancel()
     return [next(iter(outcomes[order.order_id])) for order in claimed]
 
@@ -100,20 +101,35 @@ async def _send(provider: ProviderClient, claimed: fulfilment.Claimed) -> dict[s
         return {"unknown": f"unexpected {type(error).__name__}"}
 
 
+_DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
 async def _settle(pool: asyncpg.Pool[Any], replies: dict[int, dict[str, str]]) -> None:
+    """Record ``replies``: the accepted ones together, then any other (or all of them one by
+    one, should the joint transaction fail). Never raises for a database error: what could not
+    be recorded is logged with the provider's answer."""
     accepted = {
         order_id: outcome["provider_order_id"]
         for order_id, outcome in replies.items()
         if "provider_order_id" in outcome
     }
-    async with pool.acquire() as connection:
-        recorded = set(await fulfilment.settle_accepted(connection, accepted)) if accepted else ()
-        for order_id, outcome in replies.items():
-            if order_id in recorded:
-                _log_settled(order_id, outcome, "settled")
-            else:
+    left = dict(replies)
+    try:
+        async with pool.acquire() as connection:
+            if accepted:
+                try:
+                    for order_id in await fulfilment.settle_accepted(connection, accepted):
+                        _log_settled(order_id, left.pop(order_id), "settled")
+                except _DATABASE_ERRORS as error:
+                    failed = {"orders": len(accepted), "error": str(error)}
+                    log.warning("submit.joint_settle_failed", **failed)
+            for order_id, outcome in list(left.items()):
                 settled = await fulfilment.settle_reply(connection, order_id, outcome)
+                del left[order_id]
                 _log_settled(order_id, outcome, settled)
+    except _DATABASE_ERRORS as error:
+        for order_id, outcome in left.items():
+            log.error("submit.reply_not_recorded", order_id=order_id, error=str(error), **outcome)
 
 
 def _log_settled(order_id: int, outcome: dict[str, str], recorded: str) -> None:
@@ -165,6 +181,9 @@ async def run(
                 backoff.succeeded()
         except (OSError, asyncpg.PostgresError) as error:
             log.warning("submit.database_error", error=str(error))
+            delay = backoff.failed()
+        except Exception:  # a worker outlives its errors: logged, then retried after a pause
+            log.exception("submit.unexpected_error")
             delay = backoff.failed()
         if delay is not None:
             await asyncio.sleep(delay)

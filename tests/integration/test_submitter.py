@@ -367,6 +367,27 @@ async def test_replies_that_arrive_together_settle_in_one_transaction(
     assert polled == 3
 
 
+async def test_when_the_joint_settle_fails_each_reply_is_recorded_on_its_own(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
+    provider: ProviderClient, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A database error in the transaction that records accepted replies together loses none
+    of them: each is then recorded in a transaction of its own, and each order reached the
+    provider once."""
+    _, key = await open_funded_account(pool, 3 * PRICE_100_KOBO)
+    orders = [await _place(client, key) for _ in range(3)]
+
+    async def refused(*_: object) -> list[int]:
+        raise asyncpg.exceptions.SerializationError("injected: the joint settle fails")
+
+    monkeypatch.setattr(fulfilment, "settle_accepted", refused)
+    assert await submitter.submit_batch(pool, provider, 3) == ["provider_order_id"] * 3
+    for order in orders:
+        [sent] = await _provider_orders(simulator, order["link"])
+        row = await _order(pool, order["order_id"])
+        assert (row["submission"], row["provider_order_id"]) == ("submitted", str(sent["order"]))
+
+
 async def test_a_batch_projected_at_a_stale_version_is_refused(
     pool: asyncpg.Pool[Any], client: httpx.AsyncClient, provider: ProviderClient
 ) -> None:

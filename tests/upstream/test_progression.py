@@ -98,7 +98,7 @@ async def test_a_background_tick_gives_the_loop_back_and_moves_orders_as_a_tick_
     """The background progression advances the same orders by the same step as ``tick`` (same
     seed, same history), returning to the event loop between chunks of orders."""
     def placed(seed: int) -> SimulatorState:
-        state = SimulatorState(api_key="k", tick_s=1.0, initial_autoprogress=False, seed=seed)
+        state = SimulatorState(api_key="k", tick_s=1.0, initial_autoprogress=True, seed=seed)
         for _ in range(50):
             assert "order" in add(state, {"service": "3", "link": "x", "quantity": "1000"})
         return state
