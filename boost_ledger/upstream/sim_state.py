@@ -26,7 +26,7 @@ FAULT_ACTIONS = frozenset(
 )
 
 
-@dataclass
+@dataclass(slots=True)  # a simulator holds every order it took: no __dict__ for each
 class SimulatedOrder:
     order_id: int
     service: CatalogService
@@ -63,7 +63,7 @@ class SimulatedOrder:
         }
 
 
-@dataclass
+@dataclass(slots=True)
 class SimulatedRefill:
     refill_id: int
     order_id: int
