@@ -37,23 +37,24 @@ select coalesce(extract(epoch from now() - min(next_check_at)), 0)::float8
 """
 
 
-async def _poller_late_s(cluster: Cluster) -> float:
+async def _row(cluster: Cluster, query: str) -> asyncpg.Record:
+    """One row of ``query`` on the server's database, on a connection of its own."""
     connection = await asyncpg.connect(cluster.uri("boost"))
     try:
-        late: float = await connection.fetchval(_POLLER_LATE)
+        row = await connection.fetchrow(query)
     finally:
         await connection.close()
-    return late
+    assert row is not None
+    return row
+
+
+async def _poller_late_s(cluster: Cluster) -> float:
+    return float((await _row(cluster, _POLLER_LATE))[0])
 
 
 async def counts(cluster: Cluster) -> tuple[int, int]:
     """(orders, orders not yet submitted) as the database holds them now."""
-    connection = await asyncpg.connect(cluster.uri("boost"))
-    try:
-        row = await connection.fetchrow(_COUNTS)
-    finally:
-        await connection.close()
-    assert row is not None
+    row = await _row(cluster, _COUNTS)
     return int(row["orders"]), int(row["waiting"])
 
 

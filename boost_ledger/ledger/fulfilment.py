@@ -60,6 +60,18 @@ async def lock_order(
     return OrderState.from_row(row)
 
 
+async def lock_orders(connection: Connection, order_ids: list[int]) -> list[OrderState]:
+    """The states of several orders, locked until the caller's transaction ends, in order id
+    order: two transactions locking overlapping sets this way never wait on each other in a
+    cycle."""
+    rows = await connection.fetch(
+        f"select {_STATE_COLUMNS} from orders where order_id = any($1::bigint[])"
+        " order by order_id for update",
+        order_ids,
+    )
+    return [OrderState.from_row(row) for row in rows]
+
+
 async def record(
     connection: Connection,
     order: OrderState,
@@ -195,12 +207,8 @@ async def settle_accepted(connection: Connection, accepted: Mapping[int, str]) -
     ``attempting`` (settled meanwhile by the sweeper or an operator) is left out, for
     ``settle_reply``."""
     async with connection.transaction():
-        rows = await connection.fetch(
-            f"select {_STATE_COLUMNS} from orders where order_id = any($1::bigint[])"
-            " order by order_id for update",
-            list(accepted),
-        )
-        orders = [OrderState.from_row(row) for row in rows if row["submission"] == "attempting"]
+        locked = await lock_orders(connection, list(accepted))
+        orders = [order for order in locked if order.submission == "attempting"]
         if not orders:
             return []
         submitted = [
@@ -314,13 +322,7 @@ async def observe_batch(
     done: list[int] = []
     observed: list[NewEvent] = []
     async with connection.transaction():
-        rows = await connection.fetch(
-            f"select {_STATE_COLUMNS} from orders where order_id = any($1::bigint[])"
-            " order by order_id for update",
-            list(replies),
-        )
-        for row in rows:
-            order = OrderState.from_row(row)
+        for order in await lock_orders(connection, list(replies)):
             observation = decide_observation(order, *replies[order.order_id])
             if observation.refund_kobo > 0 and not order.refunded:
                 continue

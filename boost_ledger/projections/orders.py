@@ -70,23 +70,15 @@ async def apply(
         await _apply_order_change(connection, record)
 
 
-# Each order event's effect on the row: (set clause, parameters after order_id and version).
+# Each other order event's effect on the row: (set clause, parameters after order_id and
+# version); those of ``_BATCHED`` below are applied by ``apply_batch``.
 def _changes(event: object) -> tuple[str, tuple[Any, ...]]:
-    if isinstance(event, SubmissionAttempted):
-        return "submission = 'attempting', submission_attempts = submission_attempts + 1", ()
     if isinstance(event, SubmissionDeferred):
         return "submission = 'queued'", ()
-    if isinstance(event, OrderSubmitted):
-        return "submission = 'submitted', provider_order_id = $4", (event.provider_order_id,)
     if isinstance(event, SubmissionFailed):
         return "submission = 'failed', status = 'failed'", ()
     if isinstance(event, SubmissionUnknown):
         return "submission = 'unknown'", ()
-    if isinstance(event, StatusObserved):
-        return (
-            "status = $4, upstream_status = $5, start_count = $6, remains = $7",
-            (event.status, event.upstream_status, event.start_count, event.remains),
-        )
     if isinstance(event, CancelRequested):
         return "status = 'canceling'", ()
     if isinstance(event, CancelRejected):
@@ -98,6 +90,9 @@ def _changes(event: object) -> tuple[str, tuple[Any, ...]]:
 
 async def _apply_order_change(connection: Connection, record: RecordedEvent) -> None:
     event = record.event
+    if type(event) in _BATCHED:  # one statement describes these, alone or several at a time
+        await apply_batch(connection, [record])
+        return
     order_id = getattr(event, "order_id")  # noqa: B009 - every order event carries it
     clause, parameters = _changes(event)
     assignments = ", ".join(filter(None, [clause, "version = $2", "updated_at = $3"]))

@@ -101,7 +101,8 @@ update order_polls set last_checked_at = now(), failures = 0,
 async def _after_quiet_checks(
     connection: Connection, states: dict[int, OrderState], order_ids: list[int], interval_s: float
 ) -> None:
-    """``after_check`` for answers that changed nothing, in at most two statements."""
+    """``after_check`` for answers handled without a failure (they changed nothing, or were
+    recorded), in at most two statements."""
     settled = [i for i in order_ids if states[i].status in TERMINAL_STATUSES]
     active = [i for i in order_ids if states[i].status not in TERMINAL_STATUSES]
     if settled:
