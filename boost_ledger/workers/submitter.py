@@ -30,11 +30,12 @@ from boost_ledger.workers.backoff import Backoff
 log = structlog.get_logger("boost.submitter")
 
 MAX_BATCH = 50
+"""Orders one drain submits before the submitter looks at its wakeup and sweep again."""
 SEND_BATCH = 8
+"""Orders claimed together (one transaction) and sent side by side."""
 GATHER_S = 0.02
 """After a wakeup, how long the submitter lets orders gather before it claims them: a busy
 server then claims several per transaction instead of one per order."""
-"""Orders claimed together and sent side by side (each holds a pooled connection to settle)."""
 ABANDONED_AFTER_S = 120.0
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout)
 
