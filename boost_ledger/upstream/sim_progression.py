@@ -35,8 +35,8 @@ TICK_CHUNK = 500
 
 
 def tick(state: SimulatorState) -> None:
-    for order in state.orders.values():
-        advance_order(state, order)
+    for order in list(state.moving.values()):
+        _advance(state, order)
     for refill in state.refills.values():
         _advance_refill(refill)
 
@@ -45,15 +45,21 @@ async def tick_in_steps(state: SimulatorState, chunk: int = TICK_CHUNK) -> None:
     """``tick``, giving the event loop back every ``chunk`` orders: a simulator holding many
     orders then never holds up the server whose process it runs in. The orders are those of
     the tick's start; one placed meanwhile moves at the next tick."""
-    orders = list(state.orders.values())
+    orders = list(state.moving.values())
     for start in range(0, len(orders), chunk):
         if not state.autoprogress:  # turned off meanwhile: the rest of this tick is dropped
             return
         for order in orders[start : start + chunk]:
-            advance_order(state, order)
+            _advance(state, order)
         await asyncio.sleep(0)
     for refill in list(state.refills.values()):
         _advance_refill(refill)
+
+
+def _advance(state: SimulatorState, order: SimulatedOrder) -> None:
+    advance_order(state, order)
+    if order.status in TERMINAL_STATUSES:
+        state.moving.pop(order.order_id, None)
 
 
 def advance_order(state: SimulatorState, order: SimulatedOrder) -> None:

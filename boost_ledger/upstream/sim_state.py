@@ -86,6 +86,9 @@ class SimulatorState:
     partial_share: float = 0.2
     autoprogress: bool = False
     orders: dict[int, SimulatedOrder] = field(default_factory=dict)
+    moving: dict[int, SimulatedOrder] = field(default_factory=dict)
+    """The orders a tick still looks at: all but those it found in a final status, so a tick
+    costs the orders in flight, not every order the simulator ever took."""
     refills: dict[int, SimulatedRefill] = field(default_factory=dict)
     faults: dict[str, FaultRule] = field(default_factory=dict)
     request_counts: Counter[str] = field(default_factory=Counter)
@@ -102,6 +105,7 @@ class SimulatorState:
         """Forget orders, refills, faults and counters; progression returns to its setting."""
         self.autoprogress = self.initial_autoprogress
         self.orders.clear()
+        self.moving.clear()
         self.refills.clear()
         self.faults.clear()
         self.request_counts.clear()
@@ -132,6 +136,7 @@ class SimulatorState:
     def add_order(self, order: SimulatedOrder) -> None:
         assert order.order_id == self.next_order_id
         self.orders[order.order_id] = order
+        self.moving[order.order_id] = order
         self.next_order_id += 1
         self.balance -= order.charge
 

@@ -8,7 +8,7 @@ from upstream_helpers import API_KEY, control_orders, running_server, wait_until
 
 from boost_ledger.upstream import ProviderClient, create_simulator_app
 from boost_ledger.upstream.sim_actions import add
-from boost_ledger.upstream.sim_progression import tick, tick_in_steps
+from boost_ledger.upstream.sim_progression import TERMINAL_STATUSES, tick, tick_in_steps
 from boost_ledger.upstream.sim_state import SimulatorState
 
 FOLLOWERS = {"link": "https://instagram.com/someone", "quantity": "1000"}
@@ -116,10 +116,25 @@ async def test_a_background_tick_gives_the_loop_back_and_moves_orders_as_a_tick_
     await asyncio.sleep(0)
     for _ in range(6):
         tick(by_tick)
-        before = turns
+        before, in_flight = turns, len(in_steps.moving)
         await tick_in_steps(in_steps, chunk=10)
-        assert turns - before >= 5  # 50 orders in chunks of 10: the loop ran between them
+        # The orders in flight in chunks of 10 (50 at the first tick): the loop ran between them.
+        assert turns - before >= in_flight // 10
+    assert in_steps.moving == by_tick.moving == {}
     other.cancel()
     assert [(o.status, o.remains) for o in in_steps.orders.values()] == [
         (o.status, o.remains) for o in by_tick.orders.values()
     ]
+
+
+def test_a_tick_looks_only_at_orders_in_flight() -> None:
+    """Orders that reached a final status leave the tick's list: a tick costs the orders in
+    flight, not every order the simulator ever took."""
+    state = SimulatorState(api_key="k", tick_s=1.0, initial_autoprogress=False, seed=4)
+    for _ in range(20):
+        assert "order" in add(state, {"service": "3", "link": "x", "quantity": "1000"})
+    assert len(state.moving) == 20
+    for _ in range(6):
+        tick(state)
+    assert all(order.status in TERMINAL_STATUSES for order in state.orders.values())
+    assert state.moving == {}

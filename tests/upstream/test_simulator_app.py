@@ -44,6 +44,21 @@ async def test_forcing_an_order_and_reading_it_back(
                            "start_count", "charge", "fields"}  # fmt: skip
 
 
+async def test_a_finished_order_forced_back_in_flight_moves_on_again(
+    provider: ProviderClient, control: httpx.AsyncClient
+) -> None:
+    """A tick no longer looks at a finished order, but forcing its status brings it back."""
+    order_id = await provider.add("1", FOLLOWERS)
+    await control.post(f"/orders/{order_id}", json={"status": "Completed", "remains": 0})
+    await control.post("/tick")
+    await control.post(f"/orders/{order_id}", json={"status": "In progress", "remains": 40})
+    await control.post("/tick", json={"steps": 3})
+    status = await provider.status(order_id)
+    assert status.status in ("Completed", "Partial")
+    assert (status.status == "Completed") == (status.remains == 0)
+    assert status.remains < 40 or status.status == "Partial"
+
+
 async def test_control_rejects_unknown_orders_and_bad_bodies(control: httpx.AsyncClient) -> None:
     """Unknown orders are 404; malformed control bodies are 400 with a JSON error."""
     assert (await control.post("/orders/99999", json={"status": "Completed"})).status_code == 404
