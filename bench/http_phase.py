@@ -23,7 +23,12 @@ async def run_load(spec: Spec, servers: list[Server], cluster: Cluster) -> dict[
     A checkout load is followed by the submission of its orders (see ``submission``)."""
     before = await submission.counts(cluster) if spec.mode == "checkout" else None
     started = time.monotonic()
-    async with Sampler([server.psutil for server in servers], cluster.postmaster()) as sampler:
+    provider = servers[0].provider
+    async with Sampler(
+        [server.psutil for server in servers],
+        cluster.postmaster(),
+        provider.psutil if provider else None,
+    ) as sampler:
         generated = await run_json_module("bench.loadgen", spec)
     result: dict[str, Any] = {**generated, **sampler.result}
     if before is not None:
@@ -31,6 +36,7 @@ async def run_load(spec: Spec, servers: list[Server], cluster: Cluster) -> dict[
     served = result["per_s"] * result["wall_s"]
     result["server_cpu_ms_per_request"] = 1000 * result["server_cpu_s"] / max(served, 1)
     result["postgres_cpu_ms_per_request"] = 1000 * result["postgres_cpu_s"] / max(served, 1)
+    result["provider_cpu_ms_per_request"] = 1000 * result["provider_cpu_s"] / max(served, 1)
     _print_level(result)
     return result
 
@@ -46,7 +52,8 @@ def _print_level(result: dict[str, Any]) -> None:
         f"  p50 {result['p50_ms']:6.1f}  p95 {result['p95_ms']:6.1f}"
         f"  p99 {result['p99_ms']:6.1f} ms"
         f"  server {result['server_cpu_ms_per_request']:.2f} + pg"
-        f" {result['postgres_cpu_ms_per_request']:.2f} cpu-ms/req"
+        f" {result['postgres_cpu_ms_per_request']:.2f}"
+        f" + provider {result['provider_cpu_ms_per_request']:.2f} cpu-ms/req"
         f"  rss {result['server_rss_peak_mb']:.0f} MB"
         f"  gen-cpu {result['generator_cpu_fraction']:.0%}"
         f"  machine {result['machine_busy_fraction']:.0%}  statuses {result['statuses']}",

@@ -125,7 +125,8 @@ def submission_table(results: dict[str, Any]) -> str:
         " checkout load the bench counts the orders not yet sent, then waits until the submitter"
         " has sent them all before the next load. *Placed and sent* is the orders of the load over"
         " the time from its start until the last of them was sent: the rate the whole system"
-        " sustains, provider calls included (the simulator runs on the same two cores).",
+        " sustains, provider calls included (the provider, `boost simulator`, runs in a process of"
+        " its own on the same two cores).",
         "",
         "| server | clients | checkout orders/s | sent/s during the load | waiting at its end"
         " | drained in | placed and sent, orders/s |",
@@ -173,14 +174,15 @@ def cpu_table(results: dict[str, Any]) -> str:
     lines = [
         "## CPU and memory per request",
         "",
-        "CPU milliseconds per request of the server process(es) (API, workers and the in-process"
-        " simulator together) and of all PostgreSQL processes; machine = share of both cores busy"
+        "CPU milliseconds per request of the server process(es) (API and workers), of all"
+        " PostgreSQL processes and of the provider (`boost simulator`, its own process; a"
+        " checkout's provider call may fall after its load); machine = share of both cores busy"
         " (anything else running on the machine included); generator = the load generator's own"
         " share of one core.",
         "",
-        "| load | clients | server cpu ms/req | PostgreSQL cpu ms/req | machine busy | generator"
-        " | server RSS peak |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| load | clients | server cpu ms/req | PostgreSQL cpu ms/req | provider cpu ms/req"
+        " | machine busy | generator | server RSS peak |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for level in levels:
         name = level["mode"] + (
@@ -189,6 +191,7 @@ def cpu_table(results: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | {level['concurrency']} | {fmt(level['server_cpu_ms_per_request'], 2)}"
             f" | {fmt(level['postgres_cpu_ms_per_request'], 2)}"
+            f" | {fmt(level.get('provider_cpu_ms_per_request'), 2)}"
             f" | {level['machine_busy_fraction']:.0%}"
             f" | {level['generator_cpu_fraction']:.0%} | {fmt(level['server_rss_peak_mb'])} MB |"
         )
@@ -212,8 +215,9 @@ def machine_section(results: dict[str, Any]) -> str:
             " machine",
             "- PostgreSQL (embedded wheel, unix socket, `initdb` defaults, nothing tuned):"
             f" {settings}",
-            "- server: `boost serve` with the built-in simulator, submitter and poller on, info"
-            f" logs to a file; pool {meta.get('server_pool', 'default')}; set for the bench:"
+            "- server: `boost serve` with the submitter and poller on, info logs to a file;"
+            f" provider: {meta.get('provider', 'the built-in simulator')};"
+            f" pool {meta.get('server_pool', 'default')}; set for the bench:"
             f" {meta.get('server_env', {})} (the per-key rate limit is off: the load sends more"
             " than one reseller's share per key on purpose)",
             f"- peers: eventsourcing {peers.get('eventsourcing_version', '-')};"

@@ -39,7 +39,7 @@ from bench import (
     scaleout,
 )
 from bench.config import FULL, QUICK, BenchConfig
-from bench.server import SERVER_ENV, Server, open_accounts, open_funded_account
+from bench.server import SERVER_ENV, Provider, Server, open_accounts, open_funded_account
 
 PHASES = ("http", "profile", "processes", "pgbench", "peers", "log")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -85,8 +85,10 @@ def _meta(config: BenchConfig, arguments: argparse.Namespace) -> dict[str, Any]:
         "command": "python -m bench.run" + (" --quick" if arguments.quick else ""),
         "config": msgspec.to_builtins(config),
         "background_cpu_fraction": psutil.cpu_percent(interval=3.0) / 100,
-        "server_pool": f"min {defaults.pool_min_size}, max {defaults.pool_max_size} (defaults)",
+        "server_pool": f"min {defaults.pool_min_size}, max {defaults.pool_max_size}, and the"
+        f" workers' own max {defaults.worker_pool_max_size} (defaults)",
         "server_env": dict(SERVER_ENV),
+        "provider": "`boost simulator`, a process of its own on the same machine",
         "notes": [],
     }
 
@@ -98,7 +100,23 @@ async def _server_phases(
     results: dict[str, Any],
     artifacts: Path,
 ) -> None:
-    server = Server(cluster)
+    provider = Provider(cluster)
+    provider.wait_ready()
+    try:
+        await _served_phases(config, cluster, provider, phases, results, artifacts)
+    finally:
+        provider.stop()
+
+
+async def _served_phases(
+    config: BenchConfig,
+    cluster: cluster_module.Cluster,
+    provider: Provider,
+    phases: set[str],
+    results: dict[str, Any],
+    artifacts: Path,
+) -> None:
+    server = Server(cluster, provider=provider)
     try:
         server.wait_ready()
         idle_rss_mb = server.psutil.memory_info().rss / 2**20
@@ -117,7 +135,7 @@ async def _server_phases(
         server.stop()
     if "processes" in phases:
         print("several server processes", flush=True)
-        results["processes"] = await scaleout.measure(config, cluster, keys)
+        results["processes"] = await scaleout.measure(config, cluster, provider, keys)
 
 
 async def run(

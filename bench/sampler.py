@@ -1,6 +1,6 @@
 """CPU and memory of the processes under test while a load runs: the server's RSS (peak, summed
 over its processes), and the CPU seconds of the server, of PostgreSQL (postmaster and every
-backend) and of the whole machine."""
+backend), of the provider (when it runs apart) and of the whole machine."""
 
 from __future__ import annotations
 
@@ -30,10 +30,14 @@ class Sampler:
     """Use as ``async with Sampler(server, postmaster) as sampler`` around one load."""
 
     def __init__(
-        self, server: psutil.Process | list[psutil.Process] | None, postmaster: psutil.Process
+        self,
+        server: psutil.Process | list[psutil.Process] | None,
+        postmaster: psutil.Process,
+        provider: psutil.Process | None = None,
     ) -> None:
         self.server = server
         self.postmaster = postmaster
+        self.provider = provider
         self.rss_peak_bytes = 0
         self.result: dict[str, Any] = {}
 
@@ -41,6 +45,7 @@ class Sampler:
         self._wall = time.perf_counter()
         self._server_cpu = self._server_tree_cpu_s()
         self._pg_cpu = _tree_cpu_s(self.postmaster)
+        self._provider_cpu = _cpu_s(self.provider) if self.provider else 0.0
         self._pg_last = dict(self._pg_cpu)
         self._machine = psutil.cpu_times()
         self._task = asyncio.create_task(self._sample())
@@ -95,6 +100,7 @@ class Sampler:
             "wall_s": wall_s,
             "server_cpu_s": server_s,
             "postgres_cpu_s": pg_s,
+            "provider_cpu_s": _cpu_s(self.provider) - self._provider_cpu if self.provider else 0.0,
             "machine_busy_fraction": busy / (wall_s * psutil.cpu_count()),
             "server_rss_peak_mb": self.rss_peak_bytes / 2**20,
         }

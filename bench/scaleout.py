@@ -11,23 +11,32 @@ from typing import Any
 from bench.cluster import Cluster
 from bench.config import BenchConfig
 from bench.http_phase import checkout_sweep
-from bench.server import Server, serve_supports
+from bench.server import Provider, Server, serve_supports
 
 PROCESSES = 2
 
 
-async def measure(config: BenchConfig, cluster: Cluster, keys: list[str]) -> dict[str, Any]:
+async def measure(
+    config: BenchConfig, cluster: Cluster, provider: Provider, keys: list[str]
+) -> dict[str, Any]:
     if serve_supports("--processes"):
-        servers = [Server(cluster, "server-processes", arguments=("--processes", str(PROCESSES)))]
+        arguments = ("--processes", str(PROCESSES))
+        servers = [Server(cluster, "server-processes", provider=provider, arguments=arguments)]
         how = (
             f"`boost serve --processes {PROCESSES}`: {PROCESSES} API processes on one port"
-            " (SO_REUSEPORT), the submitter, poller and simulator in their parent"
+            " (SO_REUSEPORT), each submitting the orders it places; the poller, catalog sync and"
+            " a sweeping submitter in their parent"
         )
     else:
         servers = [
-            Server(cluster, "server-a"),
+            Server(cluster, "server-a", provider=provider),
             *[
-                Server(cluster, f"server-{i}", env={"BOOST_WORKERS": "0", "BOOST_DEMO": "0"})
+                Server(
+                    cluster,
+                    f"server-{i}",
+                    provider=provider,
+                    env={"BOOST_WORKERS": "0", "BOOST_DEMO": "0"},
+                )
                 for i in range(1, PROCESSES)
             ],
         ]

@@ -1,7 +1,9 @@
-"""``boost serve`` as a subprocess of the run, and the accounts its load pays from.
+"""``boost serve`` as a subprocess of the run, its provider, and the accounts its load pays from.
 
-The server runs as in production: the built-in simulator, submission and polling on, info logs
-(to a file). Accounts are opened and funded through the operator CLI, as an operator would.
+The server runs as in production: submission and polling on, info logs (to a file), and the
+provider a service of its own: ``boost simulator`` in a separate process (on the same cores), so
+that the provider's work, memory and garbage collections are not counted as the server's.
+Accounts are opened and funded through the operator CLI, as an operator would.
 """
 
 from __future__ import annotations
@@ -37,30 +39,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class Server:
-    """One ``boost serve`` process on a free loopback port, logging to the run's directory."""
+class _Process:
+    """A ``boost`` command on a free loopback port, logging to the run's directory."""
 
-    def __init__(
-        self,
-        cluster: Cluster,
-        name: str = "server",
-        *,
-        env: dict[str, str] | None = None,
-        arguments: tuple[str, ...] = (),
-    ) -> None:
+    def __init__(self, cluster: Cluster, name: str, command: list[str], env: dict[str, str]):
         self.port = free_port()
         self.log_path = cluster.root / f"{name}.log"
-        environment = {
-            **cluster.env(),
-            "BOOST_HOST": "127.0.0.1",
-            "BOOST_PORT": str(self.port),
-            **SERVER_ENV,
-            **(env or {}),
-        }
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            [BOOST, "serve", *arguments],
-            env=environment,
+            [BOOST, *command, "--port", str(self.port)],
+            env={**cluster.env(), **env},
             stdout=self._log,
             stderr=subprocess.STDOUT,
             cwd=cluster.root,
@@ -71,19 +59,15 @@ class Server:
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"boost serve exited: {self.log_path.read_text()[-2000:]}")
+                raise RuntimeError(f"boost exited: {self.log_path.read_text()[-2000:]}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                    sock.sendall(b"GET /api/v1/wallet HTTP/1.1\r\nHost: x\r\n\r\n")
+                    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
                     if sock.recv(12).startswith(b"HTTP/1.1"):
                         return
             except OSError:
                 time.sleep(0.2)
-        raise RuntimeError("boost serve did not answer in time")
-
-    def demo_key(self) -> str | None:
-        found = re.search(r"blk_[A-Za-z0-9_\-]+", self.log_path.read_text(errors="replace"))
-        return found.group(0) if found else None
+        raise RuntimeError(f"{self.log_path.stem} did not answer in time")
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -94,6 +78,38 @@ class Server:
                 self.process.kill()
                 self.process.wait()
         self._log.close()
+
+
+class Provider(_Process):
+    """``boost simulator``: the provider every server of the run calls, in a process of its own."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        super().__init__(cluster, "provider", ["simulator", "--host", "127.0.0.1"], {})
+        self.url = f"http://127.0.0.1:{self.port}/api/v2"
+
+
+class Server(_Process):
+    """One ``boost serve`` process calling ``provider`` (the built-in simulator without one)."""
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        name: str = "server",
+        *,
+        provider: Provider | None = None,
+        env: dict[str, str] | None = None,
+        arguments: tuple[str, ...] = (),
+    ) -> None:
+        environment = {"BOOST_HOST": "127.0.0.1", **SERVER_ENV, **(env or {})}
+        if provider is not None:
+            environment["BOOST_PROVIDER_URL"] = provider.url
+        super().__init__(cluster, name, ["serve", *arguments], environment)
+        self.provider = provider
+
+    def demo_key(self) -> str | None:
+        found = re.search(r"blk_[A-Za-z0-9_\-]+", self.log_path.read_text(errors="replace"))
+        return found.group(0) if found else None
+
 
 
 async def _cli(cluster: Cluster, *arguments: str) -> str:
