@@ -85,8 +85,7 @@ def _meta(config: BenchConfig, arguments: argparse.Namespace) -> dict[str, Any]:
         "command": "python -m bench.run" + (" --quick" if arguments.quick else ""),
         "config": msgspec.to_builtins(config),
         "background_cpu_fraction": psutil.cpu_percent(interval=3.0) / 100,
-        "server_pool": f"min {defaults.pool_min_size}, max {defaults.pool_max_size}, and the"
-        f" workers' own max {defaults.worker_pool_max_size} (defaults)",
+        "server_pool": f"min {defaults.pool_min_size}, max {defaults.pool_max_size} (defaults)",
         "server_env": dict(SERVER_ENV),
         "provider": "`boost simulator`, a process of its own on the same machine",
         "notes": [],

@@ -14,22 +14,15 @@ from boost_ledger.settings import Settings
 
 @asynccontextmanager
 async def open_pool(
-    settings: Settings,
-    *,
-    migrate: bool = True,
-    application_name: str = "boost",
-    sizes: tuple[int, int] | None = None,
+    settings: Settings, *, migrate: bool = True, application_name: str = "boost"
 ) -> AsyncIterator[asyncpg.Pool[Any]]:
-    """A pool of ``sizes`` (smallest, largest) connections, by default the API's
-    (``BOOST_POOL_MIN``, ``BOOST_POOL_MAX``)."""
     dsn = await postgres.prepare_dsn(settings.database_url, settings.data_dir)
     if migrate:
         await migrations.migrate(dsn)
-    min_size, max_size = sizes or (settings.pool_min_size, settings.pool_max_size)
     pool = await postgres.create_pool(
         dsn,
-        min_size=min_size,
-        max_size=max_size,
+        min_size=settings.pool_min_size,
+        max_size=settings.pool_max_size,
         statement_timeout_ms=settings.statement_timeout_ms,
         application_name=application_name,
     )

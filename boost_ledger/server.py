@@ -60,10 +60,9 @@ def start_worker_tasks(runtime: Runtime) -> list[asyncio.Task[Any]]:
     if provider is None:
         return []
     settings = runtime.settings
-    pool = runtime.workers_pool
     sending = asyncio.create_task(
         submitter.run(
-            pool,
+            runtime.pool,
             provider,
             runtime.submit_wakeup,
             settings.submit_sweep_interval_s,
@@ -76,11 +75,11 @@ def start_worker_tasks(runtime: Runtime) -> list[asyncio.Task[Any]]:
     return [
         sending,
         asyncio.create_task(
-            poller.run(pool, provider, settings.poll_interval_s), name="poller"
+            poller.run(runtime.pool, provider, settings.poll_interval_s), name="poller"
         ),
         asyncio.create_task(
             catalog_sync.run(
-                pool,
+                runtime.pool,
                 provider,
                 settings.fx_rate,
                 settings.markup_percent,
@@ -156,24 +155,10 @@ async def initial_catalog_sync(runtime: Runtime) -> None:
 
 
 @asynccontextmanager
-async def running_runtime(
-    settings: Settings, *, serving: bool = True
-) -> AsyncIterator[tuple[Runtime, Starlette | None]]:
-    """Pool, provider (the built-in simulator unless BOOST_PROVIDER_URL is set), first sync.
-    A ``serving`` process that runs workers gives them a pool of their own: under load the API
-    would otherwise hold every connection while the submitter waits in line behind it."""
+async def running_runtime(settings: Settings) -> AsyncIterator[tuple[Runtime, Starlette | None]]:
+    """Pool, provider (the built-in simulator unless BOOST_PROVIDER_URL is set), first sync."""
     async with AsyncExitStack() as stack:
         pool = await stack.enter_async_context(open_pool(settings))
-        worker_pool = None
-        if serving and settings.workers_enabled:
-            worker_pool = await stack.enter_async_context(
-                open_pool(
-                    settings,
-                    migrate=False,
-                    application_name="boost-workers",
-                    sizes=(1, settings.worker_pool_max_size),
-                )
-            )
         simulator_app: Starlette | None = None
         if settings.provider_url is None:
             simulator_app, provider_url = await stack.enter_async_context(
@@ -188,9 +173,7 @@ async def running_runtime(
             transport=metrics.instrumented_provider_transport(),
         )
         stack.push_async_callback(provider.aclose)
-        runtime = Runtime(
-            settings=settings, pool=pool, provider=provider, worker_pool=worker_pool
-        )
+        runtime = Runtime(settings=settings, pool=pool, provider=provider)
         await initial_catalog_sync(runtime)
         yield runtime, simulator_app
 
@@ -255,7 +238,7 @@ async def work(settings: Settings) -> None:
     logs.configure(settings.log_level)
     if settings.provider_url is None:
         log.warning("worker.no_provider", hint="set BOOST_PROVIDER_URL (e.g. a served simulator)")
-    async with running_runtime(settings, serving=False) as (runtime, _):
+    async with running_runtime(settings) as (runtime, _):
         tasks = start_worker_tasks(runtime)
         log.info("working", workers=[task.get_name() for task in tasks])
         await asyncio.gather(*tasks)

@@ -90,7 +90,7 @@ async def serve_processes(settings: Settings, count: int) -> None:
 
     assert 1 <= count <= MAX_PROCESSES, f"between 1 and {MAX_PROCESSES} API processes"
     logs.configure(settings.log_level)
-    async with running_runtime(settings, serving=False) as (runtime, _):
+    async with running_runtime(settings) as (runtime, _):
         assert runtime.provider is not None
         banner = await demo_banner_if_new(runtime, settings) if settings.demo_account else None
         processes: list[asyncio.subprocess.Process] = []

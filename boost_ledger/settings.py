@@ -50,9 +50,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """BOOST_POOL_MIN: smallest database pool per process."""
     pool_max_size: int = 10
     """BOOST_POOL_MAX: largest database pool per process."""
-    worker_pool_max_size: int = 2
-    """BOOST_WORKER_POOL_MAX: the workers' own pool per process (submitter, poller and catalog
-    sync), apart from the API's, so that neither can starve the other of connections."""
     statement_timeout_ms: int = 5000
     """BOOST_STATEMENT_TIMEOUT_MS: a database statement running longer is cancelled."""
     submitter_only: bool = False
@@ -121,7 +118,6 @@ _VARIABLES = {
     "workers_enabled": "BOOST_WORKERS",
     "pool_min_size": "BOOST_POOL_MIN",
     "pool_max_size": "BOOST_POOL_MAX",
-    "worker_pool_max_size": "BOOST_WORKER_POOL_MAX",
     "statement_timeout_ms": "BOOST_STATEMENT_TIMEOUT_MS",
     "demo_account": "BOOST_DEMO",
     "submitter_only": "BOOST_SUBMITTER_ONLY",

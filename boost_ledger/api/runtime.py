@@ -22,15 +22,9 @@ class Runtime:
     settings: Settings
     pool: asyncpg.Pool[Any]
     provider: ProviderClient | None = None
-    worker_pool: asyncpg.Pool[Any] | None = None
-    """The workers' own connections (BOOST_WORKER_POOL_MAX); None: they share ``pool``."""
     submit_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     checkout: CheckoutState = field(default_factory=CheckoutState.for_server)
     principals: Principals = field(default_factory=Principals)
-
-    @property
-    def workers_pool(self) -> asyncpg.Pool[Any]:
-        return self.worker_pool or self.pool
 
     def wake_submitter(self) -> None:
         """Tell this process's submitter that an order is waiting (it also sweeps periodically,
