@@ -25,7 +25,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("uvicorn + httptools (HTTP server)", ("uvicorn/", "httptools", "llhttp")),
     ("httpx (client to the provider)", ("httpx/", "httpcore/", "anyio/", "h11/")),
     ("Starlette", ("starlette/",)),
-    ("simulator (in-process provider)", ("boost_ledger/upstream/sim",)),
+    ("simulator (the provider, when built in)", ("boost_ledger/upstream/sim",)),
     ("provider client", ("boost_ledger/upstream/",)),
     ("workers' own code", ("boost_ledger/workers/",)),
     (

@@ -129,8 +129,8 @@ def submission_table(results: dict[str, Any]) -> str:
         " its own on the same two cores).",
         "",
         "| server | clients | checkout orders/s | sent/s during the load | waiting at its end"
-        " | drained in | placed and sent, orders/s |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        " | drained in | placed and sent, orders/s | refused by the provider |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for level, server in loads:
         sent = level.get("submission")
@@ -139,7 +139,8 @@ def submission_table(results: dict[str, Any]) -> str:
         lines.append(
             f"| {server} | {level['concurrency']} | {fmt(level['per_s'])}"
             f" | {fmt(sent['sent_per_s_during_load'])} | {fmt(sent['waiting_at_end'])}"
-            f" | {fmt(sent['drain_s'], 1)} s | {fmt(sent['placed_and_sent_per_s'])} |"
+            f" | {fmt(sent['drain_s'], 1)} s | {fmt(sent['placed_and_sent_per_s'])}"
+            f" | {fmt(sent.get('refused_by_provider'))} |"
         )
     return "\n".join(lines)
 

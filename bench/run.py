@@ -99,12 +99,15 @@ async def _server_phases(
     results: dict[str, Any],
     artifacts: Path,
 ) -> None:
-    provider = Provider(cluster)
-    provider.wait_ready()
+    provider = Provider(cluster)  # a fresh one per server: a simulator holds 100,000 orders
     try:
-        await _served_phases(config, cluster, provider, phases, results, artifacts)
+        provider.wait_ready()
+        keys = await _served_phases(config, cluster, provider, phases, results, artifacts)
     finally:
         provider.stop()
+    if "processes" in phases:
+        print("several server processes", flush=True)
+        results["processes"] = await scaleout.measure(config, cluster, keys)
 
 
 async def _served_phases(
@@ -114,7 +117,8 @@ async def _served_phases(
     phases: set[str],
     results: dict[str, Any],
     artifacts: Path,
-) -> None:
+) -> list[str]:
+    """The phases on one server; returns the API keys its load paid from."""
     server = Server(cluster, provider=provider)
     try:
         server.wait_ready()
@@ -132,9 +136,7 @@ async def _served_phases(
             results["round_trips"] = await roundtrips.count(cluster, server, keys[0], 3.0)
     finally:
         server.stop()
-    if "processes" in phases:
-        print("several server processes", flush=True)
-        results["processes"] = await scaleout.measure(config, cluster, provider, keys)
+    return keys
 
 
 async def run(

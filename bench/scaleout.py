@@ -16,7 +16,16 @@ from bench.server import Provider, Server, serve_supports
 PROCESSES = 2
 
 
-async def measure(
+async def measure(config: BenchConfig, cluster: Cluster, keys: list[str]) -> dict[str, Any]:
+    provider = Provider(cluster)  # its own, as the one-process server had
+    try:
+        provider.wait_ready()
+        return await _measure(config, cluster, provider, keys)
+    finally:
+        provider.stop()
+
+
+async def _measure(
     config: BenchConfig, cluster: Cluster, provider: Provider, keys: list[str]
 ) -> dict[str, Any]:
     if serve_supports("--processes"):

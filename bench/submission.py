@@ -26,7 +26,8 @@ POLLER_LATE_S = 1.0
 
 _COUNTS = """
 select count(*) as orders,
-       count(*) filter (where submission in ('queued', 'attempting')) as waiting
+       count(*) filter (where submission in ('queued', 'attempting')) as waiting,
+       count(*) filter (where submission = 'failed') as refused
   from orders
 """
 
@@ -52,17 +53,21 @@ async def _poller_late_s(cluster: Cluster) -> float:
     return float((await _row(cluster, _POLLER_LATE))[0])
 
 
-async def counts(cluster: Cluster) -> tuple[int, int]:
-    """(orders, orders not yet submitted) as the database holds them now."""
+async def counts(cluster: Cluster) -> tuple[int, int, int]:
+    """(orders, orders not yet submitted, orders the provider refused) as the database holds
+    them now. A refused order counts as sent; the refusals are reported so that a provider that
+    stopped taking orders cannot pass for a fast one."""
     row = await _row(cluster, _COUNTS)
-    return int(row["orders"]), int(row["waiting"])
+    return int(row["orders"]), int(row["waiting"]), int(row["refused"])
 
 
-async def follow(cluster: Cluster, before: tuple[int, int], started: float) -> dict[str, Any]:
+async def follow(
+    cluster: Cluster, before: tuple[int, int, int], started: float
+) -> dict[str, Any]:
     """The submission figures of the load that began at ``started`` with ``before`` counts:
     what was sent during it, what it left waiting, and how long that took to drain."""
     ended = time.monotonic()
-    orders, waiting = await counts(cluster)
+    orders, waiting, _ = await counts(cluster)
     placed = orders - before[0]
     sent_during = (orders - waiting) - (before[0] - before[1])
     deadline = ended + DRAIN_TIMEOUT_S
@@ -85,6 +90,7 @@ async def follow(cluster: Cluster, before: tuple[int, int], started: float) -> d
         "left_after_drain": left,
         "placed_and_sent_per_s": (placed - left) / (drained - started),
         "poller_caught_up_s": time.monotonic() - drained,
+        "refused_by_provider": (await counts(cluster))[2] - before[2],
     }
 
 
@@ -95,4 +101,6 @@ def describe(figures: dict[str, Any]) -> str:
         f" {figures['drain_s']:.1f} s ({figures['left_after_drain']} left);"
         f" placed and sent {figures['placed_and_sent_per_s']:.0f}/s;"
         f" the poller caught up {figures['poller_caught_up_s']:.1f} s later"
+        + (f"; REFUSED by the provider: {refused}" if (refused := figures["refused_by_provider"])
+           else "")
     )

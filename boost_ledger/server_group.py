@@ -4,9 +4,9 @@ One Python process serves a checkout on one core. With N processes, each API pro
 port with ``SO_REUSEPORT`` (the kernel shares connections out between them) and runs a
 submitter, woken by its own checkouts: submission is the costliest work an order brings (a
 provider call and two transactions), and it then grows with the processes instead of queueing
-behind one core. The parent runs the poller, catalog sync and a submitter that sweeps (and the
-built-in simulator, which the API processes then use as their provider), as ``boost worker``
-would.
+behind one core. The parent runs the poller, catalog sync and a submitter that sweeps, as
+``boost worker`` would, and, unless BOOST_PROVIDER_URL names a provider, the built-in simulator,
+which the API processes then use as theirs.
 """
 
 from __future__ import annotations

@@ -46,8 +46,10 @@ async def tick_in_steps(state: SimulatorState, chunk: int = TICK_CHUNK) -> None:
     orders then never holds up the server whose process it runs in. The orders are those of
     the tick's start; one placed meanwhile moves at the next tick."""
     orders = list(state.moving.values())
+    generation = state.generation
     for start in range(0, len(orders), chunk):
-        if not state.autoprogress:  # turned off meanwhile: the rest of this tick is dropped
+        # Turned off or reset meanwhile: the rest of this tick is dropped.
+        if not state.autoprogress or state.generation != generation:
             return
         for order in orders[start : start + chunk]:
             _advance(state, order)
@@ -58,8 +60,8 @@ async def tick_in_steps(state: SimulatorState, chunk: int = TICK_CHUNK) -> None:
 
 def _advance(state: SimulatorState, order: SimulatedOrder) -> None:
     advance_order(state, order)
-    if order.status in TERMINAL_STATUSES:
-        state.moving.pop(order.order_id, None)
+    if order.status in TERMINAL_STATUSES and state.moving.get(order.order_id) is order:
+        del state.moving[order.order_id]
 
 
 def advance_order(state: SimulatorState, order: SimulatedOrder) -> None:

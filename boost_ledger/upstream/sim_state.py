@@ -94,6 +94,9 @@ class SimulatorState:
     request_counts: Counter[str] = field(default_factory=Counter)
     balance: Decimal = STARTING_BALANCE
     next_order_id: int = FIRST_ORDER_ID
+    generation: int = 0
+    """Counts resets: a background tick that paused across one stops instead of moving the
+    forgotten orders (whose ids the new ones reuse)."""
     next_refill_id: int = FIRST_REFILL_ID
     progress_random: random.Random = field(default_factory=random.Random)
     fault_random: random.Random = field(default_factory=random.Random)
@@ -104,6 +107,7 @@ class SimulatorState:
     def reset(self) -> None:
         """Forget orders, refills, faults and counters; progression returns to its setting."""
         self.autoprogress = self.initial_autoprogress
+        self.generation += 1
         self.orders.clear()
         self.moving.clear()
         self.refills.clear()

@@ -138,3 +138,24 @@ def test_a_tick_looks_only_at_orders_in_flight() -> None:
         tick(state)
     assert all(order.status in TERMINAL_STATUSES for order in state.orders.values())
     assert state.moving == {}
+
+
+async def test_a_reset_during_a_background_tick_leaves_the_new_orders_moving() -> None:
+    """A tick that paused across a reset stops: it neither moves the forgotten orders nor
+    drops the new ones that reuse their ids from the orders in flight."""
+    state = SimulatorState(api_key="k", tick_s=1.0, initial_autoprogress=True, seed=8)
+    for _ in range(50):
+        assert "order" in add(state, {"service": "3", "link": "x", "quantity": "1000"})
+    for _ in range(3):
+        tick(state)  # the old orders are delivering: their next step finishes many
+    background = asyncio.create_task(tick_in_steps(state, chunk=10))
+    await asyncio.sleep(0)  # the tick has moved its first chunk and paused
+    state.reset()
+    for _ in range(20):
+        assert "order" in add(state, {"service": "3", "link": "x", "quantity": "1000"})
+    await background
+    assert len(state.moving) == 20
+    assert {order.status for order in state.orders.values()} == {"Pending"}
+    for _ in range(6):
+        tick(state)
+    assert all(order.status in TERMINAL_STATUSES for order in state.orders.values())
