@@ -4,9 +4,10 @@ import asyncio
 from typing import Any
 
 import httpx
+import pytest
 from upstream_helpers import API_KEY, control_orders, running_server, wait_until_terminal
 
-from boost_ledger.upstream import ProviderClient, create_simulator_app
+from boost_ledger.upstream import ProviderClient, create_simulator_app, sim_actions
 from boost_ledger.upstream.sim_actions import add
 from boost_ledger.upstream.sim_progression import TERMINAL_STATUSES, tick, tick_in_steps
 from boost_ledger.upstream.sim_state import SimulatorState
@@ -159,3 +160,17 @@ async def test_a_reset_during_a_background_tick_leaves_the_new_orders_moving() -
     for _ in range(6):
         tick(state)
     assert all(order.status in TERMINAL_STATUSES for order in state.orders.values())
+
+
+def test_a_full_simulator_refuses_new_orders_until_it_is_reset(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The simulator's memory is bounded: past its cap ``add`` refuses, and a reset frees it."""
+    monkeypatch.setattr(sim_actions, "MAX_ORDERS", 3)
+    state = SimulatorState(api_key="k", tick_s=1.0, initial_autoprogress=False, seed=1)
+    form = {"service": "3", "link": "x", "quantity": "1000"}
+    assert all("order" in add(state, form) for _ in range(3))
+    assert add(state, form) == {"error": "Too many orders, please reset the simulator"}
+    assert len(state.orders) == 3
+    state.reset()
+    assert "order" in add(state, form)
