@@ -99,12 +99,8 @@ async def _server_phases(
     results: dict[str, Any],
     artifacts: Path,
 ) -> None:
-    provider = Provider(cluster)  # a fresh one per server: a simulator holds 100,000 orders
-    try:
-        provider.wait_ready()
+    with Provider(cluster) as provider:  # a fresh one per server: a simulator holds 100,000 orders
         keys = await _served_phases(config, cluster, provider, phases, results, artifacts)
-    finally:
-        provider.stop()
     if "processes" in phases:
         print("several server processes", flush=True)
         results["processes"] = await scaleout.measure(config, cluster, keys)

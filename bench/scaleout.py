@@ -17,12 +17,8 @@ PROCESSES = 2
 
 
 async def measure(config: BenchConfig, cluster: Cluster, keys: list[str]) -> dict[str, Any]:
-    provider = Provider(cluster)  # its own, as the one-process server had
-    try:
-        provider.wait_ready()
+    with Provider(cluster) as provider:  # its own, as the one-process server had
         return await _measure(config, cluster, provider, keys)
-    finally:
-        provider.stop()
 
 
 async def _measure(

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Self
 
 import psutil
 
@@ -69,6 +70,18 @@ class _Process:
                 time.sleep(0.2)
         raise RuntimeError(f"{self.log_path.stem} did not answer in time")
 
+    def __enter__(self) -> Self:
+        """Started and answering; stopped again on the way out, even when it never answered."""
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
@@ -109,7 +122,6 @@ class Server(_Process):
     def demo_key(self) -> str | None:
         found = re.search(r"blk_[A-Za-z0-9_\-]+", self.log_path.read_text(errors="replace"))
         return found.group(0) if found else None
-
 
 
 async def _cli(cluster: Cluster, *arguments: str) -> str:

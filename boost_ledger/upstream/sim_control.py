@@ -116,7 +116,7 @@ async def force_order(request: Request) -> Response:
         order.remains = forced.remains
     if forced.start_count is not None:
         order.start_count = forced.start_count
-    _state(request).moving[order.order_id] = order  # a forced status may move on again
+    _state(request).keep_moving(order)
     return json_response(order.to_control())
 
 

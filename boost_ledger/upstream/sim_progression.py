@@ -60,8 +60,8 @@ async def tick_in_steps(state: SimulatorState, chunk: int = TICK_CHUNK) -> None:
 
 def _advance(state: SimulatorState, order: SimulatedOrder) -> None:
     advance_order(state, order)
-    if order.status in TERMINAL_STATUSES and state.moving.get(order.order_id) is order:
-        del state.moving[order.order_id]
+    if order.status in TERMINAL_STATUSES:
+        state.settled(order)
 
 
 def advance_order(state: SimulatorState, order: SimulatedOrder) -> None:

@@ -144,6 +144,15 @@ class SimulatorState:
         self.next_order_id += 1
         self.balance -= order.charge
 
+    def keep_moving(self, order: SimulatedOrder) -> None:
+        """Put ``order`` back in the ticks' list (its status was forced and may move on)."""
+        self.moving[order.order_id] = order
+
+    def settled(self, order: SimulatedOrder) -> None:
+        """Take ``order`` out of the ticks' list, unless a reset gave its id to a new one."""
+        if self.moving.get(order.order_id) is order:
+            del self.moving[order.order_id]
+
     def add_refill(self, order_id: int) -> SimulatedRefill:
         refill = SimulatedRefill(self.next_refill_id, order_id)
         self.refills[refill.refill_id] = refill
