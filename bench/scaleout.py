@@ -29,8 +29,8 @@ async def _measure(
         servers = [Server(cluster, "server-processes", provider=provider, arguments=arguments)]
         how = (
             f"`boost serve --processes {PROCESSES}`: {PROCESSES} API processes on one port"
-            " (SO_REUSEPORT), each submitting the orders it places; the poller, catalog sync and"
-            " a sweeping submitter in their parent"
+            " (SO_REUSEPORT) serving requests only; the submitter, poller and catalog sync in"
+            " their parent, at a lower CPU priority (BOOST_WORKER_NICE, default 10)"
         )
     else:
         servers = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import socket
 import sys
 from collections.abc import AsyncIterator
@@ -42,7 +43,7 @@ def build_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        tasks = start_worker_tasks(runtime) if start_workers else []
+        tasks = start_worker_tasks(runtime, beside_api=True) if start_workers else []
         try:
             yield
         finally:
@@ -53,27 +54,26 @@ def build_app(
     return create_app(runtime, extra_routes=extra_routes, lifespan=lifespan)
 
 
-def start_worker_tasks(runtime: Runtime) -> list[asyncio.Task[Any]]:
-    """Submitter, poller and catalog sync as tasks of the running loop (the submitter alone in an
-    API process of ``boost serve --processes``)."""
+def start_worker_tasks(runtime: Runtime, *, beside_api: bool) -> list[asyncio.Task[Any]]:
+    """Submitter, poller and catalog sync as tasks of the running loop. ``beside_api``: this
+    process serves the API too, and its checkouts wake the submitter; otherwise the submitter
+    looks for new orders every BOOST_SUBMIT_POLL_INTERVAL_S."""
     provider = runtime.provider
     if provider is None:
         return []
     settings = runtime.settings
-    sending = asyncio.create_task(
-        submitter.run(
-            runtime.pool,
-            provider,
-            runtime.submit_wakeup,
-            settings.submit_sweep_interval_s,
-            settings.submit_abandoned_after_s,
-        ),
-        name="submitter",
-    )
-    if settings.submitter_only:
-        return [sending]
     return [
-        sending,
+        asyncio.create_task(
+            submitter.run(
+                runtime.pool,
+                provider,
+                runtime.submit_wakeup,
+                settings.submit_sweep_interval_s,
+                settings.submit_abandoned_after_s,
+                poll_interval_s=None if beside_api else settings.submit_poll_interval_s,
+            ),
+            name="submitter",
+        ),
         asyncio.create_task(
             poller.run(runtime.pool, provider, settings.poll_interval_s), name="poller"
         ),
@@ -88,6 +88,13 @@ def start_worker_tasks(runtime: Runtime) -> list[asyncio.Task[Any]]:
             name="catalog-sync",
         ),
     ]
+
+
+def lower_priority(settings: Settings) -> None:
+    """Make this process, which runs the workers apart from the API, yield the CPU to API
+    requests (and to PostgreSQL) when the cores are busy; on idle cores it runs as fast."""
+    if settings.worker_nice:
+        os.nice(settings.worker_nice)
 
 
 def _bound_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
@@ -239,6 +246,7 @@ async def work(settings: Settings) -> None:
     if settings.provider_url is None:
         log.warning("worker.no_provider", hint="set BOOST_PROVIDER_URL (e.g. a served simulator)")
     async with running_runtime(settings) as (runtime, _):
-        tasks = start_worker_tasks(runtime)
+        lower_priority(settings)
+        tasks = start_worker_tasks(runtime, beside_api=False)
         log.info("working", workers=[task.get_name() for task in tasks])
         await asyncio.gather(*tasks)

@@ -1,12 +1,13 @@
 """``boost serve --processes N``: the API served by N processes on one port.
 
 One Python process serves a checkout on one core. With N processes, each API process binds the
-port with ``SO_REUSEPORT`` (the kernel shares connections out between them) and runs a
-submitter, woken by its own checkouts: submission is the costliest work an order brings (a
-provider call and two transactions), and it then grows with the processes instead of queueing
-behind one core. The parent runs the poller, catalog sync and a submitter that sweeps, as
-``boost worker`` would, and, unless BOOST_PROVIDER_URL names a provider, the built-in simulator,
-which the API processes then use as theirs.
+port with ``SO_REUSEPORT`` (the kernel shares connections out between them) and serves requests
+only. The parent runs the workers, as ``boost worker`` would (its submitter looks for new orders
+every BOOST_SUBMIT_POLL_INTERVAL_S), at a lower CPU priority (BOOST_WORKER_NICE): submission is
+the costliest work an order brings (a provider call and two transactions), and on busy cores it
+then waits for the API's requests instead of making them wait. Unless BOOST_PROVIDER_URL names a
+provider, the parent also serves the built-in simulator. More submitters: ``boost worker``
+processes (claims skip the orders another holds).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import asyncio
 import os
 import signal
 import sys
+from typing import Any
 
 import structlog
 
@@ -33,8 +35,7 @@ READY_LINE = b"boost-api-process-ready"
 async def _spawn(settings: Settings, provider_url: str) -> asyncio.subprocess.Process:
     environment = {
         **os.environ,
-        "BOOST_WORKERS": "1" if settings.workers_enabled else "0",
-        "BOOST_SUBMITTER_ONLY": "1",
+        "BOOST_WORKERS": "0",
         "BOOST_DEMO": "0",
         "BOOST_PROVIDER_URL": provider_url,
     }
@@ -86,7 +87,12 @@ async def _stop(processes: list[asyncio.subprocess.Process]) -> None:
 
 async def serve_processes(settings: Settings, count: int) -> None:
     """The parent of ``count`` API processes: runs the workers until one of them exits."""
-    from boost_ledger.server import demo_banner_if_new, running_runtime, start_worker_tasks
+    from boost_ledger.server import (
+        demo_banner_if_new,
+        lower_priority,
+        running_runtime,
+        start_worker_tasks,
+    )
 
     assert 1 <= count <= MAX_PROCESSES, f"between 1 and {MAX_PROCESSES} API processes"
     logs.configure(settings.log_level)
@@ -101,7 +107,10 @@ async def serve_processes(settings: Settings, count: int) -> None:
             log.info("serving", host=settings.host, port=settings.port, processes=count)
             if banner is not None:
                 print(banner, file=sys.stderr, flush=True)
-            workers = start_worker_tasks(runtime) if settings.workers_enabled else []
+            workers: list[asyncio.Task[Any]] = []
+            if settings.workers_enabled:
+                lower_priority(settings)  # after the spawns: the API processes keep theirs
+                workers = start_worker_tasks(runtime, beside_api=False)
             asked = await _until_stopped(processes, [*workers, *relays])
         finally:
             await _stop(processes)

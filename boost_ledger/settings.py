@@ -10,6 +10,7 @@ import os
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
+from typing import Annotated
 
 import msgspec
 
@@ -41,6 +42,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """BOOST_CATALOG_SYNC_INTERVAL_S: how often the catalog is re-read from the provider."""
     submit_sweep_interval_s: float = 2.0
     """BOOST_SUBMIT_SWEEP_INTERVAL_S: periodic sweep for orders not yet submitted."""
+    submit_poll_interval_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 0.05
+    """BOOST_SUBMIT_POLL_INTERVAL_S: how often a submitter that no checkout of its own process
+    wakes (``boost worker``, the parent of ``boost serve --processes``) looks for new orders."""
+    worker_nice: Annotated[int, msgspec.Meta(ge=0, le=19)] = 10
+    """BOOST_WORKER_NICE: added to the CPU niceness of a process that runs the workers apart
+    from the API (0 to 19), so that API requests come first when the cores are busy."""
     submit_abandoned_after_s: float = 120.0
     """BOOST_SUBMIT_ABANDONED_AFTER_S: an attempt with no outcome this old (its process died)
     becomes SubmissionUnknown for an operator; keep it well above the provider timeout."""
@@ -52,10 +59,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """BOOST_POOL_MAX: largest database pool per process."""
     statement_timeout_ms: int = 5000
     """BOOST_STATEMENT_TIMEOUT_MS: a database statement running longer is cancelled."""
-    submitter_only: bool = False
-    """BOOST_SUBMITTER_ONLY: set by ``boost serve --processes`` for its API processes (each runs
-    a submitter for the orders it places; the parent runs the other workers); not for
-    operators."""
     demo_account: bool = True
     """BOOST_DEMO: "0" skips opening the demo account on the first start."""
     log_level: str = "info"
@@ -114,13 +117,14 @@ _VARIABLES = {
     "poll_interval_s": "BOOST_POLL_INTERVAL_S",
     "catalog_sync_interval_s": "BOOST_CATALOG_SYNC_INTERVAL_S",
     "submit_sweep_interval_s": "BOOST_SUBMIT_SWEEP_INTERVAL_S",
+    "submit_poll_interval_s": "BOOST_SUBMIT_POLL_INTERVAL_S",
+    "worker_nice": "BOOST_WORKER_NICE",
     "submit_abandoned_after_s": "BOOST_SUBMIT_ABANDONED_AFTER_S",
     "workers_enabled": "BOOST_WORKERS",
     "pool_min_size": "BOOST_POOL_MIN",
     "pool_max_size": "BOOST_POOL_MAX",
     "statement_timeout_ms": "BOOST_STATEMENT_TIMEOUT_MS",
     "demo_account": "BOOST_DEMO",
-    "submitter_only": "BOOST_SUBMITTER_ONLY",
     "log_level": "BOOST_LOG_LEVEL",
     "rate_limit_per_s": "BOOST_RATE_LIMIT_PER_S",
     "rate_limit_burst": "BOOST_RATE_LIMIT_BURST",

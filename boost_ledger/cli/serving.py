@@ -20,9 +20,9 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--processes",
         type=int,
-        default=1,
         metavar="N",
-        help="serve the API from N processes on the port; this one then runs the workers",
+        help="serve the API from N processes on the port; this one then runs the workers, at a"
+        " lower CPU priority",
     )
     parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--announce-ready", action="store_true", help=argparse.SUPPRESS)
@@ -59,9 +59,10 @@ async def _serve(arguments: argparse.Namespace) -> int:
     if overrides:
         fields = {name: getattr(settings, name) for name in settings.__struct_fields__}
         settings = Settings(**{**fields, **overrides})
-    if not 1 <= arguments.processes <= server_group.MAX_PROCESSES:
-        raise CommandError(f"--processes must be between 1 and {server_group.MAX_PROCESSES}", 2)
-    if arguments.processes > 1:
+    if arguments.processes is not None:
+        if not 1 <= arguments.processes <= server_group.MAX_PROCESSES:
+            limit = server_group.MAX_PROCESSES
+            raise CommandError(f"--processes must be between 1 and {limit}", 2)
         await server_group.serve_processes(settings, arguments.processes)
     else:
         await serve(

@@ -163,9 +163,13 @@ async def run(
     wakeup: asyncio.Event,
     sweep_interval_s: float,
     abandoned_after_s: float = ABANDONED_AFTER_S,
+    poll_interval_s: float | None = None,
 ) -> None:
-    """Submit as orders arrive (woken in-process) and on a periodic sweep, with backoff.
-    Abandoned attempts are looked for on the sweep's period, not on every wakeup."""
+    """Submit as orders arrive, with backoff: woken in-process by the checkouts of this
+    process, and otherwise every ``poll_interval_s`` (default: the sweep's period) for the
+    orders that other processes place. Abandoned attempts are looked for on the sweep's period,
+    not on every wakeup."""
+    idle_wait_s = sweep_interval_s if poll_interval_s is None else poll_interval_s
     backoff = Backoff()
     loop = asyncio.get_running_loop()
     next_sweep = loop.time()
@@ -192,5 +196,5 @@ async def run(
         if len(outcomes) >= MAX_BATCH:
             continue
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wakeup.wait(), timeout=sweep_interval_s)
+            await asyncio.wait_for(wakeup.wait(), timeout=idle_wait_s)
             await asyncio.sleep(GATHER_S)

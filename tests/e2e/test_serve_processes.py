@@ -2,13 +2,15 @@
 
 Orders placed over many connections are answered by both processes (each takes order ids in
 blocks of its own), each order is submitted at once although the submitter's sweep is far off
-(each API process runs a submitter, woken by its own checkouts), and SIGTERM to the parent
-stops them all.
+(the parent's submitter looks for new orders every BOOST_SUBMIT_POLL_INTERVAL_S), the parent
+alone runs at the lower CPU priority (BOOST_WORKER_NICE), and SIGTERM to the parent stops them
+all.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from pathlib import Path
@@ -19,12 +21,15 @@ from test_serve_flow import WAIT_S, _demo_key, _until, serve_env
 
 BOOST = str(Path(sys.executable).parent / "boost")
 CONNECTIONS = 16
+NICE = 7
 ORDER_ID_BLOCK = 32  # checkout_state.OrderIds takes ids from the sequence in blocks this size
 
 
 async def test_two_processes_serve_one_port_and_submit_their_orders_at_once(test_server):
     port = free_port()
-    env = await serve_env(test_server, port, BOOST_SUBMIT_SWEEP_INTERVAL_S="300")
+    env = await serve_env(
+        test_server, port, BOOST_SUBMIT_SWEEP_INTERVAL_S="300", BOOST_WORKER_NICE=str(NICE)
+    )
     process = await asyncio.create_subprocess_exec(
         BOOST, "serve", "--processes", "2", env=env, stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
@@ -38,6 +43,10 @@ async def test_two_processes_serve_one_port_and_submit_their_orders_at_once(test
         )
         blocks = {(int(order_id) - 1) // ORDER_ID_BLOCK for order_id in order_ids}
         assert len(blocks) >= 2, f"one process answered every connection: {order_ids}"
+        assert _niceness(process.pid) == os.nice(0) + NICE
+        children = _children(process.pid)
+        assert len(children) == 2, children
+        assert [_niceness(child) for child in children] == [os.nice(0)] * 2
         async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
             for order_id in order_ids:
                 await _until(client, f"/api/v1/boost/orders/{order_id}", key,
@@ -52,6 +61,17 @@ async def test_two_processes_serve_one_port_and_submit_their_orders_at_once(test
         raise AssertionError("an API process still listens after its parent stopped")
     except httpx.ConnectError:
         pass
+
+
+def _niceness(pid: int) -> int:
+    return os.getpriority(os.PRIO_PROCESS, pid)
+
+
+def _children(pid: int) -> list[int]:
+    """The parent's child processes: its API processes alone, since the test's PostgreSQL is
+    given by DATABASE_URL (no embedded one is started)."""
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return [int(child) for child in text.split()]
 
 
 async def _place_on_a_new_connection(base_url: str, key: str, index: int) -> str:
