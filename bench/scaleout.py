@@ -1,5 +1,5 @@
 """Several server processes against the one PostgreSQL. When ``boost serve`` has a
-``--processes N`` option it is used (N API processes on one port, the workers in their parent);
+``--processes N`` option it is used (N API processes on one port, the workers apart, niced);
 otherwise two ``boost serve`` processes run side by side on
 two ports (the second with ``BOOST_WORKERS=0``: one set of submitter/poller/catalog workers, as the
 design allows) and the load generator spreads its connections over both ports."""
@@ -30,7 +30,8 @@ async def _measure(
         how = (
             f"`boost serve --processes {PROCESSES}`: {PROCESSES} API processes on one port"
             " (SO_REUSEPORT) serving requests only; the submitter, poller and catalog sync in"
-            " their parent, at a lower CPU priority (BOOST_WORKER_NICE, default 10)"
+            f" their parent and {PROCESSES - 1} `boost worker`, at a lower CPU priority"
+            " (BOOST_WORKER_NICE, default 10)"
         )
     else:
         servers = [

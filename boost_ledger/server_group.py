@@ -2,12 +2,13 @@
 
 One Python process serves a checkout on one core. With N processes, each API process binds the
 port with ``SO_REUSEPORT`` (the kernel shares connections out between them) and serves requests
-only. The parent runs the workers, as ``boost worker`` would (its submitter looks for new orders
-every BOOST_SUBMIT_POLL_INTERVAL_S), at a lower CPU priority (BOOST_WORKER_NICE): submission is
-the costliest work an order brings (a provider call and two transactions), and on busy cores it
-then waits for the API's requests instead of making them wait. Unless BOOST_PROVIDER_URL names a
-provider, the parent also serves the built-in simulator. More submitters: ``boost worker``
-processes (claims skip the orders another holds).
+only. The workers run apart, as ``boost worker`` runs them (the submitter looks for new orders
+every BOOST_SUBMIT_POLL_INTERVAL_S), at a lower CPU priority (BOOST_WORKER_NICE): in the parent
+and in N - 1 ``boost worker`` children, so that sending still grows with N (claims skip the
+orders another holds). Submission is the costliest work an order brings (a provider call and
+two transactions); on busy cores it now waits for the API's requests instead of making them
+wait, and catches up when the load eases. Unless BOOST_PROVIDER_URL names a provider, the
+parent also serves the built-in simulator.
 """
 
 from __future__ import annotations
@@ -32,17 +33,24 @@ READY_LINE = b"boost-api-process-ready"
 """What an API process prints on stdout once it listens (``--announce-ready``)."""
 
 
-async def _spawn(settings: Settings, provider_url: str) -> asyncio.subprocess.Process:
+async def _spawn(
+    provider_url: str, *arguments: str, workers: bool, stdout: int | None = None
+) -> asyncio.subprocess.Process:
+    """``boost <arguments>`` as a child that uses ``provider_url`` and opens no demo account."""
     environment = {
         **os.environ,
-        "BOOST_WORKERS": "0",
+        "BOOST_WORKERS": "1" if workers else "0",
         "BOOST_DEMO": "0",
         "BOOST_PROVIDER_URL": provider_url,
     }
     return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "boost_ledger.cli.main",
+        sys.executable, "-m", "boost_ledger.cli.main", *arguments, env=environment, stdout=stdout
+    )
+
+
+async def _spawn_api(settings: Settings, provider_url: str) -> asyncio.subprocess.Process:
+    return await _spawn(
+        provider_url,
         "serve",
         "--host",
         settings.host,
@@ -50,7 +58,7 @@ async def _spawn(settings: Settings, provider_url: str) -> asyncio.subprocess.Pr
         str(settings.port),
         "--reuse-port",
         "--announce-ready",
-        env=environment,
+        workers=False,
         stdout=asyncio.subprocess.PIPE,
     )
 
@@ -102,14 +110,16 @@ async def serve_processes(settings: Settings, count: int) -> None:
         processes: list[asyncio.subprocess.Process] = []
         try:
             for _ in range(count):
-                processes.append(await _spawn(settings, runtime.provider.url))
+                processes.append(await _spawn_api(settings, runtime.provider.url))
             relays = await asyncio.gather(*(_ready(process) for process in processes))
             log.info("serving", host=settings.host, port=settings.port, processes=count)
             if banner is not None:
                 print(banner, file=sys.stderr, flush=True)
             workers: list[asyncio.Task[Any]] = []
             if settings.workers_enabled:
-                lower_priority(settings)  # after the spawns: the API processes keep theirs
+                for _ in range(count - 1):  # each lowers its own priority
+                    processes.append(await _spawn(runtime.provider.url, "worker", workers=True))
+                lower_priority(settings)  # after the spawns: the children keep theirs
                 workers = start_worker_tasks(runtime, beside_api=False)
             asked = await _until_stopped(processes, [*workers, *relays])
         finally:

@@ -455,6 +455,42 @@ async def test_batches_claimed_side_by_side_send_each_order_once(
     assert await submitter.drain(pool, provider) == []
 
 
+async def _submission_after(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, provider: ProviderClient, key: str,
+    wait_s: float, poll_interval_s: float | None,
+) -> str:
+    """The order's submission ``wait_s`` after it was placed, with a running submitter that
+    nothing wakes and whose sweep is far off, started (and idle) before the order came."""
+    never = asyncio.Event()
+    running = asyncio.create_task(
+        submitter.run(pool, provider, never, 300.0, poll_interval_s=poll_interval_s)
+    )
+    try:
+        await asyncio.sleep(0.3)  # its first look at the queue finds it empty
+        order = await _place(client, key)
+        deadline = asyncio.get_running_loop().time() + wait_s
+        while asyncio.get_running_loop().time() < deadline:
+            if (await _order(pool, order["order_id"]))["submission"] != "queued":
+                break
+            await asyncio.sleep(0.05)
+        return str((await _order(pool, order["order_id"]))["submission"])
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+
+
+async def test_a_submitter_apart_from_the_api_looks_for_orders_every_poll_interval(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, provider: ProviderClient,
+) -> None:
+    """No checkout wakes the submitter of ``boost worker`` (or of the parent of ``boost serve
+    --processes``): it finds a new order within its poll interval, where one that waits for
+    wakeups would leave it to the next sweep."""
+    _, key = await open_funded_account(pool, 5 * PRICE_100_KOBO)
+    assert await _submission_after(pool, client, provider, key, 1.0, None) == "queued"
+    assert await submitter.drain(pool, provider) == ["provider_order_id"]
+    assert await _submission_after(pool, client, provider, key, 5.0, 0.05) == "submitted"
+
+
 async def test_no_order_is_lost_after_all_of_the_above(pool: asyncpg.Pool[Any]) -> None:
     """After every crash and fault of this module, each order is submitted, failed and refunded,
     unknown, or queued; none is left half-way ("attempting")."""
