@@ -30,8 +30,8 @@ async def _measure(
         how = (
             f"`boost serve --processes {PROCESSES}`: {PROCESSES} API processes on one port"
             " (SO_REUSEPORT) serving requests only; the submitter, poller and catalog sync in"
-            f" their parent and {PROCESSES - 1} `boost worker`, at a lower CPU priority"
-            " (BOOST_WORKER_NICE, default 10)"
+            f" {PROCESSES} `boost worker` children at a lower CPU priority (BOOST_WORKER_NICE,"
+            " default 10)"
         )
     else:
         servers = [

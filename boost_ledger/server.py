@@ -92,7 +92,9 @@ def start_worker_tasks(runtime: Runtime, *, beside_api: bool) -> list[asyncio.Ta
 
 def lower_priority(settings: Settings) -> None:
     """Make this process, which runs the workers apart from the API, yield the CPU to API
-    requests (and to PostgreSQL) when the cores are busy; on idle cores it runs as fast."""
+    requests (and to PostgreSQL) when the cores are busy; on idle cores it runs as fast.
+    Called once the database is open: an embedded PostgreSQL this process starts keeps the
+    normal priority."""
     if settings.worker_nice:
         os.nice(settings.worker_nice)
 

@@ -2,13 +2,13 @@
 
 One Python process serves a checkout on one core. With N processes, each API process binds the
 port with ``SO_REUSEPORT`` (the kernel shares connections out between them) and serves requests
-only. The workers run apart, as ``boost worker`` runs them (the submitter looks for new orders
-every BOOST_SUBMIT_POLL_INTERVAL_S), at a lower CPU priority (BOOST_WORKER_NICE): in the parent
-and in N - 1 ``boost worker`` children, so that sending still grows with N (claims skip the
-orders another holds). Submission is the costliest work an order brings (a provider call and
-two transactions); on busy cores it now waits for the API's requests instead of making them
-wait, and catches up when the load eases. Unless BOOST_PROVIDER_URL names a provider, the
-parent also serves the built-in simulator.
+only. The workers run in N ``boost worker`` children (their submitters look for new orders
+every BOOST_SUBMIT_POLL_INTERVAL_S), so that sending grows with N (claims skip the orders another
+holds), each at a lower CPU priority (BOOST_WORKER_NICE): submission is the costliest work an
+order brings (a provider call and two transactions), and on busy cores it now waits for the
+API's requests instead of making them wait, catching up when the load eases. The parent opens
+the database (and the embedded PostgreSQL), supervises the children and, unless
+BOOST_PROVIDER_URL names a provider, serves the built-in simulator, all at its own priority.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import asyncio
 import os
 import signal
 import sys
-from typing import Any
 
 import structlog
 
@@ -94,13 +93,9 @@ async def _stop(processes: list[asyncio.subprocess.Process]) -> None:
 
 
 async def serve_processes(settings: Settings, count: int) -> None:
-    """The parent of ``count`` API processes: runs the workers until one of them exits."""
-    from boost_ledger.server import (
-        demo_banner_if_new,
-        lower_priority,
-        running_runtime,
-        start_worker_tasks,
-    )
+    """The parent of ``count`` API processes and ``count`` worker processes (none with
+    BOOST_WORKERS=0), until a signal or until one of them exits."""
+    from boost_ledger.server import demo_banner_if_new, running_runtime
 
     assert 1 <= count <= MAX_PROCESSES, f"between 1 and {MAX_PROCESSES} API processes"
     logs.configure(settings.log_level)
@@ -112,16 +107,13 @@ async def serve_processes(settings: Settings, count: int) -> None:
             for _ in range(count):
                 processes.append(await _spawn_api(settings, runtime.provider.url))
             relays = await asyncio.gather(*(_ready(process) for process in processes))
+            if settings.workers_enabled:
+                for _ in range(count):  # each lowers its own priority once it runs
+                    processes.append(await _spawn(runtime.provider.url, "worker", workers=True))
             log.info("serving", host=settings.host, port=settings.port, processes=count)
             if banner is not None:
                 print(banner, file=sys.stderr, flush=True)
-            workers: list[asyncio.Task[Any]] = []
-            if settings.workers_enabled:
-                for _ in range(count - 1):  # each lowers its own priority
-                    processes.append(await _spawn(runtime.provider.url, "worker", workers=True))
-                lower_priority(settings)  # after the spawns: the children keep theirs
-                workers = start_worker_tasks(runtime, beside_api=False)
-            asked = await _until_stopped(processes, [*workers, *relays])
+            asked = await _until_stopped(processes, relays)
         finally:
             await _stop(processes)
     if not asked:
@@ -129,10 +121,10 @@ async def serve_processes(settings: Settings, count: int) -> None:
 
 
 async def _until_stopped(
-    processes: list[asyncio.subprocess.Process], workers: list[asyncio.Task[object]]
+    processes: list[asyncio.subprocess.Process], relays: list[asyncio.Task[None]]
 ) -> bool:
-    """Until SIGTERM or SIGINT (True), or until an API process or a worker ends (False,
-    logged)."""
+    """Until SIGTERM or SIGINT (True), or until a child process or the relay of its output ends
+    (False, logged with the children that have exited)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -140,13 +132,14 @@ async def _until_stopped(
     waits = [asyncio.ensure_future(process.wait()) for process in processes]
     stopped = asyncio.ensure_future(stop.wait())
     try:
-        await asyncio.wait([stopped, *waits, *workers], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([stopped, *waits, *relays], return_when=asyncio.FIRST_COMPLETED)
         if not stop.is_set():
-            log.error("serve.process_exited", hint="stopping the other processes")
+            exited = {p.pid: p.returncode for p in processes if p.returncode is not None}
+            log.error("serve.process_exited", exited=exited, hint="stopping the other processes")
         return stop.is_set()
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
-        for task in [stopped, *waits, *workers]:
+        for task in [stopped, *waits, *relays]:
             task.cancel()
-        await asyncio.gather(stopped, *waits, *workers, return_exceptions=True)
+        await asyncio.gather(stopped, *waits, *relays, return_exceptions=True)

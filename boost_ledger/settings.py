@@ -44,7 +44,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """BOOST_SUBMIT_SWEEP_INTERVAL_S: periodic sweep for orders not yet submitted."""
     submit_poll_interval_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 0.05
     """BOOST_SUBMIT_POLL_INTERVAL_S: how often a submitter that no checkout of its own process
-    wakes (``boost worker``, the parent of ``boost serve --processes``) looks for new orders."""
+    wakes (``boost worker``, also as the worker processes of ``boost serve --processes``) looks
+    for new orders."""
     worker_nice: Annotated[int, msgspec.Meta(ge=0, le=19)] = 10
     """BOOST_WORKER_NICE: added to the CPU niceness of a process that runs the workers apart
     from the API (0 to 19), so that API requests come first when the cores are busy."""

@@ -28,7 +28,7 @@ class Runtime:
 
     def wake_submitter(self) -> None:
         """Tell this process's submitter that an order is waiting (it also sweeps periodically,
-        and a separate ``boost worker`` finds the order on its own sweep)."""
+        and a ``boost worker`` looks for new orders every BOOST_SUBMIT_POLL_INTERVAL_S)."""
         self.submit_wakeup.set()
 
 

@@ -21,8 +21,8 @@ def register(commands: Any) -> None:
         "--processes",
         type=int,
         metavar="N",
-        help="serve the API from N processes on the port; this one then runs the workers, at a"
-        " lower CPU priority",
+        help="serve the API from N processes on the port, and run the workers in N other"
+        " processes at a lower CPU priority",
     )
     parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--announce-ready", action="store_true", help=argparse.SUPPRESS)

@@ -124,7 +124,15 @@ def test_switches_accept_the_usual_spellings_of_on(text):
 
 @pytest.mark.parametrize(
     ("variable", "text"),
-    [("BOOST_PORT", "eighty"), ("BOOST_WORKERS", "maybe"), ("BOOST_FX_RATE", "lots")],
+    [
+        ("BOOST_PORT", "eighty"),
+        ("BOOST_WORKERS", "maybe"),
+        ("BOOST_FX_RATE", "lots"),
+        ("BOOST_WORKER_NICE", "20"),
+        ("BOOST_WORKER_NICE", "-1"),
+        ("BOOST_SUBMIT_POLL_INTERVAL_S", "0"),
+        ("BOOST_SUBMIT_POLL_INTERVAL_S", "61"),
+    ],
 )
 def test_a_bad_value_is_refused_naming_the_variable(variable, text):
     """The error names the variable and the value the operator set, not an internal field."""
