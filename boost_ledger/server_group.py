@@ -33,14 +33,15 @@ READY_LINE = b"boost-api-process-ready"
 
 
 async def _spawn(
-    provider_url: str, *arguments: str, workers: bool, stdout: int | None = None
+    provider_url: str, *arguments: str, stdout: int | None = None, **settings: str
 ) -> asyncio.subprocess.Process:
-    """``boost <arguments>`` as a child that uses ``provider_url`` and opens no demo account."""
+    """``boost <arguments>`` as a child that uses ``provider_url``, opens no demo account, and
+    has ``settings`` on top of this process's environment."""
     environment = {
         **os.environ,
-        "BOOST_WORKERS": "1" if workers else "0",
         "BOOST_DEMO": "0",
         "BOOST_PROVIDER_URL": provider_url,
+        **settings,
     }
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "boost_ledger.cli.main", *arguments, env=environment, stdout=stdout
@@ -57,8 +58,8 @@ async def _spawn_api(settings: Settings, provider_url: str) -> asyncio.subproces
         str(settings.port),
         "--reuse-port",
         "--announce-ready",
-        workers=False,
         stdout=asyncio.subprocess.PIPE,
+        BOOST_WORKERS="0",
     )
 
 
@@ -109,7 +110,7 @@ async def serve_processes(settings: Settings, count: int) -> None:
             relays = await asyncio.gather(*(_ready(process) for process in processes))
             if settings.workers_enabled:
                 for _ in range(count):  # each lowers its own priority once it runs
-                    processes.append(await _spawn(runtime.provider.url, "worker", workers=True))
+                    processes.append(await _spawn(runtime.provider.url, "worker"))
             log.info("serving", host=settings.host, port=settings.port, processes=count)
             if banner is not None:
                 print(banner, file=sys.stderr, flush=True)

@@ -8,7 +8,7 @@ import os
 import socket
 import tempfile
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -75,6 +75,15 @@ async def make_pool(dsn: str, max_size: int = 20) -> asyncpg.Pool[Any]:
     return await postgres.create_pool(
         dsn, min_size=1, max_size=max_size, statement_timeout_ms=10_000
     )
+
+
+async def wait_for(predicate: Callable[[], bool], timeout_s: float) -> bool:
+    """Whether ``predicate()`` holds within ``timeout_s``, checked every 50 ms."""
+    for _ in range(int(timeout_s / 0.05)):
+        if predicate():
+            return True
+        await asyncio.sleep(0.05)
+    return bool(predicate())
 
 
 def free_port() -> int:

@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from support import bearer, free_port, open_funded_account
+from support import bearer, free_port, open_funded_account, wait_for
 
 BOOST = str(Path(sys.executable).parent / "boost")
 TIMEOUT_S = 30
@@ -222,15 +222,6 @@ def _stop_leftover_server(pgdata: Path) -> None:
             os.kill(pid, signal.SIGINT)
 
 
-async def _wait_for(predicate: object, timeout_s: float) -> bool:
-    assert callable(predicate)
-    for _ in range(int(timeout_s / 0.05)):
-        if predicate():
-            return True
-        await asyncio.sleep(0.05)
-    return bool(predicate())
-
-
 @pytest.fixture
 async def data_dir() -> AsyncIterator[Path]:
     created = Path(tempfile.mkdtemp(prefix="boost-cli-"))
@@ -238,7 +229,7 @@ async def data_dir() -> AsyncIterator[Path]:
         yield created
     finally:
         _stop_leftover_server(created / "pgdata")
-        await _wait_for(lambda: _postmaster_pid(created / "pgdata") is None, 10)
+        await wait_for(lambda: _postmaster_pid(created / "pgdata") is None, 10)
         shutil.rmtree(created, ignore_errors=True)
 
 
@@ -260,7 +251,7 @@ async def test_with_no_database_url_boost_processes_share_one_embedded_server(da
     migrated = await _boost("migrate", env=env)
     assert migrated.code == 0, migrated.err
     assert "0001_event_log" in migrated.out and "0009_feed_epoch" in migrated.out
-    assert await _wait_for(lambda: _postmaster_pid(pgdata) is None, 10), "migrate left it running"
+    assert await wait_for(lambda: _postmaster_pid(pgdata) is None, 10), "migrate left it running"
 
     port = free_port()
     server = await asyncio.create_subprocess_exec(
@@ -317,9 +308,9 @@ async def test_with_no_database_url_boost_processes_share_one_embedded_server(da
         if server.returncode is None:
             server.kill()
             await server.wait()
-    assert await _wait_for(lambda: _postmaster_pid(pgdata) is None, 10), "the last one stops it"
+    assert await wait_for(lambda: _postmaster_pid(pgdata) is None, 10), "the last one stops it"
 
     again = await _boost("wallet", "show", demo_account[1], "--json", env=env)
     assert again.code == 0, again.err
     assert again.json()["balance"] == "12500.00"
-    assert await _wait_for(lambda: _postmaster_pid(pgdata) is None, 10)
+    assert await wait_for(lambda: _postmaster_pid(pgdata) is None, 10)

@@ -14,11 +14,10 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-from support import bearer, free_port
+from support import bearer, free_port, wait_for
 from test_serve_flow import WAIT_S, _demo_key, _until, serve_env
 
 BOOST = str(Path(sys.executable).parent / "boost")
@@ -43,7 +42,11 @@ async def test_two_api_processes_share_the_port_and_niced_workers_submit_their_o
         # The API processes and the parent at this test's priority, the two workers lowered.
         ours, lowered = os.nice(0), min(19, os.nice(0) + NICE)
         expected = sorted([ours] * 2 + [lowered] * 2)
-        await _until_true(lambda: sorted(map(_niceness, _children(process.pid))) == expected)
+        # A worker lowers its priority once it has started.
+        settled = await wait_for(
+            lambda: sorted(map(_niceness, _children(process.pid))) == expected, WAIT_S
+        )
+        assert settled, f"priorities {[_niceness(c) for c in _children(process.pid)]}"
         assert _niceness(process.pid) == ours
         await asyncio.sleep(1.0)  # the workers' first look at the queue, at their start, is over
         base_url = f"http://127.0.0.1:{port}"
@@ -80,15 +83,6 @@ def _children(pid: int) -> list[int]:
     PostgreSQL is given by DATABASE_URL (no embedded one is started)."""
     text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
     return [int(child) for child in text.split()]
-
-
-async def _until_true(check: Callable[[], bool]) -> None:
-    """Until ``check()`` holds (a worker lowers its priority once it has started), or fail."""
-    for _ in range(int(WAIT_S / 0.1)):
-        if check():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("the processes' priorities never became the expected ones")
 
 
 async def _place_on_a_new_connection(base_url: str, key: str, index: int) -> str:
