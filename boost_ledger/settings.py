@@ -24,8 +24,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """BOOST_HOST: the address ``boost serve`` binds."""
     port: int = 8000
     """BOOST_PORT: the port ``boost serve`` binds."""
-    provider_url: str | None = None
-    """BOOST_PROVIDER_URL: the upstream SMM v2 endpoint; unset → the built-in simulator."""
+    provider_url: Annotated[str, msgspec.Meta(pattern=r"^https?://[^/?#\s]+")] | None = None
+    """BOOST_PROVIDER_URL: the upstream SMM v2 endpoint (http or https); unset → the built-in
+    simulator."""
     provider_key: str = "sim-key"
     """BOOST_PROVIDER_KEY: the reseller's key at the provider."""
     provider_timeout_s: float = 10.0

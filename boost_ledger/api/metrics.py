@@ -38,6 +38,7 @@ from starlette.responses import Response
 from boost_ledger.api.runtime import runtime_of
 from boost_ledger.ledger.statuses import ORDER_STATUSES
 from boost_ledger.upstream.client import ACTION_EXTENSION
+from boost_ledger.upstream.transport import ProviderTransport
 
 log = structlog.get_logger("boost.metrics")
 
@@ -172,10 +173,7 @@ def _action_of(request: httpx.Request) -> str:
 def instrumented_provider_transport(max_connections: int = 20) -> InstrumentedTransport:
     """The transport for ``ProviderClient(transport=...)`` (which then ignores its own
     ``max_connections``, so the connection limit is set here)."""
-    limits = httpx.Limits(
-        max_connections=max_connections, max_keepalive_connections=max_connections
-    )
-    return InstrumentedTransport(httpx.AsyncHTTPTransport(limits=limits))
+    return InstrumentedTransport(ProviderTransport(max_connections=max_connections))
 
 
 # --- scrape-time database figures -----------------------------------------------------------

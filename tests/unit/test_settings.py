@@ -132,6 +132,8 @@ def test_switches_accept_the_usual_spellings_of_on(text):
         ("BOOST_WORKER_NICE", "-1"),
         ("BOOST_SUBMIT_POLL_INTERVAL_S", "0"),
         ("BOOST_SUBMIT_POLL_INTERVAL_S", "61"),
+        ("BOOST_PROVIDER_URL", "ftp://panel.example/api/v2"),
+        ("BOOST_PROVIDER_URL", "panel.example/api/v2"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_variable(variable, text):

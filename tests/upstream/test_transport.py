@@ -1,0 +1,275 @@
+"""The provider transport against scripted servers on real sockets: framing, reuse, limits,
+timeouts, and each failure as the httpx exception its callers rely on."""
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+import trustme
+
+from boost_ledger.upstream.transport import MAX_HEAD_BYTES, ProviderTransport
+
+OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 9\r\n\r\n{"a": 1}\n'
+CLOSE = b"close"  # the server closes the connection (instead of replying, or after a reply)
+HANG = b"hang"  # the server never replies
+
+
+@dataclass
+class Scripted:
+    """A server that reads each request and answers with the next scripted reply."""
+
+    replies: list[bytes]
+    url: str = ""
+    connections: int = 0
+    open_now: int = 0
+    most_open: int = 0
+    requests: list[bytes] = field(default_factory=list)
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self.open_now += 1
+        self.most_open = max(self.most_open, self.open_now)
+        try:
+            while self.replies:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except asyncio.IncompleteReadError:
+                    return
+                length = _content_length(head)
+                self.requests.append(head + await reader.readexactly(length))
+                reply = self.replies.pop(0)
+                if reply == CLOSE:
+                    return
+                if reply == HANG:
+                    await asyncio.sleep(3600)
+                writer.write(reply)
+                await writer.drain()
+                if self.replies[:1] == [CLOSE]:
+                    self.replies.pop(0)
+                    return
+        finally:
+            self.open_now -= 1
+            writer.close()
+
+
+def _content_length(head: bytes) -> int:
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.lower() == b"content-length":
+            return int(value)
+    return 0
+
+
+@contextlib.asynccontextmanager
+async def scripted(*replies: bytes, tls: ssl.SSLContext | None = None) -> AsyncIterator[Scripted]:
+    server = Scripted(list(replies))
+    listener = await asyncio.start_server(server.handle, "127.0.0.1", 0, ssl=tls)
+    port = listener.sockets[0].getsockname()[1]
+    server.url = (
+        f"{'https' if tls else 'http'}://{'localhost' if tls else '127.0.0.1'}:{port}/api/v2"
+    )
+    try:
+        yield server
+    finally:
+        listener.close()
+
+
+async def call(
+    transport: ProviderTransport, url: str, *, timeout_s: float = 2.0, pool_s: float = 2.0
+) -> tuple[int, bytes]:
+    timeout = httpx.Timeout(timeout_s, pool=pool_s).as_dict()
+    request = httpx.Request(
+        "POST", url, data={"key": "k", "action": "balance"}, extensions={"timeout": timeout}
+    )
+    response = await transport.handle_async_request(request)
+    try:
+        return response.status_code, await response.aread()
+    finally:
+        await response.aclose()
+
+
+@pytest.fixture
+async def transport() -> AsyncIterator[ProviderTransport]:
+    transport = ProviderTransport(max_connections=4)
+    yield transport
+    await transport.aclose()
+
+
+async def test_a_kept_alive_connection_carries_the_next_request(
+    transport: ProviderTransport,
+) -> None:
+    async with scripted(OK, OK) as server:
+        assert await call(transport, server.url) == (200, b'{"a": 1}\n')
+        assert await call(transport, server.url) == (200, b'{"a": 1}\n')
+    assert server.connections == 1
+    head, _, body = server.requests[0].partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"POST /api/v2 HTTP/1.1"
+    assert b"content-type: application/x-www-form-urlencoded" in [line.lower() for line in lines]
+    assert body == b"key=k&action=balance"
+
+
+async def test_a_chunked_reply_is_joined_and_its_trailers_skipped(
+    transport: ProviderTransport,
+) -> None:
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b'4;ext=1\r\n{"a"\r\n5\r\n: 12}\r\n0\r\nX-Trailer: yes\r\n\r\n'
+    )
+    async with scripted(chunked, OK) as server:
+        assert await call(transport, server.url) == (200, b'{"a": 12}')
+        assert await call(transport, server.url) == (200, b'{"a": 1}\n')
+    assert server.connections == 1
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{}",  # framed by the connection's end
+        b"HTTP/1.1 200 OK\r\nConnection: keep-alive, close\r\nContent-Length: 2\r\n\r\n{}",
+        b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{}",
+    ],
+)
+async def test_a_connection_the_reply_ends_is_not_reused(
+    transport: ProviderTransport, reply: bytes
+) -> None:
+    async with scripted(reply, CLOSE, OK) as server:
+        assert await call(transport, server.url) == (200, b"{}")
+        assert await call(transport, server.url) == (200, b'{"a": 1}\n')
+    assert server.connections == 2
+
+
+async def test_interim_replies_are_skipped(transport: ProviderTransport) -> None:
+    async with scripted(b"HTTP/1.1 100 Continue\r\n\r\n" + OK) as server:
+        assert await call(transport, server.url) == (200, b'{"a": 1}\n')
+
+
+async def test_an_idle_connection_closed_by_the_server_is_dropped_before_reuse(
+    transport: ProviderTransport,
+) -> None:
+    reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+    async with scripted(reply, CLOSE, OK) as server:  # keep-alive promised, then closed
+        assert await call(transport, server.url) == (200, b"{}")
+        await asyncio.sleep(0.05)  # the close reaches the client
+        assert await call(transport, server.url) == (200, b'{"a": 1}\n')
+    assert server.connections == 2
+
+
+async def test_idle_connections_expire() -> None:
+    transport = ProviderTransport(keepalive_expiry_s=0)
+    async with scripted(OK, OK) as server:
+        await call(transport, server.url)
+        await call(transport, server.url)
+    await transport.aclose()
+    assert server.connections == 2
+
+
+async def test_a_refused_connection_is_a_connect_error(transport: ProviderTransport) -> None:
+    async with scripted() as server:
+        url = server.url
+    with pytest.raises(httpx.ConnectError):
+        await call(transport, url)
+
+
+async def test_a_silent_server_is_a_read_timeout(transport: ProviderTransport) -> None:
+    async with scripted(HANG) as server:
+        with pytest.raises(httpx.ReadTimeout):
+            await call(transport, server.url, timeout_s=0.1)
+
+
+async def test_a_disconnect_without_reply_is_a_protocol_error_not_a_connect_error(
+    transport: ProviderTransport,
+) -> None:
+    async with scripted(CLOSE) as server:
+        with pytest.raises(httpx.RemoteProtocolError, match="without sending a reply"):
+            await call(transport, server.url)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"SMTP ready\r\n\r\n",
+        b"HTTP/1.1 2x0 OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\n bad: fold\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+        b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n{}",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}",  # then the server closes
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}}\r\n0\r\n\r\n",
+        b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX-Long: " + b"x" * MAX_HEAD_BYTES + b"\r\n\r\n",
+    ],
+)
+async def test_a_reply_that_breaks_http_is_a_protocol_error(
+    transport: ProviderTransport, reply: bytes
+) -> None:
+    async with scripted(reply, CLOSE, OK) as server:
+        with pytest.raises(httpx.RemoteProtocolError):
+            await call(transport, server.url)
+        assert await call(transport, server.url) == (200, b'{"a": 1}\n')
+    assert server.connections == 2  # the broken connection was not reused
+
+
+async def test_requests_beyond_the_limit_wait_for_a_connection() -> None:
+    transport = ProviderTransport(max_connections=2)
+    slow = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+    async with scripted(*[slow] * 6) as server:
+        results = await asyncio.gather(*(call(transport, server.url) for _ in range(6)))
+    await transport.aclose()
+    assert results == [(200, b"{}")] * 6
+    assert server.most_open <= 2
+
+
+async def test_a_full_pool_times_out_as_a_pool_timeout() -> None:
+    transport = ProviderTransport(max_connections=1)
+    async with scripted(HANG, OK) as server:
+        stuck = asyncio.create_task(call(transport, server.url, timeout_s=5))
+        await asyncio.sleep(0.05)
+        with pytest.raises(httpx.PoolTimeout):
+            await call(transport, server.url, pool_s=0.05)
+        stuck.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await stuck
+        # The cancelled request gave its slot back and its connection was not reused.
+        assert await call(transport, server.url) == (200, b'{"a": 1}\n')
+    await transport.aclose()
+    assert server.connections == 2
+
+
+async def test_a_reply_not_read_to_its_end_closes_its_connection(
+    transport: ProviderTransport,
+) -> None:
+    async with scripted(OK, OK) as server:
+        request = httpx.Request("POST", server.url, data={"action": "balance"})
+        response = await transport.handle_async_request(request)
+        await response.aclose()
+        assert await call(transport, server.url) == (200, b'{"a": 1}\n')
+    assert server.connections == 2
+
+
+async def test_a_closed_transport_refuses_requests(transport: ProviderTransport) -> None:
+    await transport.aclose()
+    with pytest.raises(RuntimeError):
+        await call(transport, "http://127.0.0.1:9/api/v2")
+
+
+async def test_https_verifies_the_provider_certificate() -> None:
+    authority = trustme.CA()
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("localhost").configure_cert(served)
+    trusting = ssl.create_default_context()
+    authority.configure_trust(trusting)
+    async with scripted(OK, OK, tls=served) as server:
+        transport = ProviderTransport(ssl_context=trusting)
+        assert await call(transport, server.url) == (200, b'{"a": 1}\n')
+        assert await call(transport, server.url) == (200, b'{"a": 1}\n')
+        await transport.aclose()
+        assert server.connections == 1
+        default = ProviderTransport()  # certifi's authorities: the test CA is not one of them
+        with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            await call(default, server.url)
+        await default.aclose()
