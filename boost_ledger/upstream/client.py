@@ -19,7 +19,7 @@ from boost_ledger.upstream.errors import (
     ProviderUnavailable,
 )
 from boost_ledger.upstream.models import ProviderBalance, ProviderService, ProviderStatus
-from boost_ledger.upstream.transport import ProviderTransport
+from boost_ledger.upstream.transport import SENT_EXTENSION, ProviderTransport
 
 MAX_IDS_PER_CALL = 100
 ACTION_EXTENSION = "boost_provider_action"
@@ -136,25 +136,29 @@ class ProviderClient:
     async def _call(self, action: str, fields: Mapping[str, str]) -> Any:
         """One POST, translated: a JSON value, or a typed error."""
         form = {"key": self._key, "action": action, **fields}
+        # The action rides along for a transport that labels its metrics by it.
+        extensions = {**self._extensions, ACTION_EXTENSION: action}
+        request = httpx.Request(
+            "POST", self._target, data=form, headers=_HEADERS, extensions=extensions
+        )
         try:
             # httpx's timeout bounds each network step; this one bounds the call as a whole, so
             # a provider trickling bytes cannot hold a worker forever.
             async with asyncio.timeout(self._timeout_s):
-                status_code, body = await self._post(form)
+                status_code, body = await self._post(request)
         except (TimeoutError, httpx.TimeoutException) as error:
-            raise ProviderUnavailable(f"{action}: no reply within {self._timeout_s} s") from error
+            sent = _sent(request, error)
+            waited_for = "reply" if sent else "connection"
+            message = f"{action}: no {waited_for} within {self._timeout_s} s"
+            raise ProviderUnavailable(message, sent=sent) from error
         except httpx.DecodingError as error:
             raise ProviderMalformed(f"{action}: undecodable body: {error}") from error
         except httpx.TransportError as error:
-            raise ProviderUnavailable(f"{action}: {type(error).__name__}: {error}") from error
+            message = f"{action}: {type(error).__name__}: {error}"
+            raise ProviderUnavailable(message, sent=_sent(request, error)) from error
         return _interpret(action, status_code, body)
 
-    async def _post(self, form: Mapping[str, str]) -> tuple[int, bytes]:
-        # The action rides along for a transport that labels its metrics by it.
-        extensions = {**self._extensions, ACTION_EXTENSION: form["action"]}
-        request = httpx.Request(
-            "POST", self._target, data=form, headers=_HEADERS, extensions=extensions
-        )
+    async def _post(self, request: httpx.Request) -> tuple[int, bytes]:
         response = await self._transport.handle_async_request(request)
         response.request = request
         try:
@@ -170,6 +174,16 @@ class ProviderClient:
             return response.status_code, b"".join(chunks)
         finally:
             await response.aclose()
+
+
+def _sent(request: httpx.Request, error: Exception) -> bool:
+    """Whether any byte of the request may have gone out. ``ProviderTransport`` says so in
+    ``SENT_EXTENSION`` even when the call's own deadline cut it short; with another transport,
+    only a failure to connect is a sure "no"."""
+    sent = request.extensions.get(SENT_EXTENSION)
+    if sent is None:
+        return not isinstance(error, httpx.ConnectError | httpx.ConnectTimeout)
+    return bool(sent)
 
 
 def _interpret(action: str, status_code: int, body: bytes) -> Any:

@@ -33,7 +33,15 @@ class ProviderRefused(ProviderError):
 
 
 class ProviderUnavailable(ProviderError):
-    """No usable reply: timeout, connection refused or dropped, HTTP 5xx."""
+    """No usable reply: timeout, connection refused or dropped, HTTP 5xx.
+
+    ``sent`` is False only when the transport vouches that no byte of the request went out
+    (a full pool, or a connection never made): then even an ``add`` may simply be tried again.
+    """
+
+    def __init__(self, message: str, *, sent: bool = True) -> None:
+        super().__init__(message)
+        self.sent = sent
 
 
 class ProviderMalformed(ProviderError):

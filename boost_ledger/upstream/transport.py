@@ -1,5 +1,5 @@
-"""The provider's HTTP transport: HTTP/1.1 keep-alive connections on asyncio streams, behind
-httpx's transport interface.
+"""The provider's HTTP transport: HTTP/1.1 keep-alive connections, behind httpx's transport
+interface.
 
 A provider call is one small form POST and one small JSON reply, and the submitter makes one per
 order. ``httpx.AsyncHTTPTransport`` spent 550-720 µs of CPU on each (its connection pool walks
@@ -7,20 +7,21 @@ every pooled connection twice per request and polls each idle socket, and every 
 enters an anyio cancel scope) where the exchange itself costs about 60 µs: on a busy server the
 submitter spent more on its HTTP client than on its two transactions. This transport keeps
 httpx's request, response and exception types, so ``ProviderClient`` and its callers do not
-change, and does what HTTP/1.1 asks of a client, no more:
+change, and does what HTTP/1.1 asks of a client, no more (the wire format is ``http11.py``):
 
 - A request goes out in one write: its line, httpx's headers (``Host``, ``Content-Length``...)
-  and its body, which httpx has already encoded.
-- A reply is framed by ``Transfer-Encoding: chunked``, ``Content-Length`` or the end of the
-  connection; interim 1xx replies are skipped; its head is bounded by ``MAX_HEAD_BYTES``.
+  and its body, which httpx has already encoded. A body of unknown length is refused.
 - A connection is reused unless the reply said ``Connection: close``, was HTTP/1.0, ended with
-  the connection or was not read to its end, and never after ``keepalive_expiry_s`` idle. One the
-  server closed while idle has seen its end by then (asyncio reads it as it comes), so it is
-  dropped before reuse without a system call.
-- Every step is bounded by the request's httpx timeouts (pool, connect, write, read). Failures
-  are httpx's exceptions: ``ConnectError``/``ConnectTimeout`` only when no byte of the request
-  went out (the submitter retries only those), ``RemoteProtocolError`` for a reply that breaks
-  HTTP/1.1, ``ReadError``/``WriteError`` and the timeouts otherwise.
+  the connection or was not read to its end, and only while it holds no unread byte, has not
+  seen its end and has been idle less than ``keepalive_expiry_s`` (or a second less than the
+  server's ``Keep-Alive: timeout``). The idle connections are checked on each request, so one the
+  server closed does not linger.
+- Every step is bounded by the request's httpx timeouts (pool, connect, write, read). Failures are
+  httpx's exceptions: ``ConnectError``/``ConnectTimeout`` before any byte of the request went out,
+  ``RemoteProtocolError`` for a reply that breaks HTTP/1.1, ``ReadError``/``WriteError`` and the
+  timeouts otherwise. Whatever the failure, the request's ``SENT_EXTENSION`` says whether a byte
+  of it was written, which a deadline around the whole call cannot otherwise tell.
+- Every response must be closed (``ProviderClient`` does): that frees its connection slot.
 
 HTTPS uses the standard library's TLS with certifi's CA bundle, as httpx does. Proxies are not
 used (nor were they: the client never went through ``httpx.AsyncClient``).
@@ -29,88 +30,33 @@ used (nor were they: the client never went through ``httpx.AsyncClient``).
 from __future__ import annotations
 
 import asyncio
-import re
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable
-from typing import NoReturn, TypeVar
+from typing import TypeVar
 
 import httpx
 
-MAX_HEAD_BYTES = 64 * 1024
-"""The longest status line and headers accepted (and the longest chunk-size line)."""
+from boost_ledger.upstream.http11 import (
+    MAX_HEAD_BYTES,
+    Connection,
+    Ended,
+    Head,
+    TooLong,
+    chunk_size,
+    protocol_error,
+)
+
 KEEPALIVE_EXPIRY_S = 4.0
 """Idle connections older than this are not reused: below the 5 s after which uvicorn and
 Apache close theirs, so that a reused connection is not one the server is closing."""
+SENT_EXTENSION = "boost_request_sent"
+"""Set on each request: False until its first byte is written, then True."""
 _READ_BYTES = 64 * 1024
 _NO_BODY_STATUSES = frozenset({204, 304})
 
 _Origin = tuple[str, str, int]
 _T = TypeVar("_T")
-
-
-class _Connection:
-    __slots__ = ("idle_since", "reader", "writer")
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.idle_since = 0.0
-
-    def reusable(self, now: float, expiry_s: float) -> bool:
-        return (
-            now - self.idle_since < expiry_s
-            and not self.reader.at_eof()
-            and not self.writer.is_closing()
-        )
-
-    def close(self) -> None:
-        self.writer.close()
-
-
-class _Head:
-    """A reply's status line and headers, and how its body is framed."""
-
-    __slots__ = ("chunked", "headers", "keep_alive", "length", "reason", "status")
-
-    def __init__(self, raw: bytes, request: httpx.Request) -> None:
-        lines = raw[:-4].split(b"\r\n")
-        version, _, rest = lines[0].partition(b" ")
-        code, _, self.reason = rest.partition(b" ")
-        if version not in (b"HTTP/1.1", b"HTTP/1.0") or len(code) != 3 or not code.isdigit():
-            _protocol_error(f"not an HTTP/1.x status line: {lines[0][:80]!r}", request)
-        self.status = int(code)
-        self.headers: list[tuple[bytes, bytes]] = []
-        fields: dict[bytes, list[bytes]] = {}
-        for line in lines[1:]:
-            name, colon, value = line.partition(b":")
-            if not colon or not name or name != name.strip():
-                _protocol_error(f"malformed header line: {line[:80]!r}", request)
-            self.headers.append((name, value.strip()))
-            for token in value.lower().split(b","):
-                fields.setdefault(name.lower(), []).append(token.strip())
-        self._frame(version, fields, request)
-
-    def _frame(
-        self, version: bytes, fields: dict[bytes, list[bytes]], request: httpx.Request
-    ) -> None:
-        codings = fields.get(b"transfer-encoding")
-        lengths = set(fields.get(b"content-length", ()))
-        self.chunked = codings is not None and codings[-1] == b"chunked"
-        self.length: int | None = None
-        if codings is None and lengths:
-            length = lengths.pop()
-            if lengths or not length.isdigit():
-                _protocol_error(f"bad Content-Length: {fields[b'content-length']!r}", request)
-            self.length = int(length)
-        framed = (
-            self.status in _NO_BODY_STATUSES
-            or (self.chunked and not lengths)  # both: read, then close (RFC 9112, 6.3)
-            or self.length is not None
-        )
-        self.keep_alive = (
-            framed and version == b"HTTP/1.1" and b"close" not in fields.get(b"connection", ())
-        )
 
 
 class ProviderTransport(httpx.AsyncBaseTransport):
@@ -129,18 +75,13 @@ class ProviderTransport(httpx.AsyncBaseTransport):
         self._slots = asyncio.Semaphore(max_connections)
         self._expiry_s = keepalive_expiry_s
         self._ssl_context = ssl_context
-        self._idle: dict[_Origin, list[_Connection]] = {}
+        self._idle: dict[_Origin, list[Connection]] = {}
         self._closed = False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        request.extensions[SENT_EXTENSION] = False
         timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
-        if self._closed:
-            raise RuntimeError("the transport is closed")
-        try:
-            async with asyncio.timeout(timeouts.get("pool")):
-                await self._slots.acquire()
-        except TimeoutError as error:
-            raise httpx.PoolTimeout("no free connection in time", request=request) from error
+        await self._take_slot(request, timeouts.get("pool"))
         try:
             connection = await self._connection(request, timeouts.get("connect"))
         except BaseException:
@@ -168,34 +109,56 @@ class ProviderTransport(httpx.AsyncBaseTransport):
                 connection.close()
         self._idle.clear()
 
-    async def _connection(self, request: httpx.Request, timeout_s: float | None) -> _Connection:
+    async def _take_slot(self, request: httpx.Request, timeout_s: float | None) -> None:
+        if self._closed:
+            raise RuntimeError("the transport is closed")
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._slots.acquire()
+        except TimeoutError as error:
+            raise httpx.PoolTimeout("no free connection in time", request=request) from error
+        if self._closed:  # closed while this request waited
+            self._slots.release()
+            raise RuntimeError("the transport is closed")
+
+    async def _connection(self, request: httpx.Request, timeout_s: float | None) -> Connection:
         origin = _origin(request.url)
-        idle = self._idle.get(origin, [])
-        now = time.monotonic()
-        while idle:
-            connection = idle.pop()
-            if connection.reusable(now, self._expiry_s):
-                return connection
-            connection.close()
+        reused = self._reusable(origin)
+        if reused is not None:
+            return reused
         scheme, host, port = origin
         if scheme not in ("http", "https"):
             raise httpx.UnsupportedProtocol(f"unsupported scheme {scheme!r}", request=request)
         tls = (self._ssl_context or _default_ssl_context()) if scheme == "https" else None
+        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout_s):
-                reader, writer = await asyncio.open_connection(
-                    host, port, ssl=tls, server_hostname=host if tls else None, limit=MAX_HEAD_BYTES
+                _, connection = await loop.create_connection(
+                    Connection, host, port, ssl=tls, server_hostname=host if tls else None
                 )
         except TimeoutError as error:
-            raise httpx.ConnectTimeout(
-                f"not connected within {timeout_s} s", request=request
-            ) from error
+            message = f"not connected within {timeout_s} s"
+            raise httpx.ConnectTimeout(message, request=request) from error
         except OSError as error:  # refused, unreachable, unresolvable, TLS handshake failed
-            raise httpx.ConnectError(f"{type(error).__name__}: {error}", request=request) from error
-        return _Connection(reader, writer)
+            message = f"{type(error).__name__}: {error}"
+            raise httpx.ConnectError(message, request=request) from error
+        return connection
 
-    def _release(self, connection: _Connection, request: httpx.Request, reusable: bool) -> None:
-        if reusable and not self._closed:
+    def _reusable(self, origin: _Origin) -> Connection | None:
+        """The newest idle connection fit for reuse; the unfit ones are closed."""
+        idle = self._idle.get(origin)
+        if not idle:
+            return None
+        now = time.monotonic()
+        fit = [connection for connection in idle if connection.reusable(now, self._expiry_s)]
+        for connection in idle:
+            if connection not in fit:
+                connection.close()
+        self._idle[origin] = fit
+        return fit.pop() if fit else None
+
+    def _release(self, connection: Connection, request: httpx.Request, reusable: bool) -> None:
+        if reusable and not self._closed and not connection.holds_unread_bytes():
             connection.idle_since = time.monotonic()
             self._idle.setdefault(_origin(request.url), []).append(connection)
         else:
@@ -210,18 +173,19 @@ class _Reply(httpx.AsyncByteStream):
     def __init__(
         self,
         transport: ProviderTransport,
-        connection: _Connection,
+        connection: Connection,
         request: httpx.Request,
-        head: _Head,
+        head: Head,
         timeout_s: float | None,
     ) -> None:
         self._transport = transport
-        self._connection: _Connection | None = connection
-        self._reader = connection.reader
+        self._connection: Connection | None = connection
+        self._wire = connection
         self._request = request
         self._head = head
         self._timeout_s = timeout_s
         self._complete = head.status in _NO_BODY_STATUSES or request.method == "HEAD"
+        connection.expiry_s = head.keep_alive_s
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         if self._complete:
@@ -247,7 +211,7 @@ class _Reply(httpx.AsyncByteStream):
         while left:
             piece = await self._read(min(left, _READ_BYTES))
             if not piece:
-                _protocol_error(f"the connection ended {left} bytes early", self._request)
+                protocol_error(f"the connection ended {left} bytes early", self._request)
             left -= len(piece)
             yield piece
 
@@ -256,48 +220,41 @@ class _Reply(httpx.AsyncByteStream):
             yield piece
 
     async def _chunked(self) -> AsyncIterator[bytes]:
-        while size := _chunk_size(await self._line(), self._request):
+        while size := chunk_size(await self._line(), self._request):
             async for piece in self._exactly(size):
                 yield piece
             if await self._line():
-                _protocol_error("a chunk longer than its size", self._request)
+                protocol_error("a chunk longer than its size", self._request)
         while await self._line():  # trailer fields, up to the empty line
             pass
 
-    async def _read(self, size: int) -> bytes:
-        return await _bounded(self._reader.read(size), self._timeout_s, self._request)
+    async def _read(self, most: int) -> bytes:
+        return await _bounded(self._wire.read_some(most), self._timeout_s, self._request)
 
     async def _line(self) -> bytes:
+        reading = self._wire.read_until(b"\r\n", MAX_HEAD_BYTES)
         try:
-            line = await _bounded(self._reader.readuntil(b"\r\n"), self._timeout_s, self._request)
-        except asyncio.IncompleteReadError:
-            _protocol_error("the connection ended inside a chunked reply", self._request)
-        except asyncio.LimitOverrunError:
-            _protocol_error(f"a chunk line longer than {MAX_HEAD_BYTES} bytes", self._request)
+            line = await _bounded(reading, self._timeout_s, self._request)
+        except Ended:
+            protocol_error("the connection ended inside a chunked reply", self._request)
+        except TooLong:
+            protocol_error(f"a chunk line longer than {MAX_HEAD_BYTES} bytes", self._request)
         return line[:-2]
 
 
-_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,15}")
-
-
-def _chunk_size(line: bytes, request: httpx.Request) -> int:
-    digits = line.partition(b";")[0].strip()
-    if not _CHUNK_SIZE.fullmatch(digits):
-        _protocol_error(f"bad chunk size line: {line[:80]!r}", request)
-    return int(digits, 16)
-
-
-async def _send(connection: _Connection, request: httpx.Request, timeout_s: float | None) -> None:
+async def _send(connection: Connection, request: httpx.Request, timeout_s: float | None) -> None:
+    if "content-length" not in request.headers:
+        raise httpx.LocalProtocolError("a request body of unknown length", request=request)
     body = await request.aread()
     lines = [request.method.encode("ascii") + b" " + (request.url.raw_path or b"/") + b" HTTP/1.1"]
     for name, value in request.headers.raw:
         if b"\r" in value or b"\n" in value or b"\r" in name or b"\n" in name:
             raise httpx.LocalProtocolError("a header holds a line break", request=request)
         lines.append(name + b": " + value)
+    request.extensions[SENT_EXTENSION] = True
     try:
-        connection.writer.write(b"\r\n".join(lines) + b"\r\n\r\n" + body)
         async with asyncio.timeout(timeout_s):
-            await connection.writer.drain()
+            await connection.write(b"\r\n".join(lines) + b"\r\n\r\n" + body)
     except TimeoutError as error:
         raise httpx.WriteTimeout(f"not sent within {timeout_s} s", request=request) from error
     except (OSError, RuntimeError) as error:  # RuntimeError: a transport closed under us
@@ -305,20 +262,21 @@ async def _send(connection: _Connection, request: httpx.Request, timeout_s: floa
 
 
 async def _read_head(
-    connection: _Connection, request: httpx.Request, timeout_s: float | None
-) -> _Head:
+    connection: Connection, request: httpx.Request, timeout_s: float | None
+) -> Head:
     while True:  # interim 1xx replies are skipped
+        reading = connection.read_until(b"\r\n\r\n", MAX_HEAD_BYTES)
         try:
-            raw = await _bounded(connection.reader.readuntil(b"\r\n\r\n"), timeout_s, request)
-        except asyncio.IncompleteReadError as error:
-            if not error.partial:
-                _protocol_error("the server disconnected without sending a reply", request)
-            _protocol_error("the connection ended inside the reply's head", request)
-        except asyncio.LimitOverrunError:
-            _protocol_error(f"a reply head longer than {MAX_HEAD_BYTES} bytes", request)
-        head = _Head(raw, request)
+            raw = await _bounded(reading, timeout_s, request)
+        except Ended as ended:
+            if not ended.partial:
+                protocol_error("the server disconnected without sending a reply", request)
+            protocol_error("the connection ended inside the reply's head", request)
+        except TooLong:
+            protocol_error(f"a reply head longer than {MAX_HEAD_BYTES} bytes", request)
+        head = Head(raw, request)
         if head.status == 101:
-            _protocol_error("the server switched protocols unasked", request)
+            protocol_error("the server switched protocols unasked", request)
         if head.status >= 200:
             return head
 
@@ -336,10 +294,6 @@ async def _bounded(step: Awaitable[_T], timeout_s: float | None, request: httpx.
 
 def _origin(url: httpx.URL) -> _Origin:
     return url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80)
-
-
-def _protocol_error(message: str, request: httpx.Request) -> NoReturn:
-    raise httpx.RemoteProtocolError(message, request=request)
 
 
 _ssl_context: ssl.SSLContext | None = None

@@ -10,19 +10,30 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 import trustme
+import uvloop
 
-from boost_ledger.upstream.transport import MAX_HEAD_BYTES, ProviderTransport
+from boost_ledger.upstream import ProviderClient, ProviderUnavailable
+from boost_ledger.upstream.http11 import MAX_HEAD_BYTES
+from boost_ledger.upstream.transport import ProviderTransport
+from boost_ledger.workers.submitter import _outcome_of
 
 OK = b'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 9\r\n\r\n{"a": 1}\n'
 CLOSE = b"close"  # the server closes the connection (instead of replying, or after a reply)
 HANG = b"hang"  # the server never replies
 
 
+@dataclass(frozen=True)
+class Later:
+    """Bytes the server sends unasked, a moment after its previous reply."""
+
+    data: bytes
+
+
 @dataclass
 class Scripted:
     """A server that reads each request and answers with the next scripted reply."""
 
-    replies: list[bytes]
+    replies: list[bytes | Later]
     url: str = ""
     connections: int = 0
     open_now: int = 0
@@ -46,8 +57,12 @@ class Scripted:
                     return
                 if reply == HANG:
                     await asyncio.sleep(3600)
+                assert isinstance(reply, bytes)
                 writer.write(reply)
                 await writer.drain()
+                if self.replies and isinstance(self.replies[0], Later):
+                    await asyncio.sleep(0.05)
+                    writer.write(self.replies.pop(0).data)  # type: ignore[union-attr]
                 if self.replies[:1] == [CLOSE]:
                     self.replies.pop(0)
                     return
@@ -201,6 +216,9 @@ async def test_a_disconnect_without_reply_is_a_protocol_error_not_a_connect_erro
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}}\r\n0\r\n\r\n",
         b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+        b"HTTP/1.1 099 Odd\r\n\r\n" + OK,
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent Length: 2\r\n\r\n{}",
         b"HTTP/1.1 200 OK\r\nX-Long: " + b"x" * MAX_HEAD_BYTES + b"\r\n\r\n",
     ],
 )
@@ -273,3 +291,109 @@ async def test_https_verifies_the_provider_certificate() -> None:
         with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
             await call(default, server.url)
         await default.aclose()
+
+
+STRAY = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+
+
+@pytest.mark.parametrize("then", [[Later(STRAY), CLOSE], [Later(b"junk")]])
+async def test_a_connection_holding_unread_bytes_is_not_reused(
+    transport: ProviderTransport, then: list[bytes | Later]
+) -> None:
+    """Bytes a server sends while the connection is idle are never read as the next reply."""
+    async with scripted(OK, *then, OK) as server:
+        assert await call(transport, server.url) == (200, b'{"a": 1}\n')
+        await asyncio.sleep(0.15)  # the stray bytes (and the close) reach the client
+        assert await call(transport, server.url) == (200, b'{"a": 1}\n')
+    assert server.connections == 2
+
+
+async def test_the_servers_keep_alive_timeout_is_honoured(transport: ProviderTransport) -> None:
+    short = b"HTTP/1.1 200 OK\r\nKeep-Alive: timeout=1\r\nContent-Length: 2\r\n\r\n{}"
+    async with scripted(short, OK) as server:
+        assert await call(transport, server.url) == (200, b"{}")
+        assert await call(transport, server.url) == (200, b'{"a": 1}\n')
+    assert server.connections == 2  # a second short of one second: never reused
+
+
+async def test_a_body_of_unknown_length_is_refused(transport: ProviderTransport) -> None:
+    async def body() -> AsyncIterator[bytes]:
+        yield b"key=k"
+
+    async with scripted(OK) as server:
+        request = httpx.Request("POST", server.url, content=body())
+        with pytest.raises(httpx.LocalProtocolError):
+            await transport.handle_async_request(request)
+    assert server.requests == []
+
+
+async def test_requests_waiting_for_a_slot_fail_once_the_transport_closes() -> None:
+    transport = ProviderTransport(max_connections=1)
+    async with scripted(HANG) as server:
+        stuck = asyncio.create_task(call(transport, server.url, timeout_s=5))
+        waiting = asyncio.create_task(call(transport, server.url, timeout_s=5))
+        await asyncio.sleep(0.05)
+        await transport.aclose()
+        stuck.cancel()
+        with pytest.raises(RuntimeError, match="closed"):
+            await waiting
+        with contextlib.suppress(asyncio.CancelledError):
+            await stuck
+    assert server.connections == 1
+
+
+async def test_an_add_that_never_left_is_deferred_and_one_that_did_is_unknown() -> None:
+    """The call's own deadline cuts both short; only the transport knows which one was sent."""
+    async with scripted(HANG, HANG) as server:
+        client = ProviderClient(server.url, "k", timeout_s=0.3, max_connections=1)
+        outcomes = await asyncio.gather(
+            client.add("1", {"link": "a"}), client.add("1", {"link": "b"}), return_exceptions=True
+        )
+        await client.aclose()
+    assert all(isinstance(outcome, ProviderUnavailable) for outcome in outcomes)
+    assert [next(iter(_outcome_of(outcome))) for outcome in outcomes] == ["unknown", "deferred"]
+    assert len(server.requests) == 1
+
+
+async def test_a_tls_handshake_that_never_ends_is_deferred() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # never answers the handshake
+        writer.close()
+
+    listener = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    client = ProviderClient(f"https://localhost:{port}/api/v2", "k", timeout_s=0.3)
+    with pytest.raises(ProviderUnavailable) as raised:
+        await client.add("1", {"link": "a"})
+    await client.aclose()
+    listener.close()
+    assert _outcome_of(raised.value) == {
+        "deferred": "provider not reached: add: no connection within 0.3 s"
+    }
+
+
+def test_the_same_under_uvloop() -> None:
+    """The server runs on uvloop, whose transports are not asyncio's: reuse, framing, stray
+    bytes, a full pool and a refused connection behave the same there."""
+    async def scenario() -> None:
+        transport = ProviderTransport(max_connections=1)
+        chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
+        async with scripted(OK, chunked, Later(STRAY), CLOSE, OK, HANG) as server:
+            assert await call(transport, server.url) == (200, b'{"a": 1}\n')
+            assert await call(transport, server.url) == (200, b"{}")
+            await asyncio.sleep(0.15)
+            assert await call(transport, server.url) == (200, b'{"a": 1}\n')
+            stuck = asyncio.create_task(call(transport, server.url, timeout_s=5))
+            await asyncio.sleep(0.05)
+            with pytest.raises(httpx.PoolTimeout):
+                await call(transport, server.url, pool_s=0.05)
+            stuck.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await stuck
+            url = server.url
+        assert server.connections == 2
+        with pytest.raises(httpx.ConnectError):
+            await call(transport, url)
+        await transport.aclose()
+
+    uvloop.run(scenario())
