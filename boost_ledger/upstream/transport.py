@@ -150,9 +150,11 @@ class ProviderTransport(httpx.AsyncBaseTransport):
         if not idle:
             return None
         now = time.monotonic()
-        fit = [connection for connection in idle if connection.reusable(now, self._expiry_s)]
+        fit = []
         for connection in idle:
-            if connection not in fit:
+            if connection.reusable(now, self._expiry_s):
+                fit.append(connection)
+            else:
                 connection.close()
         self._idle[origin] = fit
         return fit.pop() if fit else None
