@@ -51,7 +51,7 @@ KEEPALIVE_EXPIRY_S = 4.0
 """Idle connections older than this are not reused: below the 5 s after which uvicorn and
 Apache close theirs, so that a reused connection is not one the server is closing."""
 SENT_EXTENSION = "boost_request_sent"
-"""Set on each request: False until its first byte is written, then True."""
+"""Set on each request: False until its first byte is written, then True for good."""
 _READ_BYTES = 64 * 1024
 _NO_BODY_STATUSES = frozenset({204, 304})
 
@@ -79,7 +79,8 @@ class ProviderTransport(httpx.AsyncBaseTransport):
         self._closed = False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        request.extensions[SENT_EXTENSION] = False
+        # One way: a request handed in again (a retrying wrapper) stays "sent" once it was.
+        request.extensions.setdefault(SENT_EXTENSION, False)
         timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
         await self._take_slot(request, timeouts.get("pool"))
         try:
