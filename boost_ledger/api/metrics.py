@@ -38,7 +38,7 @@ from starlette.responses import Response
 from boost_ledger.api.runtime import runtime_of
 from boost_ledger.ledger.statuses import ORDER_STATUSES
 from boost_ledger.upstream.client import ACTION_EXTENSION
-from boost_ledger.upstream.transport import ProviderTransport
+from boost_ledger.upstream.transport import MAX_CONNECTIONS, ProviderTransport
 
 log = structlog.get_logger("boost.metrics")
 
@@ -53,44 +53,54 @@ PROVIDER_ACTIONS = frozenset(
 )
 
 HTTP_REQUESTS = Counter(
-    "boost_http_requests", "HTTP requests answered.", ["method", "route", "status"],
+    "boost_http_requests",
+    "HTTP requests answered.",
+    ["method", "route", "status"],
     registry=REGISTRY,
 )
 HTTP_LATENCY = Histogram(
-    "boost_http_request_duration_seconds", "Time to answer an HTTP request.", ["method", "route"],
-    buckets=_LATENCY_BUCKETS_S, registry=REGISTRY,
+    "boost_http_request_duration_seconds",
+    "Time to answer an HTTP request.",
+    ["method", "route"],
+    buckets=_LATENCY_BUCKETS_S,
+    registry=REGISTRY,
 )
 PROVIDER_CALLS = Counter(
-    "boost_provider_calls", "Calls to the provider by action and outcome (ok, http_5xx, "
-    "timeout, transport_error, cancelled).", ["action", "outcome"], registry=REGISTRY,
+    "boost_provider_calls",
+    "Calls to the provider by action and outcome (ok, http_5xx, "
+    "timeout, transport_error, cancelled).",
+    ["action", "outcome"],
+    registry=REGISTRY,
 )
 PROVIDER_LATENCY = Histogram(
-    "boost_provider_call_duration_seconds", "Time to the provider's response headers.",
-    ["action"], buckets=_LATENCY_BUCKETS_S, registry=REGISTRY,
+    "boost_provider_call_duration_seconds",
+    "Time to the provider's response headers.",
+    ["action"],
+    buckets=_LATENCY_BUCKETS_S,
+    registry=REGISTRY,
 )
 ORDERS = Gauge("boost_orders", "Orders by status.", ["status"], registry=REGISTRY)
-REFUNDED_ORDERS = Gauge(
-    "boost_refunded_orders", "Orders with a refund paid.", registry=REGISTRY
-)
-REFUNDED_KOBO = Gauge(
-    "boost_refunded_kobo", "Sum of the refunds paid, in kobo.", registry=REGISTRY
-)
+REFUNDED_ORDERS = Gauge("boost_refunded_orders", "Orders with a refund paid.", registry=REGISTRY)
+REFUNDED_KOBO = Gauge("boost_refunded_kobo", "Sum of the refunds paid, in kobo.", registry=REGISTRY)
 QUEUE_DEPTH = Gauge(
     "boost_submission_queue_depth", "Orders waiting to be submitted upstream.", registry=REGISTRY
 )
 UNKNOWN_SUBMISSIONS = Gauge(
-    "boost_submissions_unknown", "Orders whose submission outcome needs an operator.",
+    "boost_submissions_unknown",
+    "Orders whose submission outcome needs an operator.",
     registry=REGISTRY,
 )
 POLLER_DUE = Gauge(
-    "boost_poller_due_orders", f"Orders due for a status poll (counted up to {MAX_COUNTED_ROWS}).",
+    "boost_poller_due_orders",
+    f"Orders due for a status poll (counted up to {MAX_COUNTED_ROWS}).",
     registry=REGISTRY,
 )
 POLLER_LAG = Gauge(
     "boost_poller_lag_seconds", "How overdue the most overdue status poll is.", registry=REGISTRY
 )
 FEED_HEAD = Gauge(
-    "boost_feed_head_position", "The highest global position in the event log.",
+    "boost_feed_head_position",
+    "The highest global position in the event log.",
     registry=REGISTRY,
 )
 FEED_INVISIBLE = Gauge(
@@ -100,16 +110,22 @@ FEED_INVISIBLE = Gauge(
     registry=REGISTRY,
 )
 FEED_READER_LAG = Gauge(
-    "boost_feed_reader_lag_events", "Global positions between the log's head and a reader's "
-    "checkpoint.", ["reader"], registry=REGISTRY,
+    "boost_feed_reader_lag_events",
+    "Global positions between the log's head and a reader's checkpoint.",
+    ["reader"],
+    registry=REGISTRY,
 )
 FEED_READER_AGE = Gauge(
-    "boost_feed_reader_checkpoint_age_seconds", "Time since a reader's checkpoint moved.",
-    ["reader"], registry=REGISTRY,
+    "boost_feed_reader_checkpoint_age_seconds",
+    "Time since a reader's checkpoint moved.",
+    ["reader"],
+    registry=REGISTRY,
 )
 QUERY_ERRORS = Counter(
-    "boost_metrics_query_errors", "Scrape-time database queries that failed or timed out.",
-    ["query"], registry=REGISTRY,
+    "boost_metrics_query_errors",
+    "Scrape-time database queries that failed or timed out.",
+    ["query"],
+    registry=REGISTRY,
 )
 
 
@@ -170,7 +186,9 @@ def _action_of(request: httpx.Request) -> str:
     return action if action in PROVIDER_ACTIONS else "other"
 
 
-def instrumented_provider_transport(max_connections: int = 20) -> InstrumentedTransport:
+def instrumented_provider_transport(
+    max_connections: int = MAX_CONNECTIONS,
+) -> InstrumentedTransport:
     """The transport for ``ProviderClient(transport=...)`` (which then ignores its own
     ``max_connections``, so the connection limit is set here)."""
     return InstrumentedTransport(ProviderTransport(max_connections=max_connections))

@@ -19,7 +19,7 @@ from boost_ledger.upstream.errors import (
     ProviderUnavailable,
 )
 from boost_ledger.upstream.models import ProviderBalance, ProviderService, ProviderStatus
-from boost_ledger.upstream.transport import SENT_EXTENSION, ProviderTransport
+from boost_ledger.upstream.transport import MAX_CONNECTIONS, SENT_EXTENSION, ProviderTransport
 
 MAX_IDS_PER_CALL = 100
 ACTION_EXTENSION = "boost_provider_action"
@@ -49,7 +49,7 @@ class ProviderClient:
         read_retries: int = 3,
         backoff_s: float = 0.2,
         transport: httpx.AsyncBaseTransport | None = None,
-        max_connections: int = 20,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         if timeout_s <= 0 or read_retries < 0 or backoff_s < 0 or max_connections < 1:
             raise ValueError("timeout_s, read_retries, backoff_s or max_connections out of range")

@@ -47,6 +47,8 @@ from boost_ledger.upstream.http11 import (
     protocol_error,
 )
 
+MAX_CONNECTIONS = 20
+"""Connections to the provider at once, by default (and so requests in flight)."""
 KEEPALIVE_EXPIRY_S = 4.0
 """Idle connections older than this are not reused: below the 5 s after which uvicorn and
 Apache close theirs, so that a reused connection is not one the server is closing."""
@@ -66,7 +68,7 @@ class ProviderTransport(httpx.AsyncBaseTransport):
     def __init__(
         self,
         *,
-        max_connections: int = 20,
+        max_connections: int = MAX_CONNECTIONS,
         keepalive_expiry_s: float = KEEPALIVE_EXPIRY_S,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:

@@ -25,15 +25,16 @@ import structlog
 from boost_ledger.ledger import fulfilment
 from boost_ledger.upstream.client import ProviderClient
 from boost_ledger.upstream.errors import ProviderError, ProviderRefused, ProviderUnavailable
+from boost_ledger.upstream.transport import MAX_CONNECTIONS
 from boost_ledger.workers.backoff import Backoff
 
 log = structlog.get_logger("boost.submitter")
 
 MAX_BATCH = 100
 """Orders one drain submits before the submitter looks at its wakeup and sweep again."""
-SEND_BATCH = 20
+SEND_BATCH = MAX_CONNECTIONS
 """Orders claimed together (one transaction) and sent side by side: as many as the provider
-client's connections (20 by default), so that no claimed order waits for one. Against 8, a
+client's connections by default (20), so that no claimed order waits for one. Against 8, a
 drain spends a third less CPU per order, in the submitter and in PostgreSQL alike (fewer
 transactions per order), and a crash mid-batch leaves at most this many orders for an operator
 (SubmissionUnknown once ``ABANDONED_AFTER_S`` has passed)."""

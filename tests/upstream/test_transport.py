@@ -107,6 +107,18 @@ async def call(
         await response.aclose()
 
 
+async def time_out_behind_a_stuck_request(transport: ProviderTransport, url: str) -> None:
+    """With the only slot held by a request the server never answers, the next request times
+    out waiting for a connection; then the stuck one is cancelled."""
+    stuck = asyncio.create_task(call(transport, url, timeout_s=5))
+    await asyncio.sleep(0.05)
+    with pytest.raises(httpx.PoolTimeout):
+        await call(transport, url, pool_s=0.05)
+    stuck.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await stuck
+
+
 @pytest.fixture
 async def transport() -> AsyncIterator[ProviderTransport]:
     transport = ProviderTransport(max_connections=4)
@@ -245,13 +257,7 @@ async def test_requests_beyond_the_limit_wait_for_a_connection() -> None:
 async def test_a_full_pool_times_out_as_a_pool_timeout() -> None:
     transport = ProviderTransport(max_connections=1)
     async with scripted(HANG, OK) as server:
-        stuck = asyncio.create_task(call(transport, server.url, timeout_s=5))
-        await asyncio.sleep(0.05)
-        with pytest.raises(httpx.PoolTimeout):
-            await call(transport, server.url, pool_s=0.05)
-        stuck.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await stuck
+        await time_out_behind_a_stuck_request(transport, server.url)
         # The cancelled request gave its slot back and its connection was not reused.
         assert await call(transport, server.url) == (200, b'{"a": 1}\n')
     await transport.aclose()
@@ -375,6 +381,7 @@ async def test_a_tls_handshake_that_never_ends_is_deferred() -> None:
 def test_the_same_under_uvloop() -> None:
     """The server runs on uvloop, whose transports are not asyncio's: reuse, framing, stray
     bytes, a full pool and a refused connection behave the same there."""
+
     async def scenario() -> None:
         transport = ProviderTransport(max_connections=1)
         chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n"
@@ -383,13 +390,7 @@ def test_the_same_under_uvloop() -> None:
             assert await call(transport, server.url) == (200, b"{}")
             await asyncio.sleep(0.15)
             assert await call(transport, server.url) == (200, b'{"a": 1}\n')
-            stuck = asyncio.create_task(call(transport, server.url, timeout_s=5))
-            await asyncio.sleep(0.05)
-            with pytest.raises(httpx.PoolTimeout):
-                await call(transport, server.url, pool_s=0.05)
-            stuck.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await stuck
+            await time_out_behind_a_stuck_request(transport, server.url)
             url = server.url
         assert server.connections == 2
         with pytest.raises(httpx.ConnectError):
