@@ -27,10 +27,14 @@ from boost_ledger.upstream.client import ProviderClient
 from boost_ledger.upstream.errors import ProviderError
 from boost_ledger.upstream.simulator import create_simulator_app
 from boost_ledger.workers import catalog_sync, poller, submitter
+from boost_ledger.workers.backoff import Backoff
 
 log = structlog.get_logger("boost.server")
 
 INITIAL_SYNC_TIMEOUT_S = 30.0
+WORKER_RESTART_S = 1.0
+WORKER_RESTART_CAP_S = 30.0
+PARENT_CHECK_S = 0.5
 
 
 def build_app(
@@ -205,12 +209,13 @@ class _AnnouncingServer(uvicorn.Server):
 async def serve(
     settings: Settings, *, reuse_port: bool = False, announce_ready: bool = False
 ) -> None:
-    """The API and (unless BOOST_WORKERS=0) the workers in this process. ``reuse_port`` and
-    ``announce_ready`` serve ``boost serve --processes`` (server_group.py)."""
+    """The API in this process and (unless BOOST_WORKERS=0) the workers in a ``boost worker``
+    child at a lower CPU priority. ``reuse_port`` and ``announce_ready`` serve
+    ``boost serve --processes`` (server_group.py)."""
     logs.configure(settings.log_level)
-    async with running_runtime(settings) as (runtime, simulator_app):
+    async with running_runtime(settings) as (runtime, simulator_app), worker_child(runtime):
         banner = await demo_banner_if_new(runtime, settings) if settings.demo_account else None
-        app = build_app(runtime, start_workers=settings.workers_enabled, simulator=simulator_app)
+        app = build_app(runtime, start_workers=False, simulator=simulator_app)
         # Everything loaded so far lives as long as the process: keep it out of the cyclic
         # collector's full passes, which would otherwise walk it and stall requests.
         gc.collect()
@@ -233,6 +238,40 @@ async def serve(
             await server.serve()
 
 
+@asynccontextmanager
+async def worker_child(runtime: Runtime) -> AsyncIterator[None]:
+    """The workers in a ``boost worker`` child for as long as the block runs (none with
+    BOOST_WORKERS=0), restarted after a pause should it exit. Apart from the API's event loop, a
+    submitter's batch never holds a request up, and at BOOST_WORKER_NICE the kernel gives the
+    API's requests the cores first, the workers catching up when the load eases."""
+    provider = runtime.provider
+    if not runtime.settings.workers_enabled or provider is None:
+        yield
+        return
+    supervisor = asyncio.create_task(_supervise_worker(provider.url), name="worker-supervisor")
+    try:
+        yield
+    finally:
+        supervisor.cancel()
+        await asyncio.gather(supervisor, return_exceptions=True)
+
+
+async def _supervise_worker(provider_url: str) -> None:
+    loop = asyncio.get_running_loop()
+    backoff = Backoff(base_s=WORKER_RESTART_S, cap_s=WORKER_RESTART_CAP_S)
+    while True:
+        process = await server_group.spawn_worker(provider_url)
+        started = loop.time()
+        try:
+            code = await process.wait()
+        finally:
+            await server_group.stop([process])
+        if loop.time() - started > WORKER_RESTART_CAP_S:
+            backoff.succeeded()  # it ran a while: a new failure, not the same one again
+        log.error("worker.exited", exit_status=code, hint="restarting it")
+        await asyncio.sleep(backoff.failed())
+
+
 async def demo_banner_if_new(runtime: Runtime, settings: Settings) -> str | None:
     """Open the demo account on an empty database; the banner that shows its key, if opened."""
     opened = await demo.open_demo_account_if_empty(runtime.pool)
@@ -242,13 +281,31 @@ async def demo_banner_if_new(runtime: Runtime, settings: Settings) -> str | None
     return demo.demo_banner(opened[0], opened[1], base_url)
 
 
-async def work(settings: Settings) -> None:
-    """``boost worker``: the workers alone, without the HTTP API."""
+async def work(settings: Settings, parent_pid: int | None = None) -> None:
+    """``boost worker``: the workers alone, without the HTTP API; with ``parent_pid``, only as
+    long as that process is this one's parent."""
     logs.configure(settings.log_level)
     if settings.provider_url is None:
         log.warning("worker.no_provider", hint="set BOOST_PROVIDER_URL (e.g. a served simulator)")
     async with running_runtime(settings) as (runtime, _):
         lower_priority(settings)
         tasks = start_worker_tasks(runtime, beside_api=False)
+        if parent_pid is not None:
+            tasks.append(asyncio.create_task(_parent_gone(parent_pid), name="parent-watch"))
         log.info("working", workers=[task.get_name() for task in tasks])
-        await asyncio.gather(*tasks)
+        try:
+            ended, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for task in ended:
+            task.result()  # the workers run until cancelled: one that ended raises here
+
+
+async def _parent_gone(parent_pid: int) -> None:
+    """Return once ``parent_pid`` is no longer this process's parent (it exited, or was killed
+    and this process was handed to another)."""
+    while os.getppid() == parent_pid:  # noqa: ASYNC110 - the kernel offers no event
+        await asyncio.sleep(PARENT_CHECK_S)
+    log.warning("worker.parent_gone", parent_pid=parent_pid)

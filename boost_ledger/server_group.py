@@ -81,7 +81,13 @@ async def _pass_on(stream: asyncio.StreamReader) -> None:
         sys.stdout.flush()
 
 
-async def _stop(processes: list[asyncio.subprocess.Process]) -> None:
+async def spawn_worker(provider_url: str) -> asyncio.subprocess.Process:
+    """``boost worker`` as a child that stops once this process is gone (even killed)."""
+    return await _spawn(provider_url, "worker", "--stop-with-parent", str(os.getpid()))
+
+
+async def stop(processes: list[asyncio.subprocess.Process]) -> None:
+    """SIGTERM to each that still runs, then wait for it (SIGKILL after ``STOP_TIMEOUT_S``)."""
     for process in processes:
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
@@ -110,13 +116,13 @@ async def serve_processes(settings: Settings, count: int) -> None:
             relays = await asyncio.gather(*(_ready(process) for process in processes))
             if settings.workers_enabled:
                 for _ in range(count):  # each lowers its own priority once it runs
-                    processes.append(await _spawn(runtime.provider.url, "worker"))
+                    processes.append(await spawn_worker(runtime.provider.url))
             log.info("serving", host=settings.host, port=settings.port, processes=count)
             if banner is not None:
                 print(banner, file=sys.stderr, flush=True)
             asked = await _until_stopped(processes, relays)
         finally:
-            await _stop(processes)
+            await stop(processes)
     if not asked:
         raise SystemExit(1)  # a process or worker ended on its own: logged above
 

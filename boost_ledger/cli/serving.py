@@ -32,6 +32,7 @@ def register(commands: Any) -> None:
     parser.set_defaults(handler=_migrate)
 
     parser = commands.add_parser("worker", help="run the submitter, poller and catalog sync only")
+    parser.add_argument("--stop-with-parent", type=int, metavar="PID", help=argparse.SUPPRESS)
     parser.set_defaults(handler=_worker)
 
     parser = commands.add_parser("simulator", help="serve the SMM v2 provider simulator alone")
@@ -81,7 +82,7 @@ async def _migrate(arguments: argparse.Namespace) -> int:
 
 async def _worker(arguments: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)  # as for serve: let the exit hooks run
-    await work(settings_from_env())
+    await work(settings_from_env(), parent_pid=arguments.stop_with_parent)
     return 0
 
 

@@ -1,0 +1,107 @@
+"""``boost serve``: the API in the server process, the workers in one ``boost worker`` child.
+
+The child runs at the lower CPU priority (BOOST_WORKER_NICE) and submits the orders the API
+takes; killed, it is started again and the orders placed meanwhile still go out; and it does
+not outlive the server, even a server killed with SIGKILL (nothing could stop it then).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from contextlib import suppress
+from pathlib import Path
+
+import httpx
+from support import bearer, free_port, wait_for
+from test_serve_flow import BOOST, WAIT_S, _demo_key, _until, serve_env
+from test_serve_processes import NICE, _children, _niceness
+
+SUBMITTED_WITHIN_S = 15.0  # the sweep is 300 s away: the child's own look at the queue sends it
+
+
+async def test_the_workers_run_in_a_niced_child_that_is_restarted_and_dies_with_the_server(
+    test_server,
+):
+    port = free_port()
+    env = await serve_env(
+        test_server, port, BOOST_SUBMIT_SWEEP_INTERVAL_S="300", BOOST_WORKER_NICE=str(NICE)
+    )
+    process = await asyncio.create_subprocess_exec(
+        BOOST,
+        "serve",
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    drain, workers = None, []
+    try:
+        key = await asyncio.wait_for(_demo_key(process.stderr), WAIT_S)
+        drain = asyncio.create_task(process.stderr.read())  # keep the logs from filling the pipe
+        lowered = min(19, os.nice(0) + NICE)
+        workers.append(await _the_worker(process.pid, lowered))
+        assert _niceness(process.pid) == os.nice(0), "the API process keeps its priority"
+        base_url = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
+            await _placed_and_submitted(client, key, "before")
+            os.kill(workers[0], signal.SIGKILL)
+            workers.append(await _the_worker(process.pid, lowered, other_than=workers[0]))
+            await _placed_and_submitted(client, key, "after")
+        process.send_signal(signal.SIGKILL)
+        assert await wait_for(lambda: not _running(workers[1]), WAIT_S), "the worker outlived serve"
+    finally:
+        for pid in [process.pid, *workers]:  # nothing left behind should the test fail
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        await asyncio.wait_for(process.wait(), WAIT_S)
+        if drain is not None:
+            await drain
+
+
+async def _the_worker(server_pid: int, niceness: int, other_than: int | None = None) -> int:
+    """The server's one child, once it runs at ``niceness`` (it lowers its own priority once it
+    has started), and is not ``other_than``."""
+
+    def ready() -> bool:
+        children = _children(server_pid)
+        return (
+            len(children) == 1 and children[0] != other_than and _niceness(children[0]) == niceness
+        )
+
+    assert await wait_for(ready, WAIT_S), f"children {_children(server_pid)}"
+    return _children(server_pid)[0]
+
+
+async def _placed_and_submitted(client: httpx.AsyncClient, key: str, label: str) -> None:
+    placed = await client.post(
+        "/api/v1/boost/orders",
+        json={
+            "service_id": "1",
+            "link": f"https://instagram.com/p/{label}",
+            "quantity": 100,
+            "idempotency_key": f"worker-child-{label}",
+        },
+        headers=bearer(key),
+    )
+    assert placed.status_code == 201, placed.text
+    order_id = placed.json()["data"]["order_id"]
+    await asyncio.wait_for(
+        _until(
+            client,
+            f"/api/v1/boost/orders/{order_id}",
+            key,
+            lambda data: data["start_count"] is not None,
+        ),
+        SUBMITTED_WITHIN_S,
+    )
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (not gone, not a zombie waiting to be reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
