@@ -47,6 +47,7 @@ async def profile(
         PY_SPY,
         "record",
         "--native",
+        "--subprocesses",  # the worker child too
         "-r",
         str(SAMPLE_RATE_HZ),
         "-d",

@@ -28,7 +28,7 @@ def _checkouts(results: dict[str, Any]) -> list[tuple[str, str]]:
     """The checkout sweeps the targets are judged on: (the results' part, its name)."""
     several = results.get("processes", {}).get("checkout") or [{}]
     count = several[0].get("processes", 2)
-    return [("http", "one server process"), ("processes", f"`boost serve --processes {count}`")]
+    return [("http", "`boost serve`"), ("processes", f"`boost serve --processes {count}`")]
 
 
 def _checkout(results: dict[str, Any], part: str) -> dict[int, dict[str, Any]]:
@@ -114,7 +114,7 @@ def submission_table(results: dict[str, Any]) -> str:
     http = results.get("http", {})
     several = results.get("processes", {}).get("checkout") or []
     loads = [
-        *((level, "one process") for level in http.get("checkout") or []),
+        *((level, "boost serve") for level in http.get("checkout") or []),
         *((level, f"--processes {level.get('processes', 2)}") for level in several),
     ]
     lines = [
@@ -216,7 +216,8 @@ def machine_section(results: dict[str, Any]) -> str:
             " machine",
             "- PostgreSQL (embedded wheel, unix socket, `initdb` defaults, nothing tuned):"
             f" {settings}",
-            "- server: `boost serve` with the submitter and poller on, info logs to a file;"
+            "- server: `boost serve` (the API in one process; the submitter, poller and catalog"
+            " sync in its `boost worker` child at BOOST_WORKER_NICE), info logs to a file;"
             f" provider: {meta.get('provider', 'the built-in simulator')};"
             f" pool {meta.get('server_pool', 'default')}; set for the bench:"
             f" {meta.get('server_env', {})} (the per-key rate limit is off: the load sends more"
