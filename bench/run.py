@@ -118,7 +118,8 @@ async def _served_phases(
     server = Server(cluster, provider=provider)
     try:
         server.wait_ready()
-        idle_rss_mb = server.psutil.memory_info().rss / 2**20
+        tree = [server.psutil, *server.psutil.children(recursive=True)]  # its worker child too
+        idle_rss_mb = sum(process.memory_info().rss for process in tree) / 2**20
         print(f"server up on port {server.port}; opening {config.accounts} accounts", flush=True)
         accounts = await open_accounts(cluster, config.accounts, "bench")
         _, hot_key = await open_funded_account(cluster, "bench-hot")

@@ -44,9 +44,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     submit_sweep_interval_s: float = 2.0
     """BOOST_SUBMIT_SWEEP_INTERVAL_S: periodic sweep for orders not yet submitted."""
     submit_poll_interval_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 0.05
-    """BOOST_SUBMIT_POLL_INTERVAL_S: how often a submitter that no checkout of its own process
-    wakes (``boost worker``, also as the worker processes of ``boost serve --processes``) looks
-    for new orders."""
+    """BOOST_SUBMIT_POLL_INTERVAL_S: how often the submitter of a worker process (``boost
+    worker``, which is how ``boost serve`` runs its workers) looks for new orders."""
     worker_nice: Annotated[int, msgspec.Meta(ge=0, le=19)] = 10
     """BOOST_WORKER_NICE: added to the CPU niceness of a process that runs the workers apart
     from the API (0 to 19), so that API requests come first when the cores are busy."""
@@ -54,7 +53,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """BOOST_SUBMIT_ABANDONED_AFTER_S: an attempt with no outcome this old (its process died)
     becomes SubmissionUnknown for an operator; keep it well above the provider timeout."""
     workers_enabled: bool = True
-    """BOOST_WORKERS: "0" runs ``boost serve`` without the submitter, poller and catalog sync."""
+    """BOOST_WORKERS: "0" runs ``boost serve`` without its worker child (no submitter, poller
+    or catalog sync)."""
     pool_min_size: int = 2
     """BOOST_POOL_MIN: smallest database pool per process."""
     pool_max_size: int = 10
