@@ -8,7 +8,7 @@ import gc
 import os
 import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, TextIO
 
@@ -213,7 +213,7 @@ async def serve(
     child at a lower CPU priority. ``reuse_port`` and ``announce_ready`` serve
     ``boost serve --processes`` (server_group.py)."""
     logs.configure(settings.log_level)
-    async with running_runtime(settings) as (runtime, simulator_app), worker_child(runtime):
+    async with running_runtime(settings) as (runtime, simulator_app):
         banner = await demo_banner_if_new(runtime, settings) if settings.demo_account else None
         app = build_app(runtime, start_workers=False, simulator=simulator_app)
         # Everything loaded so far lives as long as the process: keep it out of the cyclic
@@ -230,25 +230,28 @@ async def serve(
         if announce_ready:
             announcements.append((server_group.READY_LINE.decode(), sys.stdout))
         server = _AnnouncingServer(_uvicorn_config(app, settings), announcements)
-        if reuse_port:
-            await server.serve(
-                sockets=[_bound_socket(settings.host, settings.port, reuse_port=True)]
-            )
-        else:
-            await server.serve()
+        sockets = (
+            [_bound_socket(settings.host, settings.port, reuse_port=True)] if reuse_port else None
+        )
+        async with worker_child(runtime, stopping=lambda: server.should_exit):
+            await server.serve(sockets=sockets)
 
 
 @asynccontextmanager
-async def worker_child(runtime: Runtime) -> AsyncIterator[None]:
+async def worker_child(runtime: Runtime, stopping: Callable[[], bool]) -> AsyncIterator[None]:
     """The workers in a ``boost worker`` child for as long as the block runs (none with
-    BOOST_WORKERS=0), restarted after a pause should it exit. Apart from the API's event loop, a
-    submitter's batch never holds a request up, and at BOOST_WORKER_NICE the kernel gives the
-    API's requests the cores first, the workers catching up when the load eases."""
+    BOOST_WORKERS=0), restarted after a pause should it exit, unless ``stopping()`` (a signal
+    sent to the whole process group, as by a service manager, reached it too). Apart from the
+    API's event loop, a submitter's batch never holds a request up, and at BOOST_WORKER_NICE the
+    kernel gives the API's requests the cores first, the workers catching up when the load
+    eases."""
     provider = runtime.provider
     if not runtime.settings.workers_enabled or provider is None:
         yield
         return
-    supervisor = asyncio.create_task(_supervise_worker(provider.url), name="worker-supervisor")
+    supervisor = asyncio.create_task(
+        _supervise_worker(provider.url, stopping), name="worker-supervisor"
+    )
     try:
         yield
     finally:
@@ -256,7 +259,7 @@ async def worker_child(runtime: Runtime) -> AsyncIterator[None]:
         await asyncio.gather(supervisor, return_exceptions=True)
 
 
-async def _supervise_worker(provider_url: str) -> None:
+async def _supervise_worker(provider_url: str, stopping: Callable[[], bool]) -> None:
     loop = asyncio.get_running_loop()
     backoff = Backoff(base_s=WORKER_RESTART_S, cap_s=WORKER_RESTART_CAP_S)
     while True:
@@ -266,6 +269,8 @@ async def _supervise_worker(provider_url: str) -> None:
             code = await process.wait()
         finally:
             await server_group.stop([process])
+        if stopping():
+            return
         if loop.time() - started > WORKER_RESTART_CAP_S:
             backoff.succeeded()  # it ran a while: a new failure, not the same one again
         log.error("worker.exited", exit_status=code, hint="restarting it")

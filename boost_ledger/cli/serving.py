@@ -82,6 +82,10 @@ async def _migrate(arguments: argparse.Namespace) -> int:
 
 async def _worker(arguments: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _exit_on_sigterm)  # as for serve: let the exit hooks run
+    if arguments.stop_with_parent is not None:
+        # Ctrl-C in a terminal signals the whole process group: the parent stops its children
+        # itself (SIGTERM), so that the worker does not exit first and look like a crash.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     await work(settings_from_env(), parent_pid=arguments.stop_with_parent)
     return 0
 

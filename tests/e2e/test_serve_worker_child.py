@@ -14,6 +14,7 @@ from contextlib import suppress
 from pathlib import Path
 
 import httpx
+import pytest
 from support import bearer, free_port, wait_for
 from test_serve_flow import BOOST, WAIT_S, _demo_key, _until, serve_env
 from test_serve_processes import NICE, _children, _niceness
@@ -105,3 +106,35 @@ def _running(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+async def test_a_signal_to_the_whole_group_stops_server_and_worker_without_a_restart(
+    test_server, signum
+):
+    """Ctrl-C in a terminal, or a service manager stopping the unit, signals every process of
+    the group: the worker child must neither linger nor be mistaken for a crash."""
+    env = await serve_env(test_server, free_port())
+    process = await asyncio.create_subprocess_exec(
+        BOOST,
+        "serve",
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
+    )
+    assert process.stderr is not None
+    worker = None
+    try:
+        await asyncio.wait_for(_demo_key(process.stderr), WAIT_S)
+        worker = await _the_worker(process.pid, min(19, os.nice(0) + 10))
+        os.killpg(process.pid, signum)
+        logs = await asyncio.wait_for(process.stderr.read(), WAIT_S)
+        await asyncio.wait_for(process.wait(), WAIT_S)
+        assert b"worker.exited" not in logs, logs.decode()[-2000:]
+        assert not _running(worker)
+    finally:
+        for pid in [process.pid] if worker is None else [process.pid, worker]:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        await asyncio.wait_for(process.wait(), WAIT_S)
