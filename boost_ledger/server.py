@@ -241,8 +241,9 @@ async def serve(
 async def worker_child(runtime: Runtime, stopping: Callable[[], bool]) -> AsyncIterator[None]:
     """The workers in a ``boost worker`` child for as long as the block runs (none with
     BOOST_WORKERS=0), restarted after a pause should it exit, unless ``stopping()`` (a signal
-    sent to the whole process group, as by a service manager, reached it too). Apart from the
-    API's event loop, a submitter's batch never holds a request up, and at BOOST_WORKER_NICE the
+    sent to the whole process group, as by a service manager, reached it too). Off the API's
+    event loop, a submitter's batch never holds a request up (the built-in simulator, when it is
+    the provider, still answers its calls from this process), and at BOOST_WORKER_NICE the
     kernel gives the API's requests the cores first, the workers catching up when the load
     eases."""
     provider = runtime.provider
@@ -260,21 +261,36 @@ async def worker_child(runtime: Runtime, stopping: Callable[[], bool]) -> AsyncI
 
 
 async def _supervise_worker(provider_url: str, stopping: Callable[[], bool]) -> None:
+    """Run the worker child, and run it again after a pause whenever it exits or cannot even
+    be started (no file descriptor or memory left, the interpreter moved): a supervisor that
+    stopped on such an error would leave paid orders unsent, silently."""
     loop = asyncio.get_running_loop()
     backoff = Backoff(base_s=WORKER_RESTART_S, cap_s=WORKER_RESTART_CAP_S)
     while True:
-        process = await server_group.spawn_worker(provider_url)
         started = loop.time()
+        code: int | None = None
         try:
-            code = await process.wait()
-        finally:
-            await server_group.stop([process])
+            code = await _run_worker(provider_url)
+        except Exception:
+            log.exception("worker.start_failed")
         if stopping():
             return
+        if code is not None:
+            log.error("worker.exited", exit_status=code)
         if loop.time() - started > WORKER_RESTART_CAP_S:
             backoff.succeeded()  # it ran a while: a new failure, not the same one again
-        log.error("worker.exited", exit_status=code, hint="restarting it")
-        await asyncio.sleep(backoff.failed())
+        delay_s = backoff.failed()
+        log.info("worker.restarting", delay_s=round(delay_s, 2))
+        await asyncio.sleep(delay_s)
+
+
+async def _run_worker(provider_url: str) -> int:
+    """Start the worker child and wait until it exits; its exit status."""
+    process = await server_group.spawn_worker(provider_url)
+    try:
+        return await process.wait()
+    finally:
+        await server_group.stop([process])
 
 
 async def demo_banner_if_new(runtime: Runtime, settings: Settings) -> str | None:

@@ -27,8 +27,9 @@ class Runtime:
     principals: Principals = field(default_factory=Principals)
 
     def wake_submitter(self) -> None:
-        """Tell this process's submitter that an order is waiting (it also sweeps periodically,
-        and a ``boost worker`` looks for new orders every BOOST_SUBMIT_POLL_INTERVAL_S)."""
+        """Tell a submitter in this process, if any (``build_app(start_workers=True)``), that an
+        order is waiting. ``boost serve``'s worker child, like any ``boost worker``, looks for
+        new orders every BOOST_SUBMIT_POLL_INTERVAL_S instead."""
         self.submit_wakeup.set()
 
 

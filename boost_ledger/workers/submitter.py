@@ -168,10 +168,11 @@ async def run(
     abandoned_after_s: float = ABANDONED_AFTER_S,
     poll_interval_s: float | None = None,
 ) -> None:
-    """Submit as orders arrive, with backoff: woken in-process by the checkouts of this
-    process, and otherwise every ``poll_interval_s`` (default: the sweep's period) for the
-    orders that other processes place. Abandoned attempts are looked for on the sweep's period,
-    not on every wakeup."""
+    """Submit as orders arrive, with backoff: woken by ``wakeup`` when the app runs its workers
+    in-process (``build_app(start_workers=True)``), and otherwise every ``poll_interval_s``
+    (default: the sweep's period) for the orders that other processes place, as in
+    ``boost worker`` (``boost serve``'s worker child). Abandoned attempts are looked for on the
+    sweep's period, not on every wakeup."""
     idle_wait_s = sweep_interval_s if poll_interval_s is None else poll_interval_s
     backoff = Backoff()
     loop = asyncio.get_running_loop()

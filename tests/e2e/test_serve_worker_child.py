@@ -108,12 +108,16 @@ def _running(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-async def test_a_signal_to_the_whole_group_stops_server_and_worker_without_a_restart(
-    test_server, signum
+@pytest.mark.parametrize(
+    ("signum", "whole_group"),
+    [(signal.SIGINT, True), (signal.SIGTERM, True), (signal.SIGTERM, False)],
+)
+async def test_a_stopped_server_stops_its_worker_first_and_never_restarts_it(
+    test_server, signum, whole_group
 ):
-    """Ctrl-C in a terminal, or a service manager stopping the unit, signals every process of
-    the group: the worker child must neither linger nor be mistaken for a crash."""
+    """SIGTERM to the server stops its worker before the server exits. Ctrl-C in a terminal, or
+    a service manager stopping the unit, signals every process of the group: the worker child
+    must then neither linger nor be mistaken for a crash."""
     env = await serve_env(test_server, free_port())
     process = await asyncio.create_subprocess_exec(
         BOOST,
@@ -128,13 +132,51 @@ async def test_a_signal_to_the_whole_group_stops_server_and_worker_without_a_res
     try:
         await asyncio.wait_for(_demo_key(process.stderr), WAIT_S)
         worker = await _the_worker(process.pid, min(19, os.nice(0) + 10))
-        os.killpg(process.pid, signum)
+        (os.killpg if whole_group else os.kill)(process.pid, signum)
         logs = await asyncio.wait_for(process.stderr.read(), WAIT_S)
         await asyncio.wait_for(process.wait(), WAIT_S)
-        assert b"worker.exited" not in logs, logs.decode()[-2000:]
         assert not _running(worker)
+        # Stopped by the server, not left to find its parent gone; not taken for a crash.
+        assert b"worker.parent_gone" not in logs, logs.decode()[-2000:]
+        assert b"worker.exited" not in logs, logs.decode()[-2000:]
     finally:
         for pid in [process.pid] if worker is None else [process.pid, worker]:
             with suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         await asyncio.wait_for(process.wait(), WAIT_S)
+
+
+async def test_a_killed_worker_does_not_keep_the_embedded_database_running(tmp_path):
+    """The embedded PostgreSQL stops when the last process attached to it leaves: a worker
+    killed just before the server stops must not count as still attached."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("BOOST_") and name != "DATABASE_URL"
+    }
+    env.update(BOOST_DATA_DIR=str(tmp_path), BOOST_PORT=str(free_port()))
+    process = await asyncio.create_subprocess_exec(
+        BOOST,
+        "serve",
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    postmaster_pid = tmp_path / "pgdata" / "postmaster.pid"
+    try:
+        await asyncio.wait_for(_demo_key(process.stderr), WAIT_S)
+        drain = asyncio.create_task(process.stderr.read())
+        worker = await _the_worker(process.pid, min(19, os.nice(0) + 10))
+        os.kill(worker, signal.SIGKILL)
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), WAIT_S)
+        await asyncio.wait_for(drain, WAIT_S)
+        stopped = await wait_for(lambda: not postmaster_pid.exists(), WAIT_S)
+        assert stopped, "the embedded PostgreSQL outlived every process attached to it"
+    finally:
+        with suppress(ProcessLookupError):
+            process.kill()
+        await asyncio.wait_for(process.wait(), WAIT_S)
+        if postmaster_pid.exists():  # stop what the failed test left behind
+            os.kill(int(postmaster_pid.read_text().split()[0]), signal.SIGINT)
