@@ -45,7 +45,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """BOOST_SUBMIT_SWEEP_INTERVAL_S: periodic sweep for orders not yet submitted."""
     submit_poll_interval_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 0.05
     """BOOST_SUBMIT_POLL_INTERVAL_S: how often the submitter of a worker process (``boost
-    worker``, which is how ``boost serve`` runs its workers) looks for new orders."""
+    worker``, which is how ``boost serve`` runs its workers) looks for new orders; while it finds
+    none the interval doubles, up to ``submitter.IDLE_POLL_CAP_S``."""
     worker_nice: Annotated[int, msgspec.Meta(ge=0, le=19)] = 10
     """BOOST_WORKER_NICE: added to the CPU niceness of a process that runs the workers apart
     from the API (0 to 19), so that API requests come first when the cores are busy."""

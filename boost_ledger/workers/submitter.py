@@ -41,6 +41,10 @@ transactions per order), and a crash mid-batch leaves at most this many orders f
 GATHER_S = 0.02
 """After a wakeup, how long the submitter lets orders gather before it claims them: a busy
 server then claims several per transaction instead of one per order."""
+IDLE_POLL_CAP_S = 1.0
+"""How far a worker process's look for new orders slows down, doubling from
+BOOST_SUBMIT_POLL_INTERVAL_S, while it finds none: an idle server then costs next to nothing,
+and the first order after a quiet spell waits at most this long to be sent."""
 ABANDONED_AFTER_S = 120.0
 
 
@@ -174,6 +178,7 @@ async def run(
     ``boost worker`` (``boost serve``'s worker child). Abandoned attempts are looked for on the
     sweep's period, not on every wakeup."""
     idle_wait_s = sweep_interval_s if poll_interval_s is None else poll_interval_s
+    wait_s = idle_wait_s
     backoff = Backoff()
     loop = asyncio.get_running_loop()
     next_sweep = loop.time()
@@ -199,6 +204,7 @@ async def run(
             continue
         if len(outcomes) >= MAX_BATCH:
             continue
+        wait_s = idle_wait_s if outcomes else max(idle_wait_s, min(IDLE_POLL_CAP_S, wait_s * 2))
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wakeup.wait(), timeout=idle_wait_s)
+            await asyncio.wait_for(wakeup.wait(), timeout=wait_s)
             await asyncio.sleep(GATHER_S)

@@ -491,6 +491,32 @@ async def test_a_submitter_apart_from_the_api_looks_for_orders_every_poll_interv
     assert await _submission_after(pool, client, provider, key, 5.0, 0.05) == "submitted"
 
 
+async def test_an_idle_worker_looks_for_orders_less_and_less_often(
+    pool: asyncpg.Pool[Any], provider: ProviderClient, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With nothing queued, the poll interval doubles up to ``IDLE_POLL_CAP_S``: an idle
+    ``boost serve`` does not run twenty claim transactions a second. (Above: a new order is still
+    found within a few such looks.)"""
+    looks = 0
+    real_drain = submitter.drain
+
+    async def counted_drain(*arguments: Any, **options: Any) -> list[str]:
+        nonlocal looks
+        looks += 1
+        return await real_drain(*arguments, **options)
+
+    monkeypatch.setattr(submitter, "drain", counted_drain)
+    assert await submitter.drain(pool, provider) == []  # nothing queued (counted: one look)
+    running = asyncio.create_task(
+        submitter.run(pool, provider, asyncio.Event(), 300.0, poll_interval_s=0.05)
+    )
+    await asyncio.sleep(3.0)
+    running.cancel()
+    await asyncio.gather(running, return_exceptions=True)
+    # 0.05 + 0.1 + 0.2 + 0.4 + 0.8 + 1.0 s...: 7 or 8 looks in 3 s, against 60 at a fixed 0.05 s.
+    assert 1 + 5 <= looks <= 1 + 9, looks
+
+
 async def test_no_order_is_lost_after_all_of_the_above(pool: asyncpg.Pool[Any]) -> None:
     """After every crash and fault of this module, each order is submitted, failed and refunded,
     unknown, or queued; none is left half-way ("attempting")."""
