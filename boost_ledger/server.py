@@ -277,6 +277,7 @@ async def _supervise_worker(provider_url: str, stopping: Callable[[], bool]) -> 
             return
         if code is not None:
             log.error("worker.exited", exit_status=code)
+        metrics.WORKER_RESTARTS.inc()
         if loop.time() - started > WORKER_RESTART_CAP_S:
             backoff.succeeded()  # it ran a while: a new failure, not the same one again
         delay_s = backoff.failed()
@@ -287,9 +288,11 @@ async def _supervise_worker(provider_url: str, stopping: Callable[[], bool]) -> 
 async def _run_worker(provider_url: str) -> int:
     """Start the worker child and wait until it exits; its exit status."""
     process = await server_group.spawn_worker(provider_url)
+    metrics.WORKER_RUNNING.set(1)
     try:
         return await process.wait()
     finally:
+        metrics.WORKER_RUNNING.set(0)
         await server_group.stop([process])
 
 

@@ -79,6 +79,16 @@ PROVIDER_LATENCY = Histogram(
     buckets=_LATENCY_BUCKETS_S,
     registry=REGISTRY,
 )
+WORKER_RUNNING = Gauge(
+    "boost_worker_child_running",
+    "1 while the boost worker child of this boost serve runs, else 0.",
+    registry=REGISTRY,
+)
+WORKER_RESTARTS = Counter(
+    "boost_worker_child_restarts",
+    "Times the worker child of this boost serve exited or could not be started.",
+    registry=REGISTRY,
+)
 ORDERS = Gauge("boost_orders", "Orders by status.", ["status"], registry=REGISTRY)
 REFUNDED_ORDERS = Gauge("boost_refunded_orders", "Orders with a refund paid.", registry=REGISTRY)
 REFUNDED_KOBO = Gauge("boost_refunded_kobo", "Sum of the refunds paid, in kobo.", registry=REGISTRY)

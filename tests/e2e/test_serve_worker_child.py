@@ -50,6 +50,9 @@ async def test_the_workers_run_in_a_niced_child_that_is_restarted_and_dies_with_
             os.kill(workers[0], signal.SIGKILL)
             workers.append(await _the_worker(process.pid, lowered, other_than=workers[0]))
             await _placed_and_submitted(client, key, "after")
+            exposed = (await client.get("/metrics")).text
+            assert "boost_worker_child_running 1.0" in exposed
+            assert "boost_worker_child_restarts_total 1.0" in exposed
         process.send_signal(signal.SIGKILL)
         assert await wait_for(lambda: not _running(workers[1]), WAIT_S), "the worker outlived serve"
     finally:
