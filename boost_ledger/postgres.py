@@ -70,12 +70,12 @@ def _forget_dead_handles(handles: Path) -> None:
         pids = [int(pid) for pid in json.loads(handles.read_text())]
     except (ValueError, TypeError):
         return  # not ours to repair: leave the wheel's file as it is
-    alive = [pid for pid in pids if _process_alive(pid)]
+    alive = [pid for pid in pids if process_alive(pid)]
     if alive != pids:
         handles.write_text(json.dumps(alive))
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

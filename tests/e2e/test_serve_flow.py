@@ -49,13 +49,18 @@ async def served(test_server: Any) -> AsyncIterator[tuple[str, str]]:
 async def serve_env(test_server: Any, port: int, **settings: str) -> dict[str, str]:
     """The environment of a ``boost serve`` on a fresh database and ``port``: none of this
     process's settings, a fast poller, and ``settings``."""
-    env = {name: value for name, value in os.environ.items()
-           if not name.startswith("BOOST_") and name != "DATABASE_URL"}
+    env = without_settings()
     env.update(
         DATABASE_URL=await test_server.fresh_database(), BOOST_PORT=str(port),
         BOOST_POLL_INTERVAL_S="0.3", **settings,
     )
     return env
+
+
+def without_settings() -> dict[str, str]:
+    """This process's environment without any BOOST_ setting or DATABASE_URL."""
+    return {name: value for name, value in os.environ.items()
+            if not name.startswith("BOOST_") and name != "DATABASE_URL"}
 
 
 async def _demo_key(stream: asyncio.StreamReader) -> str:

@@ -10,16 +10,58 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from contextlib import suppress
-from pathlib import Path
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
 
 import httpx
 import pytest
 from support import bearer, free_port, wait_for
-from test_serve_flow import BOOST, WAIT_S, _demo_key, _until, serve_env
+from test_serve_flow import BOOST, WAIT_S, _demo_key, _until, serve_env, without_settings
 from test_serve_processes import NICE, _children, _niceness
 
+from boost_ledger.postgres import process_alive
+
 SUBMITTED_WITHIN_S = 15.0  # the sweep is 300 s away: the child's own look at the queue sends it
+LOWERED = min(19, os.nice(0) + 10)  # a worker's niceness at the default BOOST_WORKER_NICE
+
+
+class Served:
+    """A running ``boost serve``: its process, the demo key it printed, and the worker pids
+    a test has seen (killed with it at the end, should the test fail)."""
+
+    def __init__(self, process: asyncio.subprocess.Process, key: str) -> None:
+        self.process = process
+        self.key = key
+        self.workers: list[int] = []
+
+    @property
+    def stderr(self) -> asyncio.StreamReader:
+        assert self.process.stderr is not None
+        return self.process.stderr
+
+
+@asynccontextmanager
+async def served(env: dict[str, str], *, new_session: bool = False) -> AsyncIterator[Served]:
+    """``boost serve`` with ``env``, once it has printed its demo key; killed (SIGKILL, with
+    the workers seen) when the block ends, whatever happened in it."""
+    process = await asyncio.create_subprocess_exec(
+        BOOST,
+        "serve",
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=new_session,
+    )
+    server: Served | None = None
+    try:
+        assert process.stderr is not None
+        server = Served(process, await asyncio.wait_for(_demo_key(process.stderr), WAIT_S))
+        yield server
+    finally:
+        for pid in [process.pid, *(server.workers if server else [])]:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        await asyncio.wait_for(process.wait(), WAIT_S)
 
 
 async def test_the_workers_run_in_a_niced_child_that_is_restarted_and_dies_with_the_server(
@@ -29,39 +71,25 @@ async def test_the_workers_run_in_a_niced_child_that_is_restarted_and_dies_with_
     env = await serve_env(
         test_server, port, BOOST_SUBMIT_SWEEP_INTERVAL_S="300", BOOST_WORKER_NICE=str(NICE)
     )
-    process = await asyncio.create_subprocess_exec(
-        BOOST,
-        "serve",
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert process.stderr is not None
-    drain, workers = None, []
-    try:
-        key = await asyncio.wait_for(_demo_key(process.stderr), WAIT_S)
-        drain = asyncio.create_task(process.stderr.read())  # keep the logs from filling the pipe
+    async with served(env) as server:
+        # Keep the logs from filling the pipe; bounded, since no worker outlives its server.
+        drain = asyncio.create_task(server.stderr.read())
+        pid, workers = server.process.pid, server.workers
         lowered = min(19, os.nice(0) + NICE)
-        workers.append(await _the_worker(process.pid, lowered))
-        assert _niceness(process.pid) == os.nice(0), "the API process keeps its priority"
-        base_url = f"http://127.0.0.1:{port}"
-        async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
-            await _placed_and_submitted(client, key, "before")
+        workers.append(await _the_worker(pid, lowered))
+        assert _niceness(pid) == os.nice(0), "the API process keeps its priority"
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            await _placed_and_submitted(client, server.key, "before")
             os.kill(workers[0], signal.SIGKILL)
-            workers.append(await _the_worker(process.pid, lowered, other_than=workers[0]))
-            await _placed_and_submitted(client, key, "after")
+            workers.append(await _the_worker(pid, lowered, other_than=workers[0]))
+            await _placed_and_submitted(client, server.key, "after")
             exposed = (await client.get("/metrics")).text
             assert "boost_worker_child_running 1.0" in exposed
             assert "boost_worker_child_restarts_total 1.0" in exposed
-        process.send_signal(signal.SIGKILL)
-        assert await wait_for(lambda: not _running(workers[1]), WAIT_S), "the worker outlived serve"
-    finally:
-        for pid in [process.pid, *workers]:  # nothing left behind should the test fail
-            with suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        await asyncio.wait_for(process.wait(), WAIT_S)
-        if drain is not None:
-            await drain
+        server.process.send_signal(signal.SIGKILL)
+        stopped = await wait_for(lambda: not process_alive(workers[1]), WAIT_S)
+        assert stopped, "the worker outlived serve"
+        await asyncio.wait_for(drain, WAIT_S)
 
 
 async def _the_worker(server_pid: int, niceness: int, other_than: int | None = None) -> int:
@@ -102,15 +130,6 @@ async def _placed_and_submitted(client: httpx.AsyncClient, key: str, label: str)
     )
 
 
-def _running(pid: int) -> bool:
-    """Whether ``pid`` is a live process (not gone, not a zombie waiting to be reaped)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
-
-
 @pytest.mark.parametrize(
     ("signum", "whole_group"),
     [(signal.SIGINT, True), (signal.SIGTERM, True), (signal.SIGTERM, False)],
@@ -122,64 +141,33 @@ async def test_a_stopped_server_stops_its_worker_first_and_never_restarts_it(
     a service manager stopping the unit, signals every process of the group: the worker child
     must then neither linger nor be mistaken for a crash."""
     env = await serve_env(test_server, free_port())
-    process = await asyncio.create_subprocess_exec(
-        BOOST,
-        "serve",
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-        start_new_session=True,
-    )
-    assert process.stderr is not None
-    worker = None
-    try:
-        await asyncio.wait_for(_demo_key(process.stderr), WAIT_S)
-        worker = await _the_worker(process.pid, min(19, os.nice(0) + 10))
-        (os.killpg if whole_group else os.kill)(process.pid, signum)
-        logs = await asyncio.wait_for(process.stderr.read(), WAIT_S)
-        await asyncio.wait_for(process.wait(), WAIT_S)
-        assert not _running(worker)
+    async with served(env, new_session=True) as server:
+        worker = await _the_worker(server.process.pid, LOWERED)
+        server.workers.append(worker)
+        (os.killpg if whole_group else os.kill)(server.process.pid, signum)
+        logs = await asyncio.wait_for(server.stderr.read(), WAIT_S)
+        await asyncio.wait_for(server.process.wait(), WAIT_S)
+        assert not process_alive(worker)
         # Stopped by the server, not left to find its parent gone; not taken for a crash.
         assert b"worker.parent_gone" not in logs, logs.decode()[-2000:]
         assert b"worker.exited" not in logs, logs.decode()[-2000:]
-    finally:
-        for pid in [process.pid] if worker is None else [process.pid, worker]:
-            with suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        await asyncio.wait_for(process.wait(), WAIT_S)
 
 
 async def test_a_killed_worker_does_not_keep_the_embedded_database_running(tmp_path):
     """The embedded PostgreSQL stops when the last process attached to it leaves: a worker
     killed just before the server stops must not count as still attached."""
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith("BOOST_") and name != "DATABASE_URL"
-    }
-    env.update(BOOST_DATA_DIR=str(tmp_path), BOOST_PORT=str(free_port()))
-    process = await asyncio.create_subprocess_exec(
-        BOOST,
-        "serve",
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert process.stderr is not None
+    env = {**without_settings(), "BOOST_DATA_DIR": str(tmp_path), "BOOST_PORT": str(free_port())}
     postmaster_pid = tmp_path / "pgdata" / "postmaster.pid"
     try:
-        await asyncio.wait_for(_demo_key(process.stderr), WAIT_S)
-        drain = asyncio.create_task(process.stderr.read())
-        worker = await _the_worker(process.pid, min(19, os.nice(0) + 10))
-        os.kill(worker, signal.SIGKILL)
-        process.send_signal(signal.SIGTERM)
-        await asyncio.wait_for(process.wait(), WAIT_S)
-        await asyncio.wait_for(drain, WAIT_S)
-        stopped = await wait_for(lambda: not postmaster_pid.exists(), WAIT_S)
-        assert stopped, "the embedded PostgreSQL outlived every process attached to it"
+        async with served(env) as server:
+            drain = asyncio.create_task(server.stderr.read())
+            worker = await _the_worker(server.process.pid, LOWERED)
+            os.kill(worker, signal.SIGKILL)
+            server.process.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(server.process.wait(), WAIT_S)
+            await asyncio.wait_for(drain, WAIT_S)
+            stopped = await wait_for(lambda: not postmaster_pid.exists(), WAIT_S)
+            assert stopped, "the embedded PostgreSQL outlived every process attached to it"
     finally:
-        with suppress(ProcessLookupError):
-            process.kill()
-        await asyncio.wait_for(process.wait(), WAIT_S)
         if postmaster_pid.exists():  # stop what the failed test left behind
             os.kill(int(postmaster_pid.read_text().split()[0]), signal.SIGINT)
