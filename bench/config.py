@@ -27,6 +27,11 @@ class BenchConfig(msgspec.Struct, frozen=True, kw_only=True):
     """Bound on each of ``boost projections rebuild --all`` and ``boost audit verify``."""
     fill_budget_s: float = 300.0
     """Bound on filling the log: a slower append path leaves a smaller log (the report says)."""
+    lifecycle_s: float = 5.0
+    """Seconds of checkout whose orders the lifecycle phase follows until they settle."""
+    lifecycle_concurrency: int = 8
+    lifecycle_timeout_s: float = 180.0
+    """Bound on waiting for those orders to reach a terminal status."""
 
 
 FULL = BenchConfig()
@@ -44,4 +49,5 @@ QUICK = BenchConfig(
     profile_concurrency=8,
     cli_timeout_s=60.0,
     fill_budget_s=30.0,
+    lifecycle_s=2.0,
 )

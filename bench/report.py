@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from bench.report_lifecycle import lifecycle_section
 from bench.report_log import log_table
 from bench.report_profile import profile_section
 from bench.report_sections import (
@@ -154,6 +155,8 @@ def render(results: dict[str, Any], chart_name: str | None) -> str:
         log_table(results),
         "",
         cpu_table(results),
+        "",
+        lifecycle_section(results),
         "",
         profile_section(results),
         "",

@@ -7,7 +7,8 @@ embedded PostgreSQL started for the run in a fresh temporary directory, then the
 
 Phases: http (checkout, reads, RSS), profile (py-spy and round trips; needs http), processes
 (several server processes), pgbench, peers (eventsourcing, message-db), log (append, feed,
-rebuild, verify). The report goes to ``bench/results/<date>-<host>.md`` with a PNG chart and
+rebuild, verify), lifecycle (what an order costs until it settles, on a cluster of its own with
+pg_stat_statements). The report goes to ``bench/results/<date>-<host>.md`` with a PNG chart and
 the raw figures as JSON; the markdown is printed too.
 """
 
@@ -30,6 +31,7 @@ import psutil
 from bench import cluster as cluster_module
 from bench import (
     http_phase,
+    lifecycle_phase,
     log_phase,
     peers_phase,
     pgbench_phase,
@@ -41,7 +43,7 @@ from bench import (
 from bench.config import FULL, QUICK, BenchConfig
 from bench.server import SERVER_ENV, Provider, Server, open_accounts, open_funded_account
 
-PHASES = ("http", "profile", "processes", "pgbench", "peers", "log")
+PHASES = ("http", "profile", "processes", "pgbench", "peers", "log", "lifecycle")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -162,6 +164,11 @@ async def run(
                 started = time.perf_counter()
                 results[name] = await measure(cluster, config)
                 timings[name] = round(time.perf_counter() - started)
+        if "lifecycle" in phases and lifecycle_phase.is_available():
+            print("an order's whole life", flush=True)
+            started = time.perf_counter()
+            results["lifecycle"] = await lifecycle_phase.measure(config)
+            timings["lifecycle"] = round(time.perf_counter() - started)
     finally:
         if not keep:
             cluster_module.remove(cluster)

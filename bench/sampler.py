@@ -13,7 +13,7 @@ import psutil
 SAMPLE_INTERVAL_S = 0.25
 
 
-def _cpu_s(process: psutil.Process) -> float:
+def cpu_s(process: psutil.Process) -> float:
     try:
         times = process.cpu_times()
     except psutil.Error:
@@ -23,7 +23,7 @@ def _cpu_s(process: psutil.Process) -> float:
 
 def _tree_cpu_s(root: psutil.Process) -> dict[int, float]:
     processes = [root, *root.children(recursive=True)]
-    return {process.pid: _cpu_s(process) for process in processes}
+    return {process.pid: cpu_s(process) for process in processes}
 
 
 class Sampler:
@@ -45,7 +45,7 @@ class Sampler:
         self._wall = time.perf_counter()
         self._server_cpu = self._server_tree_cpu_s()
         self._pg_cpu = _tree_cpu_s(self.postmaster)
-        self._provider_cpu = _cpu_s(self.provider) if self.provider else 0.0
+        self._provider_cpu = cpu_s(self.provider) if self.provider else 0.0
         self._pg_last = dict(self._pg_cpu)
         self._machine = psutil.cpu_times()
         self._task = asyncio.create_task(self._sample())
@@ -71,7 +71,7 @@ class Sampler:
         return tree
 
     def _server_tree_cpu_s(self) -> float:
-        return sum(_cpu_s(process) for process in self._server_tree())
+        return sum(cpu_s(process) for process in self._server_tree())
 
     def _server_tree_rss(self) -> int:
         total = 0
@@ -100,7 +100,7 @@ class Sampler:
             "wall_s": wall_s,
             "server_cpu_s": server_s,
             "postgres_cpu_s": pg_s,
-            "provider_cpu_s": _cpu_s(self.provider) - self._provider_cpu if self.provider else 0.0,
+            "provider_cpu_s": cpu_s(self.provider) - self._provider_cpu if self.provider else 0.0,
             "machine_busy_fraction": busy / (wall_s * psutil.cpu_count()),
             "server_rss_peak_mb": self.rss_peak_bytes / 2**20,
         }
