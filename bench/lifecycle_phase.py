@@ -159,7 +159,7 @@ async def _one_life(
         "machine_busy_fraction": used["machine_busy_fraction"],
         "statements": _statements(await connection.fetch(_STATEMENTS), max(orders, 1)),
         "tables": [_per_order(dict(row), orders) for row in await connection.fetch(_TABLES)],
-        "wal_bytes_per_order": (await connection.fetchval("select wal_bytes from pg_stat_wal"))
+        "wal_bytes_per_order": float(await connection.fetchval("select wal_bytes from pg_stat_wal"))
         / max(orders, 1),
     }
 

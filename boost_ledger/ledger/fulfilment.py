@@ -6,7 +6,7 @@ refund's deterministic event id makes a second payment impossible even if that w
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from boost_ledger.ledger.commit import commit
@@ -94,25 +94,47 @@ async def record(
 async def _refund(
     connection: Connection, order: OrderState, amount_kobo: int, reason: str
 ) -> NewEvent:
-    assert 0 < amount_kobo <= order.price_kobo, "a refund never exceeds the order's charge"
-    wallet = await connection.fetchrow(
-        "select balance_kobo, version from wallets where account_id = $1 for update",
-        order.account_id,
+    return (await _refunds(connection, [(order, amount_kobo, reason)]))[0]
+
+
+Owed = tuple[OrderState, int, str]
+"""A refund an order is owed: the order, the amount in kobo, the reason."""
+
+
+async def _refunds(connection: Connection, owed: Sequence[Owed]) -> list[NewEvent]:
+    """The Refunded events of ``owed``, under the row locks of their wallets (taken in account
+    order, after the caller's order locks, as every path that pays money takes them: no two
+    transactions wait on each other in a cycle). Several refunds of one wallet follow one
+    another: each one's version and balance come after the one before."""
+    accounts = sorted({order.account_id for order, _, _ in owed})
+    rows = await connection.fetch(
+        "select account_id, balance_kobo, version from wallets"
+        " where account_id = any($1::bigint[]) order by account_id for update",
+        accounts,
     )
-    assert wallet is not None
-    event = Refunded(
-        account_id=order.account_id,
-        order_id=order.order_id,
-        amount_kobo=amount_kobo,
-        reason=reason,
-        balance_after_kobo=wallet["balance_kobo"] + amount_kobo,
-    )
-    return NewEvent(
-        stream_id=wallet_stream(order.account_id),
-        version=wallet["version"] + 1,
-        event=event,
-        event_id=refund_event_id(order.order_id),
-    )
+    wallets = {row["account_id"]: (row["balance_kobo"], row["version"]) for row in rows}
+    assert len(wallets) == len(accounts), "every order's account has a wallet"
+    refunds = []
+    for order, amount_kobo, reason in owed:
+        assert 0 < amount_kobo <= order.price_kobo, "a refund never exceeds the order's charge"
+        balance_kobo, version = wallets[order.account_id]
+        wallets[order.account_id] = (balance_kobo + amount_kobo, version + 1)
+        event = Refunded(
+            account_id=order.account_id,
+            order_id=order.order_id,
+            amount_kobo=amount_kobo,
+            reason=reason,
+            balance_after_kobo=balance_kobo + amount_kobo,
+        )
+        refunds.append(
+            NewEvent(
+                stream_id=wallet_stream(order.account_id),
+                version=version + 1,
+                event=event,
+                event_id=refund_event_id(order.order_id),
+            )
+        )
+    return refunds
 
 
 # ---- submission ------------------------------------------------------------------------
@@ -317,27 +339,33 @@ async def observe_batch(
     connection: Connection, replies: Mapping[int, Reply], actor: str
 ) -> list[int]:
     """Record, in one transaction, what the provider says of several orders, decided as
-    ``observe`` decides; return the orders done with. An order whose status owes a refund is
-    left out, for ``observe`` on its own (a refund locks its wallet too)."""
-    done: list[int] = []
-    observed: list[NewEvent] = []
+    ``observe`` decides, the refunds they owe included; return the orders recorded (those of
+    ``replies`` that exist). The statuses go in one append, the refunds in another, so that the
+    statuses are still projected in one statement."""
     async with connection.transaction():
-        for order in await lock_orders(connection, list(replies)):
-            observation = decide_observation(order, *replies[order.order_id])
-            if observation.refund_kobo > 0 and not order.refunded:
-                continue
-            done.append(order.order_id)
-            if observation.event is not None:
-                observed.append(
-                    NewEvent(
-                        stream_id=order_stream(order.order_id),
-                        version=order.version + 1,
-                        event=observation.event,
-                    )
-                )
+        decided = [
+            (order, decide_observation(order, *replies[order.order_id]))
+            for order in await lock_orders(connection, list(replies))
+        ]
+        observed = [
+            NewEvent(
+                stream_id=order_stream(order.order_id),
+                version=order.version + 1,
+                event=observation.event,
+            )
+            for order, observation in decided
+            if observation.event is not None
+        ]
+        owed = [
+            (order, observation.refund_kobo, observation.refund_reason)
+            for order, observation in decided
+            if observation.refund_kobo > 0 and not order.refunded
+        ]
         if observed:
             await commit(connection, observed, {"actor": actor})
-    return done
+        if owed:
+            await commit(connection, await _refunds(connection, owed), {"actor": actor})
+    return [order.order_id for order, _ in decided]
 
 
 async def cancel_locally(connection: Connection, order: OrderState, actor: str) -> None:

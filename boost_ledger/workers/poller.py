@@ -4,10 +4,11 @@ Due orders are claimed in batches of at most 100 (the protocol's multi-status li
 SKIP LOCKED and a lease on ``next_check_at``, so several pollers never ask about the same
 order at once. Most answers repeat what is known: the batch's orders are read once, and those
 are only rescheduled, in one statement. The other answers are recorded together in one
-transaction (``fulfilment.observe_batch``, which decides again under the orders' locks); an
-answer that owes a refund is recorded in a transaction of its own (``fulfilment.observe``),
-paying it exactly once. Passing over a repeated answer is always safe: the order is asked again
-at its next check.
+transaction (``fulfilment.observe_batch``, which decides again under the orders' locks), the
+refunds they owe included: a provider that cancels a hundred orders at once costs one
+transaction, not a hundred, and each refund's deterministic event id still pays it at most once.
+Should that transaction fail, each answer is recorded on its own (``fulfilment.observe``).
+Passing over a repeated answer is always safe: the order is asked again at its next check.
 """
 
 from __future__ import annotations
@@ -167,8 +168,8 @@ async def poll_once(
 async def _record_changes(
     connection: Connection, changed: dict[int, ProviderStatus], interval_s: float
 ) -> None:
-    """Record the answers that change something: together in one transaction, but for those
-    owing a refund (or all of them, should that transaction fail), one at a time."""
+    """Record the answers that change something, refunds included, together in one
+    transaction; should it fail, one at a time (so that one bad order holds up only itself)."""
     done: list[int] = []
     if changed:
         try:

@@ -248,13 +248,13 @@ async def test_a_repeated_answer_is_only_rescheduled(
                                order_ids[0]) == 0  # settled: no longer polled
 
 
-async def test_changed_answers_are_recorded_together_and_refunds_on_their_own(
+async def test_changed_answers_and_their_refunds_are_recorded_in_one_transaction(
     pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
     provider: ProviderClient,
 ) -> None:
-    """One poll of five orders: three moved on (recorded in one transaction), one came back
-    Canceled (recorded in a transaction of its own, refunded once) and one is unchanged; then
-    each order's poll schedule matches its new status."""
+    """One poll of five orders: three moved on and one came back Canceled, all recorded in one
+    transaction with the cancellation's refund (paid once), and one is unchanged; then each
+    order's poll schedule matches its new status."""
     order_ids = await _submitted_orders(pool, client, provider, 5)
     provider_ids = {
         order_id: await pool.fetchval(
@@ -283,14 +283,14 @@ async def test_changed_answers_are_recorded_together_and_refunds_on_their_own(
     )
     transaction_of = {row["order_id"]: row["transaction_id"] for row in rows}
     assert sorted(transaction_of) == sorted([*moved, canceled])
-    assert len({transaction_of[order_id] for order_id in moved}) == 1
-    assert transaction_of[canceled] != transaction_of[moved[0]]
+    assert len({transaction_of[order_id] for order_id in [*moved, canceled]}) == 1
     refunds = await pool.fetch(
-        "select (data->>'order_id')::bigint as order_id from events where type = 'Refunded'"
-        " and (data->>'order_id')::bigint = any($1::bigint[])",
+        "select (data->>'order_id')::bigint as order_id, transaction_id from events"
+        " where type = 'Refunded' and (data->>'order_id')::bigint = any($1::bigint[])",
         order_ids,
     )
     assert [row["order_id"] for row in refunds] == [canceled]
+    assert refunds[0]["transaction_id"] == transaction_of[canceled]
     statuses = dict(await pool.fetch(
         "select order_id, status from orders where order_id = any($1::bigint[])", order_ids
     ))
@@ -304,3 +304,70 @@ async def test_changed_answers_are_recorded_together_and_refunds_on_their_own(
         )
     }
     assert polled == {moved[1], moved[2], unchanged}  # settled orders are no longer polled
+
+
+async def test_one_poll_refunds_several_orders_of_one_wallet_each_exactly_once(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
+    provider: ProviderClient,
+) -> None:
+    """Four orders of one account come back Canceled, Partial and Completed in one poll: the
+    three refunds follow one another in the wallet's stream within one transaction (contiguous
+    versions, each balance after the one before), the wallet's projection ends where the events
+    say, and the same answers polled again pay nothing more."""
+    order_ids = await _submitted_orders(pool, client, provider, 4)
+    rows = await pool.fetch(
+        "select order_id, account_id, provider_order_id, price_kobo from orders"
+        " where order_id = any($1::bigint[]) order by order_id",
+        order_ids,
+    )
+    account_id = rows[0]["account_id"]
+    answers = [
+        {"status": "Canceled"},
+        {"status": "Partial", "remains": 40},
+        {"status": "Canceled"},
+        {"status": "Completed", "remains": 0},
+    ]
+    for row, answer in zip(rows, answers, strict=True):
+        await simulator.post(f"/orders/{row['provider_order_id']}", json=answer)
+    balance_before = await pool.fetchval(
+        "select balance_kobo from wallets where account_id = $1", account_id
+    )
+
+    assert await poller.poll_once(pool, provider, INTERVAL_S) == 4
+    await pool.execute(
+        "update order_polls set next_check_at = now() where order_id = any($1::bigint[])",
+        order_ids,
+    )
+    assert await poller.poll_once(pool, provider, INTERVAL_S) == 0, "settled orders are not polled"
+
+    refunds = await pool.fetch(
+        "select version, transaction_id, (data->>'order_id')::bigint as order_id,"
+        " (data->>'amount_kobo')::bigint as amount, (data->>'balance_after_kobo')::bigint"
+        " as balance_after from events where stream_id = $1 and type = 'Refunded'"
+        " order by version",
+        f"wallet-{account_id}",
+    )
+    price = {row["order_id"]: row["price_kobo"] for row in rows}
+    expected = {
+        rows[0]["order_id"]: price[rows[0]["order_id"]],
+        rows[1]["order_id"]: price[rows[1]["order_id"]] * 40 // 100,
+        rows[2]["order_id"]: price[rows[2]["order_id"]],
+    }
+    assert {row["order_id"]: row["amount"] for row in refunds} == expected
+    assert len({row["transaction_id"] for row in refunds}) == 1
+    versions = [row["version"] for row in refunds]
+    assert versions == list(range(versions[0], versions[0] + 3))
+    running = balance_before
+    for row in refunds:
+        running += row["amount"]
+        assert row["balance_after"] == running
+    wallet = await pool.fetchrow(
+        "select balance_kobo, version from wallets where account_id = $1", account_id
+    )
+    assert (wallet["balance_kobo"], wallet["version"]) == (running, versions[-1])
+    statuses = dict(await pool.fetch(
+        "select order_id, status from orders where order_id = any($1::bigint[])", order_ids
+    ))
+    assert [statuses[row["order_id"]] for row in rows] == [
+        "canceled", "partial", "canceled", "completed"
+    ]
