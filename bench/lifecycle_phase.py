@@ -49,6 +49,8 @@ _TABLES = """
 select relname, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del
   from pg_stat_user_tables where n_tup_ins + n_tup_upd + n_tup_del > 0 order by relname
 """
+# The connection reading this counts one: the phase's own few are left in (a handful in all).
+_COMMITS = "select xact_commit from pg_stat_database where datname = 'boost'"
 # Who sends a top-level statement, told by its text; the first match wins.
 _SENDERS = (
     ("checkout (`checkout_place`, what pgbench runs)", re.compile(r"checkout_place\(")),
@@ -80,11 +82,13 @@ def _sender(query: str) -> str:
 def _statements(rows: list[asyncpg.Record], orders: int) -> dict[str, Any]:
     groups: dict[str, float] = {}
     top = []
+    calls = 0
     for row in rows:
         us_per_order = 1000 * row["total_exec_time"] / orders
         if row["toplevel"]:
             sender = _sender(row["query"])
             groups[sender] = groups.get(sender, 0.0) + us_per_order
+            calls += row["calls"]
         top.append(
             {
                 "query": " ".join(row["query"].split())[:110],
@@ -95,6 +99,7 @@ def _statements(rows: list[asyncpg.Record], orders: int) -> dict[str, Any]:
         )
     top.sort(key=lambda entry: -entry["us_per_order"])
     return {
+        "round_trips_per_order": calls / orders,
         "groups_us_per_order": dict(sorted(groups.items(), key=lambda item: -item[1])),
         "top": top[:TOP_STATEMENTS],
     }
@@ -159,6 +164,7 @@ async def _one_life(
         "machine_busy_fraction": used["machine_busy_fraction"],
         "statements": _statements(await connection.fetch(_STATEMENTS), max(orders, 1)),
         "tables": [_per_order(dict(row), orders) for row in await connection.fetch(_TABLES)],
+        "commits_per_order": await connection.fetchval(_COMMITS) / max(orders, 1),
         "wal_bytes_per_order": float(await connection.fetchval("select wal_bytes from pg_stat_wal"))
         / max(orders, 1),
     }

@@ -72,8 +72,9 @@ def lifecycle_section(results: dict[str, Any]) -> str:
         "",
         *_statement_rows(life),
         "",
-        "Rows written per order, and"
-        f" {fmt(life['wal_bytes_per_order'] / 1024, 1)} KiB of WAL per order:",
+        f"Per order: {fmt(life['statements'].get('round_trips_per_order'), 1)} statements sent"
+        f" (round trips), {fmt(life.get('commits_per_order'), 2)} transactions committed,"
+        f" {fmt(life['wal_bytes_per_order'] / 1024, 1)} KiB of WAL, and these rows written:",
         "",
         *_table_rows(life),
     ]
