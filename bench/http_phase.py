@@ -56,7 +56,8 @@ def _print_level(result: dict[str, Any]) -> None:
         f" + provider {result['provider_cpu_ms_per_request']:.2f} cpu-ms/req"
         f"  rss {result['server_rss_peak_mb']:.0f} MB"
         f"  gen-cpu {result['generator_cpu_fraction']:.0%}"
-        f"  machine {result['machine_busy_fraction']:.0%}  statuses {result['statuses']}",
+        f"  machine {result['machine_busy_fraction']:.0%}"
+        f" steal {result.get('machine_steal_fraction', 0.0):.0%}  statuses {result['statuses']}",
         flush=True,
     )
     if "submission" in result:

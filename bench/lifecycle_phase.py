@@ -162,6 +162,7 @@ async def _one_life(
             "provider": used["provider_cpu_s"] * per_order,
         },
         "machine_busy_fraction": used["machine_busy_fraction"],
+        "machine_steal_fraction": used["machine_steal_fraction"],
         "statements": _statements(await connection.fetch(_STATEMENTS), max(orders, 1)),
         "tables": [_per_order(dict(row), orders) for row in await connection.fetch(_TABLES)],
         "commits_per_order": await connection.fetchval(_COMMITS) / max(orders, 1),

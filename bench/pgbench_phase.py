@@ -102,6 +102,7 @@ async def run_level(
         f"  pgbench {script:<10} c={clients:<3} accounts={accounts:<3} {result['per_s']:8.1f}/s"
         f"  p50 {result['p50_ms']:6.1f}  p99 {result['p99_ms']:6.1f} ms"
         f"  pgbench-cpu {result['pgbench_cpu_fraction']:.0%}"
+        f"  steal {result.get('machine_steal_fraction', 0.0):.0%}"
         + ("  FAILED: " + output[-300:] if result["failed"] else ""),
         flush=True,
     )

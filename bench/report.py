@@ -14,6 +14,7 @@ from bench.report_sections import (
     cpu_table,
     machine_section,
     reads_table,
+    steal_note,
     submission_table,
     targets_table,
 )
@@ -125,6 +126,8 @@ def render(results: dict[str, Any], chart_name: str | None) -> str:
         "## Targets (issue 7)",
         "",
         targets_table(results),
+        "",
+        steal_note(results),
         "",
         "## Checkout against the pgbench limit",
         "",

@@ -63,7 +63,8 @@ def lifecycle_section(results: dict[str, Any]) -> str:
         f"{life['orders']:,} orders placed at {life['concurrency']} clients"
         f" ({fmt(life['checkout_per_s'])}/s), then followed until they reached a terminal status"
         f" ({settled}, {fmt(life['life_s'], 1)} s in all,"
-        f" machine {life['machine_busy_fraction']:.0%} busy): checkout, claim and submission,"
+        f" machine {life['machine_busy_fraction']:.0%} busy,"
+        f" {life.get('machine_steal_fraction', 0.0):.0%} stolen): checkout, claim and submission,"
         " and the statuses the poller records. A cluster of its own with `pg_stat_statements`"
         " (`track = all`); CPU from the OS counters over the whole time. pgbench, the limit of"
         " the checkout ratios, runs only the first statement group below.",
@@ -74,7 +75,7 @@ def lifecycle_section(results: dict[str, Any]) -> str:
         "",
         f"Per order: {fmt(life['statements'].get('round_trips_per_order'), 1)} statements sent"
         f" (round trips), {fmt(life.get('commits_per_order'), 2)} transactions committed,"
-        f" {fmt(life['wal_bytes_per_order'] / 1024, 1)} KiB of WAL, and these rows written:",
+        f" {fmt(float(life['wal_bytes_per_order']) / 1024, 1)} KiB of WAL, and these rows written:",
         "",
         *_table_rows(life),
     ]

@@ -16,6 +16,32 @@ def fmt(value: float | None, digits: int = 0) -> str:
     return f"{value:,.{digits}f}"
 
 
+def _share(level: dict[str, Any], key: str) -> str:
+    value = level.get(key)
+    return "-" if value is None else f"{value:.0%}"
+
+
+def steal_note(results: dict[str, Any]) -> str:
+    """The range of CPU steal over the checkout levels and over pgbench's, for the targets."""
+    parts = []
+    for name, levels in (
+        ("checkout levels", (results.get("http") or {}).get("checkout")),
+        ("pgbench levels", (results.get("pgbench") or {}).get("statements")),
+    ):
+        stolen = [level["machine_steal_fraction"] for level in levels or [] if
+                  "machine_steal_fraction" in level]
+        if stolen:
+            parts.append(f"{min(stolen):.0%}-{max(stolen):.0%} during the {name}")
+    if not parts:
+        return ""
+    return (
+        "CPU time the hypervisor gave to other guests (steal, of both cores): "
+        + ", ".join(parts)
+        + ". A ratio compares levels taken minutes apart; where steal differs between them, the"
+        " ratio moves with it."
+    )
+
+
 def _verdict(ok: bool | None) -> str:
     return "n/a" if ok is None else ("met" if ok else "**missed**")
 
@@ -178,12 +204,13 @@ def cpu_table(results: dict[str, Any]) -> str:
         "CPU milliseconds per request of the server process(es) (API and workers), of all"
         " PostgreSQL processes and of the provider (`boost simulator`, its own process; a"
         " checkout's provider call may fall after its load); machine = share of both cores busy"
-        " (anything else running on the machine included); generator = the load generator's own"
-        " share of one core.",
+        " (anything else running on the machine included); steal = share of both cores the"
+        " hypervisor gave to other guests meanwhile (a virtual machine's co-tenants: the higher,"
+        " the slower the level); generator = the load generator's own share of one core.",
         "",
         "| load | clients | server cpu ms/req | PostgreSQL cpu ms/req | provider cpu ms/req"
-        " | machine busy | generator | server RSS peak |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        " | machine busy | steal | generator | server RSS peak |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for level in levels:
         name = level["mode"] + (
@@ -193,7 +220,7 @@ def cpu_table(results: dict[str, Any]) -> str:
             f"| {name} | {level['concurrency']} | {fmt(level['server_cpu_ms_per_request'], 2)}"
             f" | {fmt(level['postgres_cpu_ms_per_request'], 2)}"
             f" | {fmt(level.get('provider_cpu_ms_per_request'), 2)}"
-            f" | {level['machine_busy_fraction']:.0%}"
+            f" | {level['machine_busy_fraction']:.0%} | {_share(level, 'machine_steal_fraction')}"
             f" | {level['generator_cpu_fraction']:.0%} | {fmt(level['server_rss_peak_mb'])} MB |"
         )
     idle = http.get("idle_rss_mb")

@@ -1,7 +1,8 @@
 """``python -m bench.run`` (``make bench``): every measurement of issue 7 in one run, on one
-embedded PostgreSQL started for the run in a fresh temporary directory, then the report.
+embedded PostgreSQL started for the run in a fresh temporary directory (the lifecycle phase on a
+second one of its own), then the report.
 
-    python -m bench.run            # the full run (about 12 to 13 minutes on 2 cores)
+    python -m bench.run            # the full run (about 13 to 15 minutes on 2 cores)
     python -m bench.run --quick    # a short smoke run (about 3 to 4 minutes)
     python -m bench.run --phases http,pgbench   # only some parts
 

@@ -1,6 +1,7 @@
 """CPU and memory of the processes under test while a load runs: the server's RSS (peak, summed
 over its processes), and the CPU seconds of the server, of PostgreSQL (postmaster and every
-backend), of the provider (when it runs apart) and of the whole machine."""
+backend), of the provider (when it runs apart) and of the whole machine, and the share of the
+machine's CPU time the hypervisor gave to other guests (steal)."""
 
 from __future__ import annotations
 
@@ -96,11 +97,15 @@ class Sampler:
             + self._machine.irq
         )
         server_s = self._server_tree_cpu_s() - self._server_cpu
+        # On a virtual machine the hypervisor may run other guests on our cores: time they took
+        # ("steal") is neither busy nor idle here, and a level run while it is high is slower.
+        stolen_s = getattr(machine, "steal", 0.0) - getattr(self._machine, "steal", 0.0)
         self.result = {
             "wall_s": wall_s,
             "server_cpu_s": server_s,
             "postgres_cpu_s": pg_s,
             "provider_cpu_s": cpu_s(self.provider) - self._provider_cpu if self.provider else 0.0,
             "machine_busy_fraction": busy / (wall_s * psutil.cpu_count()),
+            "machine_steal_fraction": stolen_s / (wall_s * psutil.cpu_count()),
             "server_rss_peak_mb": self.rss_peak_bytes / 2**20,
         }
