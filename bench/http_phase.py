@@ -1,13 +1,14 @@
 """Part 1: ``boost serve`` measured over real HTTP: checkout at each concurrency (every request
-with a fresh idempotency key), a hot-wallet level, an open-loop level at half the best
-throughput (for the p99 target), the two reads, and the server's RSS."""
+with a fresh idempotency key), each followed by pgbench's checkout statement at the same
+concurrency once the workers are idle (a paired limit), a hot-wallet level, an open-loop level at
+half the best throughput (for the p99 target), the two reads, and the server's RSS."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from bench import submission
+from bench import pgbench_phase, submission
 from bench.cluster import Cluster
 from bench.config import BenchConfig
 from bench.loadgen import Spec
@@ -80,15 +81,34 @@ def spec_for(config: BenchConfig, servers: list[Server], **fields: Any) -> Spec:
     return Spec(**{**base, **fields})
 
 
+PAIRED_DATABASE = "bench_pgbench_paired"
+SETTLE_TIMEOUT_S = 90.0
+
+
+async def _paired_pgbench(config: BenchConfig, cluster: Cluster, clients: int) -> dict[str, Any]:
+    """pgbench's checkout statement at ``clients``, right after the checkout level at the same
+    concurrency, once the server's workers have settled every order: the two figures a ratio
+    compares are then seconds apart, not minutes, on a machine whose speed moves."""
+    settled = await submission.settled(cluster, SETTLE_TIMEOUT_S)
+    level = await pgbench_phase.run_level(
+        cluster, config, "statements", clients, config.accounts, PAIRED_DATABASE
+    )
+    return {**level, "server_settled": settled}
+
+
 async def checkout_sweep(
     config: BenchConfig,
     cluster: Cluster,
     servers: list[Server],
     keys: list[str],
     concurrencies: tuple[int, ...],
+    paired: bool = False,
 ) -> tuple[list[dict[str, Any]], list[list[str]]]:
+    """Checkout at each concurrency; with ``paired``, each level followed by pgbench's."""
     levels: list[dict[str, Any]] = []
     order_ids: list[list[str]] = [[] for _ in keys]
+    if paired:
+        await pgbench_phase.prepare(cluster, config, PAIRED_DATABASE)
     for concurrency in concurrencies:
         result = await run_load(
             spec_for(config, servers, mode="checkout", concurrency=concurrency, keys=keys),
@@ -97,6 +117,8 @@ async def checkout_sweep(
         )
         for kept, new in zip(order_ids, result.pop("order_ids"), strict=True):
             kept.extend(new)
+        if paired:
+            result["paired_pgbench"] = await _paired_pgbench(config, cluster, concurrency)
         levels.append(result)
     return levels, order_ids
 
@@ -105,7 +127,7 @@ async def measure(
     config: BenchConfig, cluster: Cluster, server: Server, keys: list[str], hot_key: str
 ) -> dict[str, Any]:
     checkout, order_ids = await checkout_sweep(
-        config, cluster, [server], keys, config.concurrencies
+        config, cluster, [server], keys, config.concurrencies, paired=True
     )
     best = max(level["per_s"] for level in checkout)
     half = await run_load(

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
 from bench import cluster as cluster_module
+from bench import submission
 from bench.config import BenchConfig
 from bench.loadgen import Spec
 from bench.proc import run_json_module
@@ -30,16 +30,11 @@ from bench.server import Provider, Server, open_accounts
 from boost_ledger import postgres
 
 TOP_STATEMENTS = 15
-POLL_S = 0.5
 STATS_FLUSH_S = 11.0
 """A backend sends its table and WAL counters to the shared statistics at most once a second
 while busy, and 10 s after it falls idle: read them only once the server's pooled connections
 have been idle that long."""
 
-_UNSETTLED = (
-    "select count(*) from orders"
-    " where status not in ('completed', 'partial', 'canceled', 'failed')"
-)
 _STATEMENTS = """
 select calls, total_exec_time, toplevel, query
   from pg_stat_statements
@@ -111,15 +106,6 @@ def _per_order(counts: dict[str, Any], orders: int) -> dict[str, Any]:
     }
 
 
-async def _settled(connection: asyncpg.Connection[Any], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while await connection.fetchval(_UNSETTLED):
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(POLL_S)
-    return True
-
-
 async def _one_life(
     config: BenchConfig,
     cluster: cluster_module.Cluster,
@@ -143,7 +129,7 @@ async def _one_life(
     provider = server.provider.psutil if server.provider else None
     async with Sampler(server.psutil, cluster.postmaster(), provider) as sampler:
         generated = await run_json_module("bench.loadgen", spec)
-        settled = await _settled(connection, config.lifecycle_timeout_s)
+        settled = await submission.settled(cluster, config.lifecycle_timeout_s)
     api_s = cpu_s(server.psutil) - api_before
     orders = await connection.fetchval("select count(*) from orders") - before
     await asyncio.sleep(STATS_FLUSH_S)

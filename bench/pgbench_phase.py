@@ -23,14 +23,14 @@ DATABASE = "bench_pgbench"
 SCRIPTS = {"statements": "pgbench_checkout.sql", "one_trip": "pgbench_one_trip.sql"}
 
 
-async def prepare(cluster: Cluster, config: BenchConfig) -> None:
-    uri = await cluster.create_database(DATABASE)
+async def prepare(cluster: Cluster, config: BenchConfig, database: str = DATABASE) -> None:
+    uri = await cluster.create_database(database)
     env = {**cluster.env(), "DATABASE_URL": uri}
     process = await asyncio.create_subprocess_exec(BOOST, "migrate", env=env)
     assert await process.wait() == 0, "boost migrate failed on the pgbench database"
     setup = (SQL / "pgbench_setup.sql").read_text().replace(":accounts", str(config.accounts))
-    cluster.psql(DATABASE, setup)
-    cluster.psql(DATABASE, (SQL / "pgbench_checkout_function.sql").read_text())
+    cluster.psql(database, setup)
+    cluster.psql(database, (SQL / "pgbench_checkout_function.sql").read_text())
 
 
 def _window_latencies(log_dir: Path, prefix: str, start: float, end: float) -> list[float]:
@@ -45,11 +45,16 @@ def _window_latencies(log_dir: Path, prefix: str, start: float, end: float) -> l
 
 
 async def run_level(
-    cluster: Cluster, config: BenchConfig, script: str, clients: int, accounts: int
+    cluster: Cluster,
+    config: BenchConfig,
+    script: str,
+    clients: int,
+    accounts: int,
+    database: str = DATABASE,
 ) -> dict[str, Any]:
     log_dir = cluster.root / "pgbench-logs"
     log_dir.mkdir(exist_ok=True)
-    prefix = f"{script}-{clients}-{accounts}"
+    prefix = f"{database}-{script}-{clients}-{accounts}"
     arguments = [
         str(cluster.bin_dir / "pgbench"),
         "-n",
@@ -67,14 +72,14 @@ async def run_level(
         f"accounts={accounts}",
         "-l",
         f"--log-prefix={log_dir / prefix}",
-        DATABASE,
+        database,
     ]
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.time()
     async with Sampler(None, cluster.postmaster()) as sampler:
         process = await asyncio.create_subprocess_exec(
             *arguments,
-            env=cluster.libpq_env(DATABASE),
+            env=cluster.libpq_env(database),
             cwd=log_dir,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,

@@ -75,6 +75,31 @@ def _limit_row(results: dict[str, Any], part: str, label: str) -> str:
     return f"| {target} | {text} | {_verdict(ok)} |"
 
 
+def _paired_row(results: dict[str, Any]) -> str:
+    """Checkout against the pgbench level run right after it (bench/http_phase.py)."""
+    levels = [
+        level for level in (results.get("http") or {}).get("checkout") or []
+        if level.get("paired_pgbench", {}).get("per_s")
+    ]
+    if not levels:
+        return ""
+    shares = {
+        level["concurrency"]: level["per_s"] / level["paired_pgbench"]["per_s"]
+        for level in levels
+    }
+    steal = ", ".join(
+        f"{_share(level, 'machine_steal_fraction')}"
+        f"/{_share(level['paired_pgbench'], 'machine_steal_fraction')}"
+        for level in levels
+    )
+    text = ", ".join(f"c={c}: {share:.0%}" for c, share in sorted(shares.items()))
+    ok = min(shares.values()) >= TARGET_LIMIT_SHARE
+    return (
+        "| checkout ≥ 50% of pgbench run right after it at the same concurrency, workers idle"
+        f" (`boost serve`, paired) | {text} (steal, checkout/pgbench: {steal}) | {_verdict(ok)} |"
+    )
+
+
 def _peer_row(results: dict[str, Any], part: str, label: str) -> str:
     ours = _checkout(results, part)
     target = f"checkout ≥ the peers' append rate, same events ({label})"
@@ -127,6 +152,7 @@ def targets_table(results: dict[str, Any]) -> str:
             "| target | measured | verdict |",
             "|---|---|---|",
             *(_limit_row(results, part, label) for part, label in _checkouts(results)),
+            *([paired] if (paired := _paired_row(results)) else []),
             *(_peer_row(results, part, label) for part, label in _checkouts(results)),
             half_row,
             _log_row(results, "rebuild", "`boost projections rebuild --all`"),

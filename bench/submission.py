@@ -49,6 +49,23 @@ async def _row(cluster: Cluster, query: str) -> asyncpg.Record:
     return row
 
 
+_UNSETTLED = (
+    "select count(*) from orders"
+    " where status not in ('completed', 'partial', 'canceled', 'failed')"
+)
+
+
+async def settled(cluster: Cluster, timeout_s: float) -> bool:
+    """Wait, bounded, until every order has reached a terminal status (the workers are then
+    idle); whether they all did in time."""
+    deadline = time.monotonic() + timeout_s
+    while (await _row(cluster, _UNSETTLED))[0]:
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(POLL_S)
+    return True
+
+
 async def _poller_late_s(cluster: Cluster) -> float:
     return float((await _row(cluster, _POLLER_LATE))[0])
 
