@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from boost_ledger.ledger.connection import Connection
-from boost_ledger.ledger.events import RecordedEvent
+from boost_ledger.ledger.events import RecordedEvent, Refunded
 from boost_ledger.projections import accounts, catalog, orders, wallets
 
 # Order matters: an account's wallet row exists before money moves; orders before debits
@@ -25,6 +25,11 @@ async def apply_all(connection: Connection, records: Sequence[RecordedEvent]) ->
     """Project freshly appended events inline, in the appending transaction."""
     if len(records) > 1 and orders.batchable(records):
         await orders.apply_batch(connection, records)
+        return
+    if len(records) > 1 and all(type(record.event) is Refunded for record in records):
+        # A poll batch's refunds (ledger/fulfilment.observe_batch): two statements for all.
+        await wallets.apply_refunds(connection, records)
+        await orders.apply_refunds(connection, records)
         return
     for record in records:
         for module in PROJECTIONS:

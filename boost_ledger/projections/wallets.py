@@ -50,6 +50,32 @@ async def apply(
         assert updated == 1, f"wallet {event.account_id} is not at version {record.version - 1}"
 
 
+async def apply_refunds(connection: Connection, records: Sequence[RecordedEvent]) -> None:
+    """Project several Refunded events in one statement, as ``apply`` does one at a time: each
+    wallet moves from the version before its first refund of ``records`` to its last one."""
+    by_wallet: dict[int, list[RecordedEvent]] = {}
+    for record in records:
+        assert isinstance(record.event, Refunded)
+        by_wallet.setdefault(record.event.account_id, []).append(record)
+    rows = []
+    for account_id, refunds in by_wallet.items():
+        refunds.sort(key=lambda record: record.version)
+        first, last = refunds[0].version, refunds[-1].version
+        assert last - first == len(refunds) - 1, f"wallet {account_id}: versions not contiguous"
+        amount_kobo = sum(getattr(record.event, "amount_kobo") for record in refunds)  # noqa: B009
+        balance_kobo = getattr(refunds[-1].event, "balance_after_kobo")  # noqa: B009
+        rows.append((account_id, balance_kobo, amount_kobo, first, last))
+    status = await connection.execute(
+        "update wallets w set balance_kobo = c.balance_kobo,"
+        " refunded_kobo = w.refunded_kobo + c.amount_kobo, version = c.last_version"
+        " from unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::int[], $5::int[])"
+        " as c(account_id, balance_kobo, amount_kobo, first_version, last_version)"
+        " where w.account_id = c.account_id and w.version = c.first_version - 1",
+        *(list(column) for column in zip(*rows, strict=True)),
+    )
+    assert status == f"UPDATE {len(rows)}", f"wallets not at the expected versions: {status}"
+
+
 # ---- the same read model as a pure fold, for set-based replays (see projections/bulk.py) ----
 
 BULK_TABLES = (

@@ -14,7 +14,9 @@ import httpx
 import pytest
 from support import bearer, open_funded_account, seed_catalog
 
+from boost_ledger import projections
 from boost_ledger.ledger import fulfilment
+from boost_ledger.projections.replay import compare_with_replay
 from boost_ledger.upstream.client import ProviderClient
 from boost_ledger.upstream.errors import ProviderError
 from boost_ledger.workers import poller, submitter
@@ -371,3 +373,5 @@ async def test_one_poll_refunds_several_orders_of_one_wallet_each_exactly_once(
     assert [statuses[row["order_id"]] for row in rows] == [
         "canceled", "partial", "canceled", "completed"
     ]
+    async with pool.acquire() as connection:  # the batch's projections equal a replay of the log
+        assert await compare_with_replay(connection, list(projections.PROJECTIONS)) == []
