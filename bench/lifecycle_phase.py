@@ -44,7 +44,8 @@ _TABLES = """
 select relname, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del
   from pg_stat_user_tables where n_tup_ins + n_tup_upd + n_tup_del > 0 order by relname
 """
-# The connection reading this counts one: the phase's own few are left in (a handful in all).
+# Every commit of the database, the phase's own included: its looks for settled orders (one
+# connection and query every 0.25 s, under 0.02 per order of a 5 s load) are left in.
 _COMMITS = "select xact_commit from pg_stat_database where datname = 'boost'"
 # Who sends a top-level statement, told by its text; the first match wins.
 _SENDERS = (

@@ -37,8 +37,9 @@ def steal_note(results: dict[str, Any]) -> str:
     return (
         "CPU time the hypervisor gave to other guests (steal, of both cores): "
         + ", ".join(parts)
-        + ". A ratio compares levels taken minutes apart; where steal differs between them, the"
-        " ratio moves with it."
+        + ". A ratio to the pgbench phase compares levels taken minutes apart: where steal"
+        " differs between them, the ratio moves with it (the paired row compares levels taken"
+        " seconds apart, each with its own steal)."
     )
 
 

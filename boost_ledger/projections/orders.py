@@ -164,15 +164,15 @@ async def apply_batch(connection: Connection, records: Sequence[RecordedEvent]) 
 async def apply_refunds(connection: Connection, records: Sequence[RecordedEvent]) -> None:
     """Project several Refunded events, each of a different order, in one statement, as
     ``apply`` does one at a time."""
-    refunds = [record.event for record in records]
-    assert all(isinstance(event, Refunded) for event in refunds)
+    refunds = [record.event for record in records if isinstance(record.event, Refunded)]
+    assert len(refunds) == len(records), "only Refunded events"
     status = await connection.execute(
         "update orders o set refunded = true, refunded_kobo = c.amount_kobo, updated_at = c.at"
         " from unnest($1::bigint[], $2::bigint[], $3::timestamptz[])"
         " as c(order_id, amount_kobo, at)"
         " where o.order_id = c.order_id and not o.refunded",
-        [getattr(event, "order_id") for event in refunds],  # noqa: B009
-        [getattr(event, "amount_kobo") for event in refunds],  # noqa: B009
+        [event.order_id for event in refunds],
+        [event.amount_kobo for event in refunds],
         [record.recorded_at for record in records],
     )
     assert status == f"UPDATE {len(records)}", f"an order refunded twice: {status}"

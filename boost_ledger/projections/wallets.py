@@ -53,18 +53,17 @@ async def apply(
 async def apply_refunds(connection: Connection, records: Sequence[RecordedEvent]) -> None:
     """Project several Refunded events in one statement, as ``apply`` does one at a time: each
     wallet moves from the version before its first refund of ``records`` to its last one."""
-    by_wallet: dict[int, list[RecordedEvent]] = {}
+    by_wallet: dict[int, list[tuple[int, Refunded]]] = {}
     for record in records:
-        assert isinstance(record.event, Refunded)
-        by_wallet.setdefault(record.event.account_id, []).append(record)
+        assert isinstance(record.event, Refunded), "only Refunded events"
+        by_wallet.setdefault(record.event.account_id, []).append((record.version, record.event))
     rows = []
     for account_id, refunds in by_wallet.items():
-        refunds.sort(key=lambda record: record.version)
-        first, last = refunds[0].version, refunds[-1].version
+        refunds.sort(key=lambda refund: refund[0])
+        first, last = refunds[0][0], refunds[-1][0]
         assert last - first == len(refunds) - 1, f"wallet {account_id}: versions not contiguous"
-        amount_kobo = sum(getattr(record.event, "amount_kobo") for record in refunds)  # noqa: B009
-        balance_kobo = getattr(refunds[-1].event, "balance_after_kobo")  # noqa: B009
-        rows.append((account_id, balance_kobo, amount_kobo, first, last))
+        amount_kobo = sum(event.amount_kobo for _, event in refunds)
+        rows.append((account_id, refunds[-1][1].balance_after_kobo, amount_kobo, first, last))
     status = await connection.execute(
         "update wallets w set balance_kobo = c.balance_kobo,"
         " refunded_kobo = w.refunded_kobo + c.amount_kobo, version = c.last_version"
