@@ -42,13 +42,25 @@ async def create_copies(
     await connection.execute(f"create schema {quoted(schema)}")
     for module in modules:
         for table in module.TABLES:
+            # ``like`` leaves the storage parameters out (a fillfactor, sql/0013): copied here.
+            options = await connection.fetchval(
+                "select reloptions from pg_class where oid = $1::regclass",
+                f"public.{quoted(table)}",
+            )
+            kept = [option for option in options or [] if not option.startswith("autovacuum_")]
             await connection.execute(
                 f"create table {quoted(schema)}.{quoted(table)}"
                 f" (like public.{quoted(table)} including all)"
                 # Autovacuum would take a fresh copy up while it fills (CPU spent meanwhile, and
                 # a lock that makes the swap wait); the swap switches it back on.
-                " with (autovacuum_enabled = false)"
+                f" with ({', '.join(['autovacuum_enabled = false', *map(_option, kept)])})"
             )
+
+
+def _option(option: str) -> str:
+    """``name=value`` of ``pg_class.reloptions`` as a ``with (...)`` item."""
+    name, _, value = option.partition("=")
+    return f"{quoted(name)} = '{value.replace(chr(39), chr(39) * 2)}'"
 
 
 async def stable_head(connection: asyncpg.Connection[Any]) -> int:

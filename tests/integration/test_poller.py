@@ -375,3 +375,31 @@ async def test_one_poll_refunds_several_orders_of_one_wallet_each_exactly_once(
     ]
     async with pool.acquire() as connection:  # the batch's projections equal a replay of the log
         assert await compare_with_replay(connection, list(projections.PROJECTIONS)) == []
+
+
+async def test_a_recorded_status_updates_the_order_row_in_place(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, provider: ProviderClient,
+) -> None:
+    """Statuses the poller records touch no indexed column of ``orders`` and find room on the
+    row's page (sql/0013_orders_hot_updates.sql): each order's update is heap-only, writing no
+    index entry. Counted by PostgreSQL within the transaction that makes them."""
+    order_ids = await _submitted_orders(pool, client, provider, 3)
+    replies: dict[int, fulfilment.Reply] = {
+        order_id: ("In progress", 1_000, 60, None) for order_id in order_ids
+    }
+    counted = (
+        "select n_tup_upd, n_tup_hot_upd from pg_stat_xact_user_tables"
+        " where relid = 'public.orders'::regclass"
+    )
+    async with pool.acquire() as connection, connection.transaction():
+        before = await connection.fetchrow(counted)
+        recorded = await fulfilment.observe_batch(connection, replies, "test")
+        after = await connection.fetchrow(counted)
+    assert sorted(recorded) == order_ids
+    assert after["n_tup_upd"] - before["n_tup_upd"] == 3
+    assert after["n_tup_hot_upd"] - before["n_tup_hot_upd"] == 3
+    statuses = await pool.fetch(
+        "select status, start_count, remains from orders where order_id = any($1::bigint[])",
+        order_ids,
+    )
+    assert [tuple(row) for row in statuses] == [("in_progress", 1_000, 60)] * 3

@@ -48,5 +48,11 @@ async def test_parts_fill_a_projection_that_then_equals_a_replay(pool, dsn):
             )
             assert report.events_applied == expected, (module.NAME, report)
         assert await compare_with_replay(owner, list(projections.PROJECTIONS)) == []
+        # The swapped-in table keeps the live one's storage parameters (``like`` drops them)
+        # and has autovacuum back on.
+        options = await owner.fetchval(
+            "select reloptions from pg_class where oid = 'public.orders'::regclass"
+        )
+        assert options == ["fillfactor=70"]
     finally:
         await owner.close()
