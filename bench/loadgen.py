@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from bench.stats import summarize_ms
+from bench.stats import summarize_ms, tail_in_time
 
 ORDER_IDS_KEPT_PER_CONNECTION = 50
 
@@ -47,6 +47,7 @@ class _Window:
         self.start = time.perf_counter() + spec.warmup_s
         self.end = self.start + spec.duration_s
         self.latencies: list[float] = []
+        self.finished: list[float] = []  # each latency's request finished this long into the window
         self.statuses: dict[int, int] = {}
         self.error_sample = ""
         self.order_ids: dict[int, list[str]] = {}
@@ -106,6 +107,7 @@ async def _connection(spec: Spec, index: int, window: _Window) -> None:
             done = time.perf_counter()
             if window.start <= done < window.end:
                 window.latencies.append(done - sent)
+                window.finished.append(done - window.start)
                 window.statuses[status] = window.statuses.get(status, 0) + 1
             if status >= 300 and not window.error_sample:
                 window.error_sample = body[:300].decode(errors="replace")
@@ -135,6 +137,7 @@ async def run(spec: Spec) -> dict[str, Any]:
         "error_sample": window.error_sample,
         "connection_failures": failures[:3],
         **summarize_ms(window.latencies),
+        "tail_in_time": tail_in_time(window.finished, window.latencies),
         "generator_cpu_fraction": (time.process_time() - cpu_started) / wall_s,
         "order_ids": [window.order_ids.get(i, []) for i in range(len(spec.keys))],
     }

@@ -16,6 +16,7 @@ from bench.report_sections import (
     reads_table,
     steal_note,
     submission_table,
+    tail_note,
     targets_table,
 )
 
@@ -128,6 +129,8 @@ def render(results: dict[str, Any], chart_name: str | None) -> str:
         targets_table(results),
         "",
         steal_note(results),
+        "",
+        tail_note(results),
         "",
         "## Checkout against the pgbench limit",
         "",

@@ -28,8 +28,11 @@ def steal_note(results: dict[str, Any]) -> str:
         ("checkout levels", (results.get("http") or {}).get("checkout")),
         ("pgbench levels", (results.get("pgbench") or {}).get("statements")),
     ):
-        stolen = [level["machine_steal_fraction"] for level in levels or [] if
-                  "machine_steal_fraction" in level]
+        stolen = [
+            level["machine_steal_fraction"]
+            for level in levels or []
+            if "machine_steal_fraction" in level
+        ]
         if stolen:
             parts.append(f"{min(stolen):.0%}-{max(stolen):.0%} during the {name}")
     if not parts:
@@ -40,6 +43,21 @@ def steal_note(results: dict[str, Any]) -> str:
         + ". A ratio to the pgbench phase compares levels taken minutes apart: where steal"
         " differs between them, the ratio moves with it (the paired row compares levels taken"
         " seconds apart, each with its own steal)."
+    )
+
+
+def tail_note(results: dict[str, Any]) -> str:
+    """When the slowest 1% of the half-throughput load finished: stalls or a steady queue."""
+    half = (results.get("http") or {}).get("half_max") or {}
+    tail = half.get("tail_in_time")
+    if not tail or not tail["slow"]:
+        return ""
+    worst = ", ".join(f"{count} in second {second}" for second, count in tail["worst_seconds"])
+    return (
+        f"At half the maximum throughput, the {tail['slow']} slowest requests (1%, each"
+        f" ≥ {fmt(tail['threshold_ms'], 1)} ms) finished in {tail['seconds_with_slow']}"
+        f" of the load's {tail['seconds']} seconds; the worst: {worst}. CPU steal during that"
+        f" load: {half.get('machine_steal_fraction', math.nan):.0%}."
     )
 
 
@@ -79,14 +97,14 @@ def _limit_row(results: dict[str, Any], part: str, label: str) -> str:
 def _paired_row(results: dict[str, Any]) -> str:
     """Checkout against the pgbench level run right after it (bench/http_phase.py)."""
     levels = [
-        level for level in (results.get("http") or {}).get("checkout") or []
+        level
+        for level in (results.get("http") or {}).get("checkout") or []
         if level.get("paired_pgbench", {}).get("per_s")
     ]
     if not levels:
         return ""
     shares = {
-        level["concurrency"]: level["per_s"] / level["paired_pgbench"]["per_s"]
-        for level in levels
+        level["concurrency"]: level["per_s"] / level["paired_pgbench"]["per_s"] for level in levels
     }
     steal = ", ".join(
         f"{_share(level, 'machine_steal_fraction')}"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import heapq
 import math
+from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 
 def percentile(sorted_values: Sequence[float], fraction: float) -> float:
@@ -21,4 +24,24 @@ def summarize_ms(latencies_s: Sequence[float]) -> dict[str, float]:
         "p99_ms": percentile(values, 0.99),
         "max_ms": values[-1] if values else math.nan,
         "mean_ms": sum(values) / len(values) if values else math.nan,
+    }
+
+
+def tail_in_time(finished_s: Sequence[float], latencies_s: Sequence[float]) -> dict[str, Any]:
+    """Where in time the slowest 1% of requests finished, by whole second of the window: a few
+    bad seconds point to stalls (a checkpoint, a burst of background work, the hypervisor),
+    slow requests spread over most seconds to a steady queue."""
+    if not latencies_s:
+        return {}
+    count = max(1, len(latencies_s) // 100)
+    slowest = heapq.nlargest(count, zip(latencies_s, finished_s, strict=True))
+    per_second = Counter(int(at) for _, at in slowest)
+    worst = per_second.most_common(3)
+    return {
+        "threshold_ms": slowest[-1][0] * 1000,
+        "slow": count,
+        "seconds": math.ceil(max(finished_s)),
+        "seconds_with_slow": len(per_second),
+        "worst_seconds": [[second, slow] for second, slow in worst],
+        "worst_second_share": worst[0][1] / count,
     }

@@ -9,7 +9,13 @@ from typing import Any
 import msgspec
 
 from bench.report import by_concurrency
-from bench.report_sections import fmt, steal_note, submission_table, targets_table
+from bench.report_sections import (
+    fmt,
+    steal_note,
+    submission_table,
+    tail_note,
+    targets_table,
+)
 
 
 def _rate(level: dict[str, Any] | None, key: str = "per_s") -> str:
@@ -43,7 +49,8 @@ def summary(results: dict[str, Any], report_name: str) -> str:
             f" | {_rate(es.get(c), 'appends_per_s')} | {_rate(mdb.get(c), 'appends_per_s')} |"
         )
     sent = submission_table(results).split("\n")[4:]  # its table, without heading and prose
-    steal = [steal_note(results), ""] if steal_note(results) else []
+    notes = [note for note in (steal_note(results), tail_note(results)) if note]
+    steal = [line for note in notes for line in (note, "")]
     return "\n".join([*lines, "", targets_table(results), "", *steal, *sent])
 
 

@@ -1,0 +1,30 @@
+"""The bench's latency summaries (pure functions: no server, no database)."""
+
+from __future__ import annotations
+
+from bench.stats import summarize_ms, tail_in_time
+
+
+def test_percentiles_are_nearest_rank_in_milliseconds() -> None:
+    summary = summarize_ms([i / 1000 for i in range(1, 101)])  # 1..100 ms
+    assert (summary["p50_ms"], summary["p95_ms"], summary["p99_ms"]) == (50.0, 95.0, 99.0)
+    assert summary["max_ms"] == 100.0
+
+
+def test_the_tail_is_placed_in_the_seconds_it_finished() -> None:
+    """1,000 requests over 10 s, 10 of them slow: all in second 7 is a stall, one per second
+    is a steady tail; either way the slow ones are those at or above the p99."""
+    finished = [i / 100 for i in range(1000)]
+    fast = [0.002] * 1000
+    stall = [0.080 if 700 <= i < 710 else latency for i, latency in enumerate(fast)]
+    tail = tail_in_time(finished, stall)
+    assert tail["threshold_ms"] == 80.0
+    assert (tail["slow"], tail["seconds"], tail["seconds_with_slow"]) == (10, 10, 1)
+    assert tail["worst_seconds"] == [[7, 10]]
+    assert tail["worst_second_share"] == 1.0
+
+    steady = [0.080 if i % 100 == 50 else latency for i, latency in enumerate(fast)]
+    spread = tail_in_time(finished, steady)
+    assert (spread["slow"], spread["seconds_with_slow"]) == (10, 10)
+    assert spread["worst_second_share"] == 0.1
+    assert tail_in_time([], []) == {}
