@@ -19,10 +19,14 @@ from bench.server import Server
 GENERATOR_CPU_WARNING = 0.8
 
 
-async def run_load(spec: Spec, servers: list[Server], cluster: Cluster) -> dict[str, Any]:
+async def run_load(
+    spec: Spec, servers: list[Server], cluster: Cluster, workers: bool = True
+) -> dict[str, Any]:
     """One load from a separate generator process, with the servers and PostgreSQL sampled.
-    A checkout load is followed by the submission of its orders (see ``submission``)."""
-    before = await submission.counts(cluster) if spec.mode == "checkout" else None
+    A checkout load is followed by the submission of its orders (see ``submission``), unless
+    the servers run no ``workers``."""
+    following = spec.mode == "checkout" and workers
+    before = await submission.counts(cluster) if following else None
     started = time.monotonic()
     provider = servers[0].provider
     async with Sampler(
@@ -85,13 +89,16 @@ PAIRED_DATABASE = "bench_pgbench_paired"
 SETTLE_TIMEOUT_S = 90.0
 
 
-async def _paired_pgbench(config: BenchConfig, cluster: Cluster, clients: int) -> dict[str, Any]:
+async def _paired_pgbench(
+    config: BenchConfig, cluster: Cluster, clients: int, database: str, workers: bool
+) -> dict[str, Any]:
     """pgbench's checkout statement at ``clients``, right after the checkout level at the same
-    concurrency, once the server's workers have settled every order: the two figures a ratio
-    compares are then seconds apart, not minutes, on a machine whose speed moves."""
-    settled = await submission.settled(cluster, SETTLE_TIMEOUT_S)
+    concurrency, once the server's workers (if it runs any) have settled every order: the two
+    figures a ratio compares are then seconds apart, not minutes, on a machine whose speed
+    moves."""
+    settled = await submission.settled(cluster, SETTLE_TIMEOUT_S) if workers else None
     level = await pgbench_phase.run_level(
-        cluster, config, "statements", clients, config.accounts, PAIRED_DATABASE
+        cluster, config, "statements", clients, config.accounts, database
     )
     return {**level, "server_settled": settled}
 
@@ -102,23 +109,29 @@ async def checkout_sweep(
     servers: list[Server],
     keys: list[str],
     concurrencies: tuple[int, ...],
-    paired: bool = False,
+    paired: str | None = None,
+    workers: bool = True,
 ) -> tuple[list[dict[str, Any]], list[list[str]]]:
-    """Checkout at each concurrency; with ``paired``, each level followed by pgbench's."""
+    """Checkout at each concurrency; with ``paired`` (a database name, prepared here), each
+    level followed by pgbench's. Without ``workers`` (servers that run none), no level waits for
+    its orders to be sent."""
     levels: list[dict[str, Any]] = []
     order_ids: list[list[str]] = [[] for _ in keys]
     if paired:
-        await pgbench_phase.prepare(cluster, config, PAIRED_DATABASE)
+        await pgbench_phase.prepare(cluster, config, paired)
     for concurrency in concurrencies:
         result = await run_load(
             spec_for(config, servers, mode="checkout", concurrency=concurrency, keys=keys),
             servers,
             cluster,
+            workers,
         )
         for kept, new in zip(order_ids, result.pop("order_ids"), strict=True):
             kept.extend(new)
         if paired:
-            result["paired_pgbench"] = await _paired_pgbench(config, cluster, concurrency)
+            result["paired_pgbench"] = await _paired_pgbench(
+                config, cluster, concurrency, paired, workers
+            )
         levels.append(result)
     return levels, order_ids
 
@@ -127,7 +140,7 @@ async def measure(
     config: BenchConfig, cluster: Cluster, server: Server, keys: list[str], hot_key: str
 ) -> dict[str, Any]:
     checkout, order_ids = await checkout_sweep(
-        config, cluster, [server], keys, config.concurrencies, paired=True
+        config, cluster, [server], keys, config.concurrencies, paired=PAIRED_DATABASE
     )
     best = max(level["per_s"] for level in checkout)
     half = await run_load(

@@ -11,6 +11,7 @@ from bench.report_lifecycle import lifecycle_section
 from bench.report_log import log_table
 from bench.report_profile import profile_section
 from bench.report_sections import (
+    alone_note,
     cpu_table,
     machine_section,
     reads_table,
@@ -131,6 +132,8 @@ def render(results: dict[str, Any], chart_name: str | None) -> str:
         steal_note(results),
         "",
         tail_note(results),
+        "",
+        alone_note(results),
         "",
         "## Checkout against the pgbench limit",
         "",

@@ -94,28 +94,46 @@ def _limit_row(results: dict[str, Any], part: str, label: str) -> str:
     return f"| {target} | {text} | {_verdict(ok)} |"
 
 
-def _paired_row(results: dict[str, Any]) -> str:
-    """Checkout against the pgbench level run right after it (bench/http_phase.py)."""
-    levels = [
-        level
-        for level in (results.get("http") or {}).get("checkout") or []
-        if level.get("paired_pgbench", {}).get("per_s")
-    ]
-    if not levels:
-        return ""
+def _paired(levels: list[dict[str, Any]] | None) -> tuple[dict[int, float], str, str]:
+    """Each checkout level against the pgbench level run right after it (bench/http_phase.py):
+    the shares by concurrency, as text, and the steal of both, as text."""
+    paired = [level for level in levels or [] if level.get("paired_pgbench", {}).get("per_s")]
     shares = {
-        level["concurrency"]: level["per_s"] / level["paired_pgbench"]["per_s"] for level in levels
+        level["concurrency"]: level["per_s"] / level["paired_pgbench"]["per_s"] for level in paired
     }
     steal = ", ".join(
         f"{_share(level, 'machine_steal_fraction')}"
         f"/{_share(level['paired_pgbench'], 'machine_steal_fraction')}"
-        for level in levels
+        for level in paired
     )
     text = ", ".join(f"c={c}: {share:.0%}" for c, share in sorted(shares.items()))
+    return shares, text, steal
+
+
+def _paired_row(results: dict[str, Any]) -> str:
+    shares, text, steal = _paired((results.get("http") or {}).get("checkout"))
+    if not shares:
+        return ""
     ok = min(shares.values()) >= TARGET_LIMIT_SHARE
     return (
         "| checkout ≥ 50% of pgbench run right after it at the same concurrency, workers idle"
         f" (`boost serve`, paired) | {text} (steal, checkout/pgbench: {steal}) | {_verdict(ok)} |"
+    )
+
+
+def alone_note(results: dict[str, Any]) -> str:
+    """The API without its workers (bench/alone_phase.py), paired with pgbench as above: what
+    the workers cost the checkout figures. Not a target (such a server sends no order)."""
+    levels = (results.get("alone") or {}).get("checkout")
+    shares, text, steal = _paired(levels)
+    if not shares:
+        return ""
+    rates = " / ".join(fmt(level["per_s"]) for level in levels or [])
+    return (
+        "What the workers cost the checkout (not a target: a server without them sends no"
+        " order): the same `boost serve` with BOOST_WORKERS=0 took"
+        f" {rates} orders/s; against pgbench run right after each level, {text} (steal,"
+        f" checkout/pgbench: {steal})."
     )
 
 
@@ -241,6 +259,10 @@ def cpu_table(results: dict[str, Any]) -> str:
         *(http.get("checkout") or []),
         *([{**hot, "mode": "checkout, one wallet"}] if hot else []),
         *(results.get("processes", {}).get("checkout") or []),
+        *(
+            {**level, "mode": "checkout, no workers"}
+            for level in (results.get("alone") or {}).get("checkout") or []
+        ),
         *(http.get("reads") or []),
     ]
     lines = [

@@ -2,12 +2,13 @@
 embedded PostgreSQL started for the run in a fresh temporary directory (the lifecycle phase on a
 second one of its own), then the report.
 
-    python -m bench.run            # the full run (about 13 to 15 minutes on 2 cores)
+    python -m bench.run            # the full run (about 17 to 19 minutes on 2 cores)
     python -m bench.run --quick    # a short smoke run (about 3 to 4 minutes)
     python -m bench.run --phases http,pgbench   # only some parts
 
 Phases: http (checkout, reads, RSS), profile (py-spy and round trips; needs http), processes
-(several server processes), pgbench, peers (eventsourcing, message-db), log (append, feed,
+(several server processes; needs http), alone (the API without its workers, each level paired
+with pgbench; needs http), pgbench, peers (eventsourcing, message-db), log (append, feed,
 rebuild, verify), lifecycle (what an order costs until it settles, on a cluster of its own with
 pg_stat_statements). The report goes to ``bench/results/<date>-<host>.md`` with a PNG chart and
 the raw figures as JSON; the markdown is printed too.
@@ -29,8 +30,8 @@ from typing import Any
 import msgspec
 import psutil
 
-from bench import cluster as cluster_module
 from bench import (
+    alone_phase,
     http_phase,
     lifecycle_phase,
     log_phase,
@@ -41,10 +42,11 @@ from bench import (
     roundtrips,
     scaleout,
 )
+from bench import cluster as cluster_module
 from bench.config import FULL, QUICK, BenchConfig
 from bench.server import SERVER_ENV, Provider, Server, open_accounts, open_funded_account
 
-PHASES = ("http", "profile", "processes", "pgbench", "peers", "log", "lifecycle")
+PHASES = ("http", "profile", "processes", "alone", "pgbench", "peers", "log", "lifecycle")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -107,6 +109,9 @@ async def _server_phases(
     if "processes" in phases:
         print("several server processes", flush=True)
         results["processes"] = await scaleout.measure(config, cluster, keys)
+    if "alone" in phases:  # last: it leaves its orders queued
+        print("the API alone (no workers)", flush=True)
+        results["alone"] = await alone_phase.measure(config, cluster, keys)
 
 
 async def _served_phases(

@@ -10,6 +10,7 @@ import msgspec
 
 from bench.report import by_concurrency
 from bench.report_sections import (
+    alone_note,
     fmt,
     steal_note,
     submission_table,
@@ -49,7 +50,9 @@ def summary(results: dict[str, Any], report_name: str) -> str:
             f" | {_rate(es.get(c), 'appends_per_s')} | {_rate(mdb.get(c), 'appends_per_s')} |"
         )
     sent = submission_table(results).split("\n")[4:]  # its table, without heading and prose
-    notes = [note for note in (steal_note(results), tail_note(results)) if note]
+    notes = [
+        note for note in (steal_note(results), tail_note(results), alone_note(results)) if note
+    ]
     steal = [line for note in notes for line in (note, "")]
     return "\n".join([*lines, "", targets_table(results), "", *steal, *sent])
 
