@@ -2,7 +2,7 @@
 embedded PostgreSQL started for the run in a fresh temporary directory (the lifecycle phase on a
 second one of its own), then the report.
 
-    python -m bench.run            # the full run (about 17 to 19 minutes on 2 cores)
+    python -m bench.run            # the full run (about 17 minutes on 2 cores)
     python -m bench.run --quick    # a short smoke run (about 3 to 4 minutes)
     python -m bench.run --phases http,pgbench   # only some parts
 
