@@ -55,9 +55,8 @@ def draw(results: dict[str, Any], path: Path) -> None:
     p99_axis.axhline(50, color="grey", linestyle="--", linewidth=1)
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-    concurrencies = sorted(
-        {c for _, levels, _ in _series(results) for c in (level["concurrency"] for level in levels)}
-    )
+    concurrencies = sorted({c for _, levels, _ in _series(results) for c in
+                            (level["concurrency"] for level in levels)})
     for axis in (rate_axis, p99_axis):
         axis.grid(True, which="both", alpha=0.3)
         axis.set_xticks(concurrencies)

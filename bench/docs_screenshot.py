@@ -38,18 +38,11 @@ def _browser() -> str:
 def _chromium(browser: str, url: str, *arguments: str) -> str:
     with tempfile.TemporaryDirectory() as profile:
         command = [
-            browser,
-            "--headless=new",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
+            browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
             f"--user-data-dir={profile}",
             # No network: every name but the loopback address fails to resolve.
             "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-            "--virtual-time-budget=5000",
-            "--window-size=1280,1800",
-            *arguments,
-            url,
+            "--virtual-time-budget=5000", "--window-size=1280,1800", *arguments, url,
         ]
         done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     if done.returncode != 0:

@@ -137,7 +137,7 @@ async def run(spec: Spec) -> dict[str, Any]:
         "error_sample": window.error_sample,
         "connection_failures": failures[:3],
         **summarize_ms(window.latencies),
-        "tail_in_time": tail_in_time(window.finished, window.latencies),
+        "tail_in_time": tail_in_time(window.finished, window.latencies, spec.duration_s),
         "generator_cpu_fraction": (time.process_time() - cpu_started) / wall_s,
         "order_ids": [window.order_ids.get(i, []) for i in range(len(spec.keys))],
     }

@@ -85,18 +85,11 @@ async def measure(cluster: Cluster, config: BenchConfig) -> dict[str, Any]:
         await cluster.create_database(EVENTSOURCING_DATABASE)
         results["eventsourcing_version"] = importlib.metadata.version("eventsourcing")
         results["eventsourcing"] = [
-            await _level(
-                cluster,
-                AppendSpec(
-                    kind="eventsourcing",
-                    dsn="",
-                    socket_dir=cluster.socket_dir,
-                    database=EVENTSOURCING_DATABASE,
-                    concurrency=concurrency,
-                    warmup_s=config.warmup_s,
-                    duration_s=config.level_s,
-                ),
-            )
+            await _level(cluster, AppendSpec(
+                kind="eventsourcing", dsn="", socket_dir=cluster.socket_dir,
+                database=EVENTSOURCING_DATABASE, concurrency=concurrency,
+                warmup_s=config.warmup_s, duration_s=config.level_s,
+            ))
             for concurrency in config.concurrencies
         ]
     try:

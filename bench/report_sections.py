@@ -52,12 +52,14 @@ def tail_note(results: dict[str, Any]) -> str:
     tail = half.get("tail_in_time")
     if not tail or not tail["slow"]:
         return ""
-    worst = ", ".join(f"{count} in second {second}" for second, count in tail["worst_seconds"])
+    worst = ", ".join(
+        f"{count} at {second}-{second + 1} s" for second, count in tail["worst_seconds"]
+    )
     return (
         f"At half the maximum throughput, the {tail['slow']} slowest requests (1%, each"
         f" ≥ {fmt(tail['threshold_ms'], 1)} ms) finished in {tail['seconds_with_slow']}"
         f" of the load's {tail['seconds']} seconds; the worst: {worst}. CPU steal during that"
-        f" load: {half.get('machine_steal_fraction', math.nan):.0%}."
+        f" load: {_share(half, 'machine_steal_fraction')}."
     )
 
 
@@ -111,6 +113,7 @@ def _paired(levels: list[dict[str, Any]] | None) -> tuple[dict[int, float], str,
 
 
 def _paired_row(results: dict[str, Any]) -> str:
+    """Checkout against the pgbench level run right after it, as a target row."""
     shares, text, steal = _paired((results.get("http") or {}).get("checkout"))
     if not shares:
         return ""
@@ -128,7 +131,7 @@ def alone_note(results: dict[str, Any]) -> str:
     shares, text, steal = _paired(levels)
     if not shares:
         return ""
-    rates = " / ".join(fmt(level["per_s"]) for level in levels or [])
+    rates = ", ".join(f"c={level['concurrency']}: {fmt(level['per_s'])}" for level in levels or [])
     return (
         "What the workers cost the checkout (not a target: a server without them sends no"
         " order): the same `boost serve` with BOOST_WORKERS=0 took"

@@ -47,6 +47,7 @@ from bench.config import FULL, QUICK, BenchConfig
 from bench.server import SERVER_ENV, Provider, Server, open_accounts, open_funded_account
 
 PHASES = ("http", "profile", "processes", "alone", "pgbench", "peers", "log", "lifecycle")
+NEED_HTTP = {"profile", "processes", "alone"}
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -197,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = phases - set(PHASES)
     if unknown:
         parser.error(f"unknown phases: {', '.join(sorted(unknown))}")
+    if "http" not in phases and (needing := phases & NEED_HTTP):
+        parser.error(f"phases that need the http phase (its accounts): {', '.join(sorted(needing))}")
     config = QUICK if arguments.quick else FULL
     meta = _meta(config, arguments)
     stem = f"{meta['date']}-{meta['host']}" + ("-quick" if arguments.quick else "")

@@ -27,8 +27,11 @@ def summarize_ms(latencies_s: Sequence[float]) -> dict[str, float]:
     }
 
 
-def tail_in_time(finished_s: Sequence[float], latencies_s: Sequence[float]) -> dict[str, Any]:
-    """Where in time the slowest 1% of requests finished, by whole second of the window: a few
+def tail_in_time(
+    finished_s: Sequence[float], latencies_s: Sequence[float], window_s: float
+) -> dict[str, Any]:
+    """Where in time the slowest 1% of requests finished, by whole second of the window (of
+    ``window_s``; ``finished_s`` counts from its start): a few
     bad seconds point to stalls (a checkpoint, a burst of background work, the hypervisor),
     slow requests spread over most seconds to a steady queue."""
     if not latencies_s:
@@ -40,7 +43,7 @@ def tail_in_time(finished_s: Sequence[float], latencies_s: Sequence[float]) -> d
     return {
         "threshold_ms": slowest[-1][0] * 1000,
         "slow": count,
-        "seconds": math.ceil(max(finished_s)),
+        "seconds": math.ceil(window_s),
         "seconds_with_slow": len(per_second),
         "worst_seconds": [[second, slow] for second, slow in worst],
         "worst_second_share": worst[0][1] / count,

@@ -50,7 +50,8 @@ async def _row(cluster: Cluster, query: str) -> asyncpg.Record:
 
 
 _UNSETTLED = (
-    "select count(*) from orders where status not in ('completed', 'partial', 'canceled', 'failed')"
+    "select count(*) from orders"
+    " where status not in ('completed', 'partial', 'canceled', 'failed')"
 )
 
 
@@ -77,7 +78,9 @@ async def counts(cluster: Cluster) -> tuple[int, int, int]:
     return int(row["orders"]), int(row["waiting"]), int(row["refused"])
 
 
-async def follow(cluster: Cluster, before: tuple[int, int, int], started: float) -> dict[str, Any]:
+async def follow(
+    cluster: Cluster, before: tuple[int, int, int], started: float
+) -> dict[str, Any]:
     """The submission figures of the load that began at ``started`` with ``before`` counts:
     what was sent during it, what it left waiting, and how long that took to drain."""
     ended = time.monotonic()
@@ -115,9 +118,6 @@ def describe(figures: dict[str, Any]) -> str:
         f" {figures['drain_s']:.1f} s ({figures['left_after_drain']} left);"
         f" placed and sent {figures['placed_and_sent_per_s']:.0f}/s;"
         f" the poller caught up {figures['poller_caught_up_s']:.1f} s later"
-        + (
-            f"; REFUSED by the provider: {refused}"
-            if (refused := figures["refused_by_provider"])
-            else ""
-        )
+        + (f"; REFUSED by the provider: {refused}" if (refused := figures["refused_by_provider"])
+           else "")
     )

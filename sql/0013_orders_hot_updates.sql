@@ -10,8 +10,28 @@
 -- A fillfactor leaves each page room for the updates of its orders, which all come soon after
 -- their insert, while the orders are still on the table's last pages. The projection rebuild
 -- copies the table's storage parameters to its replayed copy (projections/replay.py).
+--
+-- The new index is built before the old one goes, so that reads of orders wait only for the
+-- drop (writes wait for the build: one scan of the table). The old one is found by its predicate,
+-- not its name: a projection rebuild before this migration named the copies' indexes itself.
 
-drop index orders_attempting_idx;
-create index orders_attempting_idx on orders (order_id) where submission = 'attempting';
+create index orders_attempting_by_order_idx on orders (order_id) where submission = 'attempting';
+
+do $$
+declare
+    old_index regclass;
+begin
+    for old_index in
+        select i.indexrelid::regclass from pg_index i
+         where i.indrelid = 'public.orders'::regclass
+           and i.indexrelid <> 'public.orders_attempting_by_order_idx'::regclass
+           and pg_get_expr(i.indpred, i.indrelid) = '(submission = ''attempting''::text)'
+    loop
+        execute format('drop index %s', old_index);
+    end loop;
+end
+$$;
+
+alter index orders_attempting_by_order_idx rename to orders_attempting_idx;
 
 alter table orders set (fillfactor = 70);

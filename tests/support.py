@@ -70,6 +70,13 @@ class TestServer:
         await self._admin(f'create database "{name}" template "{TEMPLATE}"')
         return postgres.with_database(self.admin_uri, name)
 
+    async def empty_database(self) -> str:
+        """A new database with no migration applied; returns its DSN."""
+        name = f"boost_test_{os.getpid()}_{next(_numbers)}"
+        await self._drop_if_exists(name)
+        await self._admin(f'create database "{name}"')
+        return postgres.with_database(self.admin_uri, name)
+
 
 async def make_pool(dsn: str, max_size: int = 20) -> asyncpg.Pool[Any]:
     return await postgres.create_pool(

@@ -22,7 +22,13 @@ from boost_ledger import projections
 from boost_ledger.ledger import store
 from boost_ledger.postgres import APPLICATION_ROLE
 from boost_ledger.projections.ranges import Progress, apply_range
-from boost_ledger.projections.replay import create_copies, quoted, stable_head
+from boost_ledger.projections.replay import (
+    create_copies,
+    index_names,
+    quoted,
+    rename_indexes,
+    stable_head,
+)
 
 SMALL_TAIL = 2000
 MAX_SWAP_ATTEMPTS = 40
@@ -161,17 +167,30 @@ async def _try_swap(
                 connection, [(module, schema)], position, None, progress, reader=reader
             )
             for table in module.TABLES:
-                await connection.execute(f"drop table public.{quoted(table)}")
-                await connection.execute(
-                    f"alter table {quoted(schema)}.{quoted(table)} set schema public"
-                )
-                await connection.execute(
-                    f"alter table public.{quoted(table)} reset (autovacuum_enabled)"
-                )
-                await _grant(connection, table)
+                await _replace(connection, schema, table)
             return counts[module.NAME]
     except asyncpg.LockNotAvailableError:
         return None
+
+
+async def _replace(connection: asyncpg.Connection[Any], schema: str, table: str) -> None:
+    """The live ``table`` dropped and its copy moved into its place, with the live one's index
+    names and autovacuum setting, and its grants."""
+    live = f"public.{quoted(table)}"
+    names = await index_names(connection, live)
+    autovacuum = await connection.fetchval(
+        "select o from pg_class c, unnest(c.reloptions) o"
+        " where c.oid = $1::regclass and o like 'autovacuum\\_enabled=%'",
+        live,
+    )
+    await connection.execute(f"drop table {live}")
+    await connection.execute(f"alter table {quoted(schema)}.{quoted(table)} set schema public")
+    await rename_indexes(connection, live, names)
+    await connection.execute(f"alter table {live} reset (autovacuum_enabled)")
+    if autovacuum is not None:  # set on the live table by an operator: kept
+        value = autovacuum.partition("=")[2].replace("'", "''")
+        await connection.execute(f"alter table {live} set (autovacuum_enabled = '{value}')")
+    await _grant(connection, table)
 
 
 async def _lock_timeout_ms(connection: asyncpg.Connection[Any]) -> int:

@@ -33,34 +33,74 @@ def quoted(identifier: str) -> str:
     return f'"{identifier}"'
 
 
+# The storage parameters of a table (a fillfactor, sql/0013) as ``with (...)`` items, but for
+# autovacuum_enabled, which the rebuild sets itself. ``like`` leaves them out.
+_STORAGE = """
+select coalesce(string_agg(format('%I = %L', split_part(o, '=', 1), substr(o, strpos(o, '=') + 1)),
+                           ', '), '')
+  from pg_class c, unnest(c.reloptions) o
+ where c.oid = $1::regclass and o not like 'autovacuum\\_enabled=%'
+"""
+
+# Each index of a table by its definition without its name and table ("USING btree (...) WHERE
+# ..."), in name order.
+_INDEXES = """
+select regexp_replace(pg_get_indexdef(i.indexrelid), '^CREATE .*?INDEX \\S+ ON (ONLY )?\\S+ ', '')
+       as shape, c.relname::text as name
+  from pg_index i join pg_class c on c.oid = i.indexrelid
+ where i.indrelid = $1::regclass
+ order by c.relname
+"""
+
+
 async def create_copies(
     connection: asyncpg.Connection[Any], schema: str, modules: Iterable[ModuleType]
 ) -> None:
-    """An empty schema holding a structural copy (columns, defaults, checks, indexes) of each
-    table of ``modules``."""
+    """An empty schema holding a structural copy (columns, defaults, checks, indexes, storage
+    parameters) of each table of ``modules``."""
     await connection.execute(f"drop schema if exists {quoted(schema)} cascade")
     await connection.execute(f"create schema {quoted(schema)}")
     for module in modules:
         for table in module.TABLES:
-            # ``like`` leaves the storage parameters out (a fillfactor, sql/0013): copied here.
-            options = await connection.fetchval(
-                "select reloptions from pg_class where oid = $1::regclass",
-                f"public.{quoted(table)}",
-            )
-            kept = [option for option in options or [] if not option.startswith("autovacuum_")]
+            storage = await connection.fetchval(_STORAGE, f"public.{quoted(table)}")
             await connection.execute(
                 f"create table {quoted(schema)}.{quoted(table)}"
                 f" (like public.{quoted(table)} including all)"
                 # Autovacuum would take a fresh copy up while it fills (CPU spent meanwhile, and
-                # a lock that makes the swap wait); the swap switches it back on.
-                f" with ({', '.join(['autovacuum_enabled = false', *map(_option, kept)])})"
+                # a lock that makes the swap wait); the swap sets it as the live table had it.
+                f" with (autovacuum_enabled = false{', ' if storage else ''}{storage})"
             )
 
 
-def _option(option: str) -> str:
-    """``name=value`` of ``pg_class.reloptions`` as a ``with (...)`` item."""
-    name, _, value = option.partition("=")
-    return f"{quoted(name)} = '{value.replace(chr(39), chr(39) * 2)}'"
+async def index_names(connection: asyncpg.Connection[Any], table: str) -> dict[str, list[str]]:
+    """The names of ``table``'s indexes by definition (``_INDEXES``)."""
+    names: dict[str, list[str]] = {}
+    for row in await connection.fetch(_INDEXES, table):
+        names.setdefault(row["shape"], []).append(row["name"])
+    return names
+
+
+async def rename_indexes(
+    connection: asyncpg.Connection[Any], table: str, wanted: dict[str, list[str]]
+) -> None:
+    """Give ``table``'s indexes the names in ``wanted`` (the live table's, by definition: ``like``
+    names the copies' indexes itself, and a migration may name an index). Through temporary
+    names, so that no rename meets a name another index of the table still holds."""
+    schema = table.partition(".")[0]
+    renames = [
+        (old, new)
+        for shape, olds in (await index_names(connection, table)).items()
+        for old, new in zip(olds, wanted.get(shape, []), strict=False)
+        if old != new
+    ]
+    for step, (old, _) in enumerate(renames):
+        await connection.execute(
+            f"alter index {schema}.{quoted(old)} rename to {quoted(f'rebuild_swap_{step}')}"
+        )
+    for step, (_, new) in enumerate(renames):
+        await connection.execute(
+            f"alter index {schema}.{quoted(f'rebuild_swap_{step}')} rename to {quoted(new)}"
+        )
 
 
 async def stable_head(connection: asyncpg.Connection[Any]) -> int:

@@ -377,7 +377,7 @@ async def test_one_poll_refunds_several_orders_of_one_wallet_each_exactly_once(
         assert await compare_with_replay(connection, list(projections.PROJECTIONS)) == []
 
 
-async def test_a_recorded_status_updates_the_order_row_in_place(
+async def test_a_recorded_status_is_a_heap_only_update_of_the_order(
     pool: asyncpg.Pool[Any], client: httpx.AsyncClient, provider: ProviderClient,
 ) -> None:
     """Statuses the poller records touch no indexed column of ``orders`` and find room on the

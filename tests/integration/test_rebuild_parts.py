@@ -31,6 +31,12 @@ async def test_parts_fill_a_projection_that_then_equals_a_replay(pool, dsn):
             assert answer.status_code == 201
     owner = await postgres.owner_connection(dsn)
     try:
+        # An operator's storage parameters, which the swapped-in table must keep.
+        await owner.execute(
+            "alter table wallets set (autovacuum_enabled = false,"
+            " autovacuum_vacuum_scale_factor = 0.05)"
+        )
+        names_before = {table: await _index_names(owner, table) for table in ("orders", "wallets")}
         for module in (projections.by_name("orders"), projections.by_name("wallets")):
             field = rebuild.partition_field(module)
 
@@ -48,11 +54,30 @@ async def test_parts_fill_a_projection_that_then_equals_a_replay(pool, dsn):
             )
             assert report.events_applied == expected, (module.NAME, report)
         assert await compare_with_replay(owner, list(projections.PROJECTIONS)) == []
-        # The swapped-in table keeps the live one's storage parameters (``like`` drops them)
-        # and has autovacuum back on.
-        options = await owner.fetchval(
-            "select reloptions from pg_class where oid = 'public.orders'::regclass"
-        )
-        assert options == ["fillfactor=70"]
+        # The swapped-in tables keep the live ones' storage parameters and index names (``like``
+        # drops the first and names indexes itself), and autovacuum as it was.
+        options = {
+            row["relname"]: sorted(row["reloptions"] or [])
+            for row in await owner.fetch(
+                "select relname, reloptions from pg_class"
+                " where oid in ('public.orders'::regclass, 'public.wallets'::regclass)"
+            )
+        }
+        assert options == {
+            "orders": ["fillfactor=70"],
+            "wallets": ["autovacuum_enabled=false", "autovacuum_vacuum_scale_factor=0.05"],
+        }
+        names_after = {table: await _index_names(owner, table) for table in ("orders", "wallets")}
+        assert names_after == names_before
+        assert "orders_attempting_idx" in names_after["orders"]
     finally:
         await owner.close()
+
+
+async def _index_names(connection, table: str) -> list[str]:
+    rows = await connection.fetch(
+        "select indexrelid::regclass::text as name from pg_index"
+        " where indrelid = $1::regclass order by 1",
+        f"public.{table}",
+    )
+    return [row["name"] for row in rows]
