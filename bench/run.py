@@ -199,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown phases: {', '.join(sorted(unknown))}")
     if "http" not in phases and (needing := phases & NEED_HTTP):
-        parser.error(f"phases that need the http phase (its accounts): {', '.join(sorted(needing))}")
+        named = ", ".join(sorted(needing))
+        parser.error(f"these phases need the http phase (its accounts): {named}")
     config = QUICK if arguments.quick else FULL
     meta = _meta(config, arguments)
     stem = f"{meta['date']}-{meta['host']}" + ("-quick" if arguments.quick else "")
