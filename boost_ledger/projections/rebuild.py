@@ -23,6 +23,7 @@ from boost_ledger.ledger import store
 from boost_ledger.postgres import APPLICATION_ROLE
 from boost_ledger.projections.ranges import Progress, apply_range
 from boost_ledger.projections.replay import (
+    copy_storage,
     create_copies,
     index_names,
     quoted,
@@ -175,21 +176,13 @@ async def _try_swap(
 
 async def _replace(connection: asyncpg.Connection[Any], schema: str, table: str) -> None:
     """The live ``table`` dropped and its copy moved into its place, with the live one's index
-    names and autovacuum setting, and its grants."""
-    live = f"public.{quoted(table)}"
+    names, storage parameters and grants."""
+    live, copy = f"public.{quoted(table)}", f"{quoted(schema)}.{quoted(table)}"
     names = await index_names(connection, live)
-    autovacuum = await connection.fetchval(
-        "select o from pg_class c, unnest(c.reloptions) o"
-        " where c.oid = $1::regclass and o like 'autovacuum\\_enabled=%'",
-        live,
-    )
+    await copy_storage(connection, live, copy)
     await connection.execute(f"drop table {live}")
-    await connection.execute(f"alter table {quoted(schema)}.{quoted(table)} set schema public")
+    await connection.execute(f"alter table {copy} set schema public")
     await rename_indexes(connection, live, names)
-    await connection.execute(f"alter table {live} reset (autovacuum_enabled)")
-    if autovacuum is not None:  # set on the live table by an operator: kept
-        value = autovacuum.partition("=")[2].replace("'", "''")
-        await connection.execute(f"alter table {live} set (autovacuum_enabled = '{value}')")
     await _grant(connection, table)
 
 

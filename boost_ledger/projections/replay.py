@@ -33,13 +33,13 @@ def quoted(identifier: str) -> str:
     return f'"{identifier}"'
 
 
-# The storage parameters of a table (a fillfactor, sql/0013) as ``with (...)`` items, but for
-# autovacuum_enabled, which the rebuild sets itself. ``like`` leaves them out.
+# The storage parameters of a table (a fillfactor, sql/0013, an operator's autovacuum settings)
+# as ``set (...)`` items; empty without any. ``like`` leaves them out of a copy.
 _STORAGE = """
 select coalesce(string_agg(format('%I = %L', split_part(o, '=', 1), substr(o, strpos(o, '=') + 1)),
                            ', '), '')
   from pg_class c, unnest(c.reloptions) o
- where c.oid = $1::regclass and o not like 'autovacuum\\_enabled=%'
+ where c.oid = $1::regclass
 """
 
 # Each index of a table by its definition without its name and table ("USING btree (...) WHERE
@@ -56,20 +56,29 @@ select regexp_replace(pg_get_indexdef(i.indexrelid), '^CREATE .*?INDEX \\S+ ON (
 async def create_copies(
     connection: asyncpg.Connection[Any], schema: str, modules: Iterable[ModuleType]
 ) -> None:
-    """An empty schema holding a structural copy (columns, defaults, checks, indexes, storage
-    parameters) of each table of ``modules``."""
+    """An empty schema holding a structural copy (columns, defaults, checks, indexes) of each
+    table of ``modules``; the swap gives it the live table's storage parameters
+    (``copy_storage``), so that it fills densely and keeps any changed meanwhile."""
     await connection.execute(f"drop schema if exists {quoted(schema)} cascade")
     await connection.execute(f"create schema {quoted(schema)}")
     for module in modules:
         for table in module.TABLES:
-            storage = await connection.fetchval(_STORAGE, f"public.{quoted(table)}")
             await connection.execute(
                 f"create table {quoted(schema)}.{quoted(table)}"
                 f" (like public.{quoted(table)} including all)"
                 # Autovacuum would take a fresh copy up while it fills (CPU spent meanwhile, and
-                # a lock that makes the swap wait); the swap sets it as the live table had it.
-                f" with (autovacuum_enabled = false{', ' if storage else ''}{storage})"
+                # a lock that makes the swap wait); the swap sets it as the live table has it.
+                " with (autovacuum_enabled = false)"
             )
+
+
+async def copy_storage(connection: asyncpg.Connection[Any], live: str, copy: str) -> None:
+    """``copy`` gets the storage parameters of ``live`` (and its autovacuum setting: none set
+    means on)."""
+    storage = await connection.fetchval(_STORAGE, live)
+    await connection.execute(f"alter table {copy} reset (autovacuum_enabled)")
+    if storage:
+        await connection.execute(f"alter table {copy} set ({storage})")
 
 
 async def index_names(connection: asyncpg.Connection[Any], table: str) -> dict[str, list[str]]:
