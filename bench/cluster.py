@@ -21,6 +21,8 @@ import psutil
 from boost_ledger import postgres
 
 QUIESCE_TIMEOUT_S = 120.0
+LEVEL_QUIESCE_S = 30.0
+"""How long a load or a pgbench level waits at most for the autovacuum of the one before."""
 
 # The settings that decide write throughput, quoted in the report as they were in force.
 REPORTED_SETTINGS = (

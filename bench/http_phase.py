@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from bench import pgbench_phase, submission
-from bench.cluster import Cluster
+from bench.cluster import LEVEL_QUIESCE_S, Cluster
 from bench.config import BenchConfig
 from bench.loadgen import Spec
 from bench.proc import run_json_module
@@ -22,9 +22,12 @@ GENERATOR_CPU_WARNING = 0.8
 async def run_load(
     spec: Spec, servers: list[Server], cluster: Cluster, workers: bool = True
 ) -> dict[str, Any]:
-    """One load from a separate generator process, with the servers and PostgreSQL sampled.
+    """One load from a separate generator process, with the servers and PostgreSQL sampled,
+    once PostgreSQL has checkpointed and no autovacuum runs (``Cluster.quiesce``, bounded), so
+    that a load does not pay for the writes of the one before it (a pgbench level's included).
     A checkout load is followed by the submission of its orders (see ``submission``), unless
     the servers run no ``workers``."""
+    quiet = await cluster.quiesce(LEVEL_QUIESCE_S)
     following = spec.mode == "checkout" and workers
     before = await submission.counts(cluster) if following else None
     started = time.monotonic()
@@ -35,7 +38,7 @@ async def run_load(
         provider.psutil if provider else None,
     ) as sampler:
         generated = await run_json_module("bench.loadgen", spec)
-    result: dict[str, Any] = {**generated, **sampler.result}
+    result: dict[str, Any] = {**generated, **sampler.result, "quiesced": quiet}
     if before is not None:
         result["submission"] = await submission.follow(cluster, before, started)
     served = result["per_s"] * result["wall_s"]

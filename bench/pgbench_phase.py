@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.cluster import Cluster
+from bench.cluster import LEVEL_QUIESCE_S, Cluster
 from bench.config import BenchConfig
 from bench.sampler import Sampler
 from bench.server import BOOST
@@ -74,6 +74,8 @@ async def run_level(
         f"--log-prefix={log_dir / prefix}",
         database,
     ]
+    # As before every checkout load (http_phase.run_load): no level pays for the one before.
+    quiet = await cluster.quiesce(LEVEL_QUIESCE_S)
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.time()
     async with Sampler(None, cluster.postmaster()) as sampler:
@@ -100,6 +102,7 @@ async def run_level(
         "failed": process.returncode != 0 or "aborted" in output,
         "pgbench_cpu_fraction": pgbench_cpu_s / sampler.result["wall_s"],
         **sampler.result,
+        "quiesced": quiet,
     }
     if result["failed"]:
         result["output_tail"] = output[-800:]

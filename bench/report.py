@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from bench.cluster import LEVEL_QUIESCE_S
 from bench.report_lifecycle import lifecycle_section
 from bench.report_log import log_table
 from bench.report_profile import profile_section
@@ -123,7 +124,9 @@ def render(results: dict[str, Any], chart_name: str | None) -> str:
         f"`{meta['command']}` — {meta['machine']}. One embedded PostgreSQL"
         f" {meta['pg_settings'].get('server_version', '')} for the whole run, at `initdb`"
         " defaults (settings below). Every figure comes from this one run on this machine;"
-        " ratios compare figures taken minutes apart on the same server.",
+        " ratios compare figures taken minutes apart on the same server. Every load and every"
+        " pgbench level starts after a checkpoint, once no autovacuum runs (waiting at most"
+        f" {LEVEL_QUIESCE_S:.0f} s), so that none pays for the writes of the one before it.",
         "",
         "## Targets (issue 7)",
         "",
