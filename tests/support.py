@@ -63,18 +63,13 @@ class TestServer:
     async def _drop_if_exists(self, name: str) -> None:
         await self._admin(f'drop database if exists "{name}" with (force)')
 
-    async def fresh_database(self) -> str:
-        """A new database cloned from the migrated template; returns its DSN."""
+    async def fresh_database(self, migrated: bool = True) -> str:
+        """A new database cloned from the migrated template (or, not ``migrated``, with no
+        migration applied); returns its DSN."""
         name = f"boost_test_{os.getpid()}_{next(_numbers)}"
         await self._drop_if_exists(name)
-        await self._admin(f'create database "{name}" template "{TEMPLATE}"')
-        return postgres.with_database(self.admin_uri, name)
-
-    async def empty_database(self) -> str:
-        """A new database with no migration applied; returns its DSN."""
-        name = f"boost_test_{os.getpid()}_{next(_numbers)}"
-        await self._drop_if_exists(name)
-        await self._admin(f'create database "{name}"')
+        template = f' template "{TEMPLATE}"' if migrated else ""
+        await self._admin(f'create database "{name}"{template}')
         return postgres.with_database(self.admin_uri, name)
 
 

@@ -29,7 +29,7 @@ async def test_the_attempting_index_moves_to_order_id_whatever_a_rebuild_named_i
     for migration in sorted(migrations.sql_directory().glob("*.sql")):
         if migration.name < "0013":
             shutil.copy(migration, earlier / migration.name)
-    dsn = await test_server.empty_database()
+    dsn = await test_server.fresh_database(migrated=False)
     await migrations.migrate(dsn, earlier)
     connection = await asyncpg.connect(dsn)
     try:
