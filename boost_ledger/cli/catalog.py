@@ -9,9 +9,6 @@ from boost_ledger.cli.common import CommandError, database, print_json
 from boost_ledger.ledger import catalog
 from boost_ledger.ledger.money import format_kobo, parse_naira
 from boost_ledger.settings import Settings
-from boost_ledger.upstream.client import ProviderClient
-from boost_ledger.upstream.errors import ProviderError
-from boost_ledger.workers.catalog_sync import sync_once
 
 
 def register(commands: Any) -> None:
@@ -36,6 +33,11 @@ async def _sync(arguments: argparse.Namespace) -> int:
             "set BOOST_PROVIDER_URL (the built-in simulator lives inside `boost serve`,"
             " at http://HOST:PORT/simulator/api/v2)"
         )
+    # Here, not at the top: the provider's client (httpx) is only loaded by the command using it.
+    from boost_ledger.upstream.client import ProviderClient
+    from boost_ledger.upstream.errors import ProviderError
+    from boost_ledger.workers.catalog_sync import sync_once
+
     provider = ProviderClient(
         settings.provider_url, settings.provider_key, timeout_s=settings.provider_timeout_s
     )

@@ -1,4 +1,7 @@
-"""``boost serve``, ``boost migrate``, ``boost worker`` and ``boost simulator``."""
+"""``boost serve``, ``boost migrate``, ``boost worker`` and ``boost simulator``.
+
+The server (Starlette, uvicorn, httpx, the workers) is imported by the commands that run it, so
+that every other ``boost`` command starts without loading it."""
 
 from __future__ import annotations
 
@@ -9,7 +12,6 @@ from typing import Any
 
 from boost_ledger import migrations, postgres, server_group
 from boost_ledger.cli.common import CommandError, settings_from_env
-from boost_ledger.server import serve, work
 from boost_ledger.settings import Settings
 
 
@@ -66,6 +68,8 @@ async def _serve(arguments: argparse.Namespace) -> int:
             raise CommandError(f"--processes must be between 1 and {limit}", 2)
         await server_group.serve_processes(settings, arguments.processes)
     else:
+        from boost_ledger.server import serve
+
         await serve(
             settings, reuse_port=arguments.reuse_port, announce_ready=arguments.announce_ready
         )
@@ -86,6 +90,8 @@ async def _worker(arguments: argparse.Namespace) -> int:
         # Ctrl-C in a terminal signals the whole process group: the parent stops its children
         # itself (SIGTERM), so that the worker does not exit first and look like a crash.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from boost_ledger.server import work
+
     await work(settings_from_env(), parent_pid=arguments.stop_with_parent)
     return 0
 

@@ -3,15 +3,12 @@ decode each event's ``data::text`` straight into its struct (one step, no dict i
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
 
 from boost_ledger.ledger.events import EVENT_TYPES, Event, LedgerSealed
 
 _seal_decoder = msgspec.json.Decoder(LedgerSealed)
 _event_decoders = {name: msgspec.json.Decoder(cls) for name, cls in EVENT_TYPES.items()}
-_metadata_decoder = msgspec.json.Decoder(dict[str, Any])
 
 
 def decode_seal(data: str) -> LedgerSealed:
@@ -22,21 +19,3 @@ def decode_event_json(type_name: str, data: str) -> Event:
     """The typed event from its stored ``type`` and its data as JSON text (``data::text``)."""
     event: Event = _event_decoders[type_name].decode(data)
     return event
-
-
-class MetadataDecoder:
-    """Decodes each event's metadata, reusing the dict of the previous event when the text is
-    the same (the events of one transaction share it): replays never change metadata."""
-
-    def __init__(self) -> None:
-        self._text = ""
-        self._value: dict[str, Any] = {}
-
-    def __call__(self, metadata: str) -> dict[str, Any]:
-        if metadata != self._text:
-            self._text, self._value = metadata, _metadata_decoder.decode(metadata)
-        return self._value
-
-
-def decode_metadata_json(metadata: str) -> dict[str, Any]:
-    return _metadata_decoder.decode(metadata)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -35,7 +35,7 @@ import msgspec
 from boost_ledger.ledger.connection import Connection
 from boost_ledger.ledger.errors import ConcurrencyConflict, DuplicateEvent
 from boost_ledger.ledger.events import Event, RecordedEvent, decode_event
-from boost_ledger.ledger.replay_types import decode_event_json, decode_metadata_json
+from boost_ledger.ledger.replay_types import decode_event_json
 
 MAX_APPEND_BATCH = 100
 FEED_BATCH_MAX = 10_000
@@ -153,8 +153,8 @@ def record_from_row(row: Mapping[str, Any]) -> RecordedEvent:
 
 
 # Replays read the log in position order, in bounded batches, with data and metadata as JSON
-# text: each is decoded once, straight into its typed struct (no dict in between), and the text
-# is also what an auditor hashes. Columns in this order (see record_from_text_row). A part is
+# text: the data is decoded once, straight into its typed struct (no dict in between), and the text
+# is also what an auditor hashes. Columns in this order (see record_from_audit_row). A part is
 # asked for as "not any other part": PostgreSQL takes that for an unselective test and keeps
 # walking the positions in order (as "= part" it would expect few rows, and sort a scan of the
 # whole log for every batch).
@@ -169,12 +169,14 @@ select {columns}
  limit $4
 """
 RANGE_BATCH_MAX = 50_000
-_ALL_COLUMNS = """global_position, event_id, stream_id, version, type, data::text, metadata::text,
-       transaction_id::text::bigint, recorded_at, hash"""
+# What an auditor checks of each event, in this order (audit/chains.py names the columns): the id
+# comes as text, as it is hashed (no UUID object per event), and the transaction id is left out.
+_AUDIT_COLUMNS = """global_position, event_id::text, stream_id, version, type, data::text,
+       metadata::text, recorded_at, hash"""
 # What a projection's fold reads of an event. A replay that only folds leaves the rest out, and
 # PostgreSQL then renders neither the metadata's JSON nor the transaction id for each event.
 _FOLD_COLUMNS = "global_position, stream_id, version, type, data::text, recorded_at"
-_RANGE_ALL = _RANGE.format(columns=_ALL_COLUMNS)
+_RANGE_AUDIT = _RANGE.format(columns=_AUDIT_COLUMNS)
 _RANGE_FOLD = _RANGE.format(columns=_FOLD_COLUMNS)
 
 
@@ -199,12 +201,12 @@ async def read_range(
 ) -> list[Any]:
     """Rows of the events with ``after < global_position <= up_to`` (no bound when None) of
     ``types`` (all when None), of ``part`` (all when None), in position order, at most
-    ``limit``: every column (see ``record_from_text_row``), or with ``folding`` only those a
-    fold reads (see ``record_from_fold_row``)."""
+    ``limit``: those an auditor checks (see ``record_from_audit_row``), or with ``folding`` only
+    those a fold reads (see ``record_from_fold_row``)."""
     assert 0 < limit <= RANGE_BATCH_MAX
     assert part is None or 0 <= part.index < part.count
     return await connection.fetch(
-        _RANGE_FOLD if folding else _RANGE_ALL,
+        _RANGE_FOLD if folding else _RANGE_AUDIT,
         after,
         up_to,
         None if types is None else list(types),
@@ -212,24 +214,6 @@ async def read_range(
         None if part is None else part.field,
         1 if part is None else part.count,
         [] if part is None else [other for other in range(part.count) if other != part.index],
-    )
-
-
-def record_from_text_row(
-    row: Sequence[Any],
-    decode_metadata: Callable[[str], dict[str, Any]] = decode_metadata_json,
-) -> RecordedEvent:
-    """The event of a ``read_range`` row (``decode_metadata`` may share equal metadata)."""
-    return RecordedEvent(
-        global_position=row[0],
-        event_id=row[1],
-        stream_id=row[2],
-        version=row[3],
-        event=decode_event_json(row[4], row[5]),
-        metadata=decode_metadata(row[6]),
-        transaction_id=row[7],
-        recorded_at=row[8],
-        hash=row[9],
     )
 
 
@@ -249,6 +233,22 @@ def record_from_fold_row(row: Sequence[Any]) -> RecordedEvent:
         metadata=_NOT_READ_METADATA,
         transaction_id=0,
         recorded_at=row[5],
+        hash=b"",
+    )
+
+
+def record_from_audit_row(row: Sequence[Any]) -> RecordedEvent:
+    """The event of a ``read_range`` row (an auditor's), for a projection's fold: as
+    ``record_from_fold_row`` gives it (what a fold does not read is left out)."""
+    return RecordedEvent(
+        global_position=row[0],
+        event_id=_NOT_READ_ID,
+        stream_id=row[2],
+        version=row[3],
+        event=decode_event_json(row[4], row[5]),
+        metadata=_NOT_READ_METADATA,
+        transaction_id=0,
+        recorded_at=row[7],
         hash=b"",
     )
 

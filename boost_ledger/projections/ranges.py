@@ -22,7 +22,6 @@ import asyncpg
 
 from boost_ledger.ledger import store
 from boost_ledger.ledger.events import RecordedEvent
-from boost_ledger.ledger.replay_types import MetadataDecoder
 from boost_ledger.projections import bulk
 
 BATCH_SIZE = 10_000
@@ -86,7 +85,7 @@ async def apply_range(
     With a ``part``, only its events (another process may fold the others meanwhile)."""
     wanted = event_types(module for module, _ in targets)
     types, relevant = (None, frozenset(wanted)) if observer is not None else (wanted, None)
-    position, metadata = after, MetadataDecoder()
+    position = after
     batches = _batches(
         reader or connection, reader is not None, position, up_to, types, part, observer is None
     )
@@ -94,7 +93,7 @@ async def apply_range(
     with collector_paused():
         async with aclosing(batches), writes:
             async for rows in batches:
-                records = await _decoded(rows, relevant, metadata, folding=observer is None)
+                records = await _decoded(rows, relevant, folding=observer is None)
                 await writes.finish()  # the connection is free again
                 if observer is not None:
                     await observer(rows)
@@ -112,7 +111,6 @@ async def apply_range(
 async def _decoded(
     rows: Sequence[Any],
     relevant: frozenset[str] | None,
-    metadata: MetadataDecoder,
     *,
     folding: bool,
 ) -> list[RecordedEvent]:
@@ -123,11 +121,11 @@ async def _decoded(
     for start in range(0, len(rows), DECODE_CHUNK):
         chunk = rows[start : start + DECODE_CHUNK]
         if folding:
-            assert relevant is None, "an observed replay reads every column"
+            assert relevant is None, "an observed replay reads the auditor's columns"
             records += [store.record_from_fold_row(row) for row in chunk]
         else:
             records += [
-                store.record_from_text_row(row, metadata)
+                store.record_from_audit_row(row)
                 for row in chunk
                 if relevant is None or row[4] in relevant
             ]

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -289,6 +290,29 @@ async def test_a_seal_catches_a_tail_rewritten_with_valid_hashes(ledger, owner):
         "select global_position from events where stream_id = 'audit-seals'"
     )
     assert f"over positions 1..{sealed.position}" in report.findings[0].detail
+
+
+async def test_a_debit_under_another_id_is_named_even_with_its_chain_recomputed(ledger, owner):
+    """A debit given a random event id (its stream's hashes recomputed to match) passes the
+    chain, but not the deterministic-id check, which names it by position and both ids."""
+    stream = f"wallet-{ledger.spender}"
+    debit = await owner.fetchrow(
+        "select global_position, version, event_id from events"
+        " where stream_id = $1 and type = 'FundsDebited' order by version limit 1",
+        stream,
+    )
+    forged = uuid.uuid4()
+    async with _trigger_off(owner), owner.transaction():
+        await owner.execute(
+            "update events set event_id = $2 where global_position = $1",
+            debit["global_position"], forged,
+        )
+        await _rechain(owner, stream, debit["version"])
+    report = await verify.verify(owner, projections_too=False)
+    assert [(f.check, f.global_position) for f in report.findings] == [
+        ("deterministic-id", debit["global_position"])
+    ], report.findings
+    assert f"has event id {forged}, expected {debit['event_id']}" in report.findings[0].detail
 
 
 async def test_a_projection_changed_behind_the_ledgers_back_is_named(ledger, owner):
