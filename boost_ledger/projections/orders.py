@@ -238,23 +238,26 @@ def touches(record: RecordedEvent) -> list[tuple[str, Any]]:
     return [("orders", order_id), ("idempotency_keys", order_id)]
 
 
+# What every order row starts with, whatever its OrderPlaced.
+_PLACED_ROW = {
+    "status": "pending",
+    "submission": "queued",
+    "submission_attempts": 0,
+    "provider_order_id": None,
+    "upstream_status": None,
+    "start_count": None,
+    "remains": None,
+    "refunded_kobo": 0,
+    "refunded": False,
+}
+
+
 def _placed_row(record: RecordedEvent, event: OrderPlaced) -> dict[str, Any]:
     row = msgspec.structs.asdict(event)  # its fields as they are, but the fingerprint as bytes
-    row.update(
-        fingerprint=bytes.fromhex(event.fingerprint),
-        status="pending",
-        submission="queued",
-        submission_attempts=0,
-        provider_order_id=None,
-        upstream_status=None,
-        start_count=None,
-        remains=None,
-        refunded_kobo=0,
-        refunded=False,
-        version=record.version,
-        created_at=record.recorded_at,
-        updated_at=record.recorded_at,
-    )
+    row.update(_PLACED_ROW)
+    row["fingerprint"] = bytes.fromhex(event.fingerprint)
+    row["version"] = record.version
+    row["created_at"] = row["updated_at"] = record.recorded_at
     return row
 
 
