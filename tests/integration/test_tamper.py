@@ -9,112 +9,18 @@ the tail of a stream with freshly computed hashes (which only a seal can catch).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import asyncpg
-import httpx
-import pytest
-import support
-from support import make_pool, open_funded_account, seed_catalog
+from tampering import named, rechain, triggers_off
 
-from boost_ledger import postgres
 from boost_ledger.audit import seals, verify
-from boost_ledger.audit.chains import canonical_bytes
-from boost_ledger.audit.findings import Report
-from boost_ledger.ledger import checkout, fulfilment
-from boost_ledger.upstream.client import ProviderClient
-from boost_ledger.workers import poller, submitter
 
 BOOST = str(Path(sys.executable).parent / "boost")
 CLI_TIMEOUT_S = 60
-
-
-@dataclass(frozen=True)
-class Ledger:
-    dsn: str
-    spender: int  # an account with a completed, a partial, a canceled and a locally canceled order
-    partial: int  # an account whose wallet stream ends with a partial refund
-    submitted_order: int  # an order stream of four events: placed, attempted, submitted, observed
-
-
-async def _place(pool: asyncpg.Pool[Any], account_id: int, key: str, quantity: int) -> int:
-    body = {"service_id": "1", "link": "https://instagram.com/p/x", "quantity": quantity,
-            "idempotency_key": key}
-    async with pool.acquire() as connection:
-        answer = await checkout.checkout(
-            connection, account_id=account_id, idempotency_key=key, service_id="1", body=body,
-            subscription_default_posts=10, metadata={"actor": "test"},
-        )
-    assert answer.status_code == 201
-    return answer.order_id
-
-
-async def _provider_says(
-    pool: asyncpg.Pool[Any], simulator: httpx.AsyncClient, order_id: int, **status: Any
-) -> None:
-    provider_order_id = await pool.fetchval(
-        "select provider_order_id from orders where order_id = $1", order_id
-    )
-    assert provider_order_id is not None
-    assert (await simulator.post(f"/orders/{provider_order_id}", json=status)).status_code == 200
-
-
-@pytest.fixture
-async def ledger(
-    test_server: support.TestServer, provider: ProviderClient, simulator: httpx.AsyncClient
-) -> AsyncIterator[Ledger]:
-    """A fresh database with every kind of money movement in it."""
-    dsn = await test_server.fresh_database()
-    pool = await make_pool(dsn, max_size=4)
-    try:
-        await seed_catalog(pool)
-        spender, _ = await open_funded_account(pool, 50_000_00)
-        partial, _ = await open_funded_account(pool, 20_000_00)
-        completed, half, canceled = [
-            await _place(pool, spender, f"k{quantity}", quantity) for quantity in (100, 200, 300)
-        ]
-        partly = await _place(pool, partial, "p", 400)
-        assert len(await submitter.drain(pool, provider)) == 4
-        await _provider_says(pool, simulator, completed, status="Completed", remains=0)
-        await _provider_says(pool, simulator, half, status="Partial", remains=100)
-        await _provider_says(pool, simulator, canceled, status="Canceled")
-        await _provider_says(pool, simulator, partly, status="Partial", remains=150)
-        assert await poller.poll_once(pool, provider, 0.01) == 4
-        never_sent = await _place(pool, spender, "k-local", 50)
-        async with pool.acquire() as connection, connection.transaction():
-            order = await fulfilment.lock_order(connection, never_sent)
-            await fulfilment.cancel_locally(connection, order, "test")
-        refunds = await pool.fetchval("select count(*) from events where type = 'Refunded'")
-        assert refunds == 4  # the partial one, the canceled one, the local one, the other partial
-    finally:
-        await pool.close()
-    yield Ledger(dsn, spender, partial, completed)
-
-
-@pytest.fixture
-async def owner(ledger: Ledger) -> AsyncIterator[asyncpg.Connection[Any]]:
-    connection = await postgres.owner_connection(ledger.dsn)
-    yield connection
-    await connection.close()
-
-
-@asynccontextmanager
-async def _trigger_off(connection: asyncpg.Connection[Any]) -> AsyncIterator[None]:
-    """What only a superuser can do: switch off the log's append-only triggers for a moment."""
-    await connection.execute("alter table events disable trigger user")
-    try:
-        yield
-    finally:
-        await connection.execute("alter table events enable trigger user")
 
 
 async def _boost(dsn: str, *arguments: str) -> tuple[int, str, str]:
@@ -127,10 +33,6 @@ async def _boost(dsn: str, *arguments: str) -> tuple[int, str, str]:
     out, err = await asyncio.wait_for(process.communicate(), timeout=CLI_TIMEOUT_S)
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
-
-
-def _named(report: Report, check: str, position: int) -> bool:
-    return any(f.check == check and f.global_position == position for f in report.findings)
 
 
 async def test_a_healthy_ledger_verifies_through_the_cli(ledger):
@@ -147,7 +49,7 @@ async def test_a_healthy_ledger_verifies_through_the_cli(ledger):
     assert "projections equal a replay" in report["checks"]
 
 
-async def test_changing_an_amount_is_named_by_check_and_position(ledger, owner):
+async def test_changing_an_amount_isnamed_by_check_and_position(ledger, owner):
     """A debit's amount changed in place breaks its stream's hash chain exactly there; verify
     (library and CLI) fails and names the check and the event's global position first."""
     target = await owner.fetchrow(
@@ -155,7 +57,7 @@ async def test_changing_an_amount_is_named_by_check_and_position(ledger, owner):
         " and stream_id = $1 order by version limit 1",
         f"wallet-{ledger.spender}",
     )
-    async with _trigger_off(owner):
+    async with triggers_off(owner):
         await owner.execute(
             "update events set data = jsonb_set(data, '{amount_kobo}',"
             " to_jsonb((data->>'amount_kobo')::bigint - 100)) where global_position = $1",
@@ -187,7 +89,7 @@ async def test_deleting_an_event_names_the_stream_and_the_missing_version(ledger
     assert [row["type"] for row in versions] == [
         "OrderPlaced", "SubmissionAttempted", "OrderSubmitted", "StatusObserved"
     ]
-    async with _trigger_off(owner):
+    async with triggers_off(owner):
         await owner.execute(
             "delete from events where stream_id = $1 and version = 2", stream
         )
@@ -198,7 +100,7 @@ async def test_deleting_an_event_names_the_stream_and_the_missing_version(ledger
     assert gaps[0].stream_id == stream
     assert "expected version 2, found 3" in gaps[0].detail
     assert gaps[0].global_position == versions[2]["global_position"]
-    assert _named(report, "hash-chain", versions[2]["global_position"])
+    assert named(report, "hash-chain", versions[2]["global_position"])
 
 
 async def test_swapping_two_events_names_both(ledger, owner):
@@ -210,7 +112,7 @@ async def test_swapping_two_events_names_both(ledger, owner):
         " order by version",
         stream,
     )
-    async with _trigger_off(owner), owner.transaction():
+    async with triggers_off(owner), owner.transaction():
         await owner.execute(
             "update events set version = 1000000 where stream_id = $1 and version = 2", stream
         )
@@ -222,31 +124,9 @@ async def test_swapping_two_events_names_both(ledger, owner):
         )
     report = await verify.verify(owner, projections_too=False)
     assert not report.ok
-    assert _named(report, "hash-chain", second["global_position"]), report.findings
-    assert _named(report, "hash-chain", third["global_position"]), report.findings
+    assert named(report, "hash-chain", second["global_position"]), report.findings
+    assert named(report, "hash-chain", third["global_position"]), report.findings
     assert all(f.stream_id == stream for f in report.findings), report.findings
-
-
-async def _rechain(connection: asyncpg.Connection[Any], stream: str, from_version: int) -> None:
-    """Recompute the hashes of a stream from a version on, as a forger who knows the scheme
-    would: sha256(previous hash || canonical bytes)."""
-    rows = await connection.fetch(
-        "select global_position, event_id, version, type, data::text as data,"
-        " metadata::text as metadata, hash from events"
-        " where stream_id = $1 and version >= $2 - 1 order by version",
-        stream, from_version,
-    )
-    previous = rows[0]["hash"] if from_version > 1 else b""
-    for row in rows[1:] if from_version > 1 else rows:
-        computed = hashlib.sha256(
-            previous + canonical_bytes(row["event_id"], stream, row["version"], row["type"],
-                                       row["data"], row["metadata"])
-        ).digest()
-        await connection.execute(
-            "update events set hash = $2 where global_position = $1",
-            row["global_position"], computed,
-        )
-        previous = computed
 
 
 async def test_a_seal_catches_a_tail_rewritten_with_valid_hashes(ledger, owner):
@@ -266,7 +146,7 @@ async def test_a_seal_catches_a_tail_rewritten_with_valid_hashes(ledger, owner):
         "select price_kobo from orders where order_id = $1", last["order_id"]
     )
     assert last["amount_kobo"] + 100 <= price, "the forged refund stays within the charge"
-    async with _trigger_off(owner), owner.transaction():
+    async with triggers_off(owner), owner.transaction():
         await owner.execute(
             "update events set data = data"
             " || jsonb_build_object('amount_kobo', (data->>'amount_kobo')::bigint + 100,"
@@ -274,7 +154,7 @@ async def test_a_seal_catches_a_tail_rewritten_with_valid_hashes(ledger, owner):
             " where stream_id = $1 and version = $2",
             stream, last["version"],
         )
-        await _rechain(owner, stream, last["version"])
+        await rechain(owner, stream, last["version"])
         await owner.execute(
             "update wallets set balance_kobo = balance_kobo + 100,"
             " refunded_kobo = refunded_kobo + 100 where account_id = $1",
@@ -292,7 +172,7 @@ async def test_a_seal_catches_a_tail_rewritten_with_valid_hashes(ledger, owner):
     assert f"over positions 1..{sealed.position}" in report.findings[0].detail
 
 
-async def test_a_debit_under_another_id_is_named_even_with_its_chain_recomputed(ledger, owner):
+async def test_a_debit_under_another_id_isnamed_even_with_its_chain_recomputed(ledger, owner):
     """A debit given a random event id (its stream's hashes recomputed to match) passes the
     chain, but not the deterministic-id check, which names it by position and both ids."""
     stream = f"wallet-{ledger.spender}"
@@ -302,12 +182,12 @@ async def test_a_debit_under_another_id_is_named_even_with_its_chain_recomputed(
         stream,
     )
     forged = uuid.uuid4()
-    async with _trigger_off(owner), owner.transaction():
+    async with triggers_off(owner), owner.transaction():
         await owner.execute(
             "update events set event_id = $2 where global_position = $1",
             debit["global_position"], forged,
         )
-        await _rechain(owner, stream, debit["version"])
+        await rechain(owner, stream, debit["version"])
     report = await verify.verify(owner, projections_too=False)
     assert [(f.check, f.global_position) for f in report.findings] == [
         ("deterministic-id", debit["global_position"])
@@ -315,7 +195,7 @@ async def test_a_debit_under_another_id_is_named_even_with_its_chain_recomputed(
     assert f"has event id {forged}, expected {debit['event_id']}" in report.findings[0].detail
 
 
-async def test_a_projection_changed_behind_the_ledgers_back_is_named(ledger, owner):
+async def test_a_projection_changed_behind_the_ledgers_back_isnamed(ledger, owner):
     """An order row and an account row edited in place (no event says so) differ from the
     replay: verify (library, and the CLI, whose replay is shared with a child process) fails
     with projection findings that show the live rows and the replayed ones, and nothing else."""
@@ -338,11 +218,11 @@ async def test_a_projection_changed_behind_the_ledgers_back_is_named(ledger, own
     assert any('"forged"' in line for line in failures), out
 
 
-async def test_a_duplicated_version_is_named_once_the_unique_index_is_gone(ledger, owner):
+async def test_a_duplicated_version_isnamed_once_the_unique_index_is_gone(ledger, owner):
     """With the log's unique index on (stream_id, version) dropped, a copy of an event under a
     new id (same stream, same version) is looked for and named as a stream-versions finding."""
     stream = f"order-{ledger.submitted_order}"
-    async with _trigger_off(owner):
+    async with triggers_off(owner):
         await owner.execute("alter table events drop constraint events_stream_id_version_key")
         assert (await verify.verify(owner, projections_too=False)).ok
         copied = await owner.fetchval(
@@ -355,4 +235,4 @@ async def test_a_duplicated_version_is_named_once_the_unique_index_is_gone(ledge
     duplicates = [f for f in report.findings
                   if f.check == "stream-versions" and "more than once" in f.detail]
     assert [(f.stream_id, "version 2" in f.detail) for f in duplicates] == [(stream, True)]
-    assert _named(report, "hash-chain", copied) or _named(report, "stream-versions", copied)
+    assert named(report, "hash-chain", copied) or named(report, "stream-versions", copied)

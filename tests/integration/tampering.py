@@ -1,0 +1,49 @@
+"""What the tampering tests do to a log, as a superuser who knows the hash scheme would."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import asyncpg
+
+from boost_ledger.audit.chains import canonical_bytes
+from boost_ledger.audit.findings import Report
+
+
+@asynccontextmanager
+async def triggers_off(connection: asyncpg.Connection[Any]) -> AsyncIterator[None]:
+    """What only a superuser can do: switch off the log's append-only triggers for a moment."""
+    await connection.execute("alter table events disable trigger user")
+    try:
+        yield
+    finally:
+        await connection.execute("alter table events enable trigger user")
+
+
+async def rechain(connection: asyncpg.Connection[Any], stream: str, from_version: int) -> None:
+    """Recompute the hashes of a stream from a version on, as a forger who knows the scheme
+    would: sha256(previous hash || canonical bytes)."""
+    rows = await connection.fetch(
+        "select global_position, event_id, version, type, data::text as data,"
+        " metadata::text as metadata, hash from events"
+        " where stream_id = $1 and version >= $2 - 1 order by version",
+        stream, from_version,
+    )
+    previous = rows[0]["hash"] if from_version > 1 else b""
+    for row in rows[1:] if from_version > 1 else rows:
+        computed = hashlib.sha256(
+            previous + canonical_bytes(row["event_id"], stream, row["version"], row["type"],
+                                       row["data"], row["metadata"])
+        ).digest()
+        await connection.execute(
+            "update events set hash = $2 where global_position = $1",
+            row["global_position"], computed,
+        )
+        previous = computed
+
+
+def named(report: Report, check: str, position: int) -> bool:
+    return any(f.check == check and f.global_position == position for f in report.findings)

@@ -1,0 +1,168 @@
+"""The auditor's checks about sets of events (audit/checks.py), each shown to fire.
+
+Each test forges what only that check (or a check that must fire with it) can see: the hash
+chains are recomputed around the forgery and the money adds up, so the event-by-event checks
+pass. The projections are left out of these runs (``projections_too=False``): the forged log
+would also differ from them, which another test covers.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+from tampering import rechain, triggers_off
+
+from boost_ledger.audit import verify
+from boost_ledger.audit.findings import Report
+
+
+def _found(report: Report) -> set[tuple[str, int | None]]:
+    return {(finding.check, finding.global_position) for finding in report.findings}
+
+
+async def _position(owner: asyncpg.Connection[Any], stream: str, version: int) -> int:
+    position: int = await owner.fetchval(
+        "select global_position from events where stream_id = $1 and version = $2",
+        stream, version,
+    )
+    return position
+
+
+async def _append_forged(
+    owner: asyncpg.Connection[Any], stream: str, kind: str, data: dict[str, Any]
+) -> int:
+    """An event of ``kind`` after the last one of ``stream`` (a new stream: version 1), under
+    a random id, chained as the trigger would; its position."""
+    version = 1 + await owner.fetchval(
+        "select coalesce(max(version), 0) from events where stream_id = $1", stream
+    )
+    async with triggers_off(owner), owner.transaction():
+        await owner.execute(
+            "insert into events (event_id, stream_id, version, type, data, metadata, hash)"
+            " values ($1, $2, $3, $4, $5, '{\"actor\": \"forger\"}', '')",
+            uuid.uuid4(), stream, version, kind, data,
+        )
+        await rechain(owner, stream, version)
+    return await _position(owner, stream, version)
+
+
+async def _wallet_tail(owner: asyncpg.Connection[Any], account_id: int) -> dict[str, Any]:
+    row = await owner.fetchrow(
+        "select version, type, data from events where stream_id = $1"
+        " order by version desc limit 1",
+        f"wallet-{account_id}",
+    )
+    return dict(row)
+
+
+async def test_two_orders_under_one_idempotency_key_are_named(ledger, owner):
+    first, second = await owner.fetch(
+        "select order_id, idempotency_key from orders where account_id = $1"
+        " order by order_id limit 2",
+        ledger.spender,
+    )
+    stream = f"order-{second['order_id']}"
+    async with triggers_off(owner), owner.transaction():
+        await owner.execute(
+            "update events set data = jsonb_set(data, '{idempotency_key}', to_jsonb($2::text))"
+            " where stream_id = $1 and version = 1",
+            stream, first["idempotency_key"],
+        )
+        await rechain(owner, stream, 1)
+    report = await verify.verify(owner, projections_too=False)
+    assert _found(report) == {
+        ("idempotency", await _position(owner, f"order-{first['order_id']}", 1))
+    }, report.findings
+    assert f"key {first['idempotency_key']} has 2 orders" in report.findings[0].detail
+
+
+async def test_a_placed_order_renumbered_leaves_a_debit_without_order_and_an_order_unpaid(
+    ledger, owner
+):
+    """An OrderPlaced given another order id: its debit now names an order never placed, and
+    the renumbered order was never debited."""
+    stream = f"order-{ledger.submitted_order}"
+    async with triggers_off(owner), owner.transaction():
+        await owner.execute(
+            "update events set data = jsonb_set(data, '{order_id}', '999999')"
+            " where stream_id = $1 and version = 1",
+            stream,
+        )
+        await rechain(owner, stream, 1)
+    debit = await owner.fetchval(
+        "select global_position from events where type = 'FundsDebited'"
+        " and (data->>'order_id')::bigint = $1",
+        ledger.submitted_order,
+    )
+    report = await verify.verify(owner, projections_too=False)
+    assert _found(report) == {
+        ("debit-matches-order", await _position(owner, stream, 1)),
+        ("debit-has-order", debit),
+    }, report.findings
+    details = {finding.check: finding.detail for finding in report.findings}
+    assert "order 999999 priced" in details["debit-matches-order"]
+    assert "debited nothing" in details["debit-matches-order"]
+    assert f"debit for order {ledger.submitted_order} without" in details["debit-has-order"]
+
+
+async def test_an_order_debited_twice_is_named_at_the_second_debit(ledger, owner):
+    tail = await _wallet_tail(owner, ledger.spender)
+    charge = await owner.fetchval(
+        "select price_kobo from orders where order_id = $1", ledger.submitted_order
+    )
+    forged = await _append_forged(owner, f"wallet-{ledger.spender}", "FundsDebited", {
+        "account_id": ledger.spender, "order_id": ledger.submitted_order, "amount_kobo": charge,
+        "balance_after_kobo": tail["data"]["balance_after_kobo"] - charge,
+    })
+    report = await verify.verify(owner, projections_too=False)
+    # Its id cannot be the order's one debit id, which the first debit holds.
+    assert _found(report) == {("deterministic-id", forged), ("debit-once", forged)}, (
+        report.findings
+    )
+
+
+async def test_an_order_refunded_twice_is_named_at_the_second_refund(ledger, owner):
+    tail = await _wallet_tail(owner, ledger.partial)
+    assert tail["type"] == "Refunded"
+    again = tail["data"]
+    forged = await _append_forged(owner, f"wallet-{ledger.partial}", "Refunded", {
+        **again, "balance_after_kobo": again["balance_after_kobo"] + again["amount_kobo"],
+    })
+    report = await verify.verify(owner, projections_too=False)
+    assert _found(report) == {("deterministic-id", forged), ("refund-once", forged)}, (
+        report.findings
+    )
+
+
+async def test_a_refund_above_the_charge_is_named(ledger, owner):
+    tail = await _wallet_tail(owner, ledger.partial)
+    assert tail["type"] == "Refunded"
+    order_id, refunded = tail["data"]["order_id"], tail["data"]["amount_kobo"]
+    charge = await owner.fetchval("select price_kobo from orders where order_id = $1", order_id)
+    raised_by = charge - refunded + 100  # one naira more than the order cost
+    stream = f"wallet-{ledger.partial}"
+    async with triggers_off(owner), owner.transaction():
+        await owner.execute(
+            "update events set data = data"
+            " || jsonb_build_object('amount_kobo', (data->>'amount_kobo')::bigint + $3,"
+            "  'balance_after_kobo', (data->>'balance_after_kobo')::bigint + $3)"
+            " where stream_id = $1 and version = $2",
+            stream, tail["version"], raised_by,
+        )
+        await rechain(owner, stream, tail["version"])
+    report = await verify.verify(owner, projections_too=False)
+    assert _found(report) == {("refund-bound", await _position(owner, stream, tail["version"]))}
+    assert f"refund of {charge + 100} kobo exceeds the charge of order {order_id}" in (
+        report.findings[0].detail
+    )
+
+
+async def test_an_order_stream_opened_by_another_event_is_named(ledger, owner):
+    forged = await _append_forged(
+        owner, "order-999999", "SubmissionAttempted", {"order_id": 999999, "attempt": 1}
+    )
+    report = await verify.verify(owner, projections_too=False)
+    assert _found(report) == {("order-opens-stream", forged)}, report.findings
+    assert "first event of the order stream is SubmissionAttempted" in report.findings[0].detail
