@@ -32,6 +32,17 @@ def _cli_row(entry: dict[str, Any]) -> str:
     return f"| `boost {entry['command']}` | {rate} | {detail} |"
 
 
+def _vacuum_note(log: dict[str, Any]) -> str:
+    seconds = log.get("vacuum_after_rebuild_s")
+    if seconds is None:
+        return ""
+    return (
+        f" Between the rebuild and the verify, `vacuum analyze` of the database took"
+        f" {fmt(seconds, 1)} s (the tables the rebuild swapped in, which autovacuum would take"
+        " up within a minute, perhaps during the verify)."
+    )
+
+
 def log_table(results: dict[str, Any]) -> str:
     log = results.get("log") or {}
     if not log:
@@ -42,7 +53,8 @@ def log_table(results: dict[str, Any]) -> str:
         f"A log of {fmt(log.get('events'))} events (checkout-shaped: OrderPlaced + FundsDebited on"
         " contiguous wallet streams, true balances, deterministic debit ids), appended through"
         " `store.append` in a database of its own. Each timed command starts after a"
-        " checkpoint, once no autovacuum worker runs.",
+        " checkpoint, once no autovacuum worker runs."
+        + _vacuum_note(log),
         "",
         "| operation | events/s | detail |",
         "|---|---:|---|",
