@@ -25,6 +25,9 @@ class BenchConfig(msgspec.Struct, frozen=True, kw_only=True):
     profile_concurrency: int = 32
     cli_timeout_s: float = 120.0
     """Bound on each of ``boost projections rebuild --all`` and ``boost audit verify``."""
+    cli_trials: int = 3
+    """Rebuild-then-verify rounds on the log; the report gives each figure's median (the
+    machine's speed drifts by a third within minutes) and every round's."""
     fill_budget_s: float = 300.0
     """Bound on filling the log: a slower append path leaves a smaller log (the report says)."""
     lifecycle_s: float = 5.0
@@ -48,6 +51,7 @@ QUICK = BenchConfig(
     profile_s=3.0,
     profile_concurrency=8,
     cli_timeout_s=60.0,
+    cli_trials=1,
     fill_budget_s=30.0,
     lifecycle_s=2.0,
 )

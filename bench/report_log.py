@@ -19,6 +19,12 @@ def _cli_row(entry: dict[str, Any]) -> str:
         detail = (
             f"exit {entry['exit_code']}, {fmt(entry['seconds'], 1)} s wall (process start included)"
         )
+        rounds = entry.get("rounds_events_per_s")
+        if rounds:
+            detail = (
+                f"median of {len(rounds)} rounds ({' / '.join(fmt(rate) for rate in rounds)}"
+                f" events/s, in run order); the median one: {detail}"
+            )
     profile = entry.get("profile")
     if profile:
         layers = ", ".join(f"{row['name']} {row['share']:.0%}" for row in profile["layers"][:3])

@@ -1,7 +1,9 @@
-"""The bench's latency summaries (pure functions: no server, no database)."""
+"""The bench's pure summaries (latency percentiles, the tail, the median round): no server, no
+database."""
 
 from __future__ import annotations
 
+from bench.log_phase import median_run
 from bench.stats import summarize_ms, tail_in_time
 
 
@@ -30,3 +32,12 @@ def test_the_tail_is_placed_in_the_seconds_it_finished() -> None:
     assert (spread["slow"], spread["seconds_with_slow"]) == (10, 10)
     assert spread["worst_second_share"] == 0.1
     assert tail_in_time([], [], 10.0) == {}
+
+
+def test_the_log_rounds_report_the_median_run_and_every_rate_in_run_order() -> None:
+    runs = [{"events_per_s": rate, "seconds": 100 / rate} for rate in (10.0, 30.0, 20.0)]
+    chosen = median_run(runs)
+    assert (chosen["events_per_s"], chosen["seconds"]) == (20.0, 5.0)
+    assert chosen["rounds_events_per_s"] == [10.0, 30.0, 20.0]
+    assert median_run(runs[:2])["events_per_s"] == 10.0  # the lower middle of an even count
+    assert median_run(runs[:1]) == runs[0]  # one round: no rounds to quote
