@@ -28,7 +28,7 @@ from boost_ledger.audit.findings import Finding, Report
 MAX_CACHED_STREAMS = 100_000
 
 # Row columns, as ``store.read_range`` returns them.
-POSITION, EVENT_ID, STREAM, VERSION, TYPE, DATA, METADATA, _, HASH = range(9)
+POSITION, STREAM, VERSION, TYPE, DATA, _, EVENT_ID, METADATA, HASH = range(9)
 
 _PREDECESSORS = """
 select m.position, p.version, p.hash
@@ -61,7 +61,7 @@ class ChainCheck:
         last, sha256 = self._last, hashlib.sha256
         # The loop every event goes through: kept tight, the findings are worded elsewhere.
         for row in rows:
-            position, event_id, stream, version, kind, data, metadata, _, stored = row
+            position, stream, version, kind, data, _, event_id, metadata, stored = row
             previous = last.pop(stream, None) or looked_up.get(position)
             if previous is None:
                 self.report.streams += 1

@@ -154,7 +154,7 @@ def record_from_row(row: Mapping[str, Any]) -> RecordedEvent:
 
 # Replays read the log in position order, in bounded batches, with data and metadata as JSON
 # text: the data is decoded once, straight into its typed struct (no dict in between), and the text
-# is also what an auditor hashes. Columns in this order (see record_from_audit_row). A part is
+# is also what an auditor hashes. Columns in this order (see record_from_fold_row). A part is
 # asked for as "not any other part": PostgreSQL takes that for an unselective test and keeps
 # walking the positions in order (as "= part" it would expect few rows, and sort a scan of the
 # whole log for every batch).
@@ -169,13 +169,13 @@ select {columns}
  limit $4
 """
 RANGE_BATCH_MAX = 50_000
-# What an auditor checks of each event, in this order (audit/chains.py names the columns): the id
-# comes as text, as it is hashed (no UUID object per event), and the transaction id is left out.
-_AUDIT_COLUMNS = """global_position, event_id::text, stream_id, version, type, data::text,
-       metadata::text, recorded_at, hash"""
 # What a projection's fold reads of an event. A replay that only folds leaves the rest out, and
 # PostgreSQL then renders neither the metadata's JSON nor the transaction id for each event.
 _FOLD_COLUMNS = "global_position, stream_id, version, type, data::text, recorded_at"
+# What an auditor checks of each event (audit/chains.py names the columns): those a fold reads
+# first (``record_from_fold_row`` reads both kinds of rows), then the id as text, as it is hashed
+# (no UUID object per event), the metadata and the hash; the transaction id is left out.
+_AUDIT_COLUMNS = f"{_FOLD_COLUMNS}, event_id::text, metadata::text, hash"
 _RANGE_AUDIT = _RANGE.format(columns=_AUDIT_COLUMNS)
 _RANGE_FOLD = _RANGE.format(columns=_FOLD_COLUMNS)
 
@@ -201,8 +201,8 @@ async def read_range(
 ) -> list[Any]:
     """Rows of the events with ``after < global_position <= up_to`` (no bound when None) of
     ``types`` (all when None), of ``part`` (all when None), in position order, at most
-    ``limit``: those an auditor checks (see ``record_from_audit_row``), or with ``folding`` only
-    those a fold reads (see ``record_from_fold_row``)."""
+    ``limit``: those an auditor checks, or with ``folding`` only those a fold reads (both
+    begin with the latter: see ``record_from_fold_row``)."""
     assert 0 < limit <= RANGE_BATCH_MAX
     assert part is None or 0 <= part.index < part.count
     return await connection.fetch(
@@ -222,8 +222,8 @@ _NOT_READ_METADATA: dict[str, Any] = {}
 
 
 def record_from_fold_row(row: Sequence[Any]) -> RecordedEvent:
-    """The event of a ``read_range(..., folding=True)`` row, for a projection's fold: its id,
-    metadata, transaction and hash were not read (a nil id, no metadata, zero, no bytes)."""
+    """The event of a ``read_range`` row (either kind), for a projection's fold: only what a
+    fold reads (a nil id, no metadata, transaction zero, no hash bytes)."""
     return RecordedEvent(
         global_position=row[0],
         event_id=_NOT_READ_ID,
@@ -233,22 +233,6 @@ def record_from_fold_row(row: Sequence[Any]) -> RecordedEvent:
         metadata=_NOT_READ_METADATA,
         transaction_id=0,
         recorded_at=row[5],
-        hash=b"",
-    )
-
-
-def record_from_audit_row(row: Sequence[Any]) -> RecordedEvent:
-    """The event of a ``read_range`` row (an auditor's), for a projection's fold: as
-    ``record_from_fold_row`` gives it (what a fold does not read is left out)."""
-    return RecordedEvent(
-        global_position=row[0],
-        event_id=_NOT_READ_ID,
-        stream_id=row[2],
-        version=row[3],
-        event=decode_event_json(row[4], row[5]),
-        metadata=_NOT_READ_METADATA,
-        transaction_id=0,
-        recorded_at=row[7],
         hash=b"",
     )
 

@@ -93,7 +93,7 @@ async def apply_range(
     with collector_paused():
         async with aclosing(batches), writes:
             async for rows in batches:
-                records = await _decoded(rows, relevant, folding=observer is None)
+                records = await _decoded(rows, relevant)
                 await writes.finish()  # the connection is free again
                 if observer is not None:
                     await observer(rows)
@@ -108,27 +108,18 @@ async def apply_range(
     return (position if up_to is None else max(position, up_to)), writes.folded
 
 
-async def _decoded(
-    rows: Sequence[Any],
-    relevant: frozenset[str] | None,
-    *,
-    folding: bool,
-) -> list[RecordedEvent]:
-    """The batch's events (those of ``relevant`` types), decoded a chunk at a time: between
-    chunks, the previous batch's write goes on, so PostgreSQL works while this process decodes.
-    ``folding`` rows hold only what a fold reads (``store.read_range``)."""
+async def _decoded(rows: Sequence[Any], relevant: frozenset[str] | None) -> list[RecordedEvent]:
+    """The batch's events (those of ``relevant`` types; all when None), decoded a chunk at a
+    time: between chunks, the previous batch's write goes on, so PostgreSQL works while this
+    process decodes."""
     records: list[RecordedEvent] = []
     for start in range(0, len(rows), DECODE_CHUNK):
         chunk = rows[start : start + DECODE_CHUNK]
-        if folding:
-            assert relevant is None, "an observed replay reads the auditor's columns"
-            records += [store.record_from_fold_row(row) for row in chunk]
-        else:
-            records += [
-                store.record_from_audit_row(row)
-                for row in chunk
-                if relevant is None or row[4] in relevant
-            ]
+        records += [
+            store.record_from_fold_row(row)
+            for row in chunk
+            if relevant is None or row[3] in relevant  # its type
+        ]
         await asyncio.sleep(0)
     return records
 
