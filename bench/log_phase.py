@@ -147,12 +147,25 @@ async def fill(cluster: Cluster, config: BenchConfig, dsn: str) -> dict[str, Any
     return {"sweep": sweep, "bulk": bulk, "events": events}
 
 
+def _clean(run: dict[str, Any]) -> bool:
+    return bool(run.get("available")) and not run.get("timed_out") and run.get("exit_code") == 0
+
+
+def _rate(run: dict[str, Any]) -> float:
+    return float(run.get("events_per_s", 0.0))
+
+
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The run of the median rate (the lower middle one of an even count), carrying every
-    run's rate in run order (``rounds_events_per_s``)."""
-    rates = [run.get("events_per_s", 0.0) for run in runs]
-    chosen = sorted(runs, key=lambda run: run.get("events_per_s", 0.0))[(len(runs) - 1) // 2]
-    return {**chosen, "rounds_events_per_s": rates} if len(runs) > 1 else chosen
+    """The round of the median rate among those that exited 0 in time (the lower middle one
+    of an even count), or the first round when none did. Several rounds: it carries every
+    round's rate in run order (``rounds_events_per_s``) and the numbers of those that failed
+    or timed out (``failed_rounds``, from 1), whose rates are no rates."""
+    clean = [run for run in runs if _clean(run)] or runs[:1]
+    chosen = sorted(clean, key=_rate)[(len(clean) - 1) // 2]
+    if len(runs) == 1:
+        return chosen
+    failed = [number for number, run in enumerate(runs, 1) if not _clean(run)]
+    return {**chosen, "rounds_events_per_s": [_rate(run) for run in runs], "failed_rounds": failed}
 
 
 async def measure(cluster: Cluster, config: BenchConfig) -> dict[str, Any]:
@@ -170,6 +183,8 @@ async def measure(cluster: Cluster, config: BenchConfig) -> dict[str, Any]:
     results["feed"] = await _read_feed(dsn, 1000, config.cli_timeout_s)
     timeout_s = config.cli_timeout_s
     rounds: dict[str, list[dict[str, Any]]] = {"rebuild": [], "verify": []}
+    vacuums: list[float] = []
+    results["vacuum_after_rebuild_s"] = vacuums
     for _ in range(config.cli_trials):
         rounds["rebuild"].append(
             await timed_cli(cluster, dsn, events, timeout_s, "projections", "rebuild", "--all")
@@ -179,7 +194,7 @@ async def measure(cluster: Cluster, config: BenchConfig) -> dict[str, Any]:
         # the verify.
         started = time.perf_counter()
         cluster.psql(DATABASE, "vacuum analyze")
-        results["vacuum_after_rebuild_s"] = time.perf_counter() - started
+        vacuums.append(time.perf_counter() - started)
         rounds["verify"].append(
             await timed_cli(cluster, dsn, events, timeout_s, "audit", "verify")
         )

@@ -21,9 +21,14 @@ def _cli_row(entry: dict[str, Any]) -> str:
         )
         rounds = entry.get("rounds_events_per_s")
         if rounds:
+            failed = entry.get("failed_rounds") or []
+            shown = [
+                "failed" if number in failed else fmt(rate)
+                for number, rate in enumerate(rounds, 1)
+            ]
             detail = (
-                f"median of {len(rounds)} rounds ({' / '.join(fmt(rate) for rate in rounds)}"
-                f" events/s, in run order); the median one: {detail}"
+                f"median of the {len(rounds) - len(failed)} of {len(rounds)} rounds that exited 0"
+                f" in time ({' / '.join(shown)} events/s, in run order); the median one: {detail}"
             )
     profile = entry.get("profile")
     if profile:
@@ -40,12 +45,13 @@ def _cli_row(entry: dict[str, Any]) -> str:
 
 def _vacuum_note(log: dict[str, Any]) -> str:
     seconds = log.get("vacuum_after_rebuild_s")
-    if seconds is None:
+    if not seconds:
         return ""
+    each = seconds if isinstance(seconds, list) else [seconds]
     return (
-        f" Between the rebuild and the verify, `vacuum analyze` of the database took"
-        f" {fmt(seconds, 1)} s (the tables the rebuild swapped in, which autovacuum would take"
-        " up within a minute, perhaps during the verify)."
+        f" Between each rebuild and the verify after it, `vacuum analyze` of the database took"
+        f" {' / '.join(fmt(value, 1) for value in each)} s (the tables the rebuild swapped in,"
+        " which autovacuum would take up within a minute, perhaps during the verify)."
     )
 
 

@@ -65,6 +65,7 @@ _CHECKS = (
         select * from (select *, row_number() over (partition by name order by global_position)
                          from broken) b
          where row_number <= 100
+         order by name desc, global_position  -- debit-matches-order first, as CHECK_NAMES
         """,
     ),
     (

@@ -49,7 +49,7 @@ async def test_a_healthy_ledger_verifies_through_the_cli(ledger):
     assert "projections equal a replay" in report["checks"]
 
 
-async def test_changing_an_amount_isnamed_by_check_and_position(ledger, owner):
+async def test_changing_an_amount_is_named_by_check_and_position(ledger, owner):
     """A debit's amount changed in place breaks its stream's hash chain exactly there; verify
     (library and CLI) fails and names the check and the event's global position first."""
     target = await owner.fetchrow(
@@ -172,7 +172,7 @@ async def test_a_seal_catches_a_tail_rewritten_with_valid_hashes(ledger, owner):
     assert f"over positions 1..{sealed.position}" in report.findings[0].detail
 
 
-async def test_a_debit_under_another_id_isnamed_even_with_its_chain_recomputed(ledger, owner):
+async def test_a_debit_under_another_id_is_named_even_with_its_chain_recomputed(ledger, owner):
     """A debit given a random event id (its stream's hashes recomputed to match) passes the
     chain, but not the deterministic-id check, which names it by position and both ids."""
     stream = f"wallet-{ledger.spender}"
@@ -195,7 +195,7 @@ async def test_a_debit_under_another_id_isnamed_even_with_its_chain_recomputed(l
     assert f"has event id {forged}, expected {debit['event_id']}" in report.findings[0].detail
 
 
-async def test_a_projection_changed_behind_the_ledgers_back_isnamed(ledger, owner):
+async def test_a_projection_changed_behind_the_ledgers_back_is_named(ledger, owner):
     """An order row and an account row edited in place (no event says so) differ from the
     replay: verify (library, and the CLI, whose replay is shared with a child process) fails
     with projection findings that show the live rows and the replayed ones, and nothing else."""
@@ -218,7 +218,7 @@ async def test_a_projection_changed_behind_the_ledgers_back_isnamed(ledger, owne
     assert any('"forged"' in line for line in failures), out
 
 
-async def test_a_duplicated_version_isnamed_once_the_unique_index_is_gone(ledger, owner):
+async def test_a_duplicated_version_is_named_once_the_unique_index_is_gone(ledger, owner):
     """With the log's unique index on (stream_id, version) dropped, a copy of an event under a
     new id (same stream, same version) is looked for and named as a stream-versions finding."""
     stream = f"order-{ledger.submitted_order}"

@@ -3,6 +3,8 @@ database."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from bench.log_phase import median_run
 from bench.stats import summarize_ms, tail_in_time
 
@@ -34,10 +36,24 @@ def test_the_tail_is_placed_in_the_seconds_it_finished() -> None:
     assert tail_in_time([], [], 10.0) == {}
 
 
+def _round(rate: float, exit_code: int = 0, timed_out: bool = False) -> dict[str, Any]:
+    return {"available": True, "events_per_s": rate, "seconds": 100 / rate,
+            "exit_code": exit_code, "timed_out": timed_out}
+
+
 def test_the_log_rounds_report_the_median_run_and_every_rate_in_run_order() -> None:
-    runs = [{"events_per_s": rate, "seconds": 100 / rate} for rate in (10.0, 30.0, 20.0)]
+    runs = [_round(rate) for rate in (10.0, 30.0, 20.0)]
     chosen = median_run(runs)
     assert (chosen["events_per_s"], chosen["seconds"]) == (20.0, 5.0)
-    assert chosen["rounds_events_per_s"] == [10.0, 30.0, 20.0]
+    assert (chosen["rounds_events_per_s"], chosen["failed_rounds"]) == ([10.0, 30.0, 20.0], [])
     assert median_run(runs[:2])["events_per_s"] == 10.0  # the lower middle of an even count
     assert median_run(runs[:1]) == runs[0]  # one round: no rounds to quote
+
+
+def test_a_failed_or_late_round_is_never_the_median_and_is_named() -> None:
+    """A crash early in a round looks fast (events over a short time): it must not count."""
+    runs = [_round(10.0), _round(900.0, exit_code=1), _round(20.0), _round(800.0, timed_out=True)]
+    chosen = median_run(runs)
+    assert chosen["events_per_s"] == 10.0  # the lower middle of the two clean rounds
+    assert chosen["failed_rounds"] == [2, 4]
+    assert median_run(runs[1:2])["exit_code"] == 1  # nothing clean: the first round, failed
