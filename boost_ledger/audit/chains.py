@@ -24,6 +24,7 @@ from typing import Any
 import asyncpg
 
 from boost_ledger.audit.findings import Finding, Report
+from boost_ledger.ledger.events import EVENT_TYPES
 
 MAX_CACHED_STREAMS = 100_000
 
@@ -58,7 +59,7 @@ class ChainCheck:
     async def check(self, connection: asyncpg.Connection[Any], rows: Sequence[Any]) -> None:
         assert len(rows) <= MAX_CACHED_STREAMS // 2, "a batch's streams must stay in memory"
         looked_up = await self._look_up(connection, rows)
-        last, sha256 = self._last, hashlib.sha256
+        last, sha256, known = self._last, hashlib.sha256, EVENT_TYPES
         # The loop every event goes through: kept tight, the findings are worded elsewhere.
         for row in rows:
             position, stream, version, kind, data, _, event_id, metadata, stored = row
@@ -69,6 +70,8 @@ class ChainCheck:
             canonical = f"{event_id}\n{stream}\n{version}\n{kind}\n{data}\n{metadata}".encode()
             if version != previous[0] + 1 or sha256(previous[1] + canonical).digest() != stored:
                 self._report_break(row, previous)
+            if kind not in known:
+                self._add("event-type", f"{kind!r} is no event type of the ledger", row)
             last[stream] = (version, stored)
         # Only after the batch (``_look_up`` counted on the streams in memory staying there), and
         # in one go: the most recent half stays (deleting from a dict's front one key at a time

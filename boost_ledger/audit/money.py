@@ -52,7 +52,12 @@ class MoneyCheck:
         for row in rows:
             kind = row[TYPE]
             if kind in MONEY_TYPES and row[STREAM].startswith("wallet-"):
-                self._check_one(row, kind, decode(row[DATA]))
+                try:
+                    money = decode(row[DATA])
+                except msgspec.DecodeError as error:
+                    self._add("amount", f"{kind} does not hold a money event: {error}", row)
+                    continue
+                self._check_one(row, kind, money)
 
     def _check_one(self, row: Any, kind: str, money: _Money) -> None:
         if money.amount_kobo <= 0:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
+import msgspec
 
 from boost_ledger.audit.chains import HASH
 from boost_ledger.audit.findings import Finding, Report
@@ -70,14 +71,24 @@ async def seal(connection: asyncpg.Connection[Any], position: int | None = None)
     return event
 
 
-async def read_seals(connection: asyncpg.Connection[Any]) -> list[tuple[int, LedgerSealed]]:
-    """Every seal of the log: (its own position, what it sealed)."""
+async def read_seals(
+    connection: asyncpg.Connection[Any], report: Report
+) -> list[tuple[int, LedgerSealed]]:
+    """Every seal of the log: (its own position, what it sealed). One whose data is not a
+    seal's is a finding of ``report``, and checks nothing."""
     rows = await connection.fetch(
         "select global_position, data::text as data from events"
         " where stream_id = $1 order by version",
         SEAL_STREAM,
     )
-    return [(row["global_position"], decode_seal(row["data"])) for row in rows]
+    seals = []
+    for row in rows:
+        try:
+            seals.append((row["global_position"], decode_seal(row["data"])))
+        except msgspec.DecodeError as error:
+            detail = f"the seal's data is not a seal's: {error}"
+            report.add(Finding("seal", detail, row["global_position"], SEAL_STREAM))
+    return seals
 
 
 class SealCheck:

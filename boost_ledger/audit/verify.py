@@ -35,7 +35,7 @@ Connect = Callable[[], Awaitable["asyncpg.Connection[Any]"]]
 Offload = Callable[[str, list[ModuleType]], Awaitable[list[str]]]
 
 _PASS_CHECKS = [
-    "hash-chain, stream-versions",
+    "hash-chain, stream-versions, event-type",
     "balances, amounts, deterministic ids",
     "seals and positions",
 ]
@@ -143,7 +143,7 @@ async def _pass(
 ) -> list[str]:
     """The pass over the log: the event-by-event checks observe it, the projections replay it."""
     chains, money = ChainCheck(parts.chains), MoneyCheck(parts.money)
-    seals = SealCheck(parts.seals, await read_seals(connection))
+    seals = SealCheck(parts.seals, await read_seals(connection, parts.seals))
 
     async def observe(rows: Sequence[Any]) -> None:
         parts.chains.events += len(rows)

@@ -19,6 +19,7 @@ from types import ModuleType
 from typing import Any
 
 import asyncpg
+import msgspec
 
 from boost_ledger.ledger import store
 from boost_ledger.ledger.events import RecordedEvent
@@ -93,7 +94,12 @@ async def apply_range(
     with collector_paused():
         async with aclosing(batches), writes:
             async for rows in batches:
-                records = await _decoded(rows, relevant)
+                try:
+                    records = await _decoded(rows, relevant)
+                except ReplayFailed as failure:
+                    await writes.finish()  # a refusal of the batch before comes first
+                    failure.resume_after = position  # the observer has not seen this batch
+                    raise
                 await writes.finish()  # the connection is free again
                 if observer is not None:
                     await observer(rows)
@@ -115,13 +121,29 @@ async def _decoded(rows: Sequence[Any], relevant: frozenset[str] | None) -> list
     records: list[RecordedEvent] = []
     for start in range(0, len(rows), DECODE_CHUNK):
         chunk = rows[start : start + DECODE_CHUNK]
-        records += [
-            store.record_from_fold_row(row)
-            for row in chunk
-            if relevant is None or row[3] in relevant  # its type
-        ]
+        try:
+            records += [
+                store.record_from_fold_row(row)
+                for row in chunk
+                if relevant is None or row[3] in relevant  # its type
+            ]
+        except msgspec.DecodeError:
+            raise _undecodable(chunk, relevant) from None
         await asyncio.sleep(0)
     return records
+
+
+def _undecodable(rows: Sequence[Any], relevant: frozenset[str] | None) -> ReplayFailed:
+    """The refusal naming the first row of ``rows`` (of ``relevant`` types) whose data its type
+    does not decode."""
+    for row in rows:
+        if relevant is not None and row[3] not in relevant:
+            continue
+        try:
+            store.record_from_fold_row(row)
+        except msgspec.DecodeError as error:
+            return ReplayFailed(row[0], row[1], row[2], row[3], error)
+    raise AssertionError("no row of the chunk failed to decode")
 
 
 class _Writes:
@@ -204,19 +226,26 @@ async def _fold(
             for module, schema in targets:
                 folded[module.NAME] += await bulk.apply_batch(connection, [module], records, schema)
     except bulk.FoldRefused as refusal:
-        raise ReplayFailed(refusal.record, refusal.error) from refusal
+        raise ReplayFailed.at(refusal.record, refusal.error) from refusal
     except asyncpg.PostgresError as error:
-        raise ReplayFailed(records[-1], error) from error
+        raise ReplayFailed.at(records[-1], error) from error
     return folded
 
 
 class ReplayFailed(Exception):
-    """The projections refused an event of the log: the log contradicts itself there (for a
-    database refusal, the last event of the failing batch is named)."""
+    """The projections refused an event of the log, or its data is not its type's: the log
+    contradicts itself there (for a database refusal, the last event of the failing batch is
+    named)."""
 
-    def __init__(self, record: RecordedEvent, error: BaseException) -> None:
+    def __init__(
+        self, position: int, stream_id: str, version: int, type_name: str, error: BaseException
+    ) -> None:
         super().__init__(
-            f"replaying event {record.global_position} ({record.stream_id} v{record.version},"
-            f" {record.type}) failed: {type(error).__name__}: {error}"
+            f"replaying event {position} ({stream_id} v{version}, {type_name})"
+            f" failed: {type(error).__name__}: {error}"
         )
-        self.resume_after = record.global_position  # set to the batch's end by apply_range
+        self.resume_after = position  # set by apply_range: every event the observer has seen
+
+    @classmethod
+    def at(cls, record: RecordedEvent, error: BaseException) -> ReplayFailed:
+        return cls(record.global_position, record.stream_id, record.version, record.type, error)

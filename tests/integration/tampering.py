@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -43,6 +44,32 @@ async def rechain(connection: asyncpg.Connection[Any], stream: str, from_version
             row["global_position"], computed,
         )
         previous = computed
+
+
+async def position_of(owner: asyncpg.Connection[Any], stream: str, version: int) -> int:
+    position: int = await owner.fetchval(
+        "select global_position from events where stream_id = $1 and version = $2",
+        stream, version,
+    )
+    return position
+
+
+async def append_forged(
+    owner: asyncpg.Connection[Any], stream: str, kind: str, data: dict[str, Any]
+) -> int:
+    """An event of ``kind`` after the last one of ``stream`` (a new stream: version 1), under
+    a random id, chained as the trigger would; its position."""
+    version = 1 + await owner.fetchval(
+        "select coalesce(max(version), 0) from events where stream_id = $1", stream
+    )
+    async with triggers_off(owner), owner.transaction():
+        await owner.execute(
+            "insert into events (event_id, stream_id, version, type, data, metadata, hash)"
+            " values ($1, $2, $3, $4, $5, '{\"actor\": \"forger\"}', '')",
+            uuid.uuid4(), stream, version, kind, data,
+        )
+        await rechain(owner, stream, version)
+    return await position_of(owner, stream, version)
 
 
 def named(report: Report, check: str, position: int) -> bool:

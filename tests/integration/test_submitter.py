@@ -457,16 +457,26 @@ async def test_batches_claimed_side_by_side_send_each_order_once(
 
 async def _submission_after(
     pool: asyncpg.Pool[Any], client: httpx.AsyncClient, provider: ProviderClient, key: str,
-    wait_s: float, poll_interval_s: float | None,
+    wait_s: float, poll_interval_s: float | None, monkeypatch: pytest.MonkeyPatch,
 ) -> str:
     """The order's submission ``wait_s`` after it was placed, with a running submitter that
     nothing wakes and whose sweep is far off, started (and idle) before the order came."""
+    looked = asyncio.Event()
+    real_drain = submitter.drain
+
+    async def noted_drain(*arguments: Any, **options: Any) -> list[str]:
+        sent = await real_drain(*arguments, **options)
+        looked.set()
+        return sent
+
+    monkeypatch.setattr(submitter, "drain", noted_drain)
     never = asyncio.Event()
     running = asyncio.create_task(
         submitter.run(pool, provider, never, 300.0, poll_interval_s=poll_interval_s)
     )
     try:
-        await asyncio.sleep(0.3)  # its first look at the queue finds it empty
+        # Its first look at the queue finds it empty (however slow the machine is to start it).
+        await asyncio.wait_for(looked.wait(), timeout=10)
         order = await _place(client, key)
         deadline = asyncio.get_running_loop().time() + wait_s
         while asyncio.get_running_loop().time() < deadline:
@@ -481,14 +491,17 @@ async def _submission_after(
 
 async def test_a_submitter_apart_from_the_api_looks_for_orders_every_poll_interval(
     pool: asyncpg.Pool[Any], client: httpx.AsyncClient, provider: ProviderClient,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """No checkout wakes the submitter of ``boost worker`` (or of the parent of ``boost serve
     --processes``): it finds a new order within its poll interval, where one that waits for
     wakeups would leave it to the next sweep."""
     _, key = await open_funded_account(pool, 5 * PRICE_100_KOBO)
-    assert await _submission_after(pool, client, provider, key, 1.0, None) == "queued"
+    assert await _submission_after(pool, client, provider, key, 1.0, None, monkeypatch) == "queued"
     assert await submitter.drain(pool, provider) == ["provider_order_id"]
-    assert await _submission_after(pool, client, provider, key, 5.0, 0.05) == "submitted"
+    assert await _submission_after(
+        pool, client, provider, key, 5.0, 0.05, monkeypatch
+    ) == "submitted"
 
 
 async def test_an_idle_worker_looks_for_orders_less_and_less_often(

@@ -15,7 +15,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from tampering import named, rechain, triggers_off
+from tampering import append_forged, named, rechain, triggers_off
 
 from boost_ledger.audit import seals, verify
 
@@ -236,3 +236,57 @@ async def test_a_duplicated_version_is_named_once_the_unique_index_is_gone(ledge
                   if f.check == "stream-versions" and "more than once" in f.detail]
     assert [(f.stream_id, "version 2" in f.detail) for f in duplicates] == [(stream, True)]
     assert named(report, "hash-chain", copied) or named(report, "stream-versions", copied)
+
+
+async def test_a_debit_whose_amount_is_no_number_is_reported_not_a_crash(ledger, owner):
+    """A forged debit's amount set to a string (chain recomputed): the money check and the
+    replay each name it; verify (library, and the CLI with its child process) reports, exits 1
+    and does not fail on it."""
+    stream = f"wallet-{ledger.spender}"
+    version = await owner.fetchval(
+        "select version from events where stream_id = $1 and type = 'FundsDebited'"
+        " order by version limit 1",
+        stream,
+    )
+    async with triggers_off(owner), owner.transaction():
+        await owner.execute(
+            "update events set data = jsonb_set(data, '{amount_kobo}', '\"abc\"')"
+            " where stream_id = $1 and version = $2",
+            stream, version,
+        )
+        await rechain(owner, stream, version)
+    forged = await owner.fetchval(
+        "select global_position from events where stream_id = $1 and version = $2",
+        stream, version,
+    )
+    report = await verify.verify(owner)
+    assert named(report, "amount", forged), report.findings
+    replays = [f.detail for f in report.findings if f.check == "projection"]
+    assert len(replays) == 1 and f"replaying event {forged} ({stream}" in replays[0], replays
+    assert "ValidationError" in replays[0]
+    code, out, err = await _boost(ledger.dsn, "audit", "verify")
+    assert code == 1, (out, err)
+    assert f"FAIL amount at position {forged} ({stream})" in out, out
+    assert "Traceback" not in err, err
+
+
+async def test_an_event_of_no_known_type_is_named(ledger, owner):
+    """An event of a type the ledger does not have, chained as the trigger would chain it:
+    only the event-type check can see it (no projection folds it)."""
+    forged = await append_forged(owner, "notes-1", "OrderTeleported", {"order_id": 999999})
+    report = await verify.verify(owner)
+    assert [(f.check, f.global_position) for f in report.findings] == [
+        ("event-type", forged)
+    ], report.findings
+    assert "'OrderTeleported' is no event type of the ledger" in report.findings[0].detail
+
+
+async def test_a_seal_that_is_no_seal_is_named(ledger, owner):
+    """A forged event in the seals' stream whose data is not a seal's: named as a seal finding
+    (it seals nothing), not a crash of the auditor."""
+    forged = await append_forged(owner, "audit-seals", "LedgerSealed", {"position": "the end"})
+    report = await verify.verify(owner, projections_too=False)
+    assert [(f.check, f.global_position) for f in report.findings] == [("seal", forged)], (
+        report.findings
+    )
+    assert "the seal's data is not a seal's" in report.findings[0].detail

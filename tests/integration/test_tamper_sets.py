@@ -8,11 +8,10 @@ would also differ from them, which another test covers.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import asyncpg
-from tampering import rechain, triggers_off
+from tampering import append_forged, position_of, rechain, triggers_off
 
 from boost_ledger.audit import verify
 from boost_ledger.audit.findings import Report
@@ -20,32 +19,6 @@ from boost_ledger.audit.findings import Report
 
 def _found(report: Report) -> set[tuple[str, int | None]]:
     return {(finding.check, finding.global_position) for finding in report.findings}
-
-
-async def _position(owner: asyncpg.Connection[Any], stream: str, version: int) -> int:
-    position: int = await owner.fetchval(
-        "select global_position from events where stream_id = $1 and version = $2",
-        stream, version,
-    )
-    return position
-
-
-async def _append_forged(
-    owner: asyncpg.Connection[Any], stream: str, kind: str, data: dict[str, Any]
-) -> int:
-    """An event of ``kind`` after the last one of ``stream`` (a new stream: version 1), under
-    a random id, chained as the trigger would; its position."""
-    version = 1 + await owner.fetchval(
-        "select coalesce(max(version), 0) from events where stream_id = $1", stream
-    )
-    async with triggers_off(owner), owner.transaction():
-        await owner.execute(
-            "insert into events (event_id, stream_id, version, type, data, metadata, hash)"
-            " values ($1, $2, $3, $4, $5, '{\"actor\": \"forger\"}', '')",
-            uuid.uuid4(), stream, version, kind, data,
-        )
-        await rechain(owner, stream, version)
-    return await _position(owner, stream, version)
 
 
 async def _wallet_tail(owner: asyncpg.Connection[Any], account_id: int) -> dict[str, Any]:
@@ -73,7 +46,7 @@ async def test_two_orders_under_one_idempotency_key_are_named(ledger, owner):
         await rechain(owner, stream, 1)
     report = await verify.verify(owner, projections_too=False)
     assert _found(report) == {
-        ("idempotency", await _position(owner, f"order-{first['order_id']}", 1))
+        ("idempotency", await position_of(owner, f"order-{first['order_id']}", 1))
     }, report.findings
     assert f"key {first['idempotency_key']} has 2 orders" in report.findings[0].detail
 
@@ -98,7 +71,7 @@ async def test_a_placed_order_renumbered_leaves_a_debit_without_order_and_an_ord
     )
     report = await verify.verify(owner, projections_too=False)
     assert _found(report) == {
-        ("debit-matches-order", await _position(owner, stream, 1)),
+        ("debit-matches-order", await position_of(owner, stream, 1)),
         ("debit-has-order", debit),
     }, report.findings
     details = {finding.check: finding.detail for finding in report.findings}
@@ -112,7 +85,7 @@ async def test_an_order_debited_twice_is_named_at_the_second_debit(ledger, owner
     charge = await owner.fetchval(
         "select price_kobo from orders where order_id = $1", ledger.submitted_order
     )
-    forged = await _append_forged(owner, f"wallet-{ledger.spender}", "FundsDebited", {
+    forged = await append_forged(owner, f"wallet-{ledger.spender}", "FundsDebited", {
         "account_id": ledger.spender, "order_id": ledger.submitted_order, "amount_kobo": charge,
         "balance_after_kobo": tail["data"]["balance_after_kobo"] - charge,
     })
@@ -127,7 +100,7 @@ async def test_an_order_refunded_twice_is_named_at_the_second_refund(ledger, own
     tail = await _wallet_tail(owner, ledger.partial)
     assert tail["type"] == "Refunded"
     again = tail["data"]
-    forged = await _append_forged(owner, f"wallet-{ledger.partial}", "Refunded", {
+    forged = await append_forged(owner, f"wallet-{ledger.partial}", "Refunded", {
         **again, "balance_after_kobo": again["balance_after_kobo"] + again["amount_kobo"],
     })
     report = await verify.verify(owner, projections_too=False)
@@ -153,14 +126,14 @@ async def test_a_refund_above_the_charge_is_named(ledger, owner):
         )
         await rechain(owner, stream, tail["version"])
     report = await verify.verify(owner, projections_too=False)
-    assert _found(report) == {("refund-bound", await _position(owner, stream, tail["version"]))}
+    assert _found(report) == {("refund-bound", await position_of(owner, stream, tail["version"]))}
     assert f"refund of {charge + 100} kobo exceeds the charge of order {order_id}" in (
         report.findings[0].detail
     )
 
 
 async def test_an_order_stream_opened_by_another_event_is_named(ledger, owner):
-    forged = await _append_forged(
+    forged = await append_forged(
         owner, "order-999999", "SubmissionAttempted", {"order_id": 999999, "attempt": 1}
     )
     report = await verify.verify(owner, projections_too=False)
