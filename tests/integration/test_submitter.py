@@ -455,6 +455,9 @@ async def test_batches_claimed_side_by_side_send_each_order_once(
     assert await submitter.drain(pool, provider) == []
 
 
+_UNSETTLED = ("queued", "attempting")
+
+
 async def _submission_after(
     pool: asyncpg.Pool[Any], client: httpx.AsyncClient, provider: ProviderClient, key: str,
     wait_s: float, poll_interval_s: float | None, monkeypatch: pytest.MonkeyPatch,
@@ -480,7 +483,8 @@ async def _submission_after(
         order = await _place(client, key)
         deadline = asyncio.get_running_loop().time() + wait_s
         while asyncio.get_running_loop().time() < deadline:
-            if (await _order(pool, order["order_id"]))["submission"] != "queued":
+            # Past "attempting" (the provider call in flight), where the submission settles.
+            if (await _order(pool, order["order_id"]))["submission"] not in _UNSETTLED:
                 break
             await asyncio.sleep(0.05)
         return str((await _order(pool, order["order_id"]))["submission"])
