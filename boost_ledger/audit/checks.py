@@ -46,11 +46,11 @@ select global_position, stream_id, version, type,
 # it runs without them, and again with them should a fact not be an integer.
 _FACTS, _GUARDED_FACTS = _facts(guarded=False), _facts(guarded=True)
 
-# (name, query returning rows (global_position, stream_id, detail), limited); a query that
-# answers several checks (names separated by ", ") says which in a ``name`` column.
+# (names, query returning rows (global_position, stream_id, detail), limited); a query that
+# answers several checks says which in a ``name`` column.
 _CHECKS = (
     (
-        "idempotency",
+        ("idempotency",),
         """
         select min(global_position) as global_position, min(stream_id) as stream_id,
                'account ' || account_id || ' key ' || idempotency_key
@@ -63,7 +63,7 @@ _CHECKS = (
     (
         # One join answers both: an order without its debit (or debited another amount), and a
         # debit without its order. ``name`` says which (at most 100 of each).
-        "debit-matches-order, debit-has-order",
+        ("debit-matches-order", "debit-has-order"),
         """
         with placed as (select * from audit_facts where type = 'OrderPlaced'),
         debits as (select * from audit_facts where type = 'FundsDebited'),
@@ -87,7 +87,7 @@ _CHECKS = (
         """,
     ),
     (
-        "debit-once",
+        ("debit-once",),
         """
         select global_position, stream_id, 'order ' || order_id || ' debited twice' as detail
           from (select global_position, stream_id, order_id,
@@ -97,7 +97,7 @@ _CHECKS = (
         """,
     ),
     (
-        "refund-once",
+        ("refund-once",),
         """
         select global_position, stream_id, 'order ' || order_id || ' refunded twice' as detail
           from (select global_position, stream_id, order_id,
@@ -108,7 +108,7 @@ _CHECKS = (
     ),
     (
         # A refund is bounded by the order's debit before it in the same wallet.
-        "refund-bound",
+        ("refund-bound",),
         """
         select global_position, stream_id,
                'refund of ' || amount_kobo || ' kobo exceeds the charge of order ' || order_id
@@ -126,7 +126,7 @@ _CHECKS = (
         """,
     ),
     (
-        "order-opens-stream",
+        ("order-opens-stream",),
         """
         select global_position, stream_id,
                'first event of the order stream is ' || type as detail
@@ -137,7 +137,7 @@ _CHECKS = (
     ),
 )
 
-CHECK_NAMES = tuple(name for names, _ in _CHECKS for name in names.split(", "))
+CHECK_NAMES = tuple(name for names, _ in _CHECKS for name in names)
 
 
 async def verify_sets(connection: asyncpg.Connection[Any], report: Report) -> None:
@@ -154,7 +154,7 @@ async def verify_sets(connection: asyncpg.Connection[Any], report: Report) -> No
     await connection.execute("analyze audit_facts")
     for names, query in _CHECKS:
         for row in await connection.fetch(query):
-            name = row["name"] if ", " in names else names
+            name = row["name"] if len(names) > 1 else names[0]
             # A fact missing from a forged event's data leaves the detail empty (null).
             detail = row["detail"] or "a fact (order id or amount) is missing from its data"
             report.add(Finding(name, detail, row["global_position"], row["stream_id"]))

@@ -15,7 +15,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from tampering import append_forged, named, rechain, triggers_off
+from tampering import append_forged, named, position_of, rechain, triggers_off
 
 from boost_ledger.audit import seals, verify
 
@@ -255,10 +255,7 @@ async def test_a_debit_whose_amount_is_no_number_is_reported_not_a_crash(ledger,
             stream, version,
         )
         await rechain(owner, stream, version)
-    forged = await owner.fetchval(
-        "select global_position from events where stream_id = $1 and version = $2",
-        stream, version,
-    )
+    forged = await position_of(owner, stream, version)
     report = await verify.verify(owner)
     assert named(report, "amount", forged), report.findings
     replays = [f.detail for f in report.findings if f.check == "projection"]
