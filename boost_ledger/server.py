@@ -22,6 +22,7 @@ from boost_ledger.api import metrics
 from boost_ledger.api.app import create_app
 from boost_ledger.api.runtime import Runtime
 from boost_ledger.database import open_pool
+from boost_ledger.http_protocol import CoalescingHttpToolsProtocol
 from boost_ledger.settings import Settings
 from boost_ledger.upstream.client import ProviderClient
 from boost_ledger.upstream.errors import ProviderError
@@ -121,7 +122,7 @@ def _uvicorn_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.C
         "log_config": None,
         "access_log": False,
         "loop": "none",
-        "http": "httptools",
+        "http": CoalescingHttpToolsProtocol,
         "timeout_keep_alive": 5,
         "limit_concurrency": 2000,
         "timeout_graceful_shutdown": 10,
