@@ -193,14 +193,12 @@ async def test_the_request_id_is_fresh_per_request_or_the_callers_own(api):
 
 
 @contextmanager
-def _json_logs() -> Iterator[io.StringIO]:
+def _json_logs() -> Iterator[io.BytesIO]:
     """The production log pipeline (logs.configure), written to a buffer for the test."""
     saved = structlog.get_config()
-    buffer = io.StringIO()
-    logs.configure("info")
-    structlog.configure(
-        logger_factory=structlog.PrintLoggerFactory(file=buffer), cache_logger_on_first_use=False
-    )
+    buffer = io.BytesIO()
+    logs.configure("info", file=buffer)
+    structlog.configure(cache_logger_on_first_use=False)
     previous_logger = middleware.log
     middleware.log = structlog.get_logger("boost.http")  # not a logger cached by earlier tests
     try:
@@ -236,7 +234,7 @@ async def test_one_json_line_per_request_and_never_a_key(pool, api):
         assert line["route"] == "/api/v1/wallet"
         assert line["method"] == "GET"
         assert isinstance(line["duration_ms"], float | int)
-    text = buffer.getvalue()
+    text = buffer.getvalue().decode()
     for secret in (key, unknown, live_key):
         assert secret not in text
         assert secret.split("_", 2)[2] not in text, "not even the secret part"
