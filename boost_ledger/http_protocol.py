@@ -4,10 +4,11 @@ uvicorn writes a response's head when the app sends ``http.response.start`` and 
 the app sends ``http.response.body``: two send syscalls per response, two TCP segments, and a
 client that may wake up for each. Our responses are one body, sent in the same step of the
 event loop as their head. Here the connection's transport holds the writes made during one
-step and sends them together once the step ends (``loop.call_soon``), in the order they were
-made, or as soon as the response is complete: what the app does after its last write (the
-request log) does not delay the answer. Closing, a half close or a protocol switch sends what is
-held first.
+step and sends them together: as soon as uvicorn marks the response complete (so what the app
+does after its last write, such as the request log, does not delay the answer), else once the
+step ends (``loop.call_soon``), always in the order they were made. A large body goes out as
+soon as ``HIGH_WATER_BYTES`` are held, so the socket's flow control still acts within a step.
+Closing, a half close or a protocol switch sends what is held first; an abort drops it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ import asyncio
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+HIGH_WATER_BYTES = 64 * 1024
+"""Held bytes that are sent at once (uvicorn's own write buffer pauses the app at this size)."""
 
 
 class CoalescingTransport(asyncio.Transport):
@@ -26,31 +30,48 @@ class CoalescingTransport(asyncio.Transport):
         self._transport = transport
         self._loop = loop
         self._held: list[bytes] = []
+        self._held_bytes = 0
+        self._scheduled: asyncio.Handle | None = None
+        self._eof = False
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        if not self._held:
-            self._loop.call_soon(self.flush)
+        if self._eof:
+            raise RuntimeError("cannot write after write_eof()")
         self._held.append(bytes(data))
+        self._held_bytes += len(data)
+        if self._held_bytes >= HIGH_WATER_BYTES:
+            self.flush()
+        elif self._scheduled is None:
+            self._scheduled = self._loop.call_soon(self.flush)
 
     def flush(self) -> None:
         """Send what is held (nothing once the connection is closing: it would go nowhere)."""
-        held, self._held = self._held, []
+        if self._scheduled is not None:
+            self._scheduled.cancel()
+            self._scheduled = None
+        held, self._held, self._held_bytes = self._held, [], 0
         if held and not self._transport.is_closing():
             self._transport.write(held[0] if len(held) == 1 else b"".join(held))
 
     def close(self) -> None:
-        self.flush()
-        self._transport.close()
+        try:
+            self.flush()
+        finally:
+            self._transport.close()
 
     def write_eof(self) -> None:
         self.flush()
+        self._eof = True
         self._transport.write_eof()
 
     def can_write_eof(self) -> bool:
         return self._transport.can_write_eof()
 
     def abort(self) -> None:
-        self._held = []
+        if self._scheduled is not None:
+            self._scheduled.cancel()
+            self._scheduled = None
+        self._held, self._held_bytes = [], 0
         self._transport.abort()
 
     def is_closing(self) -> bool:
@@ -76,7 +97,7 @@ class CoalescingTransport(asyncio.Transport):
         return self._transport.get_protocol()
 
     def get_write_buffer_size(self) -> int:
-        return self._transport.get_write_buffer_size() + sum(map(len, self._held))
+        return self._transport.get_write_buffer_size() + self._held_bytes
 
     def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
         self._transport.set_write_buffer_limits(high, low)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any, BinaryIO
+from typing import Any, TextIO
 
 import msgspec
 import structlog
@@ -22,14 +22,15 @@ _LEVELS = {
 _encoder = msgspec.json.Encoder(enc_hook=repr)
 
 
-def _dumps(value: Any, **_: Any) -> bytes:
-    return _encoder.encode(value)
+def _dumps(value: Any, **_: Any) -> str:
+    return _encoder.encode(value).decode()
 
 
-def configure(level: str = "info", file: BinaryIO | None = None) -> None:
-    """Lines go to ``file`` (stderr by default) as bytes, each with its newline in one write:
-    structlog's print logger on Python's stderr, which writes through, makes two syscalls of
-    each line (the text, then the newline), one more per request than needed."""
+def configure(level: str = "info", file: TextIO | None = None) -> None:
+    """Lines go to ``file`` (stderr by default), each with its newline in one write. (structlog's
+    print logger writes the newline apart: on a stderr that writes through, as under
+    ``PYTHONUNBUFFERED``, which containers and supervisors often set, that is two syscalls per
+    line, one more per request than needed.)"""
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -39,6 +40,6 @@ def configure(level: str = "info", file: BinaryIO | None = None) -> None:
             structlog.processors.JSONRenderer(serializer=_dumps),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
-        logger_factory=structlog.BytesLoggerFactory(file=file or sys.stderr.buffer),
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr if file is None else file),
         cache_logger_on_first_use=True,
     )

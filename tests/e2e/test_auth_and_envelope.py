@@ -192,11 +192,21 @@ async def test_the_request_id_is_fresh_per_request_or_the_callers_own(api):
 # ---- logs -----------------------------------------------------------------------------------
 
 
+class _Lines(io.StringIO):
+    """A buffer that counts the writes made to it."""
+
+    writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
 @contextmanager
-def _json_logs() -> Iterator[io.BytesIO]:
+def _json_logs() -> Iterator[_Lines]:
     """The production log pipeline (logs.configure), written to a buffer for the test."""
     saved = structlog.get_config()
-    buffer = io.BytesIO()
+    buffer = _Lines()
     logs.configure("info", file=buffer)
     structlog.configure(cache_logger_on_first_use=False)
     previous_logger = middleware.log
@@ -223,6 +233,7 @@ async def test_one_json_line_per_request_and_never_a_key(pool, api):
         _, live_key = await open_funded_account(pool, 1_00)
         responses.append(await _wallet(api, live_key))
     lines = [json.loads(line) for line in buffer.getvalue().splitlines()]
+    assert buffer.writes == len(lines), "each line, its newline included, in one write"
     requests = [line for line in lines if line["event"] == "request"]
     assert len(requests) == len(responses) == 4
     assert [line["request_id"] for line in requests] == [
@@ -234,7 +245,7 @@ async def test_one_json_line_per_request_and_never_a_key(pool, api):
         assert line["route"] == "/api/v1/wallet"
         assert line["method"] == "GET"
         assert isinstance(line["duration_ms"], float | int)
-    text = buffer.getvalue().decode()
+    text = buffer.getvalue()
     for secret in (key, unknown, live_key):
         assert secret not in text
         assert secret.split("_", 2)[2] not in text, "not even the secret part"

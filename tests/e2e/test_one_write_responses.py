@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,8 +15,11 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from boost_ledger.http_protocol import CoalescingHttpToolsProtocol
+from boost_ledger.server import _uvicorn_config
+from boost_ledger.settings import Settings
 
 WAIT_S = 10.0
 
@@ -63,10 +67,28 @@ async def _echo(request: Request) -> JSONResponse:
     return JSONResponse({"length": len(await request.body())})
 
 
+CLIENT_HAS_IT = threading.Event()
+ANSWERED_BEFORE_THE_STEP_ENDED: list[bool] = []
+
+
+async def _then_busy(scope: Scope, receive: Receive, send: Send) -> None:
+    """Answers, then holds the event loop (as the request log does, briefly) until the client,
+    in a thread of its own, has the answer: it only can if the answer left at once."""
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", b"2")]})
+    await send({"type": "http.response.body", "body": b"ok"})
+    ANSWERED_BEFORE_THE_STEP_ENDED.append(CLIENT_HAS_IT.wait(WAIT_S))
+
+
 @pytest.fixture
 async def port() -> AsyncIterator[int]:
-    app = Starlette(routes=[Route("/one", _one), Route("/stream", _stream),
-                            Route("/echo", _echo, methods=["POST"])])
+    routes = Starlette(routes=[Route("/one", _one), Route("/stream", _stream),
+                               Route("/echo", _echo, methods=["POST"])])
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        handler = _then_busy if scope.get("path") == "/then-busy" else routes
+        await handler(scope, receive, send)
+
     sock = socket.socket()
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind(("127.0.0.1", 0))
@@ -139,3 +161,41 @@ async def test_expect_100_continue_is_answered_before_the_body_is_sent(port: int
     _, body = await _response(reader)
     assert body == b'{"length":5}'
     writer.close()
+
+
+async def test_pipelined_requests_are_answered_in_order_one_write_each(port: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    WRITES.clear()
+    writer.write(b"GET /one HTTP/1.1\r\nhost: x\r\n\r\n"
+                 b"POST /echo HTTP/1.1\r\nhost: x\r\ncontent-length: 3\r\n\r\nabc")
+    _, first = await _response(reader)
+    _, second = await _response(reader)
+    assert (first, second) == (b'{"ok":true}', b'{"length":3}')
+    assert len(WRITES) == 2
+    writer.close()
+
+
+async def test_a_complete_answer_leaves_before_the_app_is_done_with_the_request(port: int) -> None:
+    CLIENT_HAS_IT.clear()
+    ANSWERED_BEFORE_THE_STEP_ENDED.clear()
+
+    def client() -> None:
+        with socket.create_connection(("127.0.0.1", port), timeout=WAIT_S) as sock:
+            sock.sendall(b"GET /then-busy HTTP/1.1\r\nhost: x\r\n\r\n")
+            received = b""
+            while not received.endswith(b"\r\n\r\nok"):
+                received += sock.recv(4096)
+            CLIENT_HAS_IT.set()
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    async with asyncio.timeout(2 * WAIT_S):
+        while not ANSWERED_BEFORE_THE_STEP_ENDED:  # noqa: ASYNC110 - the app appends when done
+            await asyncio.sleep(0.01)
+    await asyncio.to_thread(thread.join, WAIT_S)
+    assert ANSWERED_BEFORE_THE_STEP_ENDED == [True]
+
+
+def test_the_server_and_the_simulator_are_served_with_it() -> None:
+    config = _uvicorn_config(Starlette(), Settings())
+    assert config.http is CoalescingHttpToolsProtocol

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from boost_ledger.http_protocol import CoalescingTransport
+import pytest
+
+from boost_ledger.http_protocol import HIGH_WATER_BYTES, CoalescingTransport
 
 
 class Recording(asyncio.Transport):
@@ -69,10 +71,36 @@ async def test_close_and_half_close_send_what_is_held_first() -> None:
     transport = CoalescingTransport(inner, asyncio.get_running_loop())
     transport.write(b"bye")
     transport.write_eof()
-    transport.write(b"!")
+    with pytest.raises(RuntimeError):
+        transport.write(b"!")  # as a socket's transport refuses it, at once
     transport.close()
     await _step()
-    assert inner.calls == [("write", b"bye"), ("write_eof", None), ("write", b"!"), ("close", None)]
+    assert inner.calls == [("write", b"bye"), ("write_eof", None), ("close", None)]
+
+
+async def test_close_still_closes_when_sending_what_is_held_fails() -> None:
+    inner = Recording()
+    inner.write = _refuse  # type: ignore[method-assign]
+    transport = CoalescingTransport(inner, asyncio.get_running_loop())
+    transport.write(b"x")
+    with pytest.raises(ConnectionResetError):
+        transport.close()
+    assert inner.calls == [("close", None)]
+
+
+def _refuse(data: Any) -> None:
+    raise ConnectionResetError
+
+
+async def test_a_large_body_goes_out_before_the_step_ends() -> None:
+    inner = Recording()
+    transport = CoalescingTransport(inner, asyncio.get_running_loop())
+    transport.write(b"head")
+    transport.write(b"x" * HIGH_WATER_BYTES)
+    assert inner.calls == [("write", b"head" + b"x" * HIGH_WATER_BYTES)], "the socket's own flow"
+    transport.write(b"tail")  # control sees it: pause_writing can act within the step
+    await _step()
+    assert inner.calls[1:] == [("write", b"tail")]
 
 
 async def test_abort_drops_what_is_held_and_a_closing_connection_is_sent_nothing() -> None:
