@@ -46,12 +46,16 @@ class CoalescingTransport(asyncio.Transport):
 
     def flush(self) -> None:
         """Send what is held (nothing once the connection is closing: it would go nowhere)."""
+        held = self._take_held()
+        if held and not self._transport.is_closing():
+            self._transport.write(b"".join(held))  # (a single part is sent as it is, uncopied)
+
+    def _take_held(self) -> list[bytes]:
         if self._scheduled is not None:
             self._scheduled.cancel()
             self._scheduled = None
         held, self._held, self._held_bytes = self._held, [], 0
-        if held and not self._transport.is_closing():
-            self._transport.write(held[0] if len(held) == 1 else b"".join(held))
+        return held
 
     def close(self) -> None:
         try:
@@ -68,10 +72,7 @@ class CoalescingTransport(asyncio.Transport):
         return self._transport.can_write_eof()
 
     def abort(self) -> None:
-        if self._scheduled is not None:
-            self._scheduled.cancel()
-            self._scheduled = None
-        self._held, self._held_bytes = [], 0
+        self._take_held()
         self._transport.abort()
 
     def is_closing(self) -> bool:
