@@ -60,6 +60,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """BOOST_POOL_MIN: smallest database pool per process."""
     pool_max_size: int = 10
     """BOOST_POOL_MAX: largest database pool per process."""
+    checkout_batch_max: Annotated[int, msgspec.Meta(ge=1, le=100)] = 32
+    """BOOST_CHECKOUT_BATCH_MAX: checkouts one process places together in one transaction, at
+    most (1 to 100); 1 places each on its own."""
     statement_timeout_ms: int = 5000
     """BOOST_STATEMENT_TIMEOUT_MS: a database statement running longer is cancelled."""
     demo_account: bool = True
@@ -126,6 +129,7 @@ _VARIABLES = {
     "workers_enabled": "BOOST_WORKERS",
     "pool_min_size": "BOOST_POOL_MIN",
     "pool_max_size": "BOOST_POOL_MAX",
+    "checkout_batch_max": "BOOST_CHECKOUT_BATCH_MAX",
     "statement_timeout_ms": "BOOST_STATEMENT_TIMEOUT_MS",
     "demo_account": "BOOST_DEMO",
     "log_level": "BOOST_LOG_LEVEL",

@@ -132,18 +132,18 @@ async def _checkout(
     request: Request, runtime: Runtime, principal: Principal, order: _OrderBody
 ) -> Response:
     try:
-        async with runtime.pool.acquire() as connection:
-            answer = await checkout_module.checkout(
-                connection,
-                account_id=principal.account_id,
-                idempotency_key=order.idempotency_key,
-                service_id=order.service_id,
-                body=order.body,
-                subscription_default_posts=runtime.settings.subscription_default_posts,
-                metadata=_metadata(request, principal),
-                state=runtime.checkout,
-                key_hash=principal.key_hash,
-            )
+        answer = await checkout_module.checkout(
+            runtime.pool,
+            account_id=principal.account_id,
+            idempotency_key=order.idempotency_key,
+            service_id=order.service_id,
+            body=order.body,
+            subscription_default_posts=runtime.settings.subscription_default_posts,
+            metadata=_metadata(request, principal),
+            state=runtime.checkout,
+            key_hash=principal.key_hash,
+            place=runtime.place,
+        )
     except checkout_module.KeyNotLive:
         raise
     except (OrderInvalid, checkout_module.CheckoutRefused) as error:

@@ -7,19 +7,22 @@ it claims the idempotency key with a transaction-scoped advisory lock (a concurr
 finds it taken and is told the first request is still running), answers a retry with the stored
 record's exact bytes, checks the service version, takes the wallet's row lock, and appends and
 projects the order. Requests that fail (validation, balance) leave nothing behind, so their key
-stays free: a client may fix the body and retry with the same key.
+stays free: a client may fix the body and retry with the same key. A server places the call
+through ``checkout_batch.CheckoutBatcher``, which sends the calls that arrive together as one
+statement and one transaction.
 """
 
 from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import msgspec
 
 from boost_ledger.ledger.checkout_state import CheckoutState, PricedService
-from boost_ledger.ledger.connection import Connection
+from boost_ledger.ledger.connection import Connections
 from boost_ledger.ledger.events import OrderPlaced, debit_event_id
 from boost_ledger.ledger.money import charge_kobo
 from boost_ledger.ledger.order_types import (
@@ -82,10 +85,26 @@ def fingerprint(body: dict[str, Any]) -> bytes:
     return hashlib.sha256(_canonical.encode(body)).digest()
 
 
-_PLACE = """
+PLACE = """
 select outcome, status_code, response, order_id, balance_kobo
   from checkout_place($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
 """
+
+Place = Callable[[tuple[Any, ...]], Awaitable[Mapping[str, Any]]]
+"""Runs one call of ``checkout_place`` with these arguments and returns its row: on its own
+(``placing_alone``) or gathered with others (``checkout_batch.CheckoutBatcher.place``)."""
+
+
+def placing_alone(connections: Connections) -> Place:
+    """Each checkout in a statement and a transaction of its own."""
+
+    async def place(arguments: tuple[Any, ...]) -> Mapping[str, Any]:
+        async with connections.acquire() as connection:
+            row: Mapping[str, Any] | None = await connection.fetchrow(PLACE, *arguments)
+        assert row is not None
+        return row
+
+    return place
 
 _EARLIER = """
 select outcome, fingerprint, status_code, response, order_id from checkout_earlier($1, $2, $3)
@@ -100,7 +119,7 @@ class _Request(msgspec.Struct, frozen=True):
 
 
 async def checkout(
-    connection: Connection,
+    connections: Connections,
     *,
     account_id: int,
     idempotency_key: str,
@@ -110,33 +129,35 @@ async def checkout(
     metadata: dict[str, Any],
     state: CheckoutState | None = None,
     key_hash: bytes | None = None,
+    place: Place | None = None,
 ) -> CheckoutAnswer:
     """Place an order paid from the account's wallet, or replay the key's first answer.
 
     With ``key_hash``, the checkout itself confirms that the API key is live and may buy for the
     account (``KeyNotLive`` otherwise); without it, the caller vouches for the account.
+    A connection is taken from ``connections`` only when one is needed: to read a service or
+    a block of order ids the state does not hold, and to place the order unless ``place`` (a
+    batcher's) does it.
     """
     state = state or CheckoutState()
+    place = place or placing_alone(connections)
     request = _Request(key_hash, account_id, idempotency_key, fingerprint(body))
     order_id: int | None = None
     for attempt in range(MAX_ATTEMPTS):
-        service = await state.services.get(connection, service_id, fresh=attempt > 0)
+        service = await state.services.get(connections, service_id, fresh=attempt > 0)
         try:
             if service is None:
                 raise ServiceNotFound(service_id)
             order = _validated(service, body, subscription_default_posts)
         except (ServiceNotFound, OrderInvalid):
             # A retry of an order placed before the catalog changed still gets its answer.
-            earlier = await _earlier_answer(connection, request)
+            earlier = await _earlier_answer(connections, request)
             if earlier is not None:
                 return earlier
             raise
-        order_id = order_id or await state.order_ids.take(connection)
+        order_id = order_id or await state.order_ids.take(connections)
         price_kobo = _price(service, order)
-        row = await connection.fetchrow(
-            _PLACE, *_place_arguments(request, service, order, order_id, price_kobo, metadata)
-        )
-        assert row is not None
+        row = await place(_place_arguments(request, service, order, order_id, price_kobo, metadata))
         if row["outcome"] != "stale_service":
             return _answer(row, order_id, price_kobo)
     raise CatalogChanging(service_id)
@@ -207,7 +228,7 @@ def _place_arguments(
     )
 
 
-def _answer(row: Any, order_id: int, price_kobo: int) -> CheckoutAnswer:
+def _answer(row: Mapping[str, Any], order_id: int, price_kobo: int) -> CheckoutAnswer:
     outcome = row["outcome"]
     if outcome == "placed":
         return CheckoutAnswer(201, row["response"], False, order_id)
@@ -223,11 +244,14 @@ def _answer(row: Any, order_id: int, price_kobo: int) -> CheckoutAnswer:
     raise InsufficientBalance(price_kobo, row["balance_kobo"])
 
 
-async def _earlier_answer(connection: Connection, request: _Request) -> CheckoutAnswer | None:
+async def _earlier_answer(
+    connections: Connections, request: _Request
+) -> CheckoutAnswer | None:
     """The key's stored answer to this body; refusals for a busy or reused key; else None."""
-    row = await connection.fetchrow(
-        _EARLIER, request.key_hash, request.account_id, request.idempotency_key
-    )
+    async with connections.acquire() as connection:
+        row = await connection.fetchrow(
+            _EARLIER, request.key_hash, request.account_id, request.idempotency_key
+        )
     if row is None:  # no record, and nobody holds the key
         return None
     if row["outcome"] == "unauthorized":

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from boost_ledger.ledger.connection import Connection
+from boost_ledger.ledger.connection import Connections
 
 MAX_CACHED_SERVICES = 10_000
 ORDER_ID_BLOCK = 32
@@ -54,12 +54,13 @@ class ServiceCache:
         self._services: dict[str, PricedService] = {}
 
     async def get(
-        self, connection: Connection, service_id: str, *, fresh: bool = False
+        self, connections: Connections, service_id: str, *, fresh: bool = False
     ) -> PricedService | None:
         service = None if fresh else self._services.get(service_id)
         if service is not None:
             return service
-        row = await connection.fetchrow(_SERVICE, service_id)
+        async with connections.acquire() as connection:
+            row = await connection.fetchrow(_SERVICE, service_id)
         if row is None:
             self._services.pop(service_id, None)
             return None
@@ -81,14 +82,15 @@ class OrderIds:
         self._ids: deque[int] = deque()
         self._refill = asyncio.Lock()
 
-    async def take(self, connection: Connection) -> int:
+    async def take(self, connections: Connections) -> int:
         while not self._ids:
             async with self._refill:
                 if not self._ids:
-                    rows = await connection.fetch(
-                        "select nextval('order_id_seq') from generate_series(1, $1)",
-                        self._block,
-                    )
+                    async with connections.acquire() as connection:
+                        rows = await connection.fetch(
+                            "select nextval('order_id_seq') from generate_series(1, $1)",
+                            self._block,
+                        )
                     self._ids.extend(sorted(row[0] for row in rows))
         return self._ids.popleft()
 

@@ -29,6 +29,7 @@ from support import open_funded_account, seed_catalog
 
 from boost_ledger import projections
 from boost_ledger.ledger import checkout, fulfilment, wallet
+from boost_ledger.ledger.connection import Lent
 
 BOOST = str(Path(sys.executable).parent / "boost")
 CLI_TIMEOUT_S = 60
@@ -61,7 +62,7 @@ async def _order(
     body = {"service_id": "1", "link": "https://instagram.com/p/x", "quantity": quantity,
             "idempotency_key": key}
     answer = await checkout.checkout(
-        connection, account_id=account_id, idempotency_key=key, service_id="1", body=body,
+        Lent(connection), account_id=account_id, idempotency_key=key, service_id="1", body=body,
         subscription_default_posts=10, metadata={"actor": "test"},
     )
     return answer.order_id

@@ -15,6 +15,7 @@ from support import make_pool, open_funded_account, seed_catalog
 
 from boost_ledger import postgres
 from boost_ledger.ledger import checkout, fulfilment
+from boost_ledger.ledger.connection import Lent
 from boost_ledger.upstream.client import ProviderClient
 from boost_ledger.workers import poller, submitter
 
@@ -32,7 +33,7 @@ async def _place(pool: asyncpg.Pool[Any], account_id: int, key: str, quantity: i
             "idempotency_key": key}
     async with pool.acquire() as connection:
         answer = await checkout.checkout(
-            connection, account_id=account_id, idempotency_key=key, service_id="1", body=body,
+            Lent(connection), account_id=account_id, idempotency_key=key, service_id="1", body=body,
             subscription_default_posts=10, metadata={"actor": "test"},
         )
     assert answer.status_code == 201

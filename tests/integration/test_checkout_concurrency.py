@@ -178,3 +178,32 @@ async def test_simultaneous_orders_of_different_prices_never_overdraw(
         if answer.status_code == 402:
             price_kobo = -(-22_221 * body["quantity"] // 1000)  # ceil(222.21 x quantity / 1000)
             assert price_kobo > facts["balance_kobo"]
+
+
+async def test_simultaneous_orders_commit_together(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient
+) -> None:
+    """The server gathers checkouts that arrive while others are in flight into shared
+    transactions (ledger/checkout_batch.py): 40 simultaneous orders on four wallets commit in
+    fewer than 40 transactions, and each wallet still pays for exactly its own orders."""
+    accounts = [await open_funded_account(pool, 10_000_000) for _ in range(4)]
+    requests = [
+        (accounts[n % 4], {"service_id": "1", "link": LINK, "quantity": 1000,
+                           "idempotency_key": f"together-{n}"})
+        for n in range(40)
+    ]
+    async with asyncio.timeout(TIMEOUT_S):
+        answers = await asyncio.gather(
+            *(client.post(ORDERS, json=body, headers=bearer(key)) for (_, key), body in requests)
+        )
+    assert [answer.status_code for answer in answers] == [201] * 40
+    order_streams = [f"order-{answer.json()['data']['order_id']}" for answer in answers]
+    transactions = await pool.fetchval(
+        "select count(distinct transaction_id) from events where stream_id = any($1::text[])",
+        order_streams,
+    )
+    assert transactions < 40
+    for account_id, _ in accounts:
+        facts = await wallet_facts(pool, account_id)
+        assert facts["balance_kobo"] == 10_000_000 - 10 * PRICE_KOBO == facts["events_sum_kobo"]
+        assert facts["versions"] == list(range(1, 12))

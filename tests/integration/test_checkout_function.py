@@ -14,6 +14,7 @@ from support import open_funded_account, seed_catalog, simulator_offers
 
 from boost_ledger.ledger import catalog, checkout
 from boost_ledger.ledger.checkout_state import CheckoutState, OrderIds
+from boost_ledger.ledger.connection import Lent
 from boost_ledger.ledger.money import format_kobo
 from boost_ledger.projections.views import checkout_response, checkout_response_parts
 
@@ -31,7 +32,7 @@ async def _place(
     body = {"service_id": "1", "link": LINK, "quantity": quantity, "idempotency_key": key}
     async with pool.acquire() as connection:
         return await checkout.checkout(
-            connection, account_id=account_id, idempotency_key=key, service_id="1", body=body,
+            Lent(connection), account_id=account_id, idempotency_key=key, service_id="1", body=body,
             subscription_default_posts=10, metadata={"actor": "test"}, state=state,
         )
 
@@ -117,8 +118,7 @@ async def test_a_refused_checkout_writes_nothing_and_leaves_the_key_free(
 
 async def test_order_ids_come_in_blocks_increasing_and_unique(pool: asyncpg.Pool[Any]) -> None:
     first, second = OrderIds(block=5), OrderIds(block=5)
-    async with pool.acquire() as connection:
-        a = [await first.take(connection) for _ in range(7)]
-        b = [await second.take(connection) for _ in range(7)]
+    a = [await first.take(pool) for _ in range(7)]
+    b = [await second.take(pool) for _ in range(7)]
     assert a == sorted(a) and b == sorted(b)
     assert len(set(a) | set(b)) == 14

@@ -19,6 +19,7 @@ from support import bearer, open_funded_account, seed_catalog
 
 from boost_ledger import postgres, projections
 from boost_ledger.ledger import checkout
+from boost_ledger.ledger.connection import Lent
 from boost_ledger.projections import rebuild
 from boost_ledger.projections.replay import compare_with_replay
 
@@ -72,7 +73,7 @@ async def _history(pool: asyncpg.Pool[Any], account_id: int) -> None:
             for index in range(first, HISTORY_ORDERS, 4):
                 key = f"history-{index}"
                 await checkout.checkout(
-                    connection, account_id=account_id, idempotency_key=key, service_id="1",
+                    Lent(connection), account_id=account_id, idempotency_key=key, service_id="1",
                     body=_body(key, 10 + index % 50), subscription_default_posts=10,
                     metadata={"actor": "test"},
                 )

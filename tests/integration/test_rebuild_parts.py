@@ -9,6 +9,7 @@ from support import open_funded_account, seed_catalog
 
 from boost_ledger import postgres, projections
 from boost_ledger.ledger import checkout, store
+from boost_ledger.ledger.connection import Lent
 from boost_ledger.projections import rebuild
 from boost_ledger.projections.replay import compare_with_replay
 
@@ -24,7 +25,7 @@ async def test_parts_fill_a_projection_that_then_equals_a_replay(pool, dsn):
             body = {"service_id": "1", "link": "https://instagram.com/p/x",
                     "quantity": 100 + index, "idempotency_key": f"p{index}"}
             answer = await checkout.checkout(
-                connection, account_id=accounts[index % 3], idempotency_key=f"p{index}",
+                Lent(connection), account_id=accounts[index % 3], idempotency_key=f"p{index}",
                 service_id="1", body=body, subscription_default_posts=10,
                 metadata={"actor": "test"},
             )

@@ -1,0 +1,241 @@
+"""Checkouts placed together (ledger/checkout_batch.py, sql/0014_checkout_batch.sql): a batch
+decides exactly as its checkouts would one after another, shares one transaction, and lets a
+bad checkout fail alone.
+
+A gate in front of the real pool holds the batcher's flight at its ``acquire``: the checkouts
+started meanwhile leave together once it opens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from support import open_funded_account, seed_catalog
+
+from boost_ledger.ledger import checkout
+from boost_ledger.ledger.checkout_batch import CheckoutBatcher
+from boost_ledger.ledger.checkout_state import CheckoutState
+from boost_ledger.ledger.connection import Connection
+
+LINK = "https://instagram.com/p/batch"
+PRICE_PER_100_KOBO = 16_200  # service 1: 1620.00 NGN per 1000
+
+
+@pytest.fixture(scope="module", autouse=True)
+async def _catalog(pool: asyncpg.Pool[Any]) -> None:
+    await seed_catalog(pool)
+
+
+class Gated:
+    """The pool, behind a gate that every ``acquire`` waits at until it opens."""
+
+    def __init__(self, pool: asyncpg.Pool[Any]) -> None:
+        self.pool = pool
+        self.gate = asyncio.Event()
+        self.acquired = 0
+
+    @contextlib.asynccontextmanager
+    async def acquire(self) -> AsyncIterator[Connection]:
+        await self.gate.wait()
+        self.acquired += 1
+        async with self.pool.acquire() as connection:
+            yield connection
+
+
+async def _warm_state(pool: asyncpg.Pool[Any]) -> CheckoutState:
+    """A server's state holding service 1 and a block of order ids: the checkouts that use it
+    take no connection before they are placed."""
+    state = CheckoutState.for_server()
+    await state.services.get(pool, "1")
+    await state.order_ids.take(pool)
+    return state
+
+
+def _order(key: str, quantity: int) -> dict[str, Any]:
+    return {"service_id": "1", "link": LINK, "quantity": quantity, "idempotency_key": key}
+
+
+async def _checkout(
+    gated: Gated, batcher: CheckoutBatcher, state: CheckoutState, account_id: int,
+    body: dict[str, Any],
+) -> checkout.CheckoutAnswer | Exception:
+    try:
+        return await checkout.checkout(
+            gated, account_id=account_id, idempotency_key=body["idempotency_key"],
+            service_id="1", body=body, subscription_default_posts=10,
+            metadata={"actor": "test"}, state=state, place=batcher.place,
+        )
+    except (checkout.CheckoutRefused, asyncpg.PostgresError) as refusal:
+        return refusal
+
+
+async def _in_one_batch(
+    pool: asyncpg.Pool[Any], requests: list[tuple[int, dict[str, Any]]]
+) -> tuple[list[checkout.CheckoutAnswer | Exception], Gated]:
+    """Run ``requests`` in one batch (one flight, held at the gate until they all wait on it);
+    answers in request order."""
+    gated, state = Gated(pool), await _warm_state(pool)
+    batcher = CheckoutBatcher(gated, flights=1)
+    tasks = [
+        asyncio.ensure_future(_checkout(gated, batcher, state, account_id, body))
+        for account_id, body in requests
+    ]
+    await asyncio.sleep(0.01)  # every task is now waiting on the batcher
+    gated.gate.set()
+    async with asyncio.timeout(30):
+        return list(await asyncio.gather(*tasks)), gated
+
+
+async def _placed_transactions(pool: asyncpg.Pool[Any], order_ids: list[int]) -> int:
+    count: int = await pool.fetchval(
+        "select count(distinct transaction_id) from events where type = 'OrderPlaced'"
+        " and stream_id = any($1::text[])",
+        [f"order-{order_id}" for order_id in order_ids],
+    )
+    return count
+
+
+async def test_checkouts_that_wait_together_commit_in_one_transaction(
+    pool: asyncpg.Pool[Any],
+) -> None:
+    accounts = [(await open_funded_account(pool, 10_000_000))[0] for _ in range(3)]
+    requests = [(accounts[i % 3], _order(f"together-{i}", 100)) for i in range(13)]
+    answers, gated = await _in_one_batch(pool, requests)
+    assert all(isinstance(a, checkout.CheckoutAnswer) and a.status_code == 201 for a in answers)
+    placed = [a.order_id for a in answers if isinstance(a, checkout.CheckoutAnswer)]
+    assert len(set(placed)) == 13
+    assert gated.acquired == 1  # one statement
+    assert await _placed_transactions(pool, placed) == 1
+    for account_id in accounts:
+        balance = await pool.fetchval(
+            "select balance_kobo from wallets where account_id = $1", account_id
+        )
+        charged = sum(1 for owner, _ in requests if owner == account_id) * PRICE_PER_100_KOBO
+        assert balance == 10_000_000 - charged
+
+
+async def test_a_checkout_that_errs_fails_alone(pool: asyncpg.Pool[Any]) -> None:
+    """An account without a wallet makes checkout_place raise, which aborts the whole batch
+    statement; every other checkout of the batch is then placed on its own."""
+    account_id, _ = await open_funded_account(pool, 10_000_000)
+    no_wallet = await pool.fetchval("select coalesce(max(account_id), 0) + 1000 from accounts")
+    requests = [(account_id, _order("alone-0", 100)), (account_id, _order("alone-1", 100)),
+                (no_wallet, _order("alone-2", 100)), (account_id, _order("alone-3", 100))]
+    answers, _ = await _in_one_batch(pool, requests)
+    assert isinstance(answers[2], asyncpg.PostgresError)
+    assert all(isinstance(answers[i], checkout.CheckoutAnswer) for i in (0, 1, 3))
+    assert await pool.fetchval(
+        "select count(*) from orders where account_id = $1", no_wallet
+    ) == 0
+    assert await pool.fetchval(
+        "select balance_kobo from wallets where account_id = $1", account_id
+    ) == 10_000_000 - 3 * PRICE_PER_100_KOBO
+
+
+async def test_a_checkout_cancelled_before_its_batch_leaves_is_not_placed(
+    pool: asyncpg.Pool[Any],
+) -> None:
+    account_id, _ = await open_funded_account(pool, 10_000_000)
+    gated, state = Gated(pool), await _warm_state(pool)
+    batcher = CheckoutBatcher(gated, flights=1)
+    first, kept, dropped = (
+        asyncio.ensure_future(_checkout(gated, batcher, state, account_id, _order(key, 100)))
+        for key in ("cancel-first", "cancel-kept", "cancel-dropped")
+    )
+    await asyncio.sleep(0.01)
+    dropped.cancel()
+    gated.gate.set()
+    async with asyncio.timeout(30):
+        answers = await asyncio.gather(first, kept)
+    assert all(isinstance(a, checkout.CheckoutAnswer) for a in answers)
+    assert dropped.cancelled()
+    keys = await pool.fetch(
+        "select idempotency_key from orders where account_id = $1 order by order_id", account_id
+    )
+    assert [row[0] for row in keys] == ["cancel-first", "cancel-kept"]
+
+
+# ---- a batch decides as its checkouts one after another ----------------------------------
+
+_requests = st.lists(
+    st.tuples(
+        st.integers(0, 2),  # which account
+        st.sampled_from(["k1", "k2", "k3", "k4"]),  # the idempotency key
+        st.sampled_from([100, 300, 500]),  # quantity: 162.00, 486.00 or 810.00 NGN
+    ),
+    min_size=1,
+    max_size=16,
+)
+
+
+def _model(
+    balances: list[int], requests: list[tuple[int, str, int]]
+) -> list[tuple[str, int]]:
+    """What each request gets when the requests run one by one in order: an outcome, and the
+    index of the request whose answer a replay repeats."""
+    balances = list(balances)
+    first_use: dict[tuple[int, str], tuple[int, int]] = {}  # (account, key) -> (index, quantity)
+    outcomes = []
+    for index, (who, key, quantity) in enumerate(requests):
+        price = quantity // 100 * PRICE_PER_100_KOBO
+        if (who, key) in first_use:
+            earlier, earlier_quantity = first_use[(who, key)]
+            same = earlier_quantity == quantity
+            outcomes.append(("replayed", earlier) if same else ("reused", -1))
+        elif balances[who] >= price:
+            balances[who] -= price
+            first_use[(who, key)] = (index, quantity)
+            outcomes.append(("placed", index))
+        else:
+            outcomes.append(("insufficient", -1))
+    return outcomes
+
+
+def _outcome(answer: checkout.CheckoutAnswer | Exception) -> str:
+    if isinstance(answer, checkout.CheckoutAnswer):
+        return "replayed" if answer.replayed else "placed"
+    if isinstance(answer, checkout.InsufficientBalance):
+        return "insufficient"
+    assert isinstance(answer, checkout.IdempotencyKeyReused), repr(answer)
+    return "reused"
+
+
+@settings(
+    max_examples=25, deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    requests=_requests,
+    balances=st.lists(st.integers(0, 2_000_00), min_size=3, max_size=3),
+)
+async def test_a_batch_decides_as_its_checkouts_would_one_by_one(
+    pool: asyncpg.Pool[Any], requests: list[tuple[int, str, int]], balances: list[int]
+) -> None:
+    accounts = [(await open_funded_account(pool, balance))[0] for balance in balances]
+    bodies = [(accounts[who], _order(key, quantity)) for who, key, quantity in requests]
+    answers, _ = await _in_one_batch(pool, bodies)
+    expected = _model(balances, requests)
+    assert [_outcome(a) for a in answers] == [outcome for outcome, _ in expected]
+    for answer, (outcome, first) in zip(answers, expected, strict=True):
+        if outcome == "replayed":
+            original = answers[first]
+            assert isinstance(answer, checkout.CheckoutAnswer)
+            assert isinstance(original, checkout.CheckoutAnswer)
+            assert (answer.body, answer.order_id) == (original.body, original.order_id)
+    model_balances = list(balances)
+    for (who, _, quantity), (outcome, _) in zip(requests, expected, strict=True):
+        if outcome == "placed":
+            model_balances[who] -= quantity // 100 * PRICE_PER_100_KOBO
+    rows = await pool.fetch(
+        "select account_id, balance_kobo, version from wallets"
+        " where account_id = any($1::bigint[])", accounts,
+    )
+    found = {row["account_id"]: row["balance_kobo"] for row in rows}
+    assert [found[account_id] for account_id in accounts] == model_balances
