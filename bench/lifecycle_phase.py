@@ -49,7 +49,10 @@ select relname, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del
 _COMMITS = "select xact_commit from pg_stat_database where datname = 'boost'"
 # Who sends a top-level statement, told by its text; the first match wins.
 _SENDERS = (
-    ("checkout (`checkout_place`, what pgbench runs)", re.compile(r"checkout_place\(")),
+    (
+        "checkout (`checkout_place`, alone or in `checkout_place_batch`; pgbench runs it alone)",
+        re.compile(r"checkout_place(_batch)?\("),
+    ),
     ("appending events (workers)", re.compile(r"^insert into events")),
     ("order projection updates (workers)", re.compile(r"^update orders")),
     ("poll schedule (`order_polls`)", re.compile(r"order_polls")),

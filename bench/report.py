@@ -143,7 +143,9 @@ def render(results: dict[str, Any], chart_name: str | None) -> str:
         "Each client sends one request at a time on a keep-alive connection; every checkout has a"
         " fresh idempotency key; client *i* pays from account *i* mod"
         f" {meta['config']['accounts']}. pgbench runs the SQL a checkout sends"
-        " (`bench/sql/pgbench_checkout.sql`: one call of `checkout_place`, `-M prepared`) and,"
+        " (`bench/sql/pgbench_checkout.sql`: one call of `checkout_place`, `-M prepared`), one"
+        " checkout per transaction, where the server sends the checkouts that arrive together"
+        " as one call of `checkout_place_batch` and commits them in one transaction; and,"
         " as a floor, the same transaction written as a minimal function without the server's"
         " checks (`bench/sql/pgbench_one_trip.sql`)."
         " The last row puts every client on one wallet.",
