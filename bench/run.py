@@ -93,7 +93,8 @@ def _meta(config: BenchConfig, arguments: argparse.Namespace) -> dict[str, Any]:
         "background_cpu_fraction": psutil.cpu_percent(interval=3.0) / 100,
         "server_pool": f"min {defaults.pool_min_size}, max {defaults.pool_max_size} (defaults)",
         "server_env": dict(SERVER_ENV),
-        "provider": "`boost simulator`, a process of its own on the same machine",
+        "provider": "`boost simulator`, a process of its own on the same machine, holding up to"
+        " 1,000,000 orders (BOOST_SIMULATOR_MAX_ORDERS)",
         "notes": [],
     }
 
@@ -105,7 +106,7 @@ async def _server_phases(
     results: dict[str, Any],
     artifacts: Path,
 ) -> None:
-    with Provider(cluster) as provider:  # a fresh one per server: a simulator holds 100,000 orders
+    with Provider(cluster) as provider:  # a fresh one per server: a simulator's orders are bounded
         keys = await _served_phases(config, cluster, provider, phases, results, artifacts)
     if "processes" in phases:
         print("several server processes", flush=True)

@@ -97,7 +97,10 @@ class Provider(_Process):
     """``boost simulator``: the provider every server of the run calls, in a process of its own."""
 
     def __init__(self, cluster: Cluster) -> None:
-        super().__init__(cluster, "provider", ["simulator", "--host", "127.0.0.1"], {})
+        # A server phase now places a few hundred thousand orders; at about 600 bytes an order
+        # this bound is some 600 MB, where the default (100,000) would refuse the later loads'.
+        env = {"BOOST_SIMULATOR_MAX_ORDERS": "1000000"}
+        super().__init__(cluster, "provider", ["simulator", "--host", "127.0.0.1"], env)
         self.url = f"http://127.0.0.1:{self.port}/api/v2"
 
 

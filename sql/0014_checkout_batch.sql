@@ -40,7 +40,7 @@ as $$
 declare
     placed record;
 begin
-    if (select count(distinct n) from unnest(array[
+    if (select count(distinct coalesce(n, -1)) from unnest(array[
             cardinality(p_key_hash), cardinality(p_account_id), cardinality(p_idempotency_key),
             cardinality(p_fingerprint), cardinality(p_service_id), cardinality(p_service_version),
             cardinality(p_order_id), cardinality(p_price_kobo), cardinality(p_placed_id),

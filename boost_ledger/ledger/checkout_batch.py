@@ -11,13 +11,14 @@ Each checkout is still ``checkout_place``'s decision, made in the order the batc
 (by account, so that wallet row locks are always taken in one order), and its client hears of
 it only once the transaction that holds it has committed. Should the batch's statement fail
 (an error aborts it all: nothing of it is written), each of its checkouts is placed again on its
-own, so one bad request fails alone. A checkout whose client gave up before its batch left is
-dropped unplaced; once sent, it is placed, and a retry with its key replays it.
+own, so one bad request fails alone. A checkout whose client gave up before its statement was
+sent is dropped unplaced; once sent, it may be placed, and a retry with its key replays it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
@@ -27,7 +28,7 @@ import msgspec
 import structlog
 
 from boost_ledger.ledger.checkout import PLACE
-from boost_ledger.ledger.connection import Connections
+from boost_ledger.ledger.connection import Connection, Connections
 
 log = structlog.get_logger("boost.checkout")
 
@@ -43,8 +44,14 @@ select item, outcome, status_code, response, order_id, balance_kobo
 """
 _ACCOUNT = 1
 """Where the account id sits in ``checkout_place``'s arguments."""
-_RETRIED = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
-"""Failures of a batch after which its checkouts are placed one by one."""
+_RETRIED = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions._base.InternalClientError,  # a connection that died mid-operation
+)
+"""Failures of a batch's statement after which its checkouts are placed one by one."""
 
 
 class _Waiting(msgspec.Struct):
@@ -64,31 +71,39 @@ class CheckoutBatcher:
         self._max_batch = max_batch
         self._max_flights = flights
         self._waiting: deque[_Waiting] = deque()
-        self._flights: set[asyncio.Task[None]] = set()
+        self._flying = 0
+        """Flights whose loop has not ended: counted by ``_fly`` itself, since a task's done
+        callbacks run a loop step after its last look at the queue."""
+        self._tasks: set[asyncio.Task[None]] = set()  # strong references to the flights
 
     async def place(self, arguments: tuple[Any, ...]) -> Mapping[str, Any]:
         answer: asyncio.Future[Mapping[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Waiting(arguments, answer))
-        if len(self._flights) < self._max_flights:
+        if self._flying < self._max_flights:
+            self._flying += 1
             flight = asyncio.create_task(self._fly())
-            self._flights.add(flight)
-            flight.add_done_callback(self._flights.discard)
+            self._tasks.add(flight)
+            flight.add_done_callback(self._tasks.discard)
         return await answer
 
     async def _fly(self) -> None:
         """Send batches until none is waiting. No caller is left waiting: on an unforeseen
         error its batch fails with it, and on cancellation (shutdown) every waiting checkout is
         cancelled too."""
-        while batch := self._take():
-            try:
-                await self._send(batch)
-            except asyncio.CancelledError:
-                _fail([*batch, *self._waiting], asyncio.CancelledError())
-                self._waiting.clear()
-                raise
-            except Exception as error:
-                log.exception("checkout.batch_failed", checkouts=len(batch))
-                _fail(batch, error)
+        batch: list[_Waiting] = []
+        try:
+            while batch := self._take():
+                try:
+                    await self._send(batch)
+                except Exception as error:
+                    log.exception("checkout.batch_failed", checkouts=len(batch))
+                    _fail(batch, error)
+        except asyncio.CancelledError:
+            _fail([*batch, *self._waiting], asyncio.CancelledError())
+            self._waiting.clear()
+            raise
+        finally:
+            self._flying -= 1  # no await since the last look at the queue found it empty
 
     def _take(self) -> list[_Waiting]:
         batch: list[_Waiting] = []
@@ -100,26 +115,42 @@ class CheckoutBatcher:
         return batch
 
     async def _send(self, batch: list[_Waiting]) -> None:
-        try:
-            async with self._connections.acquire() as connection:
-                batch[:] = [waiting for waiting in batch if not waiting.answer.done()]
-                if len(batch) > 1:
-                    columns = [list(c) for c in zip(*(w.arguments for w in batch), strict=True)]
-                    rows = await connection.fetch(_PLACE_BATCH, *columns)
-                elif batch:
-                    rows = [await connection.fetchrow(PLACE, *batch[0].arguments)]
-                else:
-                    return
-        except _RETRIED as error:
-            if len(batch) == 1:
+        """Place ``batch`` in one statement; should that fail, each checkout on its own."""
+        failed = None
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                connection = await stack.enter_async_context(self._connections.acquire())
+            except _RETRIED as error:  # no connection: one each would fare no better
                 _fail(batch, error)
                 return
+            batch[:] = [waiting for waiting in batch if not waiting.answer.done()]
+            try:
+                rows = await _execute(connection, batch)
+            except _RETRIED as error:
+                failed = error
+        if failed is None:
+            for waiting, row in zip(batch, rows, strict=True):
+                _answer(waiting, row)
+        elif len(batch) == 1:
+            _fail(batch, failed)
+        else:
+            log.warning("checkout.batch_placed_alone", checkouts=len(batch), error=str(failed))
             for waiting in batch:
-                await self._send([waiting])
-            return
-        assert len(rows) == len(batch), "one row per checkout"
-        for waiting, row in zip(batch, rows, strict=True):
-            _answer(waiting, row)
+                if not waiting.answer.done():
+                    await self._send([waiting])
+
+
+async def _execute(connection: Connection, batch: list[_Waiting]) -> list[Mapping[str, Any]]:
+    if not batch:
+        return []
+    if len(batch) == 1:
+        row = await connection.fetchrow(PLACE, *batch[0].arguments)
+        assert row is not None
+        return [row]
+    columns = [list(column) for column in zip(*(w.arguments for w in batch), strict=True)]
+    rows = await connection.fetch(_PLACE_BATCH, *columns)
+    assert [row["item"] for row in rows] == list(range(1, len(batch) + 1)), "a row each, in order"
+    return list(rows)
 
 
 def _answer(waiting: _Waiting, row: Mapping[str, Any]) -> None:

@@ -12,7 +12,6 @@ from boost_ledger.upstream.sim_orders import AddRefused, plan_order
 from boost_ledger.upstream.sim_progression import TERMINAL_STATUSES, choose_partial_remains
 from boost_ledger.upstream.sim_state import (
     CURRENCY,
-    MAX_ORDERS,
     SimulatedOrder,
     SimulatorState,
 )
@@ -37,7 +36,7 @@ def add(state: SimulatorState, form: dict[str, str]) -> Any:
         return {"error": str(refusal)}
     if plan.charge > state.balance:
         return {"error": "Not enough funds on balance"}
-    if len(state.orders) >= MAX_ORDERS:
+    if len(state.orders) >= state.max_orders:
         return {"error": "Too many orders, please reset the simulator"}
     order = SimulatedOrder(
         order_id=state.next_order_id,

@@ -84,6 +84,8 @@ class SimulatorState:
     initial_autoprogress: bool
     seed: int | None
     partial_share: float = 0.2
+    max_orders: int = MAX_ORDERS
+    """Orders the simulator holds at most (its memory's bound); past it ``add`` refuses."""
     autoprogress: bool = False
     orders: dict[int, SimulatedOrder] = field(default_factory=dict)
     moving: dict[int, SimulatedOrder] = field(default_factory=dict)

@@ -15,10 +15,11 @@ from starlette.routing import Mount, Route
 from boost_ledger.upstream.sim_control import CONTROL_ROUTES
 from boost_ledger.upstream.sim_progression import progression_running
 from boost_ledger.upstream.sim_protocol import api_endpoint
-from boost_ledger.upstream.sim_state import SimulatorState
+from boost_ledger.upstream.sim_state import MAX_ORDERS, SimulatorState
 
 AUTOPROGRESS_VARIABLE = "BOOST_SIMULATOR_AUTOPROGRESS"
 PARTIAL_SHARE_VARIABLE = "BOOST_SIMULATOR_PARTIAL_SHARE"
+MAX_ORDERS_VARIABLE = "BOOST_SIMULATOR_MAX_ORDERS"
 
 
 def create_simulator_app(
@@ -36,12 +37,16 @@ def create_simulator_app(
     partial_share = float(os.environ.get(PARTIAL_SHARE_VARIABLE, "0.2") or "0.2")
     if not 0 <= partial_share <= 1:
         raise ValueError(f"{PARTIAL_SHARE_VARIABLE} must be between 0 and 1")
+    max_orders = int(os.environ.get(MAX_ORDERS_VARIABLE, "") or MAX_ORDERS)
+    if not 1 <= max_orders <= 10_000_000:
+        raise ValueError(f"{MAX_ORDERS_VARIABLE} must be between 1 and 10000000")
     state = SimulatorState(
         api_key=api_key,
         tick_s=tick_s,
         initial_autoprogress=autoprogress,
         seed=seed,
         partial_share=partial_share,
+        max_orders=max_orders,
     )
     app = Starlette(
         routes=[

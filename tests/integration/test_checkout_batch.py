@@ -239,3 +239,17 @@ async def test_a_batch_decides_as_its_checkouts_would_one_by_one(
     )
     found = {row["account_id"]: row["balance_kobo"] for row in rows}
     assert [found[account_id] for account_id in accounts] == model_balances
+
+
+async def test_a_checkout_placed_as_the_last_flight_lands_is_sent(pool: asyncpg.Pool[Any]) -> None:
+    """The caller of the only flight's last checkout places another at once, in the very loop
+    step its answer arrives, while that flight's task is finishing: a flight must still take
+    it (and not leave it waiting for some later checkout to start one)."""
+    account_id, _ = await open_funded_account(pool, 10_000_000)
+    gated, state = Gated(pool), await _warm_state(pool)
+    gated.gate.set()
+    batcher = CheckoutBatcher(gated, flights=1)
+    async with asyncio.timeout(10):
+        for n in range(5):
+            answer = await _checkout(gated, batcher, state, account_id, _order(f"next-{n}", 100))
+            assert isinstance(answer, checkout.CheckoutAnswer) and answer.status_code == 201

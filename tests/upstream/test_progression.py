@@ -7,7 +7,7 @@ import httpx
 import pytest
 from upstream_helpers import API_KEY, control_orders, running_server, wait_until_terminal
 
-from boost_ledger.upstream import ProviderClient, create_simulator_app, sim_actions
+from boost_ledger.upstream import ProviderClient, create_simulator_app
 from boost_ledger.upstream.sim_actions import add
 from boost_ledger.upstream.sim_progression import TERMINAL_STATUSES, tick, tick_in_steps
 from boost_ledger.upstream.sim_state import SimulatorState
@@ -162,15 +162,24 @@ async def test_a_reset_during_a_background_tick_leaves_the_new_orders_moving() -
     assert all(order.status in TERMINAL_STATUSES for order in state.orders.values())
 
 
-def test_a_full_simulator_refuses_new_orders_until_it_is_reset(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_a_full_simulator_refuses_new_orders_until_it_is_reset() -> None:
     """The simulator's memory is bounded: past its cap ``add`` refuses, and a reset frees it."""
-    monkeypatch.setattr(sim_actions, "MAX_ORDERS", 3)
-    state = SimulatorState(api_key="k", tick_s=1.0, initial_autoprogress=False, seed=1)
+    state = SimulatorState(
+        api_key="k", tick_s=1.0, initial_autoprogress=False, seed=1, max_orders=3
+    )
     form = {"service": "3", "link": "x", "quantity": "1000"}
     assert all("order" in add(state, form) for _ in range(3))
     assert add(state, form) == {"error": "Too many orders, please reset the simulator"}
     assert len(state.orders) == 3
     state.reset()
     assert "order" in add(state, form)
+
+
+def test_the_order_bound_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BOOST_SIMULATOR_MAX_ORDERS", "250000")
+    assert create_simulator_app(seed=1).state.simulator.max_orders == 250_000
+    monkeypatch.setenv("BOOST_SIMULATOR_MAX_ORDERS", "")
+    assert create_simulator_app(seed=1).state.simulator.max_orders == 100_000
+    monkeypatch.setenv("BOOST_SIMULATOR_MAX_ORDERS", "0")
+    with pytest.raises(ValueError, match="BOOST_SIMULATOR_MAX_ORDERS"):
+        create_simulator_app(seed=1)
