@@ -1,9 +1,10 @@
 """Checkouts that arrive together, placed together: one statement and one transaction.
 
 A server process places its checkouts through one ``CheckoutBatcher``. A checkout that finds
-fewer than ``FLIGHTS`` batches in flight starts one at once, so a lone checkout waits for no
-other; those that arrive while every flight is busy queue, and a flight that comes back takes up
-to ``max_batch`` of them at a time into one call of ``checkout_place_batch``
+fewer than ``FLIGHTS`` statements in flight and none waiting is sent at once, on its own, so a
+lone checkout waits for no other; those that arrive while every flight is busy queue, and a
+flight that comes back takes up to ``max_batch`` of them at a time into one call of
+``checkout_place_batch``
 (sql/0014_checkout_batch.sql). They then share a round trip, a commit and its WAL flush, which
 on two cores is most of what a checkout costs beyond its own rows.
 
@@ -77,14 +78,33 @@ class CheckoutBatcher:
         self._tasks: set[asyncio.Task[None]] = set()  # strong references to the flights
 
     async def place(self, arguments: tuple[Any, ...]) -> Mapping[str, Any]:
+        if not self._waiting and self._flying < self._max_flights:
+            return await self._place_at_once(arguments)
         answer: asyncio.Future[Mapping[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting.append(_Waiting(arguments, answer))
-        if self._flying < self._max_flights:
+        self._launch()
+        return await answer
+
+    async def _place_at_once(self, arguments: tuple[Any, ...]) -> Mapping[str, Any]:
+        """Nothing waits and a flight is free: the checkout flies alone on its caller's task,
+        without a hop to a flight's (a lone checkout's case: 8% more checkouts per second at one
+        client than through a flight task). Its caller's errors and cancellation are its own."""
+        self._flying += 1
+        try:
+            async with self._connections.acquire() as connection:
+                row: Mapping[str, Any] | None = await connection.fetchrow(PLACE, *arguments)
+        finally:
+            self._flying -= 1
+            self._launch()  # for the checkouts that queued meanwhile
+        assert row is not None
+        return row
+
+    def _launch(self) -> None:
+        if self._waiting and self._flying < self._max_flights:
             self._flying += 1
             flight = asyncio.create_task(self._fly())
             self._tasks.add(flight)
             flight.add_done_callback(self._tasks.discard)
-        return await answer
 
     async def _fly(self) -> None:
         """Send batches until none is waiting. No caller is left waiting: on an unforeseen

@@ -2,8 +2,8 @@
 decides exactly as its checkouts would one after another, shares one transaction, and lets a
 bad checkout fail alone.
 
-A gate in front of the real pool holds the batcher's flight at its ``acquire``: the checkouts
-started meanwhile leave together once it opens.
+A gate in front of the real pool holds the first checkout (sent at once, alone) at its
+``acquire``: the checkouts started meanwhile wait, and leave together in one batch after it.
 """
 
 from __future__ import annotations
@@ -79,8 +79,8 @@ async def _checkout(
 async def _in_one_batch(
     pool: asyncpg.Pool[Any], requests: list[tuple[int, dict[str, Any]]]
 ) -> tuple[list[checkout.CheckoutAnswer | Exception], Gated]:
-    """Run ``requests`` in one batch (one flight, held at the gate until they all wait on it);
-    answers in request order."""
+    """Run ``requests``: the first alone, held at the gate until the others wait behind it,
+    then those in one batch; answers in request order."""
     gated, state = Gated(pool), await _warm_state(pool)
     batcher = CheckoutBatcher(gated, flights=1)
     tasks = [
@@ -111,8 +111,8 @@ async def test_checkouts_that_wait_together_commit_in_one_transaction(
     assert all(isinstance(a, checkout.CheckoutAnswer) and a.status_code == 201 for a in answers)
     placed = [a.order_id for a in answers if isinstance(a, checkout.CheckoutAnswer)]
     assert len(set(placed)) == 13
-    assert gated.acquired == 1  # one statement
-    assert await _placed_transactions(pool, placed) == 1
+    assert gated.acquired == 2  # the first alone, then the twelve others in one statement
+    assert await _placed_transactions(pool, placed[1:]) == 1
     for account_id in accounts:
         balance = await pool.fetchval(
             "select balance_kobo from wallets where account_id = $1", account_id
@@ -241,15 +241,26 @@ async def test_a_batch_decides_as_its_checkouts_would_one_by_one(
     assert [found[account_id] for account_id in accounts] == model_balances
 
 
-async def test_a_checkout_placed_as_the_last_flight_lands_is_sent(pool: asyncpg.Pool[Any]) -> None:
-    """The caller of the only flight's last checkout places another at once, in the very loop
-    step its answer arrives, while that flight's task is finishing: a flight must still take
-    it (and not leave it waiting for some later checkout to start one)."""
+async def test_a_checkout_placed_as_a_batch_lands_is_sent(pool: asyncpg.Pool[Any]) -> None:
+    """A caller whose checkout came back in a flight's batch places another at once, in the
+    very loop step its answer arrives, while that flight's task is finishing: the new one must
+    still be sent (and not wait for some later checkout to start a flight)."""
     account_id, _ = await open_funded_account(pool, 10_000_000)
     gated, state = Gated(pool), await _warm_state(pool)
-    gated.gate.set()
     batcher = CheckoutBatcher(gated, flights=1)
+
+    async def one(key: str) -> checkout.CheckoutAnswer | Exception:
+        return await _checkout(gated, batcher, state, account_id, _order(key, 100))
+
+    async def two_in_a_row() -> list[checkout.CheckoutAnswer | Exception]:
+        return [await one("landing-batched"), await one("landing-next")]
+
+    alone = asyncio.ensure_future(one("landing-alone"))  # sent at once, held at the gate
+    await asyncio.sleep(0)
+    in_a_row = asyncio.ensure_future(two_in_a_row())  # waits, then leaves in a flight
+    await asyncio.sleep(0.01)
+    gated.gate.set()
     async with asyncio.timeout(10):
-        for n in range(5):
-            answer = await _checkout(gated, batcher, state, account_id, _order(f"next-{n}", 100))
-            assert isinstance(answer, checkout.CheckoutAnswer) and answer.status_code == 201
+        answers = [await alone, *await in_a_row]
+    assert all(isinstance(a, checkout.CheckoutAnswer) and a.status_code == 201 for a in answers)
+    assert gated.acquired == 3
