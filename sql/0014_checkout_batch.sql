@@ -3,7 +3,7 @@
 -- one round trip, one commit and one WAL flush instead of paying each their own.
 --
 -- Each element is one call of checkout_place (sql/0011_checkout.sql), with the same arguments,
--- in array order, and its row comes back as that call's, numbered from 1 by its position (item). Every
+-- and its row comes back as that call's, numbered from 1 by its position (item). Every
 -- decision stays checkout_place's: a later element sees what an earlier one wrote, so two
 -- checkouts of one wallet debit it one after the other, and a key named twice is placed once
 -- and replayed once (the advisory lock is the transaction's own). An element's refusal
@@ -12,9 +12,10 @@
 -- statement; the caller then places each checkout on its own, so one bad request cannot refuse
 -- the others.
 --
--- Wallet row locks are taken in array order; the caller sorts the elements by account, as every
--- path that locks several wallets takes them, so that two batches never wait on each other in a
--- cycle.
+-- The elements are decided in account order, and in array order within an account: wallet row
+-- locks are then taken as every path that locks several wallets takes them (ascending account),
+-- so two batches never wait on each other in a cycle, whatever order the caller sent. Rows come
+-- back in that order too; item names each one's element.
 
 create function checkout_place_batch(
     p_key_hash        bytea[],
@@ -38,7 +39,8 @@ returns table (item integer, outcome text, status_code integer, response bytea,
 language plpgsql
 as $$
 declare
-    placed record;
+    i       integer;
+    placed  record;
 begin
     if (select count(distinct coalesce(n, -1)) from unnest(array[
             cardinality(p_key_hash), cardinality(p_account_id), cardinality(p_idempotency_key),
@@ -52,7 +54,8 @@ begin
     if cardinality(p_account_id) > 100 then
         raise exception 'checkout_place_batch: at most 100 checkouts' using errcode = '22023';
     end if;
-    for i in 1 .. coalesce(cardinality(p_account_id), 0) loop
+    for i in select g from generate_subscripts(p_account_id, 1) g order by p_account_id[g], g
+    loop
         select * into strict placed
           from checkout_place(p_key_hash[i], p_account_id[i], p_idempotency_key[i],
                               p_fingerprint[i], p_service_id[i], p_service_version[i],

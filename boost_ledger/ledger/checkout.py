@@ -14,6 +14,7 @@ statement and one transaction.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -95,16 +96,17 @@ Place = Callable[[tuple[Any, ...]], Awaitable[Mapping[str, Any]]]
 (``placing_alone``) or gathered with others (``checkout_batch.CheckoutBatcher.place``)."""
 
 
+async def place_alone(connections: Connections, arguments: tuple[Any, ...]) -> Mapping[str, Any]:
+    """One checkout in a statement and a transaction of its own."""
+    async with connections.acquire() as connection:
+        row: Mapping[str, Any] | None = await connection.fetchrow(PLACE, *arguments)
+    assert row is not None
+    return row
+
+
 def placing_alone(connections: Connections) -> Place:
     """Each checkout in a statement and a transaction of its own."""
-
-    async def place(arguments: tuple[Any, ...]) -> Mapping[str, Any]:
-        async with connections.acquire() as connection:
-            row: Mapping[str, Any] | None = await connection.fetchrow(PLACE, *arguments)
-        assert row is not None
-        return row
-
-    return place
+    return functools.partial(place_alone, connections)
 
 _EARLIER = """
 select outcome, fingerprint, status_code, response, order_id from checkout_earlier($1, $2, $3)

@@ -4,12 +4,13 @@ A server process places its checkouts through one ``CheckoutBatcher``. A checkou
 fewer than ``FLIGHTS`` statements in flight and none waiting is sent at once, on its own, so a
 lone checkout waits for no other; those that arrive while every flight is busy queue, and a
 flight that comes back takes up to ``max_batch`` of them at a time into one call of
-``checkout_place_batch``
-(sql/0014_checkout_batch.sql). They then share a round trip, a commit and its WAL flush, which
-on two cores is most of what a checkout costs beyond its own rows.
+``checkout_place_batch`` (sql/0014_checkout_batch.sql). They then share a round trip, a
+commit and its WAL flush, which on two cores is most of what a checkout costs beyond its own
+rows.
 
-Each checkout is still ``checkout_place``'s decision, made in the order the batch lists them
-(by account, so that wallet row locks are always taken in one order), and its client hears of
+Each checkout is still ``checkout_place``'s decision, made in account order and in arrival
+order within an account (the function's own order, so that wallet row locks are always taken in
+one order whatever a caller sends), and its client hears of
 it only once the transaction that holds it has committed. Should the batch's statement fail
 (an error aborts it all: nothing of it is written), each of its checkouts is placed again on its
 own, so one bad request fails alone. A checkout whose client gave up before its statement was
@@ -28,7 +29,7 @@ import asyncpg
 import msgspec
 import structlog
 
-from boost_ledger.ledger.checkout import PLACE
+from boost_ledger.ledger.checkout import PLACE, place_alone
 from boost_ledger.ledger.connection import Connection, Connections
 
 log = structlog.get_logger("boost.checkout")
@@ -43,8 +44,6 @@ _PLACE_BATCH = """
 select item, outcome, status_code, response, order_id, balance_kobo
   from checkout_place_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
 """
-_ACCOUNT = 1
-"""Where the account id sits in ``checkout_place``'s arguments."""
 _RETRIED = (
     OSError,
     TimeoutError,
@@ -91,13 +90,10 @@ class CheckoutBatcher:
         client than through a flight task). Its caller's errors and cancellation are its own."""
         self._flying += 1
         try:
-            async with self._connections.acquire() as connection:
-                row: Mapping[str, Any] | None = await connection.fetchrow(PLACE, *arguments)
+            return await place_alone(self._connections, arguments)
         finally:
             self._flying -= 1
             self._launch()  # for the checkouts that queued meanwhile
-        assert row is not None
-        return row
 
     def _launch(self) -> None:
         if self._waiting and self._flying < self._max_flights:
@@ -131,7 +127,6 @@ class CheckoutBatcher:
             waiting = self._waiting.popleft()
             if not waiting.answer.done():  # else its caller was cancelled: nothing is placed
                 batch.append(waiting)
-        batch.sort(key=lambda waiting: waiting.arguments[_ACCOUNT])
         return batch
 
     async def _send(self, batch: list[_Waiting]) -> None:
@@ -168,9 +163,9 @@ async def _execute(connection: Connection, batch: list[_Waiting]) -> list[Mappin
         assert row is not None
         return [row]
     columns = [list(column) for column in zip(*(w.arguments for w in batch), strict=True)]
-    rows = await connection.fetch(_PLACE_BATCH, *columns)
-    assert [row["item"] for row in rows] == list(range(1, len(batch) + 1)), "a row each, in order"
-    return list(rows)
+    by_item = {row["item"]: row for row in await connection.fetch(_PLACE_BATCH, *columns)}
+    assert sorted(by_item) == list(range(1, len(batch) + 1)), "a row for each checkout"
+    return [by_item[item] for item in range(1, len(batch) + 1)]
 
 
 def _answer(waiting: _Waiting, row: Mapping[str, Any]) -> None:
