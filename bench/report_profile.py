@@ -53,8 +53,8 @@ def _round_trips(trips: dict[str, Any]) -> list[str]:
         f"Round trips, from PostgreSQL's statement log over {trips['checkouts']} sequential"
         f" checkouts: **{trips['round_trips_per_checkout']:.1f} statements per checkout request**"
         f" ({trips['auth_statements']:.1f} for the API key lookup and its pool release,"
-        f" {trips['checkout_transaction_statements']:.1f} for the checkout transaction including"
-        " BEGIN, COMMIT and the pool's reset on release). Meanwhile the workers sent"
+        f" {trips['checkout_transaction_statements']:.1f} for the checkout: one call of"
+        " `checkout_place`, a transaction of its own). Meanwhile the workers sent"
         f" {trips['background_statements_per_checkout']:.1f} statements per checkout (submission of"
         " these orders and polling of all open ones).",
         "",

@@ -17,9 +17,11 @@ from bench.server import Server
 _ENTRY = re.compile(
     r"^\S+ \S+ \S+ \[(?P<pid>\d+)\] LOG:  (?:statement|execute [^:]*): (?P<sql>.*)$"
 )
-# How a unit is recognised; a checkout collapsed into something else is still counted in the
-# totals (statements in the window per checkout served), just not itemised.
-_CHECKOUT_MARKS = ("pg_try_advisory_xact_lock(hashtextextended", "idempotency_keys")
+# How a unit is recognised: a checkout is one call of ``checkout_place`` (or, for checkouts that
+# arrived together, ``checkout_place_batch``: counted as one). A checkout collapsed into
+# something else is still counted in the totals (statements in the window per checkout served),
+# just not itemised.
+_CHECKOUT_MARKS = ("checkout_place(", "checkout_place_batch(")
 _AUTH_MARK = "api_keys"
 _RESET_MARKS = ("pg_advisory_unlock_all", "RESET ALL")
 
