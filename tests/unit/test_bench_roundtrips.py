@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from bench.roundtrips import classify
 
-_LOG = """\
-2026-12-02 08:00:00.001 UTC [101] LOG:  execute <unnamed>: select outcome, status_code, response, order_id, balance_kobo from checkout_place($1, $2, $3, $4, $5, $6, $7)
-2026-12-02 08:00:00.002 UTC [202] LOG:  statement: BEGIN;
-2026-12-02 08:00:00.003 UTC [202] LOG:  execute <unnamed>: insert into events (event_id, stream_id)
-\tselect * from unnest($1::uuid[])
-2026-12-02 08:00:00.004 UTC [202] LOG:  statement: COMMIT;
-2026-12-02 08:00:00.005 UTC [101] LOG:  execute <unnamed>: select item, outcome from checkout_place_batch($1, $2)
-2026-12-02 08:00:00.006 UTC [101] LOG:  execute <unnamed>: select key_hash from api_keys where key_hash = $1
-"""
+_AT = "2026-12-02 08:00:00.001 UTC"
+_LOG = "\n".join(
+    [
+        f"{_AT} [101] LOG:  execute <unnamed>: select outcome, status_code, response"
+        " from checkout_place($1, $2, $3, $4, $5, $6, $7)",
+        f"{_AT} [202] LOG:  statement: BEGIN;",
+        f"{_AT} [202] LOG:  execute <unnamed>: insert into events (event_id, stream_id)",
+        "\tselect * from unnest($1::uuid[])",
+        f"{_AT} [202] LOG:  statement: COMMIT;",
+        f"{_AT} [101] LOG:  execute <unnamed>: select item from checkout_place_batch($1, $2)",
+        f"{_AT} [101] LOG:  execute <unnamed>: select key_hash from api_keys where key_hash = $1",
+    ]
+)
 
 
 def test_a_checkout_is_one_call_of_the_checkout_function() -> None:
