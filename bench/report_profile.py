@@ -52,7 +52,7 @@ def _round_trips(trips: dict[str, Any]) -> list[str]:
         "",
         f"Round trips, from PostgreSQL's statement log over {trips['checkouts']} sequential"
         f" checkouts: **{trips['round_trips_per_checkout']:.1f} statements per checkout request**"
-        f" ({trips['auth_statements']:.1f} for the API key lookup and its pool release,"
+        f" ({trips['auth_statements']:.1f} for the API key lookup, none while the key is cached,"
         f" {trips['checkout_transaction_statements']:.1f} for the checkout: one call of"
         " `checkout_place`, a transaction of its own). Meanwhile the workers sent"
         f" {trips['background_statements_per_checkout']:.1f} statements per checkout (submission of"
