@@ -15,8 +15,10 @@ Two kinds of figures:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import urllib.parse
+from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
@@ -38,7 +40,12 @@ from starlette.responses import Response
 from boost_ledger.api.runtime import runtime_of
 from boost_ledger.ledger.statuses import ORDER_STATUSES
 from boost_ledger.upstream.client import ACTION_EXTENSION
-from boost_ledger.upstream.transport import MAX_CONNECTIONS, ProviderTransport
+from boost_ledger.upstream.transport import (
+    MAX_CONNECTIONS,
+    ProviderTransport,
+    ReadingTransport,
+    read_whole,
+)
 
 log = structlog.get_logger("boost.metrics")
 
@@ -157,31 +164,50 @@ def observe_request(method: str, route: str, status: int, duration_s: float) -> 
 
 
 class InstrumentedTransport(httpx.AsyncBaseTransport):
-    """An httpx transport that times each provider call and counts its outcome."""
+    """An httpx transport that times each provider call and counts its outcome; it reads whole
+    replies (``send_and_read``) when the transport it wraps can."""
 
     def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
         self._inner = inner
+        self._reader = inner if isinstance(inner, ReadingTransport) else None
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        action = _action_of(request)
-        started = time.perf_counter()
-        outcome = "transport_error"
-        try:
+        with _measured(request) as outcome:
             response = await self._inner.handle_async_request(request)
-            outcome = "http_5xx" if response.status_code >= 500 else "ok"
+            outcome[0] = "http_5xx" if response.status_code >= 500 else "ok"
             return response
-        except httpx.TimeoutException:
-            outcome = "timeout"
-            raise
-        except asyncio.CancelledError:
-            outcome = "cancelled"  # the client's own deadline for the whole call
-            raise
-        finally:
-            PROVIDER_CALLS.labels(action, outcome).inc()
-            PROVIDER_LATENCY.labels(action).observe(time.perf_counter() - started)
+
+    async def send_and_read(self, request: httpx.Request, max_bytes: int) -> tuple[int, bytes]:
+        with _measured(request) as outcome:
+            if self._reader is not None:
+                status, body = await self._reader.send_and_read(request, max_bytes)
+            else:
+                response = await self._inner.handle_async_request(request)
+                status, body = await read_whole(response, request, max_bytes)
+            outcome[0] = "http_5xx" if status >= 500 else "ok"
+            return status, body
 
     async def aclose(self) -> None:
         await self._inner.aclose()
+
+
+@contextlib.contextmanager
+def _measured(request: httpx.Request) -> Iterator[list[str]]:
+    """Time the call and count its outcome: the caller sets ``outcome[0]`` once it has a reply."""
+    action = _action_of(request)
+    started = time.perf_counter()
+    outcome = ["transport_error"]
+    try:
+        yield outcome
+    except httpx.TimeoutException:
+        outcome[0] = "timeout"
+        raise
+    except asyncio.CancelledError:
+        outcome[0] = "cancelled"  # the client's own deadline for the whole call
+        raise
+    finally:
+        PROVIDER_CALLS.labels(action, outcome[0]).inc()
+        PROVIDER_LATENCY.labels(action).observe(time.perf_counter() - started)
 
 
 def _action_of(request: httpx.Request) -> str:

@@ -7,6 +7,7 @@ lost reply could place the same order twice.
 """
 
 import asyncio
+import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -19,7 +20,14 @@ from boost_ledger.upstream.errors import (
     ProviderUnavailable,
 )
 from boost_ledger.upstream.models import ProviderBalance, ProviderService, ProviderStatus
-from boost_ledger.upstream.transport import MAX_CONNECTIONS, SENT_EXTENSION, ProviderTransport
+from boost_ledger.upstream.transport import (
+    MAX_CONNECTIONS,
+    SENT_EXTENSION,
+    ProviderTransport,
+    ReadingTransport,
+    ReplyTooLarge,
+    read_whole,
+)
 
 MAX_IDS_PER_CALL = 100
 ACTION_EXTENSION = "boost_provider_action"
@@ -27,7 +35,11 @@ ACTION_EXTENSION = "boost_provider_action"
 # A catalog of a few thousand services is a few megabytes; anything far larger is not a reply.
 _MAX_REPLY_BYTES = 16 * 1024 * 1024
 _RESERVED_FIELDS = frozenset({"key", "action", "service"})
-_HEADERS = {"accept": "application/json", "user-agent": "boost-ledger"}
+_HEADERS = {
+    "accept": "application/json",
+    "user-agent": "boost-ledger",
+    "content-type": "application/x-www-form-urlencoded",
+}
 
 _Result = TypeVar("_Result")
 
@@ -64,7 +76,9 @@ class ProviderClient:
         # documented with BOOST_PROVIDER_URL), and ``ProviderTransport`` spends a quarter of
         # httpx's own transport's CPU per call (see transport.py).
         self._transport = transport or ProviderTransport(max_connections=max_connections)
+        self._reader = self._transport if isinstance(self._transport, ReadingTransport) else None
         self._extensions = {"timeout": httpx.Timeout(timeout_s).as_dict()}
+        self._form_heads: dict[str, str] = {}
 
     async def aclose(self) -> None:
         await self._transport.aclose()
@@ -135,11 +149,14 @@ class ProviderClient:
 
     async def _call(self, action: str, fields: Mapping[str, str]) -> Any:
         """One POST, translated: a JSON value, or a typed error."""
-        form = {"key": self._key, "action": action, **fields}
+        # The form as httpx would encode it, the key and action quoted once per action.
+        form = self._form_heads.get(action) or self._form_head(action)
+        if fields:
+            form += "&" + urllib.parse.urlencode(fields)
         # The action rides along for a transport that labels its metrics by it.
         extensions = {**self._extensions, ACTION_EXTENSION: action}
         request = httpx.Request(
-            "POST", self._target, data=form, headers=_HEADERS, extensions=extensions
+            "POST", self._target, content=form.encode(), headers=_HEADERS, extensions=extensions
         )
         try:
             # httpx's timeout bounds each network step; this one bounds the call as a whole, so
@@ -153,27 +170,24 @@ class ProviderClient:
             raise ProviderUnavailable(message, sent=sent) from error
         except httpx.DecodingError as error:
             raise ProviderMalformed(f"{action}: undecodable body: {error}") from error
+        except ReplyTooLarge as error:
+            raise ProviderMalformed(f"{action}: {error}") from error
         except httpx.TransportError as error:
             message = f"{action}: {type(error).__name__}: {error}"
             raise ProviderUnavailable(message, sent=_sent(request, error)) from error
         return _interpret(action, status_code, body)
 
+    def _form_head(self, action: str) -> str:
+        head = self._form_heads[action] = urllib.parse.urlencode(
+            {"key": self._key, "action": action}
+        )
+        return head
+
     async def _post(self, request: httpx.Request) -> tuple[int, bytes]:
+        if self._reader is not None:
+            return await self._reader.send_and_read(request, _MAX_REPLY_BYTES)
         response = await self._transport.handle_async_request(request)
-        response.request = request
-        try:
-            if response.status_code >= 500:
-                return response.status_code, b""
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > _MAX_REPLY_BYTES:
-                    raise ProviderMalformed(f"reply larger than {_MAX_REPLY_BYTES} bytes")
-                chunks.append(chunk)
-            return response.status_code, b"".join(chunks)
-        finally:
-            await response.aclose()
+        return await read_whole(response, request, _MAX_REPLY_BYTES)
 
 
 def _sent(request: httpx.Request, error: Exception) -> bool:

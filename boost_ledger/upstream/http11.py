@@ -108,10 +108,15 @@ class Connection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
-    async def write(self, data: bytes) -> None:
+    def write(self, data: bytes) -> bool:
+        """Hand ``data`` to the socket; whether the caller must then wait for ``drained`` (the
+        socket's buffer is full), which it can then bound in time."""
         if self._transport is None or self._transport.is_closing() or self._ended:
             raise ConnectionResetError("the connection is closed")
         self._transport.write(data)
+        return self._writable is not None
+
+    async def drained(self) -> None:
         if self._writable is not None:
             await self._writable
             if self._ended:
@@ -138,6 +143,10 @@ class Connection(asyncio.Protocol):
                 return b""
             await self._more()
         return self._take(most)
+
+    def take_buffered(self, size: int) -> bytes | None:
+        """Exactly ``size`` bytes if they have all arrived already, else None (nothing taken)."""
+        return self._take(size) if len(self._buffer) >= size else None
 
     def _take(self, size: int) -> bytes:
         piece = bytes(self._buffer[:size])

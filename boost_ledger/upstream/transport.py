@@ -7,7 +7,10 @@ every pooled connection twice per request and polls each idle socket, and every 
 enters an anyio cancel scope) where the exchange itself costs about 60 µs: on a busy server the
 submitter spent more on its HTTP client than on its two transactions. This transport keeps
 httpx's request, response and exception types, so ``ProviderClient`` and its callers do not
-change, and does what HTTP/1.1 asks of a client, no more (the wire format is ``http11.py``):
+change, and does what HTTP/1.1 asks of a client, no more (the wire format is ``http11.py``).
+``ProviderClient`` itself calls ``send_and_read``: the reply read whole, with no
+``httpx.Response`` built or streamed, and no deadline armed for a step that cannot wait (a free
+slot, a write the socket takes at once, a body that arrived with its head):
 
 - A request goes out in one write: its line, httpx's headers (``Host``, ``Content-Length``...)
   and its body, which httpx has already encoded. A body of unknown length is refused.
@@ -33,7 +36,7 @@ import asyncio
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable
-from typing import TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 
 import httpx
 
@@ -58,6 +61,47 @@ _READ_BYTES = 64 * 1024
 _NO_BODY_STATUSES = frozenset({204, 304})
 
 _Origin = tuple[str, str, int]
+
+
+class ReplyTooLarge(Exception):
+    """A reply body above the bound ``send_and_read`` was given."""
+
+
+@runtime_checkable
+class ReadingTransport(Protocol):
+    """A transport that reads a reply whole itself (``ProviderTransport``, and the metrics'
+    wrapper of one)."""
+
+    async def send_and_read(self, request: httpx.Request, max_bytes: int) -> tuple[int, bytes]:
+        """The reply's status and body, as ``ProviderTransport.send_and_read``."""
+        ...
+
+
+async def read_whole(
+    response: httpx.Response, request: httpx.Request, max_bytes: int
+) -> tuple[int, bytes]:
+    """``send_and_read`` on any httpx transport's ``response``, which it closes."""
+    response.request = request
+    try:
+        if response.status_code >= 500:
+            return response.status_code, b""
+        return response.status_code, await _joined(response.aiter_bytes(), max_bytes)
+    finally:
+        await response.aclose()
+
+
+async def _joined(pieces: AsyncIterator[bytes], max_bytes: int) -> bytes:
+    """The pieces of a body as one (``ReplyTooLarge`` past ``max_bytes``)."""
+    joined: list[bytes] = []
+    size = 0
+    async for piece in pieces:
+        size += len(piece)
+        if size > max_bytes:
+            raise ReplyTooLarge(f"a reply larger than {max_bytes} bytes")
+        joined.append(piece)
+    return b"".join(joined)
+
+
 _T = TypeVar("_T")
 
 
@@ -81,6 +125,31 @@ class ProviderTransport(httpx.AsyncBaseTransport):
         self._closed = False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        reply = await self._exchange(request)
+        head = reply.head
+        return httpx.Response(
+            head.status,
+            headers=head.headers,
+            stream=reply,
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": head.reason},
+        )
+
+    async def send_and_read(self, request: httpx.Request, max_bytes: int) -> tuple[int, bytes]:
+        """``handle_async_request`` with the reply read whole and its connection released: the
+        status and the body (``ReplyTooLarge`` past ``max_bytes``; left unread, and the connection
+        closed, from status 500 on). What a provider call needs, without the ``httpx.Response``
+        and the stream iteration that were a fifth of its CPU (a small reply's body has usually
+        arrived with its head, and is taken without waiting)."""
+        reply = await self._exchange(request)
+        try:
+            status = reply.head.status
+            return status, (b"" if status >= 500 else await reply.read_all(max_bytes))
+        finally:
+            await reply.aclose()
+
+    async def _exchange(self, request: httpx.Request) -> _Reply:
+        """Send ``request`` on a connection and read its reply's head; the body is the
+        ``_Reply``'s to read, and closing it releases the connection."""
         # One way: a request handed in again (a retrying wrapper) stays "sent" once it was.
         request.extensions.setdefault(SENT_EXTENSION, False)
         timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
@@ -97,13 +166,7 @@ class ProviderTransport(httpx.AsyncBaseTransport):
             connection.close()
             self._slots.release()
             raise
-        reply = _Reply(self, connection, request, head, timeouts.get("read"))
-        return httpx.Response(
-            head.status,
-            headers=head.headers,
-            stream=reply,
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": head.reason},
-        )
+        return _Reply(self, connection, request, head, timeouts.get("read"))
 
     async def aclose(self) -> None:
         self._closed = True
@@ -115,6 +178,9 @@ class ProviderTransport(httpx.AsyncBaseTransport):
     async def _take_slot(self, request: httpx.Request, timeout_s: float | None) -> None:
         if self._closed:
             raise RuntimeError("the transport is closed")
+        if not self._slots.locked():  # a free slot is taken at once: no deadline to arm
+            await self._slots.acquire()
+            return
         try:
             async with asyncio.timeout(timeout_s):
                 await self._slots.acquire()
@@ -187,7 +253,7 @@ class _Reply(httpx.AsyncByteStream):
         self._connection: Connection | None = connection
         self._wire = connection
         self._request = request
-        self._head = head
+        self.head = head
         self._timeout_s = timeout_s
         self._complete = head.status in _NO_BODY_STATUSES or request.method == "HEAD"
         connection.expiry_s = head.keep_alive_s
@@ -195,20 +261,32 @@ class _Reply(httpx.AsyncByteStream):
     async def __aiter__(self) -> AsyncIterator[bytes]:
         if self._complete:
             return
-        if self._head.chunked:
+        if self.head.chunked:
             pieces = self._chunked()
-        elif self._head.length is not None:
-            pieces = self._exactly(self._head.length)
+        elif self.head.length is not None:
+            pieces = self._exactly(self.head.length)
         else:
             pieces = self._until_closed()
         async for piece in pieces:
             yield piece
         self._complete = True
 
+    async def read_all(self, max_bytes: int) -> bytes:
+        """The whole body (``ReplyTooLarge`` past ``max_bytes``)."""
+        length = self.head.length
+        if length is not None and not self.head.chunked and not self._complete:
+            if length > max_bytes:
+                raise ReplyTooLarge(f"a reply of {length} bytes, above {max_bytes}")
+            body = self._wire.take_buffered(length)
+            if body is not None:
+                self._complete = True
+                return body
+        return await _joined(self.__aiter__(), max_bytes)
+
     async def aclose(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
-            reusable = self._complete and self._head.keep_alive
+            reusable = self._complete and self.head.keep_alive
             self._transport._release(connection, self._request, reusable)
 
     async def _exactly(self, length: int) -> AsyncIterator[bytes]:
@@ -258,8 +336,9 @@ async def _send(connection: Connection, request: httpx.Request, timeout_s: float
         lines.append(name + b": " + value)
     request.extensions[SENT_EXTENSION] = True
     try:
-        async with asyncio.timeout(timeout_s):
-            await connection.write(b"\r\n".join(lines) + b"\r\n\r\n" + body)
+        if connection.write(b"\r\n".join(lines) + b"\r\n\r\n" + body):
+            async with asyncio.timeout(timeout_s):  # only a full socket buffer makes it wait
+                await connection.drained()
     except TimeoutError as error:
         raise httpx.WriteTimeout(f"not sent within {timeout_s} s", request=request) from error
     except (OSError, RuntimeError) as error:  # RuntimeError: a transport closed under us
