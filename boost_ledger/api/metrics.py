@@ -81,7 +81,8 @@ PROVIDER_CALLS = Counter(
 )
 PROVIDER_LATENCY = Histogram(
     "boost_provider_call_duration_seconds",
-    "Time to the provider's response headers.",
+    "Time of a provider call, until its reply has been read whole (ProviderClient's calls) or"
+    " its headers have arrived (a caller that streams the body).",
     ["action"],
     buckets=_LATENCY_BUCKETS_S,
     registry=REGISTRY,

@@ -173,9 +173,19 @@ class Connection(asyncio.Protocol):
 
 
 class Head:
-    """A reply's status line and headers, and how its body is framed."""
+    """A reply's status line and headers, how its body is framed, and whether it is coded
+    (``Content-Encoding`` other than ``identity``: gzip and the like, which httpx decodes)."""
 
-    __slots__ = ("chunked", "headers", "keep_alive", "keep_alive_s", "length", "reason", "status")
+    __slots__ = (
+        "chunked",
+        "coded",
+        "headers",
+        "keep_alive",
+        "keep_alive_s",
+        "length",
+        "reason",
+        "status",
+    )
 
     def __init__(self, raw: bytes, request: httpx.Request) -> None:
         lines = raw[:-4].split(b"\r\n")
@@ -196,6 +206,7 @@ class Head:
             fields.setdefault(name.lower(), []).extend(
                 token.strip() for token in value.lower().split(b",")
             )
+        self.coded = any(coding != b"identity" for coding in fields.get(b"content-encoding", ()))
         self._frame(version, fields, request)
 
     def _frame(

@@ -125,22 +125,18 @@ class ProviderTransport(httpx.AsyncBaseTransport):
         self._closed = False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        reply = await self._exchange(request)
-        head = reply.head
-        return httpx.Response(
-            head.status,
-            headers=head.headers,
-            stream=reply,
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": head.reason},
-        )
+        return (await self._exchange(request)).response()
 
     async def send_and_read(self, request: httpx.Request, max_bytes: int) -> tuple[int, bytes]:
         """``handle_async_request`` with the reply read whole and its connection released: the
         status and the body (``ReplyTooLarge`` past ``max_bytes``; left unread, and the connection
         closed, from status 500 on). What a provider call needs, without the ``httpx.Response``
         and the stream iteration that were a fifth of its CPU (a small reply's body has usually
-        arrived with its head, and is taken without waiting)."""
+        arrived with its head, and is taken without waiting). A coded body (``Content-Encoding``:
+        gzip and the like) is read through the response, which decodes it."""
         reply = await self._exchange(request)
+        if reply.head.coded:
+            return await read_whole(reply.response(), request, max_bytes)
         try:
             status = reply.head.status
             return status, (b"" if status >= 500 else await reply.read_all(max_bytes))
@@ -270,6 +266,16 @@ class _Reply(httpx.AsyncByteStream):
         async for piece in pieces:
             yield piece
         self._complete = True
+
+    def response(self) -> httpx.Response:
+        """The reply as httpx's response, whose stream this is."""
+        head = self.head
+        return httpx.Response(
+            head.status,
+            headers=head.headers,
+            stream=self,
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": head.reason},
+        )
 
     async def read_all(self, max_bytes: int) -> bytes:
         """The whole body (``ReplyTooLarge`` past ``max_bytes``)."""

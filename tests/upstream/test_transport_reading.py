@@ -1,11 +1,12 @@
 """``send_and_read``, the way a provider call reads its reply: whole, bounded, and with the same
 connection reuse as a response read to its end, on scripted servers over real sockets."""
 
+import gzip
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from test_transport import CLOSE, OK, scripted
+from test_transport import CLOSE, OK, Later, scripted
 
 from boost_ledger.api import metrics
 from boost_ledger.upstream import ProviderClient, ProviderMalformed, client
@@ -26,8 +27,10 @@ async def transport() -> AsyncIterator[ProviderTransport]:
     await transport.aclose()
 
 
-async def read(transport: ProviderTransport, url: str, max_bytes: int = 1024) -> tuple[int, bytes]:
-    timeout = httpx.Timeout(2.0).as_dict()
+async def read(
+    transport: ProviderTransport, url: str, max_bytes: int = 1024, pool_s: float = 2.0
+) -> tuple[int, bytes]:
+    timeout = httpx.Timeout(2.0, pool=pool_s).as_dict()
     request = httpx.Request("POST", url, content=b"key=k", extensions={"timeout": timeout})
     return await transport.send_and_read(request, max_bytes)
 
@@ -48,6 +51,51 @@ async def test_a_reply_is_read_whole_and_its_connection_reused_as_http_allows(
         assert await read(transport, server.url) == (200, body)
         assert await read(transport, server.url) == (200, b'{"a": 1}\n')
     assert server.connections == connections
+
+
+async def test_a_body_that_arrives_after_its_head_is_waited_for(
+    transport: ProviderTransport,
+) -> None:
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n"
+    async with scripted(head, Later(b'{"a": 1}\n'), OK) as server:
+        assert await read(transport, server.url) == (200, b'{"a": 1}\n')
+        assert await read(transport, server.url) == (200, b'{"a": 1}\n')
+    assert server.connections == 1
+
+
+async def test_bytes_after_the_body_keep_its_connection_from_reuse(
+    transport: ProviderTransport,
+) -> None:
+    async with scripted(OK + b"stray", CLOSE, OK) as server:
+        assert await read(transport, server.url) == (200, b'{"a": 1}\n')
+        assert await read(transport, server.url) == (200, b'{"a": 1}\n')
+    assert server.connections == 2
+
+
+async def test_a_coded_body_is_decoded(transport: ProviderTransport) -> None:
+    coded = gzip.compress(b'{"a": 1}')
+    reply = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(
+        coded
+    )
+    async with scripted(reply + coded, OK) as server:
+        assert await read(transport, server.url) == (200, b'{"a": 1}')
+        assert await read(transport, server.url) == (200, b'{"a": 1}\n')
+    assert server.connections == 1
+
+
+async def test_no_way_of_ending_a_read_keeps_the_only_slot() -> None:
+    """With one connection slot, each read after a refused, failed or whole reply still gets
+    it at once (a slot kept by any of them would make the next one time out)."""
+    transport = ProviderTransport(max_connections=1)
+    replies = (OK, CLOSE, FAILED, CLOSE, UNTIL_CLOSED, CLOSE, CHUNKED, OK)
+    async with scripted(*replies) as server:
+        with pytest.raises(ReplyTooLarge):
+            await read(transport, server.url, max_bytes=5, pool_s=0.2)
+        assert await read(transport, server.url, pool_s=0.2) == (503, b"")
+        assert await read(transport, server.url, pool_s=0.2) == (200, b"{}")
+        assert await read(transport, server.url, pool_s=0.2) == (200, b'{"a": 12}')
+        assert await read(transport, server.url, pool_s=0.2) == (200, b'{"a": 1}\n')
+    await transport.aclose()
 
 
 @pytest.mark.parametrize("reply", [OK, CHUNKED])
