@@ -8,6 +8,7 @@ import pytest
 from upstream_helpers import API_KEY, running_server
 
 from boost_ledger.upstream import ProviderClient, create_simulator_app
+from boost_ledger.upstream.transport import ProviderTransport
 
 
 @pytest.fixture(scope="session")
@@ -54,3 +55,11 @@ async def make_provider(
 @pytest.fixture
 def provider(make_provider: Callable[..., ProviderClient]) -> ProviderClient:
     return make_provider()
+
+
+@pytest.fixture
+async def transport() -> AsyncIterator[ProviderTransport]:
+    """A provider transport of four connections, for the scripted servers' tests."""
+    transport = ProviderTransport(max_connections=4)
+    yield transport
+    await transport.aclose()

@@ -119,13 +119,6 @@ async def time_out_behind_a_stuck_request(transport: ProviderTransport, url: str
         await stuck
 
 
-@pytest.fixture
-async def transport() -> AsyncIterator[ProviderTransport]:
-    transport = ProviderTransport(max_connections=4)
-    yield transport
-    await transport.aclose()
-
-
 async def test_a_kept_alive_connection_carries_the_next_request(
     transport: ProviderTransport,
 ) -> None:

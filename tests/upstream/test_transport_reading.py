@@ -2,7 +2,6 @@
 connection reuse as a response read to its end, on scripted servers over real sockets."""
 
 import gzip
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -18,13 +17,6 @@ CHUNKED = (
 )
 UNTIL_CLOSED = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{}"
 FAILED = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy"
-
-
-@pytest.fixture
-async def transport() -> AsyncIterator[ProviderTransport]:
-    transport = ProviderTransport(max_connections=4)
-    yield transport
-    await transport.aclose()
 
 
 async def read(
