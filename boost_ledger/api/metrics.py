@@ -43,8 +43,7 @@ from boost_ledger.upstream.client import ACTION_EXTENSION
 from boost_ledger.upstream.transport import (
     MAX_CONNECTIONS,
     ProviderTransport,
-    ReadingTransport,
-    read_whole,
+    whole_reads,
 )
 
 log = structlog.get_logger("boost.metrics")
@@ -170,7 +169,7 @@ class InstrumentedTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
         self._inner = inner
-        self._reader = inner if isinstance(inner, ReadingTransport) else None
+        self._read_whole = whole_reads(inner)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         with _measured(request) as outcome:
@@ -180,11 +179,7 @@ class InstrumentedTransport(httpx.AsyncBaseTransport):
 
     async def send_and_read(self, request: httpx.Request, max_bytes: int) -> tuple[int, bytes]:
         with _measured(request) as outcome:
-            if self._reader is not None:
-                status, body = await self._reader.send_and_read(request, max_bytes)
-            else:
-                response = await self._inner.handle_async_request(request)
-                status, body = await read_whole(response, request, max_bytes)
+            status, body = await self._read_whole(request, max_bytes)
             outcome[0] = "http_5xx" if status >= 500 else "ok"
             return status, body
 

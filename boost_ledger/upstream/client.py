@@ -24,9 +24,8 @@ from boost_ledger.upstream.transport import (
     MAX_CONNECTIONS,
     SENT_EXTENSION,
     ProviderTransport,
-    ReadingTransport,
     ReplyTooLarge,
-    read_whole,
+    whole_reads,
 )
 
 MAX_IDS_PER_CALL = 100
@@ -76,7 +75,7 @@ class ProviderClient:
         # documented with BOOST_PROVIDER_URL), and ``ProviderTransport`` spends a quarter of
         # httpx's own transport's CPU per call (see transport.py).
         self._transport = transport or ProviderTransport(max_connections=max_connections)
-        self._reader = self._transport if isinstance(self._transport, ReadingTransport) else None
+        self._read_whole = whole_reads(self._transport)
         self._extensions = {"timeout": httpx.Timeout(timeout_s).as_dict()}
         self._form_heads: dict[str, str] = {}
 
@@ -162,7 +161,7 @@ class ProviderClient:
             # httpx's timeout bounds each network step; this one bounds the call as a whole, so
             # a provider trickling bytes cannot hold a worker forever.
             async with asyncio.timeout(self._timeout_s):
-                status_code, body = await self._post(request)
+                status_code, body = await self._read_whole(request, _MAX_REPLY_BYTES)
         except (TimeoutError, httpx.TimeoutException) as error:
             sent = _sent(request, error)
             waited_for = "reply" if sent else "connection"
@@ -182,12 +181,6 @@ class ProviderClient:
             {"key": self._key, "action": action}
         )
         return head
-
-    async def _post(self, request: httpx.Request) -> tuple[int, bytes]:
-        if self._reader is not None:
-            return await self._reader.send_and_read(request, _MAX_REPLY_BYTES)
-        response = await self._transport.handle_async_request(request)
-        return await read_whole(response, request, _MAX_REPLY_BYTES)
 
 
 def _sent(request: httpx.Request, error: Exception) -> bool:

@@ -35,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol, TypeVar, runtime_checkable
 
 import httpx
@@ -75,6 +75,23 @@ class ReadingTransport(Protocol):
     async def send_and_read(self, request: httpx.Request, max_bytes: int) -> tuple[int, bytes]:
         """The reply's status and body, as ``ProviderTransport.send_and_read``."""
         ...
+
+
+WholeReads = Callable[[httpx.Request, int], Awaitable[tuple[int, bytes]]]
+"""``send_and_read``'s signature: (request, max_bytes) -> (status, body)."""
+
+
+def whole_reads(transport: httpx.AsyncBaseTransport) -> WholeReads:
+    """How to read a reply whole through ``transport``: its own ``send_and_read`` if it has one,
+    else its response read to the end (``read_whole``). Asked once, by whoever holds it."""
+    if isinstance(transport, ReadingTransport):
+        return transport.send_and_read
+
+    async def through_response(request: httpx.Request, max_bytes: int) -> tuple[int, bytes]:
+        response = await transport.handle_async_request(request)
+        return await read_whole(response, request, max_bytes)
+
+    return through_response
 
 
 async def read_whole(
