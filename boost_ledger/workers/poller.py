@@ -1,12 +1,14 @@
-"""The status poller: asks the provider about active orders, longest-unchecked first.
+"""The status poller: asks the provider about active orders, the longest overdue first.
 
 Due orders are claimed in batches of at most 100 (the protocol's multi-status limit) with
 SKIP LOCKED and a lease on ``next_check_at``, so several pollers never ask about the same
-order at once. Most answers repeat what is known: the batch's orders are read once, and those
-are only rescheduled, in one statement. The other answers are recorded together in one
-transaction (``fulfilment.observe_batch``, which decides again under the orders' locks), the
-refunds they owe included: a provider that cancels a hundred orders at once costs one
-transaction, not a hundred, and each refund's deterministic event id still pays it at most once.
+order at once; the index on ``(next_check_at, order_id)`` hands them over in that order, so a
+claim reads about a hundred entries however far behind the poller is. Most answers repeat
+what is known: the batch's orders are read once, and those are only rescheduled, in one
+statement. The other answers are recorded together in one transaction
+(``fulfilment.observe_batch``, which decides again under the orders' locks), the refunds they
+owe included: a provider that cancels a hundred orders at once costs one transaction, not a
+hundred, and each refund's deterministic event id still pays it at most once.
 Should that transaction fail, each answer is recorded on its own (``fulfilment.observe``).
 Passing over a repeated answer is always safe: the order is asked again at its next check.
 """
@@ -37,7 +39,7 @@ _CLAIM = """
 with due as (
     select p.order_id from order_polls p
      where p.next_check_at <= now()
-     order by p.last_checked_at nulls first, p.order_id
+     order by p.next_check_at, p.order_id  -- order_polls_due_order_idx: no sort of every due row
      limit $1 for update skip locked
 )
 update order_polls p set next_check_at = now() + make_interval(secs => $2)

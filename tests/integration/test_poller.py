@@ -1,10 +1,11 @@
-"""The status poller against the simulator: batches of at most 100, longest-unchecked first,
+"""The status poller against the simulator: batches of at most 100, the longest overdue first,
 per-item errors kept to their item, a provider fault changes nothing, and several pollers at
 once never observe an order twice."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import uuid
 from typing import Any
@@ -76,22 +77,26 @@ async def _status_calls(simulator: httpx.AsyncClient) -> int:
     return calls
 
 
-async def test_one_poll_asks_about_at_most_100_orders_longest_unchecked_first(
+async def test_one_poll_asks_about_at_most_100_orders_longest_overdue_first(
     pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
     provider: ProviderClient,
 ) -> None:
-    """150 due orders: one poll is one multi-status call about the 100 checked longest ago;
-    the next poll takes the other 50. Each is observed exactly once."""
+    """150 due orders: one poll is one multi-status call about the 100 due longest ago; the
+    next poll takes the other 50. Each is observed exactly once."""
     order_ids = await _submitted_orders(pool, client, provider, 150)
-    # Give every order a distinct last check, in an order unrelated to the order ids.
+    # Make every order due since a distinct time, in an order unrelated to the order ids, and
+    # its last check unrelated to either (the claim goes by how long an order has been due).
     shuffled = random.Random(5).sample(order_ids, len(order_ids))
-    for minutes_ago, order_id in enumerate(reversed(shuffled), start=1):
+    checked = random.Random(6).sample(range(1, 151), 150)
+    for (minutes_ago, order_id), checked_ago in zip(
+        enumerate(reversed(shuffled), start=1), checked, strict=True
+    ):
         await pool.execute(
-            "update order_polls set last_checked_at = now() - make_interval(mins => $2),"
-            " next_check_at = now() - interval '1 second' where order_id = $1",
-            order_id, minutes_ago,
+            "update order_polls set next_check_at = now() - make_interval(mins => $2),"
+            " last_checked_at = now() - make_interval(mins => $3) where order_id = $1",
+            order_id, minutes_ago, checked_ago,
         )
-    oldest_first = shuffled[:100]  # the last of `reversed(shuffled)` were checked longest ago
+    oldest_first = shuffled[:100]  # the last of `reversed(shuffled)` have been due longest
     calls_before = await _status_calls(simulator)
 
     assert await poller.poll_once(pool, provider, INTERVAL_S) == 100
@@ -403,3 +408,36 @@ async def test_a_recorded_status_is_a_heap_only_update_of_the_order(
         order_ids,
     )
     assert [tuple(row) for row in statuses] == [("in_progress", 1_000, 60)] * 3
+
+
+
+def _plan_nodes(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    return [plan, *(node for child in plan.get("Plans", []) for node in _plan_nodes(child))]
+
+
+async def test_a_claim_reads_the_due_orders_in_index_order_however_many_are_due(
+    pool: asyncpg.Pool[Any],
+) -> None:
+    """With 20,000 due orders, the claim's plan walks ``order_polls_due_order_idx`` and sorts
+    nothing (sql/0015): ordered by how long an order has been due, with the row locks under
+    the limit, it reads about as many entries as it claims. Ordered by anything no index gives,
+    it would sort every due row for each claim. The rows are rolled back."""
+    async with pool.acquire() as connection:
+        transaction = connection.transaction()
+        await transaction.start()
+        try:
+            await connection.execute(
+                "insert into order_polls (order_id, next_check_at, last_checked_at)"
+                " select -i, now() - make_interval(secs => random() * 3600),"
+                "        now() - make_interval(secs => random() * 7200)"
+                "   from generate_series(1, 20000) i"
+            )
+            await connection.execute("analyze order_polls")
+            explained = await connection.fetchval(
+                f"explain (format json) {poller._CLAIM}", 100, poller.LEASE_S
+            )
+        finally:
+            await transaction.rollback()
+    nodes = _plan_nodes(json.loads(explained)[0]["Plan"])
+    assert not [node for node in nodes if "Sort" in node["Node Type"]], explained
+    assert "order_polls_due_order_idx" in {node.get("Index Name") for node in nodes}, explained
