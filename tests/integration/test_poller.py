@@ -441,3 +441,50 @@ async def test_a_claim_reads_the_due_orders_in_index_order_however_many_are_due(
     nodes = _plan_nodes(json.loads(explained)[0]["Plan"])
     assert not [node for node in nodes if "Sort" in node["Node Type"]], explained
     assert "order_polls_due_order_idx" in {node.get("Index Name") for node in nodes}, explained
+
+
+
+async def _scans_of_order_polls(connection: asyncpg.Connection[Any]) -> tuple[int, int]:
+    row = await connection.fetchrow(
+        "select seq_scan, coalesce(idx_scan, 0) as idx_scan from pg_stat_xact_user_tables"
+        " where relname = 'order_polls'"
+    )
+    assert row is not None
+    return row["seq_scan"], row["idx_scan"]
+
+
+async def test_a_claim_first_planned_on_an_empty_table_walks_the_index_once_it_fills(
+    dsn: str,
+) -> None:
+    """The claim's statement, run a few times while order_polls is empty (and analyzed so),
+    gets a generic plan that scans and sorts the whole table, and PostgreSQL keeps it until the
+    table's next ANALYZE: run again once 20,000 due orders have arrived, that plan scans them
+    all. The poller's claim is planned afresh for the table as it is, and walks the index.
+    Counted in the transaction's own table statistics; every row is rolled back. (The owner's
+    connection: emptying the table to its last page takes TRUNCATE.)"""
+    connection = await asyncpg.connect(dsn)
+    try:
+        transaction = connection.transaction()
+        await transaction.start()
+        try:
+            await connection.execute("truncate order_polls")  # empty to the last page
+            await connection.execute("analyze order_polls")
+            statement = await connection.prepare(poller._CLAIM)  # the statement _claim runs
+            for _ in range(8):  # past the five custom plans after which one turns generic
+                await statement.fetch(100, poller.LEASE_S)
+            await connection.execute(
+                "insert into order_polls (order_id, next_check_at)"
+                " select -i, now() - make_interval(secs => random() * 3600)"
+                "   from generate_series(1, 20000) i"
+            )
+            seq_before, idx_before = await _scans_of_order_polls(connection)
+            await statement.fetch(100, poller.LEASE_S)  # the kept plan, as a control
+            seq_kept, idx_kept = await _scans_of_order_polls(connection)
+            await poller._claim(connection, 100)
+            seq_after, idx_after = await _scans_of_order_polls(connection)
+        finally:
+            await transaction.rollback()
+    finally:
+        await connection.close()
+    assert seq_kept > seq_before and idx_kept == idx_before  # the kept plan scans the table
+    assert seq_after == seq_kept and idx_after > idx_kept  # the claim's walks the index
