@@ -15,6 +15,9 @@ class BenchConfig(msgspec.Struct, frozen=True, kw_only=True):
     hot_wallet_concurrency: int = 32
     """A level where every client spends from one wallet (the row lock serialises them)."""
     accounts: int = 64
+    warm_s: float = 3.0
+    """Seconds of orders placed (and settled, then ANALYZE) before the first measured load of
+    a new database (``bench/warmup.py``)."""
     """Accounts used by the load: client connection i pays from account i mod ``accounts``."""
     quantity: int = 10
     log_events: int = 1_000_000
@@ -47,6 +50,7 @@ QUICK = BenchConfig(
     read_concurrency=8,
     hot_wallet_concurrency=8,
     accounts=32,
+    warm_s=1.0,
     log_events=10_000,
     profile_s=3.0,
     profile_concurrency=8,

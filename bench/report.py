@@ -116,6 +116,18 @@ def peers_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _warmup_note(results: dict[str, Any]) -> str:
+    warmup = results.get("warmup")
+    if not warmup:
+        return ""
+    return (
+        f" Before the first level, {warmup['orders']:,} orders placed in {warmup['seconds']:.0f} s"
+        " and settled, then ANALYZE (`bench/warmup.py`): a database in use, so that no level runs"
+        " with the sequential-scan plans PostgreSQL keeps for statements first planned on empty"
+        " tables."
+    )
+
+
 def render(results: dict[str, Any], chart_name: str | None) -> str:
     meta = results["meta"]
     parts = [
@@ -126,7 +138,8 @@ def render(results: dict[str, Any], chart_name: str | None) -> str:
         " defaults (settings below). Every figure comes from this one run on this machine;"
         " ratios compare figures taken minutes apart on the same server. Every load and every"
         " pgbench level starts after a checkpoint, once no autovacuum runs (waiting at most"
-        f" {LEVEL_QUIESCE_S:.0f} s), so that none pays for the writes of the one before it.",
+        f" {LEVEL_QUIESCE_S:.0f} s), so that none pays for the writes of the one before it."
+        f"{_warmup_note(results)}",
         "",
         "## Targets (issue 7)",
         "",

@@ -41,6 +41,7 @@ from bench import (
     report,
     roundtrips,
     scaleout,
+    warmup,
 )
 from bench import cluster as cluster_module
 from bench.config import FULL, QUICK, BenchConfig
@@ -134,6 +135,7 @@ async def _served_phases(
         accounts = await open_accounts(cluster, config.accounts, "bench")
         _, hot_key = await open_funded_account(cluster, "bench-hot")
         keys = [key for _, key in accounts]
+        results["warmup"] = await warmup.warm(cluster, server, keys, config.warm_s)
         results["http"] = await http_phase.measure(config, cluster, server, keys, hot_key)
         results["http"]["idle_rss_mb"] = idle_rss_mb
         if "profile" in phases:
