@@ -15,10 +15,10 @@ class BenchConfig(msgspec.Struct, frozen=True, kw_only=True):
     hot_wallet_concurrency: int = 32
     """A level where every client spends from one wallet (the row lock serialises them)."""
     accounts: int = 64
+    """Accounts used by the load: client connection i pays from account i mod ``accounts``."""
     warm_s: float = 3.0
     """Seconds of orders placed (and settled, then ANALYZE) before the first measured load of
     a new database (``bench/warmup.py``)."""
-    """Accounts used by the load: client connection i pays from account i mod ``accounts``."""
     quantity: int = 10
     log_events: int = 1_000_000
     """Size of the log that append, feed read, rebuild and verify run on."""
