@@ -172,7 +172,7 @@ async def measure(config: BenchConfig) -> dict[str, Any]:
             try:
                 server.wait_ready()
                 keys = [key for _, key in await open_accounts(cluster, config.accounts, "life")]
-                await warmup.warm(cluster, server, keys, config.warm_s)
+                await warmup.warm(config, cluster, server, keys)
                 connection = await asyncpg.connect(cluster.uri("boost"))
                 try:
                     await connection.execute("create extension if not exists pg_stat_statements")

@@ -135,7 +135,7 @@ async def _served_phases(
         accounts = await open_accounts(cluster, config.accounts, "bench")
         _, hot_key = await open_funded_account(cluster, "bench-hot")
         keys = [key for _, key in accounts]
-        results["warmup"] = await warmup.warm(cluster, server, keys, config.warm_s)
+        results["warmup"] = await warmup.warm(config, cluster, server, keys)
         results["http"] = await http_phase.measure(config, cluster, server, keys, hot_key)
         results["http"]["idle_rss_mb"] = idle_rss_mb
         if "profile" in phases:

@@ -18,7 +18,8 @@ from typing import Any
 
 from bench import submission
 from bench.cluster import LEVEL_QUIESCE_S, Cluster
-from bench.loadgen import Spec
+from bench.config import BenchConfig
+from bench.http_phase import spec_for
 from bench.proc import run_json_module
 from bench.server import Server
 
@@ -26,17 +27,15 @@ CONCURRENCY = 8
 SETTLE_TIMEOUT_S = 120.0
 
 
-async def warm(cluster: Cluster, server: Server, keys: list[str], seconds: float) -> dict[str, Any]:
-    """Place orders for ``seconds``, wait (bounded) until every order has settled, then
+async def warm(
+    config: BenchConfig, cluster: Cluster, server: Server, keys: list[str]
+) -> dict[str, Any]:
+    """Place orders for ``config.warm_s``, wait (bounded) until every order has settled, then
     ANALYZE the server's database and quiesce: what the warm-up did, for the report."""
-    spec = Spec(
-        host="127.0.0.1",
-        port=server.port,
-        mode="checkout",
-        concurrency=CONCURRENCY,
-        warmup_s=0.0,
-        duration_s=seconds,
-        keys=keys,
+    seconds = config.warm_s
+    spec = spec_for(
+        config, [server], mode="checkout", concurrency=CONCURRENCY, keys=keys,
+        warmup_s=0.0, duration_s=seconds,
     )
     generated = await run_json_module("bench.loadgen", spec)
     settled = await submission.settled(cluster, SETTLE_TIMEOUT_S)

@@ -119,11 +119,11 @@ async def _after_quiet_checks(
     connection: Connection, states: dict[int, OrderState], order_ids: list[int], interval_s: float
 ) -> None:
     """``after_check`` for answers handled without a failure (they changed nothing, or were
-    recorded), in at most two statements."""
-    settled = [i for i in order_ids if states[i].status in TERMINAL_STATUSES]
-    active = [i for i in order_ids if states[i].status not in TERMINAL_STATUSES]
+    recorded), in at most two statements of one transaction."""
     if not order_ids:
         return
+    settled = [i for i in order_ids if states[i].status in TERMINAL_STATUSES]
+    active = [i for i in order_ids if states[i].status not in TERMINAL_STATUSES]
     async with _planned_afresh(connection):
         if settled:
             await connection.execute(
