@@ -17,6 +17,7 @@ from boost_ledger.ledger.order_rules import OrderState, cancel_route
 from boost_ledger.ledger.statuses import TERMINAL_STATUSES
 from boost_ledger.upstream.client import ProviderClient
 from boost_ledger.upstream.errors import ProviderError, ProviderRefused
+from boost_ledger.upstream.parsing import usable_order_id
 from boost_ledger.workers.poller import after_check, record_status
 
 log = structlog.get_logger("boost.orders")
@@ -104,24 +105,31 @@ async def cancel_order(request: Request) -> Response:
 
 async def _cancel_upstream(runtime: Runtime, order: OrderState, actor: str) -> None:
     """Ask the provider to cancel; record its answer. The refund waits for a settling status."""
-    assert order.provider_order_id is not None
-    reply: bool | ProviderRefused | None
-    try:
-        replies = await _provider(runtime).cancel([order.provider_order_id])
-        reply = replies.get(order.provider_order_id)
-    except ProviderRefused as refusal:
-        # A refusal of the whole call is as definite as one for the order: nothing was done
-        # upstream, so it is recorded as rejected rather than reported as an outage.
-        reply = refusal
-    except ProviderError as error:
-        log.warning("cancel.provider_error", order_id=order.order_id, error=str(error))
-        raise provider_unavailable() from None
+    reply = await _cancel_reply(runtime, order)
     accepted = reply is True
     reason = reply.text if isinstance(reply, ProviderRefused) else "not accepted by the provider"
     async with runtime.pool.acquire() as connection:
         await fulfilment.record_cancel_reply(connection, order.order_id, accepted, reason, actor)
     if not accepted:
         raise cancel_rejected()
+
+
+async def _cancel_reply(runtime: Runtime, order: OrderState) -> bool | ProviderRefused | None:
+    """The provider's answer about ``order`` (503 when it fails as a whole)."""
+    provider_order_id = order.provider_order_id
+    assert provider_order_id is not None
+    if not usable_order_id(provider_order_id):  # recorded before ids were checked
+        return ProviderRefused("the provider order id cannot be sent")
+    try:
+        replies = await _provider(runtime).cancel([provider_order_id])
+    except ProviderRefused as refusal:
+        # A refusal of the whole call is as definite as one for the order: nothing was done
+        # upstream, so it is recorded as rejected rather than reported as an outage.
+        return refusal
+    except ProviderError as error:
+        log.warning("cancel.provider_error", order_id=order.order_id, error=str(error))
+        raise provider_unavailable() from None
+    return replies.get(provider_order_id)
 
 
 ROUTES = [

@@ -8,6 +8,7 @@ from typing import Any
 from boost_ledger.cli.common import CommandError, database, print_json
 from boost_ledger.ledger import fulfilment
 from boost_ledger.ledger.money import format_kobo
+from boost_ledger.upstream.parsing import usable_order_id
 
 
 def register(commands: Any) -> None:
@@ -67,8 +68,10 @@ async def _resolve(arguments: argparse.Namespace) -> int:
         outcome = {"refused": "operator: never placed at the provider"}
     else:
         provider_order_id = arguments.provider_order_id.strip()
-        if not provider_order_id or len(provider_order_id) > 64:
-            raise CommandError("a provider order id is 1 to 64 characters")
+        if not usable_order_id(provider_order_id):
+            raise CommandError(
+                "a provider order id is 1 to 64 printable characters, with no space or comma"
+            )
         outcome = {"provider_order_id": provider_order_id}
     async with database() as pool, pool.acquire() as connection:
         try:

@@ -224,8 +224,8 @@ def _checked_ids(ids: Sequence[str]) -> list[str]:
         raise TypeError("pass a sequence of ids, not a single string")
     if len(ids) > MAX_IDS_PER_CALL:
         raise ValueError(f"at most {MAX_IDS_PER_CALL} ids per call, got {len(ids)}")
-    if any(not item or "," in item for item in ids):
-        raise ValueError("ids must be non-empty and free of commas")
+    if not all(parsing.usable_order_id(item) for item in ids):
+        raise ValueError("ids must be 1 to 64 printable characters, with no space or comma")
     return list(ids)
 
 

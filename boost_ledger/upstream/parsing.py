@@ -163,9 +163,28 @@ def parse_balance(value: Any) -> ProviderBalance:
     )
 
 
+ORDER_ID_MAX_CHARS = 64
+
+
+def usable_order_id(text: str) -> bool:
+    """Whether ``text`` can name a provider order in every later call: 1 to 64 printable
+    characters with no space or comma (``status``, ``cancel`` and ``refill`` take ids as a
+    comma-separated list, so an id with a comma, or none at all, could never be asked about)."""
+    return (
+        0 < len(text) <= ORDER_ID_MAX_CHARS
+        and text.isprintable()
+        and "," not in text
+        and not any(character.isspace() for character in text)
+    )
+
+
 def parse_order_id(value: Any) -> str:
+    """The id in an ``add`` reply; one no later call could use is malformed (outcome unknown)."""
     item = require_object(value, "add")
-    return to_text(require_field(item, "order"), "order")
+    order_id = to_text(require_field(item, "order"), "order")
+    if not usable_order_id(order_id):
+        raise ProviderMalformed(f"order: not a usable order id: {order_id[:80]!r}")
+    return order_id
 
 
 def parse_multi_status(

@@ -30,6 +30,7 @@ from boost_ledger.ledger.statuses import TERMINAL_STATUSES, map_upstream_status
 from boost_ledger.upstream.client import MAX_IDS_PER_CALL, ProviderClient
 from boost_ledger.upstream.errors import ProviderError, ProviderRefused
 from boost_ledger.upstream.models import ProviderStatus
+from boost_ledger.upstream.parsing import usable_order_id
 from boost_ledger.workers.backoff import Backoff
 
 log = structlog.get_logger("boost.poller")
@@ -161,14 +162,16 @@ async def poll_once(
         claimed = await _claim(connection, batch)
     if not claimed:
         return 0
-    replies = await provider.multi_status(list(claimed))
+    # An id no call can carry (recorded before ids were checked) backs off alone.
+    askable = [provider_id for provider_id in claimed if usable_order_id(provider_id)]
+    replies = await provider.multi_status(askable) if askable else {}
     async with pool.acquire() as connection:
         states = await fulfilment.order_states(connection, list(claimed.values()))
         quiet, changed, failed = [], {}, []
         for provider_order_id, order_id in claimed.items():
             reply = replies.get(provider_order_id)
             if not isinstance(reply, ProviderStatus):
-                reason = reply.text if isinstance(reply, ProviderRefused) else "missing from reply"
+                reason = _item_error(provider_order_id, reply)
                 log.warning("poll.item_error", order_id=order_id, reason=reason)
                 failed.append(order_id)
                 continue
@@ -182,6 +185,12 @@ async def poll_once(
         for order_id in failed:
             await after_check(connection, order_id, interval_s, failed=True)
     return len(claimed)
+
+
+def _item_error(provider_order_id: str, reply: ProviderRefused | None) -> str:
+    if isinstance(reply, ProviderRefused):
+        return reply.text
+    return "missing from reply" if usable_order_id(provider_order_id) else "unusable order id"
 
 
 async def _record_changes(

@@ -261,6 +261,34 @@ async def test_a_cancel_the_provider_refuses_for_the_order_is_409_and_recorded(
     assert reason == "Order can not be canceled in its current status"
 
 
+async def test_a_cancel_of_an_order_under_an_id_no_call_could_carry_is_409_and_recorded(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
+) -> None:
+    """An order recorded under an id no call can carry (as one could be before ids were
+    checked) is not sent to the provider: its cancel is rejected and recorded, not a 500."""
+    _, key = await open_funded_account(pool, FUNDS_KOBO)
+    order = await _place(client, key)
+    async with pool.acquire() as connection:
+        claimed = await fulfilment.claim_for_submission(connection)
+        assert claimed is not None and claimed.order_id == int(order["order_id"])
+        assert await fulfilment.settle_submission(
+            connection, claimed.order_id, provider_order_id="23,501"
+        )
+    calls_before = (await simulator.get("/stats")).json()["requests"].get("cancel", 0)
+
+    response = await client.post(
+        f"/api/v1/boost/orders/{order['order_id']}/cancel", headers=bearer(key)
+    )
+
+    _assert_error(response, 409, "BOOST_CANCEL_REJECTED")
+    reason = await pool.fetchval(
+        "select data->>'reason' from events where stream_id = $1 and type = 'CancelRejected'",
+        f"order-{order['order_id']}",
+    )
+    assert reason == "the provider order id cannot be sent"
+    assert (await simulator.get("/stats")).json()["requests"].get("cancel", 0) == calls_before
+
+
 # ---- cancel: eligibility ---------------------------------------------------------------------
 
 

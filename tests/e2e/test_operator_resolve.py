@@ -199,3 +199,23 @@ async def test_resolving_an_order_that_does_not_exist_fails(dsn: str) -> None:
     code, _, stderr = await _boost(dsn, "orders", "resolve", "999999999", "--refund")
     assert code == 1
     assert "no order 999999999" in stderr
+
+
+@pytest.mark.parametrize("provider_order_id", ["23,501", "235 01", "", "7" * 65])
+async def test_a_provider_order_id_no_call_could_carry_is_refused(
+    dsn: str, pool: asyncpg.Pool[Any], client: httpx.AsyncClient, provider_order_id: str
+) -> None:
+    """An id the poller could never ask about (a comma list's separator, a space, none, too
+    long) is refused before anything is recorded: the order still awaits an operator."""
+    _, key = await open_funded_account(pool, FUNDS_KOBO)
+    order = await _place(client, key)
+    await _claim(pool, order["order_id"])
+    assert await _sweep(pool) == 1
+
+    code, _, stderr = await _boost(
+        dsn, "orders", "resolve", order["order_id"], "--provider-order-id", provider_order_id
+    )
+
+    assert code != 0
+    assert "no space or comma" in stderr
+    assert order["order_id"] in await _unknown_ids(dsn)

@@ -61,6 +61,25 @@ async def _submitted_orders(
     return sorted(order_ids)
 
 
+async def _submitted_as(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, provider_order_id: str
+) -> int:
+    """An order placed over HTTP and recorded as accepted under ``provider_order_id`` without
+    a call to the provider; its id."""
+    _, key = await open_funded_account(pool, FUNDS_KOBO)
+    body = {"service_id": CHEAP_SERVICE, "link": f"https://tiktok.com/@{uuid.uuid4().hex}",
+            "quantity": 100, "idempotency_key": uuid.uuid4().hex}
+    placed = await client.post("/api/v1/boost/orders", json=body, headers=bearer(key))
+    order_id = int(placed.json()["data"]["order_id"])
+    async with pool.acquire() as connection:
+        claimed = await fulfilment.claim_for_submission(connection)
+        assert claimed is not None and claimed.order_id == order_id
+        assert await fulfilment.settle_submission(
+            connection, order_id, provider_order_id=provider_order_id
+        )
+    return order_id
+
+
 async def _observations(pool: asyncpg.Pool[Any], order_ids: list[int]) -> dict[int, int]:
     """How many StatusObserved each order has."""
     rows = await pool.fetch(
@@ -121,16 +140,8 @@ async def test_an_order_unknown_to_the_provider_does_not_fail_the_batch(
     """A per-item "Incorrect order ID" backs that order off; the rest of the batch is
     recorded as usual."""
     order_ids = await _submitted_orders(pool, client, provider, 2)
-    _, key = await open_funded_account(pool, FUNDS_KOBO)
-    body = {"service_id": CHEAP_SERVICE, "link": "https://tiktok.com/@ghost", "quantity": 100,
-            "idempotency_key": uuid.uuid4().hex}
-    placed = await client.post("/api/v1/boost/orders", json=body, headers=bearer(key))
-    ghost = int(placed.json()["data"]["order_id"])
-    async with pool.acquire() as connection:
-        claimed = await fulfilment.claim_for_submission(connection)
-        assert claimed is not None and claimed.order_id == ghost
-        # The provider's reply named an order it does not know.
-        assert await fulfilment.settle_submission(connection, ghost, provider_order_id="987654")
+    # The provider's reply named an order it does not know.
+    ghost = await _submitted_as(pool, client, "987654")
 
     assert await poller.poll_once(pool, provider, INTERVAL_S) == 3
 
@@ -147,6 +158,34 @@ async def test_an_order_unknown_to_the_provider_does_not_fail_the_batch(
         "select max(failures) from order_polls where order_id = any($1::bigint[])", order_ids
     )
     assert healthy == 0
+
+
+async def test_an_id_no_call_could_carry_backs_off_alone(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
+    provider: ProviderClient,
+) -> None:
+    """An order recorded under an id that no comma-separated call can carry (as one could be
+    before ids were checked) is left out of the batch's call and backs off alone: the rest of
+    its batch is asked about and recorded, and alone it costs no call at all."""
+    order_ids = await _submitted_orders(pool, client, provider, 2)
+    odd = await _submitted_as(pool, client, "23,501")
+    calls_before = await _status_calls(simulator)
+
+    assert await poller.poll_once(pool, provider, INTERVAL_S) == 3
+
+    assert await _status_calls(simulator) == calls_before + 1
+    assert await _observations(pool, [*order_ids, odd]) == {
+        order_ids[0]: 1, order_ids[1]: 1, odd: 0
+    }
+    assert await pool.fetchval("select failures from order_polls where order_id = $1", odd) == 1
+
+    await pool.execute(
+        "update order_polls set next_check_at = now() - interval '1 minute' where order_id = $1",
+        odd,
+    )
+    assert await poller.poll_once(pool, provider, INTERVAL_S) == 1
+    assert await _status_calls(simulator) == calls_before + 1
+    assert await pool.fetchval("select failures from order_polls where order_id = $1", odd) == 2
 
 
 @pytest.mark.parametrize(

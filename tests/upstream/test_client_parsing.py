@@ -120,7 +120,12 @@ async def test_odd_status_replies_become_typed_errors(
 
 @pytest.mark.parametrize(
     "body",
-    ['{"order": null}', "{}", '{"order": 1.5}', "[]", '{"order": 23501'],
+    [
+        '{"order": null}', "{}", '{"order": 1.5}', "[]", '{"order": 23501',
+        # ids no later call could carry: empty, in a comma list, with a space, too long
+        '{"order": ""}', '{"order": "23,501"}', '{"order": "235 01"}', '{"order": " 23501"}',
+        '{"order": "' + "7" * 65 + '"}',
+    ],
 )
 async def test_garbled_add_reply_is_malformed(fake_provider: FakeProvider, body: str) -> None:
     """An add reply without a usable order id is malformed: the outcome is unknown."""
@@ -182,7 +187,7 @@ async def test_malformed_reads_are_retried_until_they_parse(fake_provider: FakeP
 
 
 async def test_id_lists_are_checked_before_any_request(fake_provider: FakeProvider) -> None:
-    """Too many ids, a bare string or an id with a comma is a caller error."""
+    """Too many ids, a bare string, an empty id or one with a comma is a caller error."""
     client = fake_provider(json_reply("{}"))
     with pytest.raises(ValueError):
         await client.cancel([str(number) for number in range(101)])
@@ -190,3 +195,5 @@ async def test_id_lists_are_checked_before_any_request(fake_provider: FakeProvid
         await client.multi_status("123")
     with pytest.raises(ValueError):
         await client.refill(["1,2"])
+    with pytest.raises(ValueError):
+        await client.multi_status(["1", ""])
