@@ -6,7 +6,10 @@ that every other ``boost`` command starts without loading it."""
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import signal
+from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
@@ -85,15 +88,44 @@ async def _migrate(arguments: argparse.Namespace) -> int:
 
 
 async def _worker(arguments: argparse.Namespace) -> int:
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # as for serve: let the exit hooks run
     if arguments.stop_with_parent is not None:
         # Ctrl-C in a terminal signals the whole process group: the parent stops its children
         # itself (SIGTERM), so that the worker does not exit first and look like a crash.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
     from boost_ledger.server import work
 
-    await work(settings_from_env(), parent_pid=arguments.stop_with_parent)
+    with _cancelled_by_sigterm():
+        await work(settings_from_env(), parent_pid=arguments.stop_with_parent)
     return 0
+
+
+@contextlib.contextmanager
+def _cancelled_by_sigterm() -> Iterator[None]:
+    """SIGTERM cancels the running task at its next await (the workers stop, the pool closes)
+    and the block then exits with status 143, as from SystemExit. A plain signal handler that
+    raised SystemExit would raise it in whatever Python code ran at that moment: inside a
+    transport's callback (a provider connection's end of stream, say), uvloop takes it for that
+    protocol's error and logs it, and the signal is lost. A second SIGTERM is ignored while
+    the first one's stop runs."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    received: list[bool] = []
+
+    def terminate() -> None:
+        if not received:
+            received.append(True)
+            task.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, terminate)
+    try:
+        yield
+    except asyncio.CancelledError:
+        if received:
+            raise SystemExit(128 + signal.SIGTERM) from None
+        raise
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 async def _simulator(arguments: argparse.Namespace) -> int:
