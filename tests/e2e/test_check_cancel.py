@@ -73,6 +73,22 @@ async def _row(pool: asyncpg.Pool[Any], order_id: str) -> dict[str, Any]:
     return dict(row)
 
 
+async def _rejected_cancel(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, key: str, order: dict[str, Any]
+) -> str:
+    """Ask to cancel ``order``: a 409 BOOST_CANCEL_REJECTED; the reason its CancelRejected
+    records."""
+    response = await client.post(
+        f"/api/v1/boost/orders/{order['order_id']}/cancel", headers=bearer(key)
+    )
+    _assert_error(response, 409, "BOOST_CANCEL_REJECTED")
+    reason: str = await pool.fetchval(
+        "select data->>'reason' from events where stream_id = $1 and type = 'CancelRejected'",
+        f"order-{order['order_id']}",
+    )
+    return reason
+
+
 def _assert_error(response: httpx.Response, status: int, code: str) -> None:
     assert response.status_code == status, response.text
     body = response.json()
@@ -223,18 +239,9 @@ async def test_a_cancel_the_provider_refuses_is_409_and_recorded(
     _, key, order, _ = await _submitted(pool, client, provider)
     await _fault(simulator, "cancel", "error")
 
-    response = await client.post(
-        f"/api/v1/boost/orders/{order['order_id']}/cancel", headers=bearer(key)
-    )
-
-    _assert_error(response, 409, "BOOST_CANCEL_REJECTED")
+    assert await _rejected_cancel(pool, client, key, order) == "Simulated provider error"
     events = await order_events(pool, order["order_id"])
     assert (events["CancelRejected"], events["CancelRequested"], events["Refunded"]) == (1, 0, 0)
-    reason = await pool.fetchval(
-        "select data->>'reason' from events where stream_id = $1 and type = 'CancelRejected'",
-        f"order-{order['order_id']}",
-    )
-    assert reason == "Simulated provider error"
     shown = (await client.get(f"/api/v1/boost/orders/{order['order_id']}",
                               headers=bearer(key))).json()["data"]
     assert (shown["status"], shown["cancel"]) == ("pending", True)
@@ -249,15 +256,7 @@ async def test_a_cancel_the_provider_refuses_for_the_order_is_409_and_recorded(
     _, key, order, provider_order_id = await _submitted(pool, client, provider)
     await simulator.post(f"/orders/{provider_order_id}", json={"status": "Completed"})
 
-    response = await client.post(
-        f"/api/v1/boost/orders/{order['order_id']}/cancel", headers=bearer(key)
-    )
-
-    _assert_error(response, 409, "BOOST_CANCEL_REJECTED")
-    reason = await pool.fetchval(
-        "select data->>'reason' from events where stream_id = $1 and type = 'CancelRejected'",
-        f"order-{order['order_id']}",
-    )
+    reason = await _rejected_cancel(pool, client, key, order)
     assert reason == "Order can not be canceled in its current status"
 
 
@@ -276,15 +275,7 @@ async def test_a_cancel_of_an_order_under_an_id_no_call_could_carry_is_409_and_r
         )
     calls_before = (await simulator.get("/stats")).json()["requests"].get("cancel", 0)
 
-    response = await client.post(
-        f"/api/v1/boost/orders/{order['order_id']}/cancel", headers=bearer(key)
-    )
-
-    _assert_error(response, 409, "BOOST_CANCEL_REJECTED")
-    reason = await pool.fetchval(
-        "select data->>'reason' from events where stream_id = $1 and type = 'CancelRejected'",
-        f"order-{order['order_id']}",
-    )
+    reason = await _rejected_cancel(pool, client, key, order)
     assert reason == "the provider order id cannot be sent"
     assert (await simulator.get("/stats")).json()["requests"].get("cancel", 0) == calls_before
 
