@@ -28,6 +28,8 @@ class OrderState(msgspec.Struct, frozen=True, kw_only=True):
     start_count: int | None
     remains: int | None
     price_kobo: int
+    type: str
+    quantity: int | None
     billable_quantity: int
     refunded: bool
     cancel_supported: bool
@@ -36,6 +38,15 @@ class OrderState(msgspec.Struct, frozen=True, kw_only=True):
     @classmethod
     def from_row(cls, row: Any) -> OrderState:
         return cls(**{name: row[name] for name in cls.__struct_fields__})
+
+    @property
+    def remains_unit(self) -> int:
+        """What the provider's ``remains`` counts: posts for a subscription (billed as ``max``
+        units for each of its posts, shown as ``max``), the billed quantity for every other
+        type. A partial refund is the charge's share of these units left undelivered."""
+        if self.type == "Subscriptions" and self.quantity:
+            return max(1, self.billable_quantity // self.quantity)
+        return self.billable_quantity
 
 
 class Observation(msgspec.Struct, frozen=True):
@@ -96,7 +107,7 @@ def decide_observation(
             outcome,
             charge_kobo=order.price_kobo,
             remains=remains or 0,
-            billable_quantity=order.billable_quantity,
+            units=order.remains_unit,
         )
     return Observation(event, refund, f"upstream status {upstream_status}")
 

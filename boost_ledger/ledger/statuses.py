@@ -15,7 +15,13 @@ Upstream strings are matched case-insensitively after trimming and collapsing wh
 | Fail, Failed, Error      | failed      | `failed`      | full    | yes      |
 | Active (subscriptions)   | active      | `in_progress` | none    | no       |
 | Paused (subscriptions)   | paused      | `processing`  | none    | no       |
-| Expired (subscriptions)  | expired     | `completed`   | none    | yes      |
+| Expired (subscriptions)  | expired     | `completed`   | unused  | yes      |
+
+"partial" owes back the charge's share of the units left undelivered, and a Partial without
+`remains` is not recorded until a status says how much was delivered. "unused" is the same share
+for a subscription that ended at its expiry with posts left (the trade's convention: a
+subscription is charged for all its posts up front, the unused ones owed back at the end); an
+Expired without `remains` owes nothing, so it settles the order all the same.
 
 Why: "Refunded" means the panel gave the money back to us, so the whole charge is owed to the
 client, exactly as for Canceled. A failed upstream order delivered nothing, so it too owes back the
@@ -49,7 +55,7 @@ TERMINAL_STATUSES: Final[frozenset[OrderStatus]] = frozenset(
 )
 _CANCEL_INELIGIBLE: Final[frozenset[str]] = TERMINAL_STATUSES | {"canceling"}
 
-RefundKind = Literal["none", "full", "partial"]
+RefundKind = Literal["none", "full", "partial", "unused"]
 UpstreamKind = Literal[
     "pending",
     "processing",
@@ -95,7 +101,7 @@ _UPSTREAM_OUTCOMES: Final[dict[str, UpstreamOutcome]] = {
     "error": _outcome("failed", "full", "failed"),
     "active": _outcome("in_progress", "none", "active"),
     "paused": _outcome("processing", "none", "paused"),
-    "expired": _outcome("completed", "none", "expired"),
+    "expired": _outcome("completed", "unused", "expired"),
 }
 
 
@@ -107,15 +113,15 @@ def map_upstream_status(text: str) -> UpstreamOutcome | None:
     return _UPSTREAM_OUTCOMES.get(normalised)
 
 
-def refund_due_kobo(
-    outcome: UpstreamOutcome, *, charge_kobo: int, remains: int, billable_quantity: int
-) -> int:
-    """Return the kobo owed back for an outcome: 0, the whole charge, or the unused share."""
+def refund_due_kobo(outcome: UpstreamOutcome, *, charge_kobo: int, remains: int, units: int) -> int:
+    """Return the kobo owed back for an outcome: 0, the whole charge, or the unused share of
+    ``units``, the quantity ``remains`` counts (a subscription's posts, else the billed
+    quantity)."""
     assert charge_kobo >= 0, charge_kobo
     if outcome.refund == "full":
         return charge_kobo
-    if outcome.refund == "partial":
-        return partial_refund_kobo(charge_kobo, remains, billable_quantity)
+    if outcome.refund in ("partial", "unused"):
+        return partial_refund_kobo(charge_kobo, remains, units)
     return 0
 
 

@@ -294,6 +294,39 @@ async def test_a_repeated_answer_is_only_rescheduled(
                                order_ids[0]) == 0  # settled: no longer polled
 
 
+async def test_a_partial_subscription_refunds_the_share_of_its_posts_left_undelivered(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
+    provider: ProviderClient,
+) -> None:
+    """A subscription of 10 posts at max 80 is billed 800 units, and the provider (as the
+    simulator) counts its remains in posts: a Partial with 4 posts left owes back 4/10 of the
+    charge, not 4/800 of it."""
+    _, key = await open_funded_account(pool, FUNDS_KOBO)
+    body = {"service_id": "11", "username": "someone", "min": 50, "max": 80, "delay": 0,
+            "posts": 10, "idempotency_key": uuid.uuid4().hex}
+    placed = await client.post("/api/v1/boost/orders", json=body, headers=bearer(key))
+    assert placed.status_code == 201, placed.text
+    order_id = int(placed.json()["data"]["order_id"])
+    await submitter.drain(pool, provider)
+    order = await pool.fetchrow("select * from orders where order_id = $1", order_id)
+    assert (order["submission"], order["billable_quantity"]) == ("submitted", 800)
+    await simulator.post(
+        f"/orders/{order['provider_order_id']}", json={"status": "Partial", "remains": 4}
+    )
+
+    assert await poller.poll_once(pool, provider, INTERVAL_S) >= 1
+
+    settled = await pool.fetchrow("select * from orders where order_id = $1", order_id)
+    assert (settled["status"], settled["remains"]) == ("partial", 4)
+    assert settled["refunded_kobo"] == order["price_kobo"] * 4 // 10 > 0
+    paid = await pool.fetchval(
+        "select sum((data->>'amount_kobo')::bigint) from events"
+        " where type = 'Refunded' and (data->>'order_id')::bigint = $1",
+        order_id,
+    )
+    assert paid == settled["refunded_kobo"]
+
+
 async def test_changed_answers_and_their_refunds_are_recorded_in_one_transaction(
     pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
     provider: ProviderClient,

@@ -318,9 +318,14 @@ def _refund_owed(order: asyncpg.Record) -> int:
     price, status = order["price_kobo"], order["status"]
     if status in ("canceled", "failed"):
         return int(price)
-    if status == "partial":
-        remains = min(max(order["remains"], 0), order["billable_quantity"])
-        return int(price * remains // order["billable_quantity"])
+    expired = status == "completed" and order["upstream_status"] == "Expired"
+    if status == "partial" or expired:  # an expired subscription owes back its unused posts
+        # remains counts a subscription's posts (it is billed max units a post), else units.
+        units = order["billable_quantity"]
+        if order["type"] == "Subscriptions":
+            units //= order["quantity"]
+        remains = min(max(order["remains"] or 0, 0), units)
+        return int(price * remains // units)
     return 0
 
 
@@ -668,11 +673,13 @@ class LedgerMachine(RuleBasedStateMachine):
     def refunded_at_most_once_and_never_more_than_charged(self) -> None:
         """Each order is refunded at most once (one Refunded event), never more than its charge,
         and exactly what its settled status owes: the whole charge when canceled or failed,
-        floor(charge * remains / quantity) with remains clamped to 0..quantity when partial,
+        floor(charge * remains / units) with remains clamped to 0..units when partial or
+        completed as Expired (units: a subscription's posts, else the billed quantity),
         nothing when completed or not settled. The projection agrees with the events."""
         rows = self.run(self.harness.owner.fetch(
             """
-            select o.order_id, o.price_kobo, o.billable_quantity, o.status, o.remains,
+            select o.order_id, o.price_kobo, o.type, o.quantity, o.billable_quantity, o.status,
+                   o.upstream_status, o.remains,
                    o.refunded, o.refunded_kobo, count(r.global_position) as refunds,
                    coalesce(sum((r.data->>'amount_kobo')::bigint), 0) as refunded_events_kobo
               from orders o

@@ -28,7 +28,7 @@ from boost_ledger.ledger.statuses import (
         ("Error", "failed", "full", True, "failed"),
         ("Active", "in_progress", "none", False, "active"),
         ("Paused", "processing", "none", False, "paused"),
-        ("Expired", "completed", "none", True, "expired"),
+        ("Expired", "completed", "unused", True, "expired"),
     ],
 )
 def test_each_upstream_status_maps_to_its_documented_outcome(
@@ -80,7 +80,7 @@ def test_refund_due_follows_the_outcome(text: str, refund: int) -> None:
     """None owes 0, full owes the whole charge, partial owes floor(charge * remains / quantity)."""
     outcome = map_upstream_status(text)
     assert outcome is not None
-    due = refund_due_kobo(outcome, charge_kobo=1500, remains=350, billable_quantity=1000)
+    due = refund_due_kobo(outcome, charge_kobo=1500, remains=350, units=1000)
     assert due == refund
 
 
@@ -88,8 +88,8 @@ def test_partial_refund_due_clamps_remains() -> None:
     """Negative remains owe nothing back; remains above the quantity owe the whole charge."""
     outcome = map_upstream_status("Partial")
     assert outcome is not None
-    assert refund_due_kobo(outcome, charge_kobo=1500, remains=-20, billable_quantity=1000) == 0
-    assert refund_due_kobo(outcome, charge_kobo=1500, remains=5000, billable_quantity=1000) == 1500
+    assert refund_due_kobo(outcome, charge_kobo=1500, remains=-20, units=1000) == 0
+    assert refund_due_kobo(outcome, charge_kobo=1500, remains=5000, units=1000) == 1500
 
 
 @pytest.mark.parametrize(
