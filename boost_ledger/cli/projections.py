@@ -122,7 +122,10 @@ async def _rebuild_here(
         return folded
 
     fill = fill_in_two if split else None
-    reports = await rebuild.rebuild_all(connection, modules, bar, reader, fill)
+    try:
+        reports = await rebuild.rebuild_all(connection, modules, bar, reader, fill)
+    except rebuild.RebuildRunning as running:
+        raise CommandError(f"{running}; nothing was changed", exit_code=1) from None
     seconds = time.monotonic() - started
     sys.stderr.write("\n" if sys.stderr.isatty() else "")
     for report in reports:

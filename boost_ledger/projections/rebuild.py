@@ -47,6 +47,20 @@ LOCKED_FIRST = ("idempotency_keys", "api_keys")
 Fill = Callable[[int], Awaitable[Counter[str]]]
 
 
+# Each projection's rebuild holds a session advisory lock on this class and its name for the
+# whole run: two rebuilds of one projection share its copies' schema, so a second one would
+# drop and recreate the copies under the first, which could then swap an empty table in.
+LOCK_CLASS = "boost.projections.rebuild"
+
+
+class RebuildRunning(Exception):
+    """Another rebuild of this projection is running (it holds the projection's lock)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"a rebuild of {name} is already running")
+        self.name = name
+
+
 class RebuildReport(msgspec.Struct, frozen=True):
     name: str
     events_applied: int
@@ -76,7 +90,44 @@ async def rebuild_all(
     """Rebuild projections online in one pass over the log (each event read once, folded by
     every projection that wants it), then swap each in; reports in the order of ``modules``.
     With a ``reader`` (a second owner connection) the log is read there, a batch ahead. With
-    ``fill``, the copies are first filled up to a stable head by it (see ``fill_part``)."""
+    ``fill``, the copies are first filled up to a stable head by it (see ``fill_part``).
+    Raises ``RebuildRunning``, having changed nothing, while another rebuild of one of them
+    runs."""
+    await _lock(connection, modules)
+    try:
+        return await _rebuild_locked(connection, modules, progress, reader, fill)
+    finally:
+        await _unlock(connection, modules)
+
+
+async def _lock(connection: asyncpg.Connection[Any], modules: Sequence[ModuleType]) -> None:
+    taken: list[ModuleType] = []
+    for module in modules:
+        locked = await connection.fetchval(
+            "select pg_try_advisory_lock(hashtext($1), hashtext($2))", LOCK_CLASS, module.NAME
+        )
+        if not locked:
+            await _unlock(connection, taken)
+            raise RebuildRunning(module.NAME)
+        taken.append(module)
+
+
+async def _unlock(connection: asyncpg.Connection[Any], modules: Sequence[ModuleType]) -> None:
+    if connection.is_closed():
+        return  # a session's locks end with it
+    for module in modules:
+        await connection.execute(
+            "select pg_advisory_unlock(hashtext($1), hashtext($2))", LOCK_CLASS, module.NAME
+        )
+
+
+async def _rebuild_locked(
+    connection: asyncpg.Connection[Any],
+    modules: Sequence[ModuleType],
+    progress: Progress | None,
+    reader: asyncpg.Connection[Any] | None,
+    fill: Fill | None,
+) -> list[RebuildReport]:
     for module in modules:
         await create_copies(connection, _schema(module), [module])
     try:

@@ -27,9 +27,10 @@ import asyncpg
 import pytest
 from support import open_funded_account, seed_catalog
 
-from boost_ledger import projections
+from boost_ledger import postgres, projections
 from boost_ledger.ledger import checkout, fulfilment, wallet
 from boost_ledger.ledger.connection import Lent
+from boost_ledger.projections import rebuild
 
 BOOST = str(Path(sys.executable).parent / "boost")
 CLI_TIMEOUT_S = 60
@@ -44,7 +45,8 @@ class History:
     recorded_at: list[Any]
 
 
-async def _boost(dsn: str, *arguments: str) -> str:
+async def _run(dsn: str, *arguments: str) -> tuple[int, str, str]:
+    """``boost <arguments>`` against ``dsn``: its exit status, stdout and stderr."""
     env = {name: value for name, value in os.environ.items()
            if not name.startswith("BOOST_") and name != "DATABASE_URL"}
     process = await asyncio.create_subprocess_exec(
@@ -52,8 +54,14 @@ async def _boost(dsn: str, *arguments: str) -> str:
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(process.communicate(), timeout=CLI_TIMEOUT_S)
-    assert process.returncode == 0, f"boost {' '.join(arguments)}: {err.decode()}"
-    return out.decode()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def _boost(dsn: str, *arguments: str) -> str:
+    code, out, err = await _run(dsn, *arguments)
+    assert code == 0, f"boost {' '.join(arguments)}: {err}"
+    return out
 
 
 async def _order(
@@ -222,3 +230,21 @@ async def test_rebuild_all_shares_the_projections_between_processes(dsn, history
     for table, rows in before.items():
         assert await pool.fetch(f'select * from "{table}" order by 1, 2') == rows, table
     assert "OK: every check holds" in await _boost(dsn, "audit", "verify")
+
+
+async def test_a_rebuild_while_another_runs_is_refused_and_changes_nothing(dsn, history, pool):
+    """While a rebuild of wallets holds the projection's lock (as a running one does),
+    ``projections rebuild wallets`` exits 1 saying so, and the table is as it was."""
+    before = await pool.fetch("select * from wallets order by 1")
+    holder = await postgres.owner_connection(dsn)
+    try:
+        assert await holder.fetchval(
+            "select pg_try_advisory_lock(hashtext($1), hashtext('wallets'))", rebuild.LOCK_CLASS
+        )
+        code, _, err = await _run(dsn, "projections", "rebuild", "wallets")
+    finally:
+        await holder.close()
+
+    assert code == 1
+    assert "a rebuild of wallets is already running; nothing was changed" in err
+    assert await pool.fetch("select * from wallets order by 1") == before

@@ -82,3 +82,38 @@ async def _index_names(connection, table: str) -> list[str]:
         f"public.{table}",
     )
     return [row["name"] for row in rows]
+
+
+async def test_a_second_rebuild_of_a_projection_is_refused_while_the_first_runs(pool, dsn):
+    """Two rebuilds of one projection would share its copies: the second, started while the
+    first fills them, is refused and changes nothing; the first then swaps in a whole table,
+    and once it is done the projection can be rebuilt again."""
+    await seed_catalog(pool)
+    for _ in range(3):
+        await open_funded_account(pool, 10_000_00)
+    wallets = projections.by_name("wallets")
+    live = await pool.fetchval("select count(*) from wallets")
+    first, second = await postgres.owner_connection(dsn), await postgres.owner_connection(dsn)
+    try:
+        refusals: list[str] = []
+
+        async def fill_with_a_rival(up_to: int) -> Counter[str]:
+            part = store.Part(field=rebuild.partition_field(wallets), count=1, index=0)
+            folded = await rebuild.fill_part(first, None, wallets, up_to, part)
+            try:
+                await rebuild.rebuild(second, wallets)
+            except rebuild.RebuildRunning as running:
+                refusals.append(running.name)
+            return folded
+
+        (report,) = await rebuild.rebuild_all(first, [wallets], fill=fill_with_a_rival)
+
+        assert refusals == ["wallets"]
+        assert report.events_applied > 0
+        assert await pool.fetchval("select count(*) from wallets") == live >= 3
+        assert await compare_with_replay(first, [wallets]) == []
+        (again,) = await rebuild.rebuild_all(second, [wallets])
+        assert again.events_applied == report.events_applied
+    finally:
+        await first.close()
+        await second.close()
