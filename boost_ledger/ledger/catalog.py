@@ -86,8 +86,11 @@ def decide_sync(
         if offer.type not in SERVICE_TYPES or not offer.service or len(offer.service) > 64:
             skipped.append(offer.service)
             continue
-        offered.add(offer.service)
         event = synced_event(offer, fx_rate, markup_percent)
+        if event.rate_per_1000_kobo < 1:  # free upstream (or below a kobo): not sold, delisted
+            skipped.append(offer.service)
+            continue
+        offered.add(offer.service)
         existing = current.get(offer.service)
         if existing is None or not existing["listed"] or _terms(existing) != _event_terms(event):
             events.append(event)
@@ -137,8 +140,9 @@ async def sync(
 
 async def pin_rate(connection: Connection, service_id: str, rate_per_1000_kobo: int | None) -> None:
     """Fix (or, with ``None``, release) a service's NGN rate per 1000."""
-    if rate_per_1000_kobo is not None and not 0 <= rate_per_1000_kobo <= 10**13:
-        raise ValueError("the rate must be between 0 and 100000000000.00")
+    # Never 0: an order of a free service would debit 0 kobo, which no wallet event may hold.
+    if rate_per_1000_kobo is not None and not 1 <= rate_per_1000_kobo <= 10**13:
+        raise ValueError("the rate must be between 0.01 and 100000000000.00")
     async with connection.transaction():
         version = await connection.fetchval(
             "select version from services where service_id = $1 for update", service_id

@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import msgspec
 import pytest
 from support import bearer, open_funded_account, seed_catalog, simulator_offers
 
@@ -494,6 +495,36 @@ async def test_a_pinned_rate_wins_over_the_synced_one(
         async with pool.acquire() as connection:
             await catalog.pin_rate(connection, "17", None)
         await seed_catalog(pool)
+
+
+async def test_nothing_is_sold_for_nothing(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient
+) -> None:
+    """A rate of 0 would place orders debiting 0 kobo, which no wallet event may hold (the
+    audit flags one): an operator cannot pin it, and a provider offer that prices to nothing
+    is skipped at sync, which delists the service; the next sync of a priced offer lists it
+    again."""
+    _, key = await open_funded_account(pool, 10_000_000)
+    async with pool.acquire() as connection:
+        with pytest.raises(ValueError, match=r"between 0\.01 and"):
+            await catalog.pin_rate(connection, "17", 0)
+        free = [
+            msgspec.structs.replace(offer, rate=Decimal(0)) if offer.service == "17" else offer
+            for offer in simulator_offers()
+        ]
+        report = await catalog.sync(connection, free, Decimal(1500), Decimal(20))
+    try:
+        assert report.skipped == ["17"] and report.delisted == 1
+        refused = await client.post(ORDERS, json=order_body(service_id="17", quantity=77),
+                                    headers=bearer(key))
+        assert refused.status_code != 201
+        assert await pool.fetchval("select count(*) from events where type = 'FundsDebited'"
+                                   " and (data->>'amount_kobo')::bigint <= 0") == 0
+    finally:
+        await seed_catalog(pool)
+    placed = await client.post(ORDERS, json=order_body(service_id="17", quantity=77),
+                               headers=bearer(key))
+    assert placed.status_code == 201, placed.text
 
 
 # --- abilities ----------------------------------------------------------------------------------
