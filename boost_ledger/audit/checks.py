@@ -42,6 +42,12 @@ select global_position, stream_id, version, type,
 """
 
 
+def _json_integer(data: str, member: str) -> str:
+    """``data``'s integer ``member``, or null when it holds anything else."""
+    value = f"{data}->>'{member}'"
+    return f"case when {value} ~ '^-?[0-9]{{1,18}}$' then ({value})::bigint end"
+
+
 # The guards (a regular expression per member and event) would more than double the scan's time:
 # it runs without them, and again with them should a fact not be an integer.
 _FACTS, _GUARDED_FACTS = _facts(guarded=False), _facts(guarded=True)
@@ -123,6 +129,63 @@ _CHECKS = (
                  order by r.global_position, d.version desc) x
          where amount_kobo > coalesce(charge_kobo, 0)
          order by global_position limit 100
+        """,
+    ),
+    (
+        # What the refund's order owes back, from the event that settled it (never changed
+        # after): all of the charge when it failed or was canceled, the unused share when it
+        # ended partial (or a subscription expired); nothing otherwise. Looked up per refund
+        # through the streams' index. A refund above the charge is refund-bound's finding.
+        ("refund-justified", "refund-amount"),
+        f"""
+        with owed as (
+            select r.global_position, r.stream_id, r.order_id, r.amount_kobo,
+                   {_json_integer("p.data", "price_kobo")} as price_kobo, s.type as settled_by,
+                   s.data->>'status' as status, s.data->>'upstream_status' as upstream_status,
+                   {_json_integer("s.data", "remains")} as remains,
+                   case when p.data->>'type' = 'Subscriptions'
+                             and {_json_integer("p.data", "quantity")} > 0
+                        then greatest(1, {_json_integer("p.data", "billable_quantity")}
+                                         / {_json_integer("p.data", "quantity")})
+                        else {_json_integer("p.data", "billable_quantity")} end as units
+              from audit_facts r
+              left join lateral (
+                  select e.data from events e
+                   where e.stream_id = 'order-' || r.order_id and e.version = 1
+                     and e.type = 'OrderPlaced') p on true
+              left join lateral (
+                  select e.type, e.data from events e
+                   where e.stream_id = 'order-' || r.order_id
+                     and e.type in ('StatusObserved', 'SubmissionFailed', 'OrderCanceled')
+                   order by e.version desc limit 1) s on true
+             where r.type = 'Refunded' and r.stream_id like 'wallet-%'
+               and r.order_id is not null),
+        due as (
+            select *,
+                   case when settled_by in ('SubmissionFailed', 'OrderCanceled')
+                          or status in ('canceled', 'failed') then price_kobo
+                        when status = 'partial'
+                          or (status = 'completed' and lower(btrim(upstream_status)) = 'expired')
+                        then floor(price_kobo::numeric
+                                   * least(greatest(coalesce(remains, 0), 0), units)
+                                   / nullif(units, 0))::bigint
+                        else 0 end as owed_kobo
+              from owed),
+        broken as (
+            select case when owed_kobo = 0 then 'refund-justified' else 'refund-amount' end
+                   as name, global_position, stream_id,
+                   'refund of ' || amount_kobo || ' kobo for order ' || order_id
+                   || case when owed_kobo = 0
+                           then ', which owes nothing back (settled by '
+                                || coalesce(settled_by || ' ' || coalesce(status, ''), 'nothing')
+                                || ')'
+                           else ', which owes ' || owed_kobo || ' kobo back' end as detail
+              from due
+             where amount_kobo <> owed_kobo and amount_kobo <= price_kobo)
+        select * from (select *, row_number() over (partition by name order by global_position)
+                         from broken) b
+         where row_number <= 100
+         order by name desc, global_position  -- refund-justified first, as CHECK_NAMES
         """,
     ),
     (

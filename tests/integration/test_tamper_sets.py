@@ -132,6 +132,54 @@ async def test_a_refund_above_the_charge_is_named(ledger, owner):
     )
 
 
+async def test_a_refund_of_an_order_that_owes_nothing_back_is_named(ledger, owner):
+    """A Refunded of the whole charge for an order that completed, chained and with its
+    balance right (only its id is not the order's refund id): refund-justified names it."""
+    order_id = ledger.submitted_order
+    charge, account_id = await owner.fetchrow(
+        "select price_kobo, account_id from orders where order_id = $1", order_id
+    )
+    tail = await _wallet_tail(owner, account_id)
+    forged = await append_forged(owner, f"wallet-{account_id}", "Refunded", {
+        "account_id": account_id, "order_id": order_id, "amount_kobo": charge,
+        "balance_after_kobo": tail["data"]["balance_after_kobo"] + charge,
+        "reason": "upstream status Completed",
+    })
+    report = await verify.verify(owner, projections_too=False)
+    assert _found(report) == {("deterministic-id", forged), ("refund-justified", forged)}, (
+        report.findings
+    )
+    detail = next(f.detail for f in report.findings if f.check == "refund-justified")
+    assert f"order {order_id}, which owes nothing back (settled by StatusObserved completed)" in (
+        detail
+    )
+
+
+async def test_a_partial_refund_of_another_amount_is_named(ledger, owner):
+    """A partial refund raised by a naira, still below the charge (so refund-bound is quiet):
+    refund-amount names it with what the order's Partial status owes."""
+    tail = await _wallet_tail(owner, ledger.partial)
+    assert tail["type"] == "Refunded"
+    order_id, owed = tail["data"]["order_id"], tail["data"]["amount_kobo"]
+    charge = await owner.fetchval("select price_kobo from orders where order_id = $1", order_id)
+    assert owed + 100 <= charge
+    stream = f"wallet-{ledger.partial}"
+    async with triggers_off(owner), owner.transaction():
+        await owner.execute(
+            "update events set data = data"
+            " || jsonb_build_object('amount_kobo', (data->>'amount_kobo')::bigint + 100,"
+            "  'balance_after_kobo', (data->>'balance_after_kobo')::bigint + 100)"
+            " where stream_id = $1 and version = $2",
+            stream, tail["version"],
+        )
+        await rechain(owner, stream, tail["version"])
+    report = await verify.verify(owner, projections_too=False)
+    assert _found(report) == {("refund-amount", await position_of(owner, stream, tail["version"]))}
+    assert f"refund of {owed + 100} kobo for order {order_id}, which owes {owed} kobo back" in (
+        report.findings[0].detail
+    )
+
+
 async def test_an_order_stream_opened_by_another_event_is_named(ledger, owner):
     forged = await append_forged(
         owner, "order-999999", "SubmissionAttempted", {"order_id": 999999, "attempt": 1}
