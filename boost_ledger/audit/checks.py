@@ -152,7 +152,8 @@ _CHECKS = (
               left join lateral (
                   select e.data from events e
                    where e.stream_id = 'order-' || r.order_id and e.version = 1
-                     and e.type = 'OrderPlaced') p on true
+                     and e.type = 'OrderPlaced'
+                   limit 1) p on true  -- a limit keeps it a lookup per refund, never a join
               left join lateral (
                   select e.type, e.data from events e
                    where e.stream_id = 'order-' || r.order_id
