@@ -14,6 +14,9 @@ from typing import Annotated
 
 import msgspec
 
+SIMULATOR_KEY = "sim-key"
+"""The built-in simulator's key: BOOST_PROVIDER_KEY's default."""
+
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str | None = None
@@ -27,7 +30,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     provider_url: Annotated[str, msgspec.Meta(pattern=r"^https?://[^/?#\s]+")] | None = None
     """BOOST_PROVIDER_URL: the upstream SMM v2 endpoint (http or https); unset → the built-in
     simulator."""
-    provider_key: str = "sim-key"
+    provider_key: str = SIMULATOR_KEY
     """BOOST_PROVIDER_KEY: the reseller's key at the provider."""
     provider_timeout_s: float = 10.0
     """BOOST_PROVIDER_TIMEOUT_S: timeout of one provider call."""

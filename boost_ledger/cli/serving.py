@@ -15,7 +15,7 @@ from typing import Any
 
 from boost_ledger import migrations, postgres, server_group
 from boost_ledger.cli.common import CommandError, settings_from_env
-from boost_ledger.settings import Settings
+from boost_ledger.settings import SIMULATOR_KEY, Settings
 
 
 def register(commands: Any) -> None:
@@ -144,9 +144,11 @@ async def _simulator(arguments: argparse.Namespace) -> int:
         loop="none",
         lifespan="on",
     )
+    # The default key is printed; another one may be a real provider's, so it is only named.
+    shown = SIMULATOR_KEY if settings.provider_key == SIMULATOR_KEY else "BOOST_PROVIDER_KEY's"
     print(
         f"simulator: http://{arguments.host}:{arguments.port}/api/v2"
-        f" (key {settings.provider_key!r}; control API under /control/)",
+        f" (key {shown}; control API under /control/)",
         flush=True,
     )
     await uvicorn.Server(config).serve()

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.routing import Mount, Route
 
+from boost_ledger.settings import SIMULATOR_KEY
 from boost_ledger.upstream.sim_control import CONTROL_ROUTES
 from boost_ledger.upstream.sim_progression import progression_running
 from boost_ledger.upstream.sim_protocol import api_endpoint
@@ -24,7 +25,7 @@ MAX_ORDERS_VARIABLE = "BOOST_SIMULATOR_MAX_ORDERS"
 
 def create_simulator_app(
     *,
-    api_key: str = "sim-key",
+    api_key: str = SIMULATOR_KEY,
     autoprogress: bool | None = None,
     tick_s: float = 1.0,
     seed: int | None = None,

@@ -314,3 +314,21 @@ async def test_with_no_database_url_boost_processes_share_one_embedded_server(da
     assert again.code == 0, again.err
     assert again.json()["balance"] == "12500.00"
     assert await wait_for(lambda: _postmaster_pid(pgdata) is None, 10)
+
+
+@pytest.mark.parametrize(("key", "shown"), [(None, "key sim-key;"), ("pk-live-42", "key BOOST_")])
+async def test_the_simulator_names_its_key_but_never_prints_a_real_one(key, shown):
+    """``boost simulator`` prints its address and its default key; a BOOST_PROVIDER_KEY of
+    another value (perhaps a real provider's) is named, never printed."""
+    process = await asyncio.create_subprocess_exec(
+        BOOST, "simulator", "--port", str(free_port()),
+        env=_environment(BOOST_PROVIDER_KEY=key), stdout=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), TIMEOUT_S)).decode()
+    finally:
+        process.terminate()
+        await process.wait()
+    assert line.startswith("simulator: http://127.0.0.1:") and shown in line, line
+    assert "pk-live-42" not in line
