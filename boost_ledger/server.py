@@ -166,6 +166,8 @@ async def initial_catalog_sync(runtime: Runtime) -> None:
             )
     except (ProviderError, TimeoutError) as error:
         log.warning("catalog.initial_sync_failed", error=str(error))
+    except Exception:  # the worker's sync retries it; the API serves the catalog it has
+        log.exception("catalog.initial_sync_unexpected_error")
 
 
 @asynccontextmanager

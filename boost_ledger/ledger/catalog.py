@@ -29,6 +29,12 @@ from boost_ledger.ledger.store import NewEvent
 MAX_SERVICES = 5000
 
 
+MAX_RATE_PER_1000_KOBO = 10**13
+"""The highest NGN rate per 1000 a service may have (100,000,000,000.00), pinned or synced."""
+SYNC_LOCK = "select pg_advisory_xact_lock(hashtext('catalog-sync'))"
+"""Taken by a sync and by a pin, in their transactions: one changes the catalog at a time."""
+
+
 class ProviderOffer(msgspec.Struct, frozen=True, kw_only=True):
     """What the provider lists for one service (the upstream client's view, decoupled)."""
 
@@ -86,8 +92,8 @@ def decide_sync(
         if offer.type not in SERVICE_TYPES or not offer.service or len(offer.service) > 64:
             skipped.append(offer.service)
             continue
-        event = synced_event(offer, fx_rate, markup_percent)
-        if event.rate_per_1000_kobo < 1:  # free upstream (or below a kobo): not sold, delisted
+        event = _priced(offer, fx_rate, markup_percent)
+        if event is None:  # not sold, so delisted if it was listed
             skipped.append(offer.service)
             continue
         offered.add(offer.service)
@@ -98,6 +104,19 @@ def decide_sync(
         if row["listed"] and service_id not in offered:
             events.append(ServiceDelisted(service_id=service_id))
     return events, skipped
+
+
+def _priced(
+    offer: ProviderOffer, fx_rate: Decimal, markup_percent: Decimal
+) -> ServiceSynced | None:
+    """The offer as a service at our price, or None when it cannot be sold: a rate that
+    cannot be priced (negative, or not exactly computable), or a price below a kobo per 1000
+    (nothing is sold for nothing) or above what a pin may set."""
+    try:
+        event = synced_event(offer, fx_rate, markup_percent)
+    except ValueError:
+        return None
+    return event if 1 <= event.rate_per_1000_kobo <= MAX_RATE_PER_1000_KOBO else None
 
 
 _TERMS = SERVICE_TERMS
@@ -119,7 +138,7 @@ async def sync(
 ) -> SyncReport:
     """Apply one provider listing to the catalog in one transaction (one sync at a time)."""
     async with connection.transaction():
-        await connection.execute("select pg_advisory_xact_lock(hashtext('catalog-sync'))")
+        await connection.execute(SYNC_LOCK)
         rows = await connection.fetch(
             f"select service_id, listed, version, {', '.join(_TERMS)} from services"
         )
@@ -141,9 +160,12 @@ async def sync(
 async def pin_rate(connection: Connection, service_id: str, rate_per_1000_kobo: int | None) -> None:
     """Fix (or, with ``None``, release) a service's NGN rate per 1000."""
     # Never 0: an order of a free service would debit 0 kobo, which no wallet event may hold.
-    if rate_per_1000_kobo is not None and not 1 <= rate_per_1000_kobo <= 10**13:
+    if rate_per_1000_kobo is not None and not 1 <= rate_per_1000_kobo <= MAX_RATE_PER_1000_KOBO:
         raise ValueError("the rate must be between 0.01 and 100000000000.00")
     async with connection.transaction():
+        # The sync's lock: a pin committed between a sync's read and its write would make the
+        # sync's events conflict with it.
+        await connection.execute(SYNC_LOCK)
         version = await connection.fetchval(
             "select version from services where service_id = $1 for update", service_id
         )

@@ -67,3 +67,6 @@ async def run(
         except (ProviderError, OSError, asyncpg.PostgresError) as error:
             log.warning("catalog.sync_failed", error=str(error))
             await asyncio.sleep(backoff.failed())
+        except Exception:  # a worker outlives its errors: logged, then retried after a pause
+            log.exception("catalog.sync_unexpected_error")
+            await asyncio.sleep(backoff.failed())
