@@ -229,10 +229,15 @@ def settle_heap() -> None:
 
 
 async def serve(
-    settings: Settings, *, reuse_port: bool = False, announce_ready: bool = False
+    settings: Settings,
+    *,
+    reuse_port: bool = False,
+    announce_ready: bool = False,
+    parent_pid: int | None = None,
 ) -> None:
     """The API in this process and (unless BOOST_WORKERS=0) the workers in a ``boost worker``
-    child at a lower CPU priority. ``reuse_port`` and ``announce_ready`` serve
+    child at a lower CPU priority. ``reuse_port``, ``announce_ready`` and ``parent_pid`` (stop
+    gracefully once that process is no longer this one's parent, even killed) serve
     ``boost serve --processes`` (server_group.py)."""
     logs.configure(settings.log_level)
     async with running_runtime(settings) as (runtime, simulator_app):
@@ -252,8 +257,33 @@ async def serve(
         sockets = (
             [_bound_socket(settings.host, settings.port, reuse_port=True)] if reuse_port else None
         )
-        async with worker_child(runtime, stopping=lambda: server.should_exit):
+        async with (
+            worker_child(runtime, stopping=lambda: server.should_exit),
+            _stopped_with_parent(server, parent_pid),
+        ):
             await server.serve(sockets=sockets)
+
+
+@asynccontextmanager
+async def _stopped_with_parent(
+    server: uvicorn.Server, parent_pid: int | None
+) -> AsyncIterator[None]:
+    """While the block runs, ask ``server`` to shut down (gracefully) once ``parent_pid`` is
+    gone: an API process of ``--processes`` must not go on taking orders with no parent."""
+    if parent_pid is None:
+        yield
+        return
+
+    async def watch() -> None:
+        await _parent_gone(parent_pid)
+        server.should_exit = True
+
+    watcher = asyncio.create_task(watch(), name="parent-watch")
+    try:
+        yield
+    finally:
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
 
 
 @asynccontextmanager

@@ -58,6 +58,8 @@ async def _spawn_api(settings: Settings, provider_url: str) -> asyncio.subproces
         str(settings.port),
         "--reuse-port",
         "--announce-ready",
+        "--stop-with-parent",
+        str(os.getpid()),
         stdout=asyncio.subprocess.PIPE,
         BOOST_WORKERS="0",
     )

@@ -31,6 +31,7 @@ def register(commands: Any) -> None:
     )
     parser.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--announce-ready", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--stop-with-parent", type=int, metavar="PID", help=argparse.SUPPRESS)
     parser.set_defaults(handler=_serve)
 
     parser = commands.add_parser("migrate", help="apply pending database migrations")
@@ -74,7 +75,10 @@ async def _serve(arguments: argparse.Namespace) -> int:
         from boost_ledger.server import serve
 
         await serve(
-            settings, reuse_port=arguments.reuse_port, announce_ready=arguments.announce_ready
+            settings,
+            reuse_port=arguments.reuse_port,
+            announce_ready=arguments.announce_ready,
+            parent_pid=arguments.stop_with_parent,
         )
     return 0
 

@@ -96,3 +96,46 @@ async def _place_on_a_new_connection(base_url: str, key: str, index: int) -> str
     assert placed.status_code == 201, placed.text
     order_id: str = placed.json()["data"]["order_id"]
     return order_id
+
+
+async def test_a_killed_parent_leaves_no_api_process_taking_orders(test_server):
+    """SIGKILL to the parent of ``--processes 2`` (nothing of it runs to stop its children):
+    the API processes notice they have no parent and shut down, as the workers do, instead of
+    taking paid orders that nobody would send."""
+    port = free_port()
+    env = await serve_env(test_server, port)
+    process = await asyncio.create_subprocess_exec(
+        BOOST, "serve", "--processes", "2", env=env, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    await asyncio.wait_for(_demo_key(process.stderr), WAIT_S)
+    children = _children(process.pid)
+    assert len(children) == 4, children  # two API processes, two workers
+
+    process.kill()
+
+    try:
+        # Not process.wait(): it also waits for the stderr pipe, which a survivor would hold.
+        gone = await wait_for(lambda: not any(_alive(child) for child in children), WAIT_S)
+        assert gone, [child for child in children if _alive(child)]
+        try:
+            async with httpx.AsyncClient(timeout=2) as client:
+                await client.get(f"http://127.0.0.1:{port}/healthz")
+            raise AssertionError("an API process still listens after its parent was killed")
+        except httpx.ConnectError:
+            pass
+    finally:
+        for child in children:  # none should be left; should one be, it is not left running
+            if _alive(child):
+                os.kill(child, signal.SIGKILL)
+        await asyncio.wait_for(process.wait(), WAIT_S)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, which init reaps, counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
