@@ -46,6 +46,9 @@ IDLE_POLL_CAP_S = 1.0
 BOOST_SUBMIT_POLL_INTERVAL_S, while it finds none: an idle server then costs next to nothing,
 and the first order after a quiet spell waits at most this long to be sent."""
 ABANDONED_AFTER_S = 120.0
+SHUTDOWN_GRACE_S = 10.0
+"""Stopped mid-batch, how long the calls already made may take to end and be recorded: the
+provider client's default timeout, within the 15 s a ``boost serve`` gives its worker child."""
 
 
 def _outcome_of(error: BaseException) -> dict[str, str]:
@@ -84,17 +87,39 @@ async def _send_and_settle(
     (the order stays ``attempting``, for the sweeper and an operator); the other sends go on."""
     sending = {asyncio.ensure_future(_send(provider, order)): order for order in claimed}
     outcomes: dict[int, dict[str, str]] = {}
-    pending = set(sending)
     try:
-        while pending:
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        while len(outcomes) < len(sending):
+            unsettled = [task for task in sending if sending[task].order_id not in outcomes]
+            done, _ = await asyncio.wait(unsettled, return_when=asyncio.FIRST_COMPLETED)
             replies = {sending[task].order_id: task.result() for task in done}
             await _settle(pool, replies)
             outcomes.update(replies)
-    finally:
-        for task in pending:  # only when we are cancelled (shutdown)
-            task.cancel()
+    except asyncio.CancelledError:  # shutdown: the calls made are let end and recorded
+        await _settle_at_shutdown(pool, sending, outcomes)
+        raise
     return [next(iter(outcomes[order.order_id])) for order in claimed]
+
+
+async def _settle_at_shutdown(
+    pool: asyncpg.Pool[Any],
+    sending: dict[asyncio.Task[dict[str, str]], fulfilment.Claimed],
+    outcomes: dict[int, dict[str, str]],
+) -> None:
+    """Stopped mid-batch (SIGTERM to the worker): every order of it had its attempt committed
+    and its call made. Each call is given up to ``SHUTDOWN_GRACE_S`` to end, and the replies
+    not yet recorded (a settle the stop interrupted rolled back) are recorded, so that a
+    restart does not leave them ``attempting`` until the sweeper makes them unknown for an
+    operator. Calls still running then are cancelled (the sweeper's case, as after a crash)."""
+    unsettled = [task for task in sending if sending[task].order_id not in outcomes]
+    if not unsettled:
+        return
+    done, running = await asyncio.wait(unsettled, timeout=SHUTDOWN_GRACE_S)
+    for task in running:
+        task.cancel()
+    replies = {sending[task].order_id: task.result() for task in done}
+    if replies:
+        await _settle(pool, replies)
+    log.info("submit.stopped", recorded=len(replies), left_attempting=len(running))
 
 
 async def _send(provider: ProviderClient, claimed: fulfilment.Claimed) -> dict[str, str]:

@@ -534,6 +534,32 @@ async def test_an_idle_worker_looks_for_orders_less_and_less_often(
     assert 1 + 5 <= looks <= 1 + 9, looks
 
 
+async def test_a_stop_mid_batch_lets_the_calls_made_end_and_records_their_replies(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
+    provider: ProviderClient,
+) -> None:
+    """SIGTERM cancels the worker mid-batch, its calls made and slow to answer: each call is
+    let end and its reply recorded before the stop completes, so no order is left attempting
+    for the sweeper to make unknown (an operator's work after every restart)."""
+    await submitter.drain(pool, provider)  # what earlier tests left queued
+    _, key = await open_funded_account(pool, FUNDS_KOBO)
+    orders = [await _place(client, key) for _ in range(3)]
+    await simulator.post("/faults", json={"action": "add", "mode": "latency", "latency_ms": 400})
+    batch = asyncio.create_task(submitter.submit_batch(pool, provider))
+    await asyncio.sleep(0.15)  # claimed, the calls sent, no reply back yet
+    assert {(await _order(pool, o["order_id"]))["submission"] for o in orders} == {"attempting"}
+
+    batch.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await batch
+
+    for order in orders:
+        [sent] = await _provider_orders(simulator, order["link"])
+        row = await _order(pool, order["order_id"])
+        assert (row["submission"], row["provider_order_id"]) == ("submitted", str(sent["order"]))
+    await _assert_no_order_lost(pool)
+
+
 async def test_no_order_is_lost_after_all_of_the_above(pool: asyncpg.Pool[Any]) -> None:
     """After every crash and fault of this module, each order is submitted, failed and refunded,
     unknown, or queued; none is left half-way ("attempting")."""
