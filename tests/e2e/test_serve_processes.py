@@ -66,12 +66,16 @@ async def test_two_api_processes_share_the_port_and_niced_workers_submit_their_o
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), WAIT_S) == 0
     await asyncio.sleep(0.2)
+    await _assert_nothing_listens(port, "an API process still listens after its parent stopped")
+
+
+async def _assert_nothing_listens(port: int, message: str) -> None:
     try:
         async with httpx.AsyncClient(timeout=2) as client:
             await client.get(f"http://127.0.0.1:{port}/healthz")
-        raise AssertionError("an API process still listens after its parent stopped")
     except httpx.ConnectError:
-        pass
+        return
+    raise AssertionError(message)
 
 
 def _niceness(pid: int) -> int:
@@ -119,12 +123,7 @@ async def test_a_killed_parent_leaves_no_api_process_taking_orders(test_server):
         # Not process.wait(): it also waits for the stderr pipe, which a survivor would hold.
         gone = await wait_for(lambda: not any(_alive(child) for child in children), WAIT_S)
         assert gone, [child for child in children if _alive(child)]
-        try:
-            async with httpx.AsyncClient(timeout=2) as client:
-                await client.get(f"http://127.0.0.1:{port}/healthz")
-            raise AssertionError("an API process still listens after its parent was killed")
-        except httpx.ConnectError:
-            pass
+        await _assert_nothing_listens(port, "an API process listens after its parent was killed")
     finally:
         for child in children:  # none should be left; should one be, it is not left running
             if _alive(child):
