@@ -4,6 +4,7 @@ assembles is the one the views render."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from decimal import Decimal
 from typing import Any
@@ -12,9 +13,10 @@ import asyncpg
 import pytest
 from support import open_funded_account, seed_catalog, simulator_offers
 
-from boost_ledger.ledger import catalog, checkout
+from boost_ledger.ledger import accounts, catalog, checkout
 from boost_ledger.ledger.checkout_state import CheckoutState, OrderIds
 from boost_ledger.ledger.connection import Lent
+from boost_ledger.ledger.keys import hash_key
 from boost_ledger.ledger.money import format_kobo
 from boost_ledger.projections.views import checkout_response, checkout_response_parts
 
@@ -122,3 +124,46 @@ async def test_order_ids_come_in_blocks_increasing_and_unique(pool: asyncpg.Pool
     b = [await second.take(pool) for _ in range(7)]
     assert a == sorted(a) and b == sorted(b)
     assert len(set(a) | set(b)) == 14
+
+
+async def _place_with_key(pool: asyncpg.Pool[Any], account_id: int, key: str, name: str) -> str:
+    """A checkout that presents ``key`` (checked in its own transaction): its outcome."""
+    body = {"service_id": "1", "link": LINK, "quantity": 1000, "idempotency_key": name}
+    try:
+        answer = await checkout.checkout(
+            pool, account_id=account_id, idempotency_key=name, service_id="1", body=body,
+            subscription_default_posts=10, metadata={"actor": "test"}, key_hash=hash_key(key),
+        )
+    except checkout.KeyNotLive:
+        return "refused"
+    return f"placed {answer.status_code}"
+
+
+async def test_a_ban_waits_for_the_checkouts_that_passed_the_key_check(
+    pool: asyncpg.Pool[Any],
+) -> None:
+    """A checkout that passed its key check and waits for its wallet (another transaction
+    holds it) keeps the ban waiting: it commits first, the ban after it, and the log says so;
+    a checkout after the ban is refused. (Read without a lock, the key let the waiting
+    checkout spend after the ban had committed.)"""
+    account_id, key = await open_funded_account(pool, 10_000_00)
+    async with pool.acquire() as holder:
+        await holder.execute("begin")
+        await holder.execute("select 1 from wallets where account_id = $1 for update", account_id)
+        waiting = asyncio.create_task(_place_with_key(pool, account_id, key, "before-ban"))
+        await asyncio.sleep(0.3)  # past its key check, waiting for the wallet
+        async with pool.acquire() as operator:
+            ban = asyncio.create_task(accounts.change_standing(operator, account_id, "ban"))
+            await asyncio.sleep(0.3)
+            assert not ban.done() and not waiting.done()
+            await holder.execute("commit")
+            assert await asyncio.wait_for(waiting, 5) == "placed 201"
+            assert await asyncio.wait_for(ban, 5) is True
+
+    positions = await pool.fetch(
+        "select type from events where type in ('FundsDebited', 'AccountBanned')"
+        " and (data->>'account_id')::bigint = $1 order by global_position",
+        account_id,
+    )
+    assert [row["type"] for row in positions] == ["FundsDebited", "AccountBanned"]
+    assert await _place_with_key(pool, account_id, key, "after-ban") == "refused"
