@@ -201,7 +201,8 @@ async def list_orders(request: Request) -> Response:
         )
         rows = await connection.fetch(
             f"select {_ORDER_COLUMNS} from orders where account_id = $1"
-            " and ($2::text is null or status = $2) order by order_id desc limit $3 offset $4",
+            " and ($2::text is null or status = $2)"
+            " order by created_at desc, order_id desc limit $3 offset $4",
             principal.account_id,
             status,
             per_page,

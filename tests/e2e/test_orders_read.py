@@ -12,6 +12,8 @@ import httpx
 import pytest
 from support import bearer, open_funded_account, seed_catalog
 
+from boost_ledger.ledger import checkout
+from boost_ledger.ledger.checkout_state import CheckoutState
 from boost_ledger.ledger.commit import commit
 from boost_ledger.ledger.events import StatusObserved, order_stream
 from boost_ledger.ledger.store import NewEvent
@@ -100,6 +102,29 @@ async def test_list_is_paginated_newest_first(
     assert (ids, meta["per_page"]) == (newest_first, 100)
     ids, meta = await listing(client, key, per_page="7", page="1")
     assert (ids, meta["last_page"]) == (newest_first, 1)
+
+
+async def test_the_list_is_newest_first_when_processes_take_ids_in_blocks(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient
+) -> None:
+    """Two API processes each take order ids in blocks: placed through A, B, then A again, the
+    last order has a smaller id than the second, and still lists first (by when it was placed,
+    not by id)."""
+    account_id, key = await open_funded_account(pool, FUNDS_KOBO)
+    first, second = CheckoutState.for_server(), CheckoutState.for_server()  # two processes
+    placed = []
+    for state, name in ((first, "a1"), (second, "b1"), (first, "a2")):
+        body = {"service_id": "1", "link": "https://instagram.com/p/x", "quantity": 100,
+                "idempotency_key": name}
+        answer = await checkout.checkout(
+            pool, account_id=account_id, idempotency_key=name, service_id="1", body=body,
+            subscription_default_posts=10, metadata={"actor": "test"}, state=state,
+        )
+        placed.append(answer.order_id)
+    assert placed[2] < placed[1], placed  # the id blocks interleave
+
+    ids, _ = await listing(client, key)
+    assert ids == placed[::-1]
 
 
 async def test_list_items_have_the_order_shape(
