@@ -17,10 +17,14 @@ from boost_ledger.audit.findings import Finding, Report
 _FACT_TYPES = "('OrderPlaced', 'FundsDebited', 'Refunded')"
 
 
+_INTEGER_TEXT = "'^-?[0-9]{1,18}$'"
+"""The text of a JSON integer a bigint holds: what a guarded cast checks first."""
+
+
 def _integer(member: str, guarded: bool) -> str:
     """A fact's integer member; ``guarded``, null when it holds anything else (a forged event's
     data, which the event-by-event checks and the replay name: this scan must not fail on it)."""
-    guard = f" and data->>'{member}' ~ '^-?[0-9]{{1,18}}$'" if guarded else ""
+    guard = f" and data->>'{member}' ~ {_INTEGER_TEXT}" if guarded else ""
     return f"case when facts{guard} then (data->>'{member}')::bigint end"
 
 
@@ -45,7 +49,7 @@ select global_position, stream_id, version, type,
 def _json_integer(data: str, member: str) -> str:
     """``data``'s integer ``member``, or null when it holds anything else."""
     value = f"{data}->>'{member}'"
-    return f"case when {value} ~ '^-?[0-9]{{1,18}}$' then ({value})::bigint end"
+    return f"case when {value} ~ {_INTEGER_TEXT} then ({value})::bigint end"
 
 
 # The guards (a regular expression per member and event) would more than double the scan's time:

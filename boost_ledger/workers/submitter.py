@@ -87,10 +87,10 @@ async def _send_and_settle(
     (the order stays ``attempting``, for the sweeper and an operator); the other sends go on."""
     sending = {asyncio.ensure_future(_send(provider, order)): order for order in claimed}
     outcomes: dict[int, dict[str, str]] = {}
+    pending = set(sending)
     try:
-        while len(outcomes) < len(sending):
-            unsettled = [task for task in sending if sending[task].order_id not in outcomes]
-            done, _ = await asyncio.wait(unsettled, return_when=asyncio.FIRST_COMPLETED)
+        while pending:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             replies = {sending[task].order_id: task.result() for task in done}
             await _settle(pool, replies)
             outcomes.update(replies)
