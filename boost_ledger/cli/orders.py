@@ -80,7 +80,8 @@ async def _resolve(arguments: argparse.Namespace) -> int:
                 arguments.order_id,
                 actor="operator",
                 expected_submission="unknown",
-                **outcome,
+                provider_order_id=outcome.get("provider_order_id"),
+                refused=outcome.get("refused"),
             )
         except fulfilment.OrderMissing:
             raise CommandError(f"no order {arguments.order_id}", exit_code=1) from None

@@ -143,6 +143,9 @@ async def _refunds(connection: Connection, owed: Sequence[Owed]) -> list[NewEven
 class Claimed(OrderState, frozen=True, kw_only=True):
     provider_service_id: str
     fields: dict[str, Any]
+    attempt: int
+    """The number of the SubmissionAttempted this claim committed; its reply settles this
+    attempt only."""
 
 
 async def claim_for_submission(connection: Connection) -> Claimed | None:
@@ -161,27 +164,28 @@ async def claim_batch(connection: Connection, limit: int) -> list[Claimed]:
     assert 1 <= limit <= MAX_CLAIM_BATCH, limit
     async with connection.transaction():
         rows = await connection.fetch(
-            f"select {_STATE_COLUMNS}, provider_service_id, fields, submission_attempts"
+            f"select {_STATE_COLUMNS}, provider_service_id, fields"
             " from orders where submission = 'queued' order by order_id limit $1"
             " for update skip locked",
             limit,
         )
-        claimed = [
-            Claimed(**{name: row[name] for name in Claimed.__struct_fields__}) for row in rows
-        ]
+        claimed = [_claimed(row) for row in rows]
         attempts = [
             NewEvent(
                 stream_id=order_stream(order.order_id),
                 version=order.version + 1,
-                event=SubmissionAttempted(
-                    order_id=order.order_id, attempt=row["submission_attempts"] + 1
-                ),
+                event=SubmissionAttempted(order_id=order.order_id, attempt=order.attempt),
             )
-            for order, row in zip(claimed, rows, strict=True)
+            for order in claimed
         ]
         if attempts:
             await commit(connection, attempts, {"actor": "submitter"})
     return claimed
+
+
+def _claimed(row: Any) -> Claimed:
+    facts = {name: row[name] for name in Claimed.__struct_fields__ if name != "attempt"}
+    return Claimed(**facts, attempt=row["submission_attempts"] + 1)
 
 
 async def settle_submission(
@@ -194,12 +198,15 @@ async def settle_submission(
     deferred: str | None = None,
     actor: str = "submitter",
     expected_submission: str = "attempting",
+    attempt: int | None = None,
 ) -> bool:
-    """Record the outcome of a submission attempt; False if the order was settled meanwhile."""
+    """Record the outcome of a submission attempt; False if the order was settled meanwhile,
+    or if ``attempt`` is given and the order has been claimed again since (a reply to an
+    earlier attempt must not settle, or re-queue, a later one)."""
     assert [provider_order_id, refused, unknown, deferred].count(None) == 3, "one outcome"
     async with connection.transaction():
         order = await lock_order(connection, order_id)
-        if order.submission != expected_submission:
+        if not _awaits(order, expected_submission, attempt):
             return False
         if provider_order_id is not None:
             resolved_by = "" if actor == "submitter" else actor
@@ -223,14 +230,27 @@ async def settle_submission(
     return True
 
 
-async def settle_accepted(connection: Connection, accepted: Mapping[int, str]) -> list[int]:
-    """Record several accepted submissions (order id to provider order id) in one transaction,
-    as ``settle_submission`` would one by one; return the orders recorded. An order no longer
-    ``attempting`` (settled meanwhile by the sweeper or an operator) is left out, for
-    ``settle_reply``."""
+def _awaits(order: OrderState, submission: str, attempt: int | None) -> bool:
+    """Whether ``order`` still waits, at ``submission``, for the outcome of ``attempt``."""
+    if order.submission != submission:
+        return False
+    return attempt is None or order.submission_attempts == attempt
+
+
+async def settle_accepted(
+    connection: Connection, accepted: Mapping[int, str], attempts: Mapping[int, int]
+) -> list[int]:
+    """Record several accepted submissions (order id to provider order id, each answering the
+    attempt ``attempts`` gives it) in one transaction, as ``settle_submission`` would one by
+    one; return the orders recorded. An order no longer ``attempting`` that attempt (settled
+    meanwhile by the sweeper or an operator) is left out, for ``settle_reply``."""
     async with connection.transaction():
         locked = await lock_orders(connection, list(accepted))
-        orders = [order for order in locked if order.submission == "attempting"]
+        orders = [
+            order
+            for order in locked
+            if _awaits(order, "attempting", attempts[order.order_id])
+        ]
         if not orders:
             return []
         submitted = [
@@ -258,8 +278,10 @@ async def _schedule_polls(connection: Connection, order_ids: list[int]) -> None:
     )
 
 
-async def settle_reply(connection: Connection, order_id: int, outcome: dict[str, str]) -> str:
-    """Record the submitter's own outcome of its attempt (one key of ``settle_submission``).
+async def settle_reply(
+    connection: Connection, order_id: int, outcome: dict[str, str], attempt: int
+) -> str:
+    """Record the submitter's own outcome of its ``attempt`` (one key of ``settle_submission``).
 
     Returns "settled"; or "reconciled" when the sweeper had meanwhile given the attempt up as
     unknown and the late reply says what happened (an order the provider accepted must not be
@@ -275,6 +297,7 @@ async def settle_reply(connection: Connection, order_id: int, outcome: dict[str,
             refused=outcome.get("refused"),
             unknown=outcome.get("unknown"),
             deferred=outcome.get("deferred"),
+            attempt=attempt,
             **how,
         )
 
@@ -288,17 +311,18 @@ async def settle_reply(connection: Connection, order_id: int, outcome: dict[str,
 async def mark_abandoned_attempts(connection: Connection, older_than_s: float) -> int:
     """Attempts left by a crashed process become SubmissionUnknown (never resubmitted blindly)."""
     rows = await connection.fetch(
-        "select order_id from orders where submission = 'attempting'"
+        "select order_id, submission_attempts from orders where submission = 'attempting'"
         " and updated_at < now() - make_interval(secs => $1) order by order_id limit 100",
         older_than_s,
     )
     settled = 0
-    for row in rows:
+    for row in rows:  # an order claimed afresh since this read is left to its new attempt
         settled += await settle_submission(
             connection,
             row["order_id"],
             unknown="no outcome recorded after the attempt",
             actor="sweeper",
+            attempt=row["submission_attempts"],
         )
     return settled
 

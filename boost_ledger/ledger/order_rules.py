@@ -34,6 +34,9 @@ class OrderState(msgspec.Struct, frozen=True, kw_only=True):
     refunded: bool
     cancel_supported: bool
     version: int
+    submission_attempts: int = 0
+    """How many times the order has been claimed for the provider: the number of its latest
+    SubmissionAttempted, by which a reply is matched to the attempt it answers."""
 
     @classmethod
     def from_row(cls, row: Any) -> OrderState:

@@ -5,7 +5,9 @@ attempt: accepted → OrderSubmitted; refused → SubmissionFailed and a full re
 (connection refused, or no connection free or made in time: not a byte of it sent) →
 SubmissionDeferred, back in the queue; anything else (timeout, dropped or garbled reply) →
 SubmissionUnknown, for an operator, since the protocol has no idempotency
-key and a blind retry could buy the same order twice.
+key and a blind retry could buy the same order twice. A reply settles the attempt it answers
+and no later one: recorded twice (a stop between two replies' transactions), a deferral
+must not re-queue an order another worker has claimed again since.
 
 Orders are claimed a few at a time (one transaction commits every claimed order's attempt) and
 sent side by side; the replies that arrive together are settled together (the accepted ones in
@@ -86,16 +88,16 @@ async def _send_and_settle(
     holds the others back. A reply that cannot be recorded is logged with what the provider said
     (the order stays ``attempting``, for the sweeper and an operator); the other sends go on."""
     sending = {asyncio.ensure_future(_send(provider, order)): order for order in claimed}
+    attempts = {order.order_id: order.attempt for order in claimed}
     outcomes: dict[int, dict[str, str]] = {}
     pending = set(sending)
     try:
         while pending:
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
             replies = {sending[task].order_id: task.result() for task in done}
-            await _settle(pool, replies)
-            outcomes.update(replies)
+            await _settle(pool, replies, attempts, outcomes)
     except asyncio.CancelledError:  # shutdown: the calls made are let end and recorded
-        await _settle_at_shutdown(pool, sending, outcomes)
+        await _settle_at_shutdown(pool, sending, attempts, outcomes)
         raise
     return [next(iter(outcomes[order.order_id])) for order in claimed]
 
@@ -103,6 +105,7 @@ async def _send_and_settle(
 async def _settle_at_shutdown(
     pool: asyncpg.Pool[Any],
     sending: dict[asyncio.Task[dict[str, str]], fulfilment.Claimed],
+    attempts: dict[int, int],
     outcomes: dict[int, dict[str, str]],
 ) -> None:
     """Stopped mid-batch (SIGTERM to the worker): every order of it had its attempt committed
@@ -118,7 +121,7 @@ async def _settle_at_shutdown(
         task.cancel()
     replies = {sending[task].order_id: task.result() for task in done}
     if replies:
-        await _settle(pool, replies)
+        await _settle(pool, replies, attempts, outcomes)
     log.info("submit.stopped", recorded=len(replies), left_attempting=len(running))
 
 
@@ -137,10 +140,17 @@ async def _send(provider: ProviderClient, claimed: fulfilment.Claimed) -> dict[s
 _DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
-async def _settle(pool: asyncpg.Pool[Any], replies: dict[int, dict[str, str]]) -> None:
-    """Record ``replies``: the accepted ones together, then any other (or all of them one by
-    one, should the joint transaction fail). Never raises for a database error: what could not
-    be recorded is logged with the provider's answer."""
+async def _settle(
+    pool: asyncpg.Pool[Any],
+    replies: dict[int, dict[str, str]],
+    attempts: dict[int, int],
+    outcomes: dict[int, dict[str, str]],
+) -> None:
+    """Record ``replies``, each to the attempt ``attempts`` names: the accepted ones together,
+    then any other (or all of them one by one, should the joint transaction fail). Each reply
+    goes into ``outcomes`` as soon as its transaction has ended, so that a stop part way
+    through records the others only. Never raises for a database error: what could not be
+    recorded is logged with the provider's answer."""
     accepted = {
         order_id: outcome["provider_order_id"]
         for order_id, outcome in replies.items()
@@ -151,17 +161,21 @@ async def _settle(pool: asyncpg.Pool[Any], replies: dict[int, dict[str, str]]) -
         async with pool.acquire() as connection:
             if accepted:
                 try:
-                    for order_id in await fulfilment.settle_accepted(connection, accepted):
-                        _log_settled(order_id, left.pop(order_id), "settled")
+                    recorded = await fulfilment.settle_accepted(connection, accepted, attempts)
+                    for order_id in recorded:
+                        outcomes[order_id] = left.pop(order_id)
+                        _log_settled(order_id, outcomes[order_id], "settled")
                 except _DATABASE_ERRORS as error:
                     failed = {"orders": len(accepted), "error": str(error)}
                     log.warning("submit.joint_settle_failed", **failed)
             for order_id, outcome in list(left.items()):
-                settled = await fulfilment.settle_reply(connection, order_id, outcome)
-                del left[order_id]
+                attempt = attempts[order_id]
+                settled = await fulfilment.settle_reply(connection, order_id, outcome, attempt)
+                outcomes[order_id] = left.pop(order_id)
                 _log_settled(order_id, outcome, settled)
     except _DATABASE_ERRORS as error:
         for order_id, outcome in left.items():
+            outcomes[order_id] = outcome
             log.error("submit.reply_not_recorded", order_id=order_id, error=str(error), **outcome)
 
 
@@ -179,12 +193,15 @@ async def drain(
     pool: asyncpg.Pool[Any], provider: ProviderClient, limit: int = MAX_BATCH
 ) -> list[str]:
     """Submit up to ``limit`` queued orders, ``SEND_BATCH`` at a time; stop early when the
-    provider cannot be reached."""
+    provider cannot be reached, and after a batch the queue could not fill: the orders placed
+    while it was sent wait for the next look instead of being chased a few at a time, which
+    would cost a claim and a settle transaction for every one or two orders."""
     outcomes: list[str] = []
     while len(outcomes) < limit:
-        batch = await submit_batch(pool, provider, min(SEND_BATCH, limit - len(outcomes)))
+        wanted = min(SEND_BATCH, limit - len(outcomes))
+        batch = await submit_batch(pool, provider, wanted)
         outcomes.extend(batch)
-        if not batch or "deferred" in batch:
+        if len(batch) < wanted or "deferred" in batch:
             break
     return outcomes
 

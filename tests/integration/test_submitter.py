@@ -346,10 +346,12 @@ async def test_replies_that_arrive_together_settle_in_one_transaction(
         assert sorted(order.order_id for order in claimed) == ids
         await fulfilment.settle_submission(connection, ids[1], unknown="swept", actor="sweeper")
         accepted = {order_id: f"p-{order_id}" for order_id in ids}
-        recorded = await fulfilment.settle_accepted(connection, accepted)
+        attempts = {order.order_id: order.attempt for order in claimed}
+        assert set(attempts.values()) == {1}
+        recorded = await fulfilment.settle_accepted(connection, accepted, attempts)
         assert recorded == [ids[0], ids[2]]
         assert await fulfilment.settle_reply(
-            connection, ids[1], {"provider_order_id": accepted[ids[1]]}
+            connection, ids[1], {"provider_order_id": accepted[ids[1]]}, 1
         ) == "reconciled"
 
     for order_id in ids:
@@ -560,6 +562,128 @@ async def test_a_stop_mid_batch_lets_the_calls_made_end_and_records_their_replie
     await _assert_no_order_lost(pool)
 
 
+async def test_a_reply_to_an_earlier_attempt_settles_nothing(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, provider: ProviderClient
+) -> None:
+    """A reply is matched to the attempt it answers: once an order deferred at its first
+    attempt has been claimed again, a late second recording of that first reply (as a worker
+    stopped mid-settle makes) neither re-queues it nor settles the new attempt, so the order is
+    not sent twice; the new attempt's own reply then settles it."""
+    await submitter.drain(pool, provider)  # what earlier tests left queued
+    _, key = await open_funded_account(pool, PRICE_100_KOBO)
+    order_id = int((await _place(client, key))["order_id"])
+    deferred = {"deferred": "provider not reached: injected"}
+    async with pool.acquire() as connection:
+        [first] = await fulfilment.claim_batch(connection, 1)
+        assert await fulfilment.settle_reply(connection, order_id, deferred, first.attempt) == (
+            "settled"
+        )
+        [second] = await fulfilment.claim_batch(connection, 1)
+        assert (first.attempt, second.attempt) == (1, 2)
+        assert await fulfilment.settle_reply(connection, order_id, deferred, 1) == "ignored"
+        stale = {order_id: "p-stale"}
+        assert await fulfilment.settle_accepted(connection, stale, {order_id: 1}) == []
+        row = await _order(pool, order_id)
+        assert (row["submission"], row["submission_attempts"]) == ("attempting", 2)
+        accepted = {"provider_order_id": "p-second"}
+        assert await fulfilment.settle_reply(connection, order_id, accepted, 2) == "settled"
+    row = await _order(pool, order_id)
+    assert (row["submission"], row["provider_order_id"]) == ("submitted", "p-second")
+    assert await _event_types(pool, order_id) == [
+        "OrderPlaced", "SubmissionAttempted", "SubmissionDeferred", "SubmissionAttempted",
+        "OrderSubmitted",
+    ]
+
+
+async def test_the_sweeper_leaves_an_attempt_claimed_after_it_looked(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, provider: ProviderClient
+) -> None:
+    """The sweeper settles the attempt it read as old: given another attempt's number (the
+    order re-queued and claimed again between its look and its lock), it changes nothing."""
+    await submitter.drain(pool, provider)
+    _, key = await open_funded_account(pool, PRICE_100_KOBO)
+    order_id = int((await _place(client, key))["order_id"])
+    async with pool.acquire() as connection:
+        await fulfilment.claim_batch(connection, 1)
+        settled = await fulfilment.settle_submission(
+            connection, order_id, unknown="swept", actor="sweeper", attempt=2
+        )
+        assert settled is False
+        row = await _order(pool, order_id)
+        assert (row["submission"], row["submission_attempts"]) == ("attempting", 1)
+        assert await fulfilment.settle_submission(
+            connection, order_id, unknown="swept", actor="sweeper", attempt=1
+        )
+    assert (await _order(pool, order_id))["submission"] == "unknown"
+
+
+async def test_a_stop_mid_settle_records_again_only_the_replies_not_yet_recorded(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, provider: ProviderClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Stopped between two replies' transactions, the submitter records at shutdown the
+    replies whose transactions had not ended, and not the one already recorded: that one's
+    order may have been claimed again by another worker since."""
+    await submitter.drain(pool, provider)
+    _, key = await open_funded_account(pool, 2 * PRICE_100_KOBO)
+    ids = [int((await _place(client, key))["order_id"]) for _ in range(2)]
+
+    async def not_reached(_: ProviderClient, claimed: fulfilment.Claimed) -> dict[str, str]:
+        return {"deferred": f"provider not reached: injected for {claimed.order_id}"}
+
+    recorded: list[int] = []
+    real_settle_reply = fulfilment.settle_reply
+
+    async def settle_then_stop(connection: Any, order_id: int, *rest: Any) -> str:
+        settled = await real_settle_reply(connection, order_id, *rest)
+        recorded.append(order_id)
+        if len(recorded) == 1:  # SIGTERM arrives once the first reply is recorded
+            task = asyncio.current_task()
+            assert task is not None
+            task.cancel()
+        return settled
+
+    monkeypatch.setattr(submitter, "_send", not_reached)
+    monkeypatch.setattr(fulfilment, "settle_reply", settle_then_stop)
+    with pytest.raises(asyncio.CancelledError):
+        await submitter.submit_batch(pool, provider, 2)
+    assert sorted(recorded) == ids
+    for order_id in ids:
+        assert (await _order(pool, order_id))["submission"] == "queued"
+        assert await _event_types(pool, order_id) == [
+            "OrderPlaced", "SubmissionAttempted", "SubmissionDeferred"
+        ]
+
+
+async def test_a_drain_stops_after_a_batch_the_queue_could_not_fill(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, provider: ProviderClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A batch that claimed fewer orders than it could take emptied the queue: the drain ends
+    there instead of chasing, a claim and a settle transaction for every order or two, the
+    orders placed while the batch was out (the next look finds them together)."""
+    await submitter.drain(pool, provider)
+    _, key = await open_funded_account(pool, 6 * PRICE_100_KOBO)
+    for _ in range(3):
+        await _place(client, key)
+    claims: list[int] = []
+    real_submit_batch = submitter.submit_batch
+
+    async def counted(*arguments: Any) -> list[str]:
+        sent = await real_submit_batch(*arguments)
+        claims.append(len(sent))
+        return sent
+
+    monkeypatch.setattr(submitter, "submit_batch", counted)
+    assert await submitter.drain(pool, provider) == ["provider_order_id"] * 3
+    assert claims == [3]
+    monkeypatch.setattr(submitter, "SEND_BATCH", 2)
+    for _ in range(3):
+        await _place(client, key)
+    assert await submitter.drain(pool, provider) == ["provider_order_id"] * 3
+    assert claims == [3, 2, 1]
+
+
 async def test_no_order_is_lost_after_all_of_the_above(pool: asyncpg.Pool[Any]) -> None:
     """After every crash and fault of this module, each order is submitted, failed and refunded,
     unknown, or queued; none is left half-way ("attempting")."""
@@ -568,3 +692,4 @@ async def test_no_order_is_lost_after_all_of_the_above(pool: asyncpg.Pool[Any]) 
     counts = {row["submission"]: row["count"] for row in places}
     assert counts.get("attempting", 0) == 0
     assert counts["submitted"] >= 33 and counts["unknown"] >= 7 and counts["failed"] >= 1
+
