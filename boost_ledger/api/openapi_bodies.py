@@ -43,8 +43,8 @@ _NOTES = {
     "Custom Comments": "One comment per line; the billable quantity is the number of non-empty "
     "lines.",
     "Mentions with Hashtags": "Usernames and hashtags separated by newlines or commas.",
-    "Mentions Custom List": "One username per line; the billable quantity is the number of "
-    "non-empty lines.",
+    "Mentions Custom List": "Usernames separated by newlines or commas; the billable quantity "
+    "is the number of usernames.",
     "Mentions Hashtag": "The hashtag whose posters are mentioned.",
     "Mentions User Followers": "Targets the followers of `username`.",
     "Mentions Media Likers": "Targets the likers of the media at `media` (a URL).",

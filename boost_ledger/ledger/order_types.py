@@ -52,8 +52,11 @@ _PRICE_KEYS: Final = frozenset({"price", "charge", "amount"})
 _PRICE_MESSAGE: Final = "The server computes the price; do not send it."
 _DRIP_FEED_FIELDS: Final[tuple[str, ...]] = ("runs", "interval")
 _NO_DRIP_FEED_MESSAGE: Final = "Drip-feed (runs, interval) is not available for this service."
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
-_LINE_OR_COMMA = re.compile(r"\r\n|\r|\n|,")
+# Every line break a list may hold that is not a control character (those are refused): the
+# line and paragraph separators, which panels split on like any newline, are line breaks too,
+# so that the lines billed are the lines sent and counted upstream.
+_LINE_BREAK = re.compile("\r\n|[\r\n\u2028\u2029]")
+_LINE_OR_COMMA = re.compile("\r\n|[\r\n\u2028\u2029,]")
 _DATE = re.compile(r"([0-9]{1,2})/([0-9]{1,2})/([0-9]{4})")
 
 
@@ -156,7 +159,8 @@ _TYPE_FIELDS: Final[dict[str, tuple[_Field, ...]]] = {
         _Field("usernames", "comma_lines", True),
         _Field("hashtags", "comma_lines", True),
     ),
-    "Mentions Custom List": (_LINK, _Field("usernames", "lines", True)),
+    # A username holds no comma, and panels split a comma list of them as they split lines.
+    "Mentions Custom List": (_LINK, _Field("usernames", "comma_lines", True)),
     "Mentions Hashtag": (_LINK, _QUANTITY, _Field("hashtag", "text", True)),
     "Mentions User Followers": (_LINK, _QUANTITY, _USERNAME),
     "Mentions Media Likers": (_LINK, _QUANTITY, _Field("media", "url", True)),

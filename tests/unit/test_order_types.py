@@ -1,6 +1,8 @@
 """Unit tests of boost_ledger.ledger.order_types: fields, billable quantity and errors per type."""
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from boost_ledger.ledger.money import charge_kobo
 from boost_ledger.ledger.order_types import (
@@ -15,6 +17,7 @@ from boost_ledger.ledger.order_types import (
     is_flat,
     parse_order_fields,
 )
+from boost_ledger.upstream import sim_orders
 
 LINK = "https://instagram.com/p/example"
 DEFAULT_POSTS = 5
@@ -225,6 +228,51 @@ def test_mentions_custom_list_bills_the_username_lines() -> None:
     assert request.fields == {"link": LINK, "usernames": "alice\nbob\ncarol"}
     assert request.billable_quantity == 3
     assert price(request, "Mentions Custom List", 500_000) == 1500
+
+
+def test_a_comma_list_of_usernames_bills_each_name() -> None:
+    """Panels read a comma list of usernames as one name per line (the simulator does too): a
+    comma list is billed for every name, and sent one per line."""
+    request = parse("Mentions Custom List", {"link": LINK, "usernames": "alice,bob, carol\ndan"}, 1)
+    assert request.fields == {"link": LINK, "usernames": "alice\nbob\ncarol\ndan"}
+    assert request.billable_quantity == 4
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029"])
+def test_unicode_line_separators_are_line_breaks(separator: str) -> None:
+    """The line and paragraph separators are not control characters, and panels split on them
+    like any newline: each separates two billed lines, sent as a newline."""
+    body = {"link": LINK, "comments": f"great{separator}nice{separator}"}
+    request = parse("Custom Comments", body, 1)
+    assert request.fields == {"link": LINK, "comments": "great\nnice"}
+    assert request.billable_quantity == 2
+
+
+_LIST_TEXT = st.text(
+    alphabet=st.sampled_from(["a", "b", " ", ",", "\n", "\r", "\u2028", "\u2029", "\u00e9"]),
+    max_size=40,
+)
+_LINE_BILLED = {
+    "Custom Comments": ("comments", {}),
+    "Mentions Custom List": ("usernames", {}),
+    "Comment Replies": ("comments", {"username": "alice"}),
+}
+
+
+@given(service_type=st.sampled_from(sorted(_LINE_BILLED)), text=_LIST_TEXT)
+def test_the_lines_billed_are_the_lines_the_provider_counts(service_type: str, text: str) -> None:
+    """For every line-billed type, the quantity charged is the count the provider makes of
+    the fields sent to it (the simulator's count, split as panels split), whatever mix of
+    line breaks, separators and commas the client used."""
+    field, extra = _LINE_BILLED[service_type]
+    try:
+        request = parse(service_type, {"link": LINK, field: text, **extra}, 1, 100)
+    except QuantityRequired:
+        assert not sim_orders.lines(text, commas=field == "usernames")
+        return
+    counted = sim_orders.lines(request.fields[field], commas=field == "usernames")
+    assert request.billable_quantity == len(counted)
+    assert counted == sim_orders.lines(text, commas=field == "usernames")
 
 
 def test_comment_replies_bill_the_comment_lines() -> None:
