@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount, Route, Router
 
 from boost_ledger.api import catalog, docs, health, metrics, openapi, order_actions, orders, wallet
 from boost_ledger.api.deadlines import Deadlines
@@ -91,8 +91,10 @@ def create_app(
     settings = runtime.settings
     handlers: dict[Any, Any] = {ApiError: _api_error, HTTPException: _http_error}
     handlers.update({error: _unavailable for error in UNAVAILABLE_ERRORS})
+    # A path with a trailing slash is no route (a JSON 404), not a redirect without a body.
+    api = Router(routes=api_routes(), redirect_slashes=False)
     app = Starlette(
-        routes=[Mount("/api/v1", routes=api_routes()), *operations_routes(), *extra_routes],
+        routes=[Mount("/api/v1", app=api), *operations_routes(), *extra_routes],
         exception_handlers=handlers,
         middleware=[
             Middleware(RequestContext, observe=metrics.observe_request),
@@ -104,6 +106,7 @@ def create_app(
         ],
         lifespan=lifespan,
     )
+    app.router.redirect_slashes = False
     app.state.runtime = runtime
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
     return app

@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable
 
 import structlog
+from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from boost_ledger.api.errors import internal_error
@@ -77,11 +78,13 @@ def route_template(scope: Scope) -> str:
     """The matched route's template (``/api/v1/boost/orders/{order_id}``), never the raw path.
 
     A matched route's path is relative to its mount ("/wallet" under "/api/v1"); the mount's
-    prefix is in ``root_path``. An unmatched request gets one fixed name: its raw path could
-    carry anything a client typed (even a key), and would give metrics unbounded label values.
+    prefix is in ``root_path``. An unmatched request, under a mount or not, gets one fixed name:
+    its raw path could carry anything a client typed (even a key), and would give metrics
+    unbounded label values.
     """
-    path = getattr(scope.get("route"), "path", None)
-    if path is None:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    if path is None or isinstance(route, Mount):  # a mount matched, none of its routes
         return UNMATCHED_ROUTE
     return f"{scope.get('root_path', '')}{path}"
 

@@ -330,6 +330,19 @@ async def test_service_ids_that_do_not_exist_are_404(api, pool, account, service
                   path=f"/api/v1/boost/services/{service_id}", content_type=None)
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/api/v1/boost/orders/"), ("POST", "/api/v1/boost/orders/"),
+     ("GET", "/api/v1/wallet/"), ("GET", "/healthz/")],
+)
+async def test_a_trailing_slash_is_a_json_404_not_a_redirect(api, pool, account, method, path):
+    """A known path with a slash added is no route: 404 NOT_FOUND in the envelope, not a
+    bodiless 307 to an http:// URL (wrong behind a TLS proxy, and never taken by a POST's
+    body)."""
+    await refused(api, pool, account[1], 404, "NOT_FOUND", method=method, path=path,
+                  content_type=None)
+
+
 @pytest.mark.parametrize("category", ["%00", "%07", "x" * 300])
 async def test_odd_categories_list_nothing(api, account, category):
     """A category filter no category can match lists nothing (200, empty), never a 500."""
