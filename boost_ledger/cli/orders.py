@@ -7,6 +7,7 @@ from typing import Any
 
 from boost_ledger.cli.common import CommandError, database, print_json
 from boost_ledger.ledger import fulfilment
+from boost_ledger.ledger.connection import Connection
 from boost_ledger.ledger.money import format_kobo
 from boost_ledger.upstream.parsing import usable_order_id
 
@@ -74,6 +75,10 @@ async def _resolve(arguments: argparse.Namespace) -> int:
             )
         outcome = {"provider_order_id": provider_order_id}
     async with database() as pool, pool.acquire() as connection:
+        if "provider_order_id" in outcome:
+            await _refuse_a_shared_provider_id(
+                connection, arguments.order_id, outcome["provider_order_id"]
+            )
         try:
             settled = await fulfilment.settle_submission(
                 connection,
@@ -96,3 +101,20 @@ async def _resolve(arguments: argparse.Namespace) -> int:
         )
     )
     return 0
+
+
+async def _refuse_a_shared_provider_id(
+    connection: Connection, order_id: int, provider_order_id: str
+) -> None:
+    """One provider order answers for one of ours: the poller asks after each provider id
+    once, and a status of it would settle (and refund) every order recorded with it."""
+    holder = await connection.fetchval(
+        "select order_id from orders where provider_order_id = $1 and order_id <> $2 limit 1",
+        provider_order_id,
+        order_id,
+    )
+    if holder is not None:
+        raise CommandError(
+            f"provider order {provider_order_id} is already recorded for order {holder}",
+            exit_code=1,
+        )

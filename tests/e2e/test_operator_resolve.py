@@ -137,6 +137,33 @@ async def test_an_accepted_order_lost_in_a_crash_is_resolved_with_its_provider_i
     assert await _refunds(pool, order["order_id"]) == 0
 
 
+async def test_a_provider_id_already_recorded_for_another_order_is_refused(
+    dsn: str, pool: asyncpg.Pool[Any], client: httpx.AsyncClient, provider: ProviderClient,
+) -> None:
+    """Two unknown orders resolved with one provider id: the second is refused (exit 1) and
+    stays unknown, since the poller asks after each provider id once and its status would
+    settle, and refund, both."""
+    _, key = await open_funded_account(pool, FUNDS_KOBO)
+    first, second = await _place(client, key), await _place(client, key)
+    for order in (first, second):
+        await _claim(pool, order["order_id"])
+    assert await _sweep(pool) == 2
+    code, _, stderr = await _boost(
+        dsn, "orders", "resolve", first["order_id"], "--provider-order-id", "shared-1"
+    )
+    assert code == 0, stderr
+    code, _, stderr = await _boost(
+        dsn, "orders", "resolve", second["order_id"], "--provider-order-id", "shared-1"
+    )
+    assert code == 1
+    assert f"already recorded for order {first['order_id']}" in stderr
+    assert second["order_id"] in await _unknown_ids(dsn)
+    code, _, stderr = await _boost(
+        dsn, "orders", "resolve", second["order_id"], "--provider-order-id", "shared-2"
+    )
+    assert code == 0, stderr
+
+
 async def test_an_order_never_placed_is_resolved_as_refunded_exactly_once(
     dsn: str, pool: asyncpg.Pool[Any], client: httpx.AsyncClient,
     simulator: httpx.AsyncClient, provider: ProviderClient,
