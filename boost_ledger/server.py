@@ -180,6 +180,12 @@ async def running_runtime(settings: Settings) -> AsyncIterator[tuple[Runtime, St
             simulator_app, provider_url = await stack.enter_async_context(
                 built_in_simulator(settings)
             )
+            # Its controls set any order's status (and so pay refunds) and list every order.
+            log.warning(
+                "simulator.built_in",
+                note="a demo provider: /simulator/control needs no key; set BOOST_PROVIDER_URL"
+                " for real orders",
+            )
         else:
             provider_url = settings.provider_url
         provider = ProviderClient(

@@ -39,7 +39,7 @@ async def served(test_server: Any) -> AsyncIterator[tuple[str, str]]:
     )
     assert process.stderr is not None
     try:
-        key = await asyncio.wait_for(_demo_key(process.stderr), WAIT_S)
+        key = await asyncio.wait_for(_demo_key(process.stderr, built_in_simulator=True), WAIT_S)
         yield f"http://127.0.0.1:{port}", key
     finally:
         process.send_signal(signal.SIGTERM)
@@ -63,18 +63,21 @@ def without_settings() -> dict[str, str]:
             if not name.startswith("BOOST_") and name != "DATABASE_URL"}
 
 
-async def _demo_key(stream: asyncio.StreamReader) -> str:
+async def _demo_key(stream: asyncio.StreamReader, *, built_in_simulator: bool = False) -> str:
     """The demo key, from the banner that ``boost serve`` prints once it listens (its last
-    line is the curl line); the "serving" log line comes before it."""
-    key, serving = None, False
+    line is the curl line); the "serving" log line comes before it, and so does the warning
+    that a built-in simulator's controls are open to anyone, when one runs."""
+    key, serving, warned = None, False, False
     while True:
         line = await stream.readline()
         assert line, "boost serve exited before printing the demo banner"
         found = KEY_PATTERN.search(line)
         key = key or (found.group().decode() if found else None)
         serving = serving or b'"serving"' in line
+        warned = warned or (b'"simulator.built_in"' in line and b'"warning"' in line)
         if b"curl" in line:
             assert key is not None and serving, "the banner comes with a key, once serving"
+            assert warned or not built_in_simulator, "no warning of the simulator's controls"
             return key
 
 
