@@ -235,7 +235,11 @@ def _answer(row: Mapping[str, Any], order_id: int, price_kobo: int) -> CheckoutA
     if outcome == "placed":
         return CheckoutAnswer(201, row["response"], False, order_id)
     if outcome == "replayed":
-        return CheckoutAnswer(row["status_code"], row["response"], True, row["order_id"])
+        # The key's order is the one this very checkout proposed: its first placement
+        # committed and its answer was lost (a batch's connection dying after the commit, the
+        # checkout then placed again alone), so this is the first answer the client hears.
+        replayed = row["order_id"] != order_id
+        return CheckoutAnswer(row["status_code"], row["response"], replayed, row["order_id"])
     if outcome == "reused":
         raise IdempotencyKeyReused()
     if outcome == "in_progress":

@@ -139,6 +139,57 @@ async def test_a_checkout_that_errs_fails_alone(pool: asyncpg.Pool[Any]) -> None
     ) == 10_000_000 - 3 * PRICE_PER_100_KOBO
 
 
+
+class _Proxy:
+    """A pooled connection whose batch statement commits and then loses its reply."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    async def fetch(self, query: str, *arguments: Any) -> list[Any]:
+        rows = await self._connection.fetch(query, *arguments)
+        if "checkout_place_batch" in query:
+            raise ConnectionResetError("injected: the reply is lost after the commit")
+        return rows
+
+    async def fetchrow(self, query: str, *arguments: Any) -> Any:
+        return await self._connection.fetchrow(query, *arguments)
+
+
+class LosesBatchReplies(Gated):
+    @contextlib.asynccontextmanager
+    async def acquire(self) -> AsyncIterator[Any]:
+        async with super().acquire() as connection:
+            yield _Proxy(connection)
+
+
+async def test_a_batch_committed_but_unanswered_gives_first_answers_not_replays(
+    pool: asyncpg.Pool[Any],
+) -> None:
+    """A batch whose commit went through but whose reply was lost is placed again one by one:
+    each checkout then finds the order it proposed itself, and answers as placed (no
+    Idempotent-Replayed: its client hears of it for the first time), charged once."""
+    account_id, _ = await open_funded_account(pool, 10_000_000)
+    gated, state = LosesBatchReplies(pool), await _warm_state(pool)
+    batcher = CheckoutBatcher(gated, flights=1)
+    requests = [_order(f"lost-reply-{i}", 100) for i in range(4)]
+    tasks = [
+        asyncio.ensure_future(_checkout(gated, batcher, state, account_id, body))
+        for body in requests
+    ]
+    await asyncio.sleep(0.01)
+    gated.gate.set()
+    async with asyncio.timeout(30):
+        answers = await asyncio.gather(*tasks)
+    assert all(isinstance(answer, checkout.CheckoutAnswer) for answer in answers)
+    assert [(a.status_code, a.replayed) for a in answers] == [(201, False)] * 4  # type: ignore[union-attr]
+    assert await pool.fetchval(
+        "select balance_kobo from wallets where account_id = $1", account_id
+    ) == 10_000_000 - 4 * PRICE_PER_100_KOBO
+    again = await _checkout(gated, batcher, state, account_id, requests[1])
+    assert isinstance(again, checkout.CheckoutAnswer) and again.replayed
+    assert again.body == answers[1].body  # type: ignore[union-attr]
+
 async def test_a_checkout_cancelled_before_its_batch_leaves_is_not_placed(
     pool: asyncpg.Pool[Any],
 ) -> None:
