@@ -31,6 +31,9 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
     asyncpg.PostgresConnectionError,  # class 08: the connection failed or was closed
     asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up, query canceled
     asyncpg.LockNotAvailableError,  # lock_timeout
+    # Class 40, a transaction rolled back to break a deadlock or a serialization conflict: a
+    # retry is the remedy PostgreSQL itself prescribes.
+    asyncpg.exceptions.TransactionRollbackError,
     asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
     asyncpg.InterfaceError,  # the pool or connection is closing
     # asyncpg's own state error when a connection dies mid-operation and is then reset.

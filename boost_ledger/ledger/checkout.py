@@ -148,9 +148,9 @@ async def checkout(
     for attempt in range(MAX_ATTEMPTS):
         service = await state.services.get(connections, service_id, fresh=attempt > 0)
         try:
-            if service is None:
-                raise ServiceNotFound(service_id)
-            order = _validated(service, body, subscription_default_posts)
+            service, order = await _checked(
+                connections, state, service_id, service, body, subscription_default_posts
+            )
         except (ServiceNotFound, OrderInvalid):
             # A retry of an order placed before the catalog changed still gets its answer.
             earlier = await _earlier_answer(connections, request)
@@ -163,6 +163,30 @@ async def checkout(
         if row["outcome"] != "stale_service":
             return _answer(row, order_id, price_kobo)
     raise CatalogChanging(service_id)
+
+
+async def _checked(
+    connections: Connections,
+    state: CheckoutState,
+    service_id: str,
+    service: PricedService | None,
+    body: dict[str, Any],
+    subscription_default_posts: int,
+) -> tuple[PricedService, OrderRequest]:
+    """The service and the order it takes; refused by a row the cache held, the body is checked
+    again against the catalog as it now stands (a sync may since have raised the service's
+    maximum, say), so that no stale row refuses what the service takes."""
+    if service is None:
+        raise ServiceNotFound(service_id)
+    try:
+        return service, _validated(service, body, subscription_default_posts)
+    except OrderInvalid:
+        latest = await state.services.get(connections, service_id, fresh=True)
+        if latest is not None and latest.version == service.version:
+            raise
+    if latest is None:
+        raise ServiceNotFound(service_id)
+    return latest, _validated(latest, body, subscription_default_posts)
 
 
 def _validated(

@@ -11,15 +11,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
+import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from support import open_funded_account, seed_catalog
+from support import open_funded_account, seed_catalog, simulator_offers
 
-from boost_ledger.ledger import checkout
+from boost_ledger.ledger import catalog, checkout
 from boost_ledger.ledger.checkout_batch import CheckoutBatcher
 from boost_ledger.ledger.checkout_state import CheckoutState
 from boost_ledger.ledger.connection import Connection
@@ -315,3 +317,38 @@ async def test_a_checkout_placed_as_a_batch_lands_is_sent(pool: asyncpg.Pool[Any
         answers = [await alone, *await in_a_row]
     assert all(isinstance(a, checkout.CheckoutAnswer) and a.status_code == 201 for a in answers)
     assert gated.acquired == 3
+
+
+async def test_a_cached_service_row_refuses_nothing_a_sync_has_since_allowed(
+    pool: asyncpg.Pool[Any],
+) -> None:
+    """A server's cached row of a service is checked again against the catalog before it
+    refuses an order: after a sync doubled the service's maximum, an order above the old one
+    is placed (not BOOST_QUANTITY_OUT_OF_RANGE from the row read before the sync)."""
+    account_id, _ = await open_funded_account(pool, 10**12)
+    offers = simulator_offers()
+    [offer] = [o for o in offers if o.service == "1"]
+    state = CheckoutState.for_server()
+    assert (await state.services.get(pool, "1")).max_quantity == offer.max  # type: ignore[union-attr]
+    widened = [msgspec.structs.replace(o, max=o.max * 2) if o.service == "1" else o for o in offers]
+
+    async def synced(listing: list[Any]) -> None:
+        async with pool.acquire() as connection:
+            await catalog.sync(connection, listing, Decimal("1500"), Decimal("20"))
+
+    await synced(widened)
+    try:
+        answer = await checkout.checkout(
+            pool, account_id=account_id, idempotency_key="widened-max", service_id="1",
+            body=_order("widened-max", offer.max + 1), subscription_default_posts=10,
+            metadata={"actor": "test"}, state=state,
+        )
+        assert (answer.status_code, answer.replayed) == (201, False)
+        with pytest.raises(checkout.OrderInvalid):
+            await checkout.checkout(
+                pool, account_id=account_id, idempotency_key="above-widened", service_id="1",
+                body=_order("above-widened", 2 * offer.max + 1), subscription_default_posts=10,
+                metadata={"actor": "test"}, state=state,
+            )
+    finally:
+        await synced(offers)

@@ -207,3 +207,52 @@ async def test_simultaneous_orders_commit_together(
         facts = await wallet_facts(pool, account_id)
         assert facts["balance_kobo"] == 10_000_000 - 10 * PRICE_KOBO == facts["events_sum_kobo"]
         assert facts["versions"] == list(range(1, 12))
+
+
+async def test_a_checkout_during_a_key_rotation_waits_for_it_without_a_deadlock(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient
+) -> None:
+    """A rotation locks the account's row, then revokes the old key. A checkout with that key
+    arriving in between waits at the account's row, holding nothing the rotation needs: the
+    rotation commits (no deadlock for PostgreSQL to break by failing one of them) and the
+    checkout then finds the key revoked, 401, nothing charged."""
+    account_id, key = await open_funded_account(pool, 10 * PRICE_KOBO)
+    body = {"service_id": "1", "link": LINK, "quantity": 1000, "idempotency_key": "rotating"}
+    warm = {**body, "idempotency_key": "before-rotation"}
+    assert (await client.post(ORDERS, json=warm, headers=bearer(key))).status_code == 201
+    async with pool.acquire() as rotation, rotation.transaction():
+        await rotation.execute(
+            "select 1 from accounts where account_id = $1 for update", account_id
+        )
+        placing = asyncio.ensure_future(client.post(ORDERS, json=body, headers=bearer(key)))
+        await asyncio.sleep(0.3)
+        assert not placing.done(), "the checkout waits for the rotation's lock"
+        await rotation.execute("set local lock_timeout = '5s'")
+        await rotation.execute(
+            "update api_keys set revoked = true where account_id = $1", account_id
+        )
+    response = await asyncio.wait_for(placing, TIMEOUT_S)
+    assert (response.status_code, response.json()["code"]) == (401, "UNAUTHENTICATED")
+    balance = await pool.fetchval(
+        "select balance_kobo from wallets where account_id = $1", account_id
+    )
+    assert balance == 9 * PRICE_KOBO
+
+
+async def test_a_checkout_rolled_back_by_postgresql_is_a_503_to_retry(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transaction PostgreSQL rolled back to break a deadlock (or a serialization conflict)
+    is worth retrying with the same key: 503 SERVICE_UNAVAILABLE with Retry-After, not 500."""
+    from boost_ledger.ledger import checkout
+
+    _, key = await open_funded_account(pool, 10 * PRICE_KOBO)
+
+    async def rolled_back(*_: Any, **__: Any) -> None:
+        raise asyncpg.exceptions.DeadlockDetectedError("injected: deadlock detected")
+
+    monkeypatch.setattr(checkout, "checkout", rolled_back)
+    body = {"service_id": "1", "link": LINK, "quantity": 1000, "idempotency_key": "rolled-back"}
+    response = await client.post(ORDERS, json=body, headers=bearer(key))
+    assert (response.status_code, response.json()["code"]) == (503, "SERVICE_UNAVAILABLE")
+    assert response.headers["retry-after"]
