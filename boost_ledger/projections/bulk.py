@@ -72,7 +72,9 @@ async def apply_batch(
         for record in relevant:
             try:
                 module.fold(state, record)
-            except (AssertionError, KeyError) as error:
+            # What a forged event's data can raise in a fold (a fact missing, an id that is no
+            # hex, a value of the wrong kind): the replay names the event instead of failing.
+            except (AssertionError, KeyError, ValueError, TypeError) as error:
                 raise FoldRefused(record, error) from error
         await _store(connection, module.BULK_TABLES, present, state, schema)
     return folded

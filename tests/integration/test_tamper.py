@@ -251,6 +251,28 @@ async def test_a_debit_whose_amount_is_no_number_is_reported_not_a_crash(ledger,
     assert "Traceback" not in err, err
 
 
+async def test_an_order_whose_fingerprint_is_no_hex_is_reported_not_a_crash(ledger, owner):
+    """A forged OrderPlaced whose fingerprint is no hex (chain recomputed) decodes, but its
+    fold cannot store it: the replay names the event, and verify (library and CLI) reports it
+    and exits 1 without a traceback."""
+    stream = await owner.fetchval(
+        "select stream_id from events where type = 'OrderPlaced' order by global_position limit 1"
+    )
+    async with triggers_off(owner), owner.transaction():
+        await owner.execute(
+            "update events set data = jsonb_set(data, '{fingerprint}', '\"zz\"')"
+            " where stream_id = $1 and version = 1",
+            stream,
+        )
+        await rechain(owner, stream, 1)
+    forged = await position_of(owner, stream, 1)
+    report = await verify.verify(owner)
+    replays = [f.detail for f in report.findings if f.check == "projection"]
+    assert any(f"replaying event {forged} ({stream}" in detail for detail in replays), replays
+    code, out, err = await _boost(ledger.dsn, "audit", "verify")
+    assert code == 1, (out, err)
+    assert "Traceback" not in err, err
+
 async def test_an_event_of_no_known_type_is_named(ledger, owner):
     """An event of a type the ledger does not have, chained as the trigger would chain it:
     only the event-type check can see it (no projection folds it)."""
