@@ -84,12 +84,17 @@ _CHECKS = (
                    coalesce(p.stream_id, d.stream_id) as stream_id,
                    case when p.global_position is null
                         then 'debit for order ' || d.order_id || ' without an OrderPlaced'
+                        when d.stream_id is distinct from 'wallet-' || p.account_id
+                             and d.global_position is not null
+                        then 'order ' || p.order_id || ' of account ' || p.account_id
+                             || ' debited from ' || d.stream_id
                         else 'order ' || p.order_id || ' priced ' || p.amount_kobo
                              || ' kobo but debited ' || coalesce(d.amount_kobo::text, 'nothing')
                    end as detail
               from placed p full join debits d on d.order_id = p.order_id
              where p.global_position is null or d.global_position is null
-                or d.amount_kobo <> p.amount_kobo)
+                or d.amount_kobo <> p.amount_kobo
+                or d.stream_id is distinct from 'wallet-' || p.account_id)
         select * from (select *, row_number() over (partition by name order by global_position)
                          from broken) b
          where row_number <= 100
@@ -101,7 +106,7 @@ _CHECKS = (
         """
         select global_position, stream_id, 'order ' || order_id || ' debited twice' as detail
           from (select global_position, stream_id, order_id,
-                       row_number() over (partition by stream_id, order_id order by version) as nth
+                       row_number() over (partition by order_id order by global_position) as nth
                   from audit_facts where type = 'FundsDebited' and stream_id like 'wallet-%') d
          where nth > 1 order by global_position limit 100
         """,

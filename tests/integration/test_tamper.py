@@ -179,6 +179,29 @@ async def test_a_debit_under_another_id_is_named_even_with_its_chain_recomputed(
     assert f"has event id {forged}, expected {debit['event_id']}" in report.findings[0].detail
 
 
+async def test_an_order_paid_from_another_accounts_wallet_is_named(ledger, owner):
+    """An order made another account's (its chain recomputed), its debit left in the spender's
+    wallet: the amounts still match, but debit-matches-order names the order paid from a
+    wallet that is not its account's."""
+    stream = await owner.fetchval(
+        "select stream_id from events where type = 'OrderPlaced'"
+        " and data->>'account_id' = $1::text order by global_position limit 1",
+        str(ledger.spender),
+    )
+    other = ledger.spender + 1_000_000
+    async with triggers_off(owner), owner.transaction():
+        await owner.execute(
+            "update events set data = jsonb_set(data, '{account_id}', to_jsonb($2::bigint))"
+            " where stream_id = $1 and version = 1",
+            stream, other,
+        )
+        await rechain(owner, stream, 1)
+    forged = await position_of(owner, stream, 1)
+    report = await verify.verify(owner, projections_too=False)
+    wrong = [f for f in report.findings if f.check == "debit-matches-order"]
+    assert [f.global_position for f in wrong] == [forged], report.findings
+    assert f"of account {other} debited from wallet-{ledger.spender}" in wrong[0].detail
+
 async def test_a_projection_changed_behind_the_ledgers_back_is_named(ledger, owner):
     """An order row and an account row edited in place (no event says so) differ from the
     replay: verify (library, and the CLI, whose replay is shared with a child process) fails
