@@ -32,9 +32,20 @@ class Statement(msgspec.Struct, frozen=True):
     debits: str
     refunds: str
     lines: list[StatementLine]
+    earlier_lines: int = 0
+    """Lines before ``lines`` not shown (past ``MAX_LINES``); the balance and totals count them."""
+
+
+class StatementContradicted(Exception):
+    """The wallet's stream contradicts itself (a balance after that its amounts do not give)."""
 
 
 _SIGN = {"WalletCredited": 1, "FundsDebited": -1, "Refunded": 1}
+_KIND = {"WalletCredited": "credit", "FundsDebited": "debit", "Refunded": "refund"}
+_BOUND = (
+    " where stream_id = $1 and ($2::timestamptz is null or recorded_at <= $2)"
+    " and ($3::bigint is null or global_position <= $3)"
+)
 
 
 async def statement(
@@ -43,45 +54,67 @@ async def statement(
     *,
     until: datetime | None = None,
     position: int | None = None,
+    max_lines: int = MAX_LINES,
 ) -> Statement:
-    rows = await connection.fetch(
-        "select global_position, recorded_at, type, data from events"
-        " where stream_id = $1 and ($2::timestamptz is null or recorded_at <= $2)"
-        " and ($3::bigint is null or global_position <= $3) order by version limit $4",
-        wallet_stream(account_id),
-        until,
-        position,
-        MAX_LINES,
-    )
-    totals = {"WalletCredited": 0, "FundsDebited": 0, "Refunded": 0}
-    balance = 0
-    lines = []
-    for row in rows:
-        data = row["data"]
-        amount = data["amount_kobo"]
-        totals[row["type"]] += amount
-        balance += _SIGN[row["type"]] * amount
-        assert balance == data["balance_after_kobo"], "the stream contradicts itself: run verify"
-        lines.append(
-            StatementLine(
-                global_position=row["global_position"],
-                recorded_at=row["recorded_at"].isoformat(),
-                kind={"WalletCredited": "credit", "FundsDebited": "debit", "Refunded": "refund"}[
-                    row["type"]
-                ],
-                amount=format_kobo(amount),
-                balance_after=format_kobo(balance),
-                order_id=None if data.get("order_id") is None else str(data["order_id"]),
-                reference=data.get("reference"),
-            )
+    """The balance and totals over every event of the wallet up to the bound, and its latest
+    ``max_lines`` lines (each checked against the balance after it that the event recorded)."""
+    bound = (wallet_stream(account_id), until, position)
+    try:
+        sums = await connection.fetch(
+            "select type, count(*) as lines, sum((data->>'amount_kobo')::bigint) as kobo"
+            f" from events{_BOUND} group by type",
+            *bound,
         )
-    as_of = until.isoformat() if until else (f"position {position}" if position else "now")
+    except (asyncpg.DataError, asyncpg.NumericValueOutOfRangeError) as error:
+        raise StatementContradicted(f"an amount is no number ({error}): run verify") from None
+    totals = {"WalletCredited": 0, "FundsDebited": 0, "Refunded": 0}
+    totals.update({row["type"]: int(row["kobo"]) for row in sums if row["type"] in totals})
+    balance = sum(_SIGN[kind] * kobo for kind, kobo in totals.items())
+    rows = await connection.fetch(
+        f"select global_position, recorded_at, type, data from events{_BOUND}"
+        " order by version desc limit $4",
+        *bound,
+        max_lines,
+    )
+    rows.reverse()
+    lines = _lines(rows, balance)
     return Statement(
         account_id=str(account_id),
-        as_of=as_of,
+        as_of=until.isoformat() if until else (f"position {position}" if position else "now"),
         balance=format_kobo(balance),
         credits=format_kobo(totals["WalletCredited"]),
         debits=format_kobo(totals["FundsDebited"]),
         refunds=format_kobo(totals["Refunded"]),
         lines=lines,
+        earlier_lines=sum(row["lines"] for row in sums) - len(lines),
     )
+
+
+def _lines(rows: list[Any], balance: int) -> list[StatementLine]:
+    """The lines of ``rows`` (the latest of the stream, in order), which end at ``balance``."""
+    for row in rows:
+        if type(row["data"].get("amount_kobo")) is not int:
+            raise StatementContradicted(f"event {row['global_position']} has no amount: run verify")
+    running = balance - sum(_SIGN[row["type"]] * row["data"]["amount_kobo"] for row in rows)
+    lines = []
+    for row in rows:
+        data = row["data"]
+        running += _SIGN[row["type"]] * data["amount_kobo"]
+        if running != data.get("balance_after_kobo"):
+            raise StatementContradicted(
+                f"event {row['global_position']} records a balance of"
+                f" {data['balance_after_kobo']} kobo after it, its amounts give {running}:"
+                " run verify"
+            )
+        lines.append(
+            StatementLine(
+                global_position=row["global_position"],
+                recorded_at=row["recorded_at"].isoformat(),
+                kind=_KIND[row["type"]],
+                amount=format_kobo(data["amount_kobo"]),
+                balance_after=format_kobo(running),
+                order_id=None if data.get("order_id") is None else str(data["order_id"]),
+                reference=data.get("reference"),
+            )
+        )
+    return lines

@@ -135,9 +135,12 @@ def _parse_time(text: str) -> datetime:
 async def _replay(arguments: argparse.Namespace) -> int:
     until = _parse_time(arguments.until) if arguments.until else None
     async with open_owner_connection(settings_from_env()) as connection:
-        result = await statement.statement(
-            connection, arguments.account, until=until, position=arguments.position
-        )
+        try:
+            result = await statement.statement(
+                connection, arguments.account, until=until, position=arguments.position
+            )
+        except statement.StatementContradicted as error:
+            raise CommandError(str(error), exit_code=1) from None
     if arguments.json:
         sys.stdout.buffer.write(msgspec.json.encode(result) + b"\n")
         return 0
@@ -145,6 +148,8 @@ async def _replay(arguments: argparse.Namespace) -> int:
         f"account {result.account_id} as of {result.as_of}: balance {result.balance} NGN"
         f" (credits {result.credits}, debits {result.debits}, refunds {result.refunds})"
     )
+    if result.earlier_lines:
+        print(f"  ({result.earlier_lines} earlier lines not shown; the totals count them)")
     for line in result.lines:
         about = f"order {line.order_id}" if line.order_id else f"reference {line.reference}"
         print(

@@ -1,0 +1,45 @@
+"""``boost audit replay``'s statement of a wallet: totals over the whole stream, the latest
+lines only when there are more than it shows, and a contradicting stream refused by name."""
+
+from __future__ import annotations
+
+import pytest
+
+from boost_ledger.audit import statement
+from boost_ledger.ledger.money import format_kobo
+
+
+async def test_a_long_history_shows_its_latest_lines_and_counts_every_one(ledger, owner):
+    """Past the line bound, the statement shows the latest lines and says how many came
+    before; the balance and the totals are those of the whole stream, as without a bound."""
+    whole = await statement.statement(owner, ledger.spender)
+    assert whole.earlier_lines == 0 and len(whole.lines) >= 4
+    cut = await statement.statement(owner, ledger.spender, max_lines=2)
+    assert (cut.balance, cut.credits, cut.debits, cut.refunds) == (
+        whole.balance, whole.credits, whole.debits, whole.refunds
+    )
+    assert cut.lines == whole.lines[-2:]
+    assert cut.earlier_lines == len(whole.lines) - 2
+    balance = await owner.fetchval(
+        "select balance_kobo from wallets where account_id = $1", ledger.spender
+    )
+    assert cut.balance == format_kobo(balance)
+
+
+async def test_a_stream_that_contradicts_itself_is_refused_by_name(ledger, owner):
+    """A balance after that the amounts do not give is named (run verify), not an assertion."""
+    from tampering import triggers_off
+
+    stream = f"wallet-{ledger.spender}"
+    position = await owner.fetchval(
+        "select max(global_position) from events where stream_id = $1", stream
+    )
+    async with triggers_off(owner):
+        await owner.execute(
+            "update events set data = jsonb_set(data, '{balance_after_kobo}', '1')"
+            " where global_position = $1",
+            position,
+        )
+    with pytest.raises(statement.StatementContradicted, match=f"event {position} records a"
+                       " balance of 1 kobo"):
+        await statement.statement(owner, ledger.spender)
