@@ -88,12 +88,18 @@ async def _rebuild(arguments: argparse.Namespace) -> int:
         children = [await _spawn("rebuild", "--jobs", "1", *_names(group)) for group in groups[1:]]
         # The heaviest projection alone (the usual case) is filled by two processes at once.
         split = arguments.jobs > 1 and len(groups[0]) == 1
+        refused = None
         try:
             await _rebuild_here(connection, reader, groups[0], split)
+        except rebuild.RebuildRunning as running:  # the other processes go on: say what they did
+            refused = running
         finally:
             said = await _wait(children)
     for _, out in said:
         sys.stdout.write(out.decode(errors="replace"))
+    if refused is not None:
+        left = ", ".join(module.NAME for module in groups[0])
+        raise CommandError(f"{refused}; {left} left as they were", exit_code=1)
     return 0
 
 
@@ -122,10 +128,7 @@ async def _rebuild_here(
         return folded
 
     fill = fill_in_two if split else None
-    try:
-        reports = await rebuild.rebuild_all(connection, modules, bar, reader, fill)
-    except rebuild.RebuildRunning as running:
-        raise CommandError(f"{running}; nothing was changed", exit_code=1) from None
+    reports = await rebuild.rebuild_all(connection, modules, bar, reader, fill)
     seconds = time.monotonic() - started
     sys.stderr.write("\n" if sys.stderr.isatty() else "")
     for report in reports:

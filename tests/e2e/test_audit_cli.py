@@ -30,7 +30,7 @@ from support import open_funded_account, seed_catalog
 from boost_ledger import postgres, projections
 from boost_ledger.ledger import checkout, fulfilment, wallet
 from boost_ledger.ledger.connection import Lent
-from boost_ledger.projections import rebuild
+from boost_ledger.projections import jobs, rebuild
 
 BOOST = str(Path(sys.executable).parent / "boost")
 CLI_TIMEOUT_S = 60
@@ -246,5 +246,33 @@ async def test_a_rebuild_while_another_runs_is_refused_and_changes_nothing(dsn, 
         await holder.close()
 
     assert code == 1
-    assert "a rebuild of wallets is already running; nothing was changed" in err
+    assert "a rebuild of wallets is already running; wallets left as they were" in err
     assert await pool.fetch("select * from wallets order by 1") == before
+
+
+async def test_a_refused_part_of_a_rebuild_in_two_processes_says_what_the_other_did(
+    dsn, history, pool
+):
+    """With --jobs 2, the projections of this process refused (another rebuild holds one of
+    their locks) leave those as they were, and the other process's rebuilds still report:
+    exit 1, naming what was left, after the other's lines."""
+    async with pool.acquire() as connection:
+        groups = jobs.share_out(
+            rebuild.chosen_modules([], True), await jobs.type_shares(connection), 2
+        )
+    assert len(groups) == 2
+    holder = await postgres.owner_connection(dsn)
+    try:
+        for module in groups[0]:
+            assert await holder.fetchval(
+                "select pg_try_advisory_lock(hashtext($1), hashtext($2))",
+                rebuild.LOCK_CLASS, module.NAME,
+            )
+        code, out, err = await _run(dsn, "projections", "rebuild", "--all", "--jobs", "2")
+    finally:
+        await holder.close()
+    assert code == 1
+    left = ", ".join(module.NAME for module in groups[0])
+    assert "left as they were" in err and left in err, err
+    for module in groups[1]:
+        assert f"{module.NAME}: rebuilt from " in out, out
