@@ -27,7 +27,7 @@ from boost_ledger.audit.findings import Finding, Report
 from boost_ledger.audit.money import MoneyCheck
 from boost_ledger.audit.seals import SealCheck, read_seals
 from boost_ledger.projections import jobs
-from boost_ledger.projections.replay import replay_and_compare
+from boost_ledger.projections.replay import quoted, replay_and_compare
 
 Connect = Callable[[], Awaitable["asyncpg.Connection[Any]"]]
 # Replays projections in another process, in an exported snapshot: (snapshot, modules) ->
@@ -75,24 +75,46 @@ async def verify(
     started = time.perf_counter()
     parts = _Parts()
     modules = list(projections.PROJECTIONS) if projections_too else []
-    async with (
-        connection.transaction(isolation="repeatable_read"),
-        _sharing_snapshot(connection, connect) as shared,
-    ):
-        if shared is None:
-            parts.projections = await _pass(connection, None, modules, parts)
-            await _set_checks(connection, parts.sets)
-        else:
-            snapshot, reader, checker = shared
-            here, elsewhere = await _split(connection, modules, offload is not None)
-            side: list[Awaitable[Any]] = [_set_checks(checker, parts.sets)]
-            if offload is not None and elsewhere:
-                side.append(offload(snapshot, elsewhere))
-            found, *results = await _concurrently(_pass(connection, reader, here, parts), side)
-            parts.projections = [*found, *(results[1] if len(results) > 1 else [])]
+    async with connection.transaction(isolation="repeatable_read"):
+        await _hold_tables(connection, modules)
+        async with _sharing_snapshot(connection, connect) as shared:
+            await _check(connection, shared, modules, parts, offload)
     report = parts.merged(projections_too)
     report.seconds = round(time.perf_counter() - started, 3)
     return report
+
+
+async def _hold_tables(connection: asyncpg.Connection[Any], modules: list[ModuleType]) -> None:
+    """Lock the live tables of ``modules`` before the transaction's snapshot is taken (a lock
+    takes none): a rebuild's swap, which takes them whole, then waits until the verification
+    ends, instead of putting tables its snapshot cannot see rows of under its replay's
+    comparison (a table swapped in after the snapshot looks empty to it)."""
+    tables = [table for module in modules for table in module.TABLES]
+    if tables:
+        names = ", ".join(f"public.{quoted(table)}" for table in tables)
+        await connection.execute(f"lock table {names} in access share mode")
+
+
+async def _check(
+    connection: asyncpg.Connection[Any],
+    shared: tuple[str, asyncpg.Connection[Any], asyncpg.Connection[Any]] | None,
+    modules: list[ModuleType],
+    parts: _Parts,
+    offload: Offload | None,
+) -> None:
+    """Every part of the verification, in turn on ``connection`` or, given the ``shared``
+    snapshot's connections, side by side (the heaviest replay offloaded, if it can be)."""
+    if shared is None:
+        parts.projections = await _pass(connection, None, modules, parts)
+        await _set_checks(connection, parts.sets)
+        return
+    snapshot, reader, checker = shared
+    here, elsewhere = await _split(connection, modules, offload is not None)
+    side: list[Awaitable[Any]] = [_set_checks(checker, parts.sets)]
+    if offload is not None and elsewhere:
+        side.append(offload(snapshot, elsewhere))
+    found, *results = await _concurrently(_pass(connection, reader, here, parts), side)
+    parts.projections = [*found, *(results[1] if len(results) > 1 else [])]
 
 
 async def replay_elsewhere(

@@ -91,7 +91,7 @@ async def _rebuild(arguments: argparse.Namespace) -> int:
         refused = None
         try:
             await _rebuild_here(connection, reader, groups[0], split)
-        except rebuild.RebuildRunning as running:  # the other processes go on: say what they did
+        except (rebuild.RebuildRunning, rebuild.SwapNotLocked) as running:  # the others go on
             refused = running
         finally:
             said = await _wait(children)

@@ -61,6 +61,11 @@ class RebuildRunning(Exception):
         self.name = name
 
 
+class SwapNotLocked(RuntimeError):
+    """The live tables stayed locked through every swap attempt (a long reader holds them,
+    such as an ``audit verify``, which keeps them for its whole run); nothing was swapped."""
+
+
 class RebuildReport(msgspec.Struct, frozen=True):
     name: str
     events_applied: int
@@ -147,7 +152,10 @@ async def _rebuild_locked(
             if not pending:
                 return [reports[module.NAME] for module in modules]
         names = ", ".join(module.NAME for module in pending)
-        raise RuntimeError(f"could not lock {names} for the swap; retry when quieter")
+        raise SwapNotLocked(
+            f"could not lock {names} for the swap (a long reader, such as an audit verify,"
+            " holds it); nothing was swapped: retry when it has ended"
+        )
     finally:
         for module in modules:
             await connection.execute(f"drop schema if exists {quoted(_schema(module))} cascade")
