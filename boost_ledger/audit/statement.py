@@ -58,6 +58,21 @@ async def statement(
 ) -> Statement:
     """The balance and totals over every event of the wallet up to the bound, and its latest
     ``max_lines`` lines (each checked against the balance after it that the event recorded)."""
+    if connection.is_in_transaction():
+        return await _statement(connection, account_id, until, position, max_lines)
+    # One snapshot for the totals and the lines: an event committed between them would make
+    # a valid stream look self-contradictory.
+    async with connection.transaction(isolation="repeatable_read", readonly=True):
+        return await _statement(connection, account_id, until, position, max_lines)
+
+
+async def _statement(
+    connection: asyncpg.Connection[Any],
+    account_id: int,
+    until: datetime | None,
+    position: int | None,
+    max_lines: int,
+) -> Statement:
     bound = (wallet_stream(account_id), until, position)
     try:
         sums = await connection.fetch(
@@ -103,7 +118,7 @@ def _lines(rows: list[Any], balance: int) -> list[StatementLine]:
         if running != data.get("balance_after_kobo"):
             raise StatementContradicted(
                 f"event {row['global_position']} records a balance of"
-                f" {data['balance_after_kobo']} kobo after it, its amounts give {running}:"
+                f" {data.get('balance_after_kobo')} kobo after it, its amounts give {running}:"
                 " run verify"
             )
         lines.append(

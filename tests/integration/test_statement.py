@@ -3,9 +3,13 @@ lines only when there are more than it shows, and a contradicting stream refused
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from boost_ledger import postgres
 from boost_ledger.audit import statement
+from boost_ledger.ledger import wallet
 from boost_ledger.ledger.money import format_kobo
 
 
@@ -43,3 +47,38 @@ async def test_a_stream_that_contradicts_itself_is_refused_by_name(ledger, owner
     with pytest.raises(statement.StatementContradicted, match=f"event {position} records a"
                        " balance of 1 kobo"):
         await statement.statement(owner, ledger.spender)
+
+
+class _CreditBetween:
+    """The owner's connection, a credit to the wallet committed by another session right after
+    the statement's first query (as a checkout or a credit might, on a live server)."""
+
+    def __init__(self, connection: Any, dsn: str, account_id: int) -> None:
+        self._connection, self._dsn, self._account_id = connection, dsn, account_id
+        self.credited = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connection, name)
+
+    async def fetch(self, *arguments: Any) -> Any:
+        rows = await self._connection.fetch(*arguments)
+        if not self.credited:
+            self.credited = True
+            other = await postgres.owner_connection(self._dsn)
+            try:
+                await wallet.credit(other, self._account_id, 1_00, "between-the-queries")
+            finally:
+                await other.close()
+        return rows
+
+
+async def test_a_credit_committed_during_the_statement_changes_nothing_of_it(ledger, owner):
+    """The totals and the lines are read in one snapshot: a credit committed between the two
+    queries is in neither (the statement stays consistent, not 'contradicted')."""
+    before = await statement.statement(owner, ledger.spender)
+    between = _CreditBetween(owner, ledger.dsn, ledger.spender)
+    during = await statement.statement(between, ledger.spender)  # type: ignore[arg-type]
+    assert between.credited
+    assert (during.balance, during.lines) == (before.balance, before.lines)
+    after = await statement.statement(owner, ledger.spender)
+    assert after.lines[-1].reference == "between-the-queries"
