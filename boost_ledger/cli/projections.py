@@ -97,10 +97,22 @@ async def _rebuild(arguments: argparse.Namespace) -> int:
             said = await _wait(children)
     for _, out in said:
         sys.stdout.write(out.decode(errors="replace"))
+    if isinstance(refused, rebuild.SwapNotLocked):
+        _print_reports(refused.reports)
+        raise CommandError(f"{refused}; {', '.join(refused.pending)} left as they were", 1)
     if refused is not None:
         left = ", ".join(module.NAME for module in groups[0])
         raise CommandError(f"{refused}; {left} left as they were", exit_code=1)
     return 0
+
+
+def _print_reports(reports: list[rebuild.RebuildReport]) -> None:
+    for report in reports:
+        print(
+            f"{report.name}: rebuilt from {report.events_applied} events"
+            f" ({report.tail_events} applied under the swap lock,"
+            f" attempt {report.swap_attempts})"
+        )
 
 
 async def _rebuild_here(
@@ -131,12 +143,7 @@ async def _rebuild_here(
     reports = await rebuild.rebuild_all(connection, modules, bar, reader, fill)
     seconds = time.monotonic() - started
     sys.stderr.write("\n" if sys.stderr.isatty() else "")
-    for report in reports:
-        print(
-            f"{report.name}: rebuilt from {report.events_applied} events"
-            f" ({report.tail_events} applied under the swap lock,"
-            f" attempt {report.swap_attempts})"
-        )
+    _print_reports(reports)
     print(f"{names} rebuilt in {seconds:.2f} s, one pass over {head} log positions", flush=True)
 
 

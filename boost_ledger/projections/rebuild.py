@@ -35,8 +35,9 @@ SMALL_TAIL = 2000
 MAX_SWAP_ATTEMPTS = 40
 # The swap waits at most this long for its locks, and never longer than half the server's
 # deadlock_timeout: should its locks close a cycle with a writer's (opening an account writes
-# accounts then api_keys, authentication reads api_keys then accounts, so no lock order suits
-# both), the swap gives up first and retries, instead of PostgreSQL failing the writer.
+# accounts then api_keys, and checkout's key check locks rows of accounts then api_keys, where
+# authentication reads api_keys then accounts, so no lock order suits them all), the swap
+# gives up first and retries, instead of PostgreSQL failing the writer.
 SWAP_LOCK_TIMEOUT_MS = 500
 # Writers touch these tables before the other table of their projection: a checkout reads the
 # key's idempotency record before it inserts the order, and every request's authentication reads
@@ -62,8 +63,18 @@ class RebuildRunning(Exception):
 
 
 class SwapNotLocked(RuntimeError):
-    """The live tables stayed locked through every swap attempt (a long reader holds them,
-    such as an ``audit verify``, which keeps them for its whole run); nothing was swapped."""
+    """The live tables of ``pending`` stayed locked through every swap attempt (a long reader
+    holds them, such as an ``audit verify``, which keeps them for its whole run): those were
+    left as they were; ``reports`` are the rebuilds that did swap."""
+
+    def __init__(self, pending: list[str], reports: list[RebuildReport]) -> None:
+        names = ", ".join(pending)
+        super().__init__(
+            f"could not lock {names} for the swap (a long reader, such as an audit verify,"
+            " holds it); retry when it has ended"
+        )
+        self.pending = pending
+        self.reports = reports
 
 
 class RebuildReport(msgspec.Struct, frozen=True):
@@ -151,11 +162,8 @@ async def _rebuild_locked(
                     pending.remove(module)
             if not pending:
                 return [reports[module.NAME] for module in modules]
-        names = ", ".join(module.NAME for module in pending)
-        raise SwapNotLocked(
-            f"could not lock {names} for the swap (a long reader, such as an audit verify,"
-            " holds it); nothing was swapped: retry when it has ended"
-        )
+        swapped = [reports[module.NAME] for module in modules if module.NAME in reports]
+        raise SwapNotLocked([module.NAME for module in pending], swapped)
     finally:
         for module in modules:
             await connection.execute(f"drop schema if exists {quoted(_schema(module))} cascade")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
 from support import open_funded_account, seed_catalog
 
 from boost_ledger import postgres, projections
@@ -117,3 +118,28 @@ async def test_a_second_rebuild_of_a_projection_is_refused_while_the_first_runs(
     finally:
         await first.close()
         await second.close()
+
+
+async def test_a_rebuild_that_cannot_swap_one_projection_reports_the_others(
+    pool, dsn, monkeypatch
+):
+    """A long reader holds wallets through every swap attempt: accounts is swapped in and
+    reported, wallets is named as left as it was, its table untouched."""
+    await open_funded_account(pool, 10_000)
+    monkeypatch.setattr(rebuild, "MAX_SWAP_ATTEMPTS", 2)
+    accounts, wallets = projections.by_name("accounts"), projections.by_name("wallets")
+    reader = await postgres.owner_connection(dsn)
+    connection = await postgres.owner_connection(dsn)
+    try:
+        async with reader.transaction():
+            await reader.execute("lock table wallets in access share mode")
+            before = await reader.fetch("select * from wallets order by 1")
+            with pytest.raises(rebuild.SwapNotLocked) as refused:
+                await rebuild.rebuild_all(connection, [accounts, wallets])
+            assert refused.value.pending == ["wallets"]
+            assert [report.name for report in refused.value.reports] == ["accounts"]
+            assert "could not lock wallets" in str(refused.value)
+        assert await pool.fetch("select * from wallets order by 1") == before
+    finally:
+        await connection.close()
+        await reader.close()
