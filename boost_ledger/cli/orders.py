@@ -74,7 +74,7 @@ async def _resolve(arguments: argparse.Namespace) -> int:
                 "a provider order id is 1 to 64 printable characters, with no space or comma"
             )
         outcome = {"provider_order_id": provider_order_id}
-    async with database() as pool, pool.acquire() as connection:
+    async with database() as pool, pool.acquire() as connection, connection.transaction():
         if "provider_order_id" in outcome:
             await _refuse_a_shared_provider_id(
                 connection, arguments.order_id, outcome["provider_order_id"]
@@ -107,7 +107,12 @@ async def _refuse_a_shared_provider_id(
     connection: Connection, order_id: int, provider_order_id: str
 ) -> None:
     """One provider order answers for one of ours: the poller asks after each provider id
-    once, and a status of it would settle (and refund) every order recorded with it."""
+    once, and a status of it would settle (and refund) every order recorded with it. Two
+    resolves naming one id take turns (a lock until the caller's transaction ends), so the
+    second sees the first's order."""
+    await connection.execute(
+        "select pg_advisory_xact_lock(hashtext('boost.resolve'), hashtext($1))", provider_order_id
+    )
     holder = await connection.fetchval(
         "select order_id from orders where provider_order_id = $1 and order_id <> $2 limit 1",
         provider_order_id,

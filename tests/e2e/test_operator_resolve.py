@@ -164,6 +164,34 @@ async def test_a_provider_id_already_recorded_for_another_order_is_refused(
     assert code == 0, stderr
 
 
+async def test_two_resolves_naming_one_provider_id_take_turns(
+    dsn: str, pool: asyncpg.Pool[Any], client: httpx.AsyncClient,
+) -> None:
+    """A resolve naming a provider id that another operator's resolve is recording right now
+    waits for it, then sees the id taken and refuses (exit 1): both cannot record it."""
+    _, key = await open_funded_account(pool, FUNDS_KOBO)
+    first, second = await _place(client, key), await _place(client, key)
+    for order in (first, second):
+        await _claim(pool, order["order_id"])
+    assert await _sweep(pool) == 2
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.execute(
+            "select pg_advisory_xact_lock(hashtext('boost.resolve'), hashtext('shared-9'))"
+        )
+        assert await fulfilment.settle_submission(
+            connection, int(first["order_id"]), provider_order_id="shared-9",
+            actor="operator", expected_submission="unknown",
+        )
+        racing = asyncio.ensure_future(_boost(
+            dsn, "orders", "resolve", second["order_id"], "--provider-order-id", "shared-9"
+        ))
+        await asyncio.sleep(1.0)
+        assert not racing.done(), "the second resolve waits for the first"
+    code, _, stderr = await racing
+    assert code == 1 and f"already recorded for order {first['order_id']}" in stderr
+    assert second["order_id"] in await _unknown_ids(dsn)
+
+
 async def test_an_order_never_placed_is_resolved_as_refunded_exactly_once(
     dsn: str, pool: asyncpg.Pool[Any], client: httpx.AsyncClient,
     simulator: httpx.AsyncClient, provider: ProviderClient,
