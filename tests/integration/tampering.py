@@ -54,6 +54,21 @@ async def position_of(owner: asyncpg.Connection[Any], stream: str, version: int)
     return position
 
 
+async def forge_data(
+    owner: asyncpg.Connection[Any], stream: str, version: int, field: str, value: str
+) -> int:
+    """Set ``field`` of the event's data to ``value`` (JSON text), its stream's hashes
+    recomputed from there; its position."""
+    async with triggers_off(owner), owner.transaction():
+        await owner.execute(
+            "update events set data = jsonb_set(data, $3::text[], $4::jsonb)"
+            " where stream_id = $1 and version = $2",
+            stream, version, [field], value,
+        )
+        await rechain(owner, stream, version)
+    return await position_of(owner, stream, version)
+
+
 async def append_forged(
     owner: asyncpg.Connection[Any], stream: str, kind: str, data: dict[str, Any]
 ) -> int:

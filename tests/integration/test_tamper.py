@@ -15,7 +15,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from tampering import append_forged, named, position_of, rechain, triggers_off
+from tampering import append_forged, forge_data, named, position_of, rechain, triggers_off
 
 from boost_ledger.audit import seals, verify
 
@@ -189,14 +189,7 @@ async def test_an_order_paid_from_another_accounts_wallet_is_named(ledger, owner
         str(ledger.spender),
     )
     other = ledger.spender + 1_000_000
-    async with triggers_off(owner), owner.transaction():
-        await owner.execute(
-            "update events set data = jsonb_set(data, '{account_id}', to_jsonb($2::bigint))"
-            " where stream_id = $1 and version = 1",
-            stream, other,
-        )
-        await rechain(owner, stream, 1)
-    forged = await position_of(owner, stream, 1)
+    forged = await forge_data(owner, stream, 1, "account_id", str(other))
     report = await verify.verify(owner, projections_too=False)
     wrong = [f for f in report.findings if f.check == "debit-matches-order"]
     assert [f.global_position for f in wrong] == [forged], report.findings
@@ -281,14 +274,7 @@ async def test_an_order_whose_fingerprint_is_no_hex_is_reported_not_a_crash(ledg
     stream = await owner.fetchval(
         "select stream_id from events where type = 'OrderPlaced' order by global_position limit 1"
     )
-    async with triggers_off(owner), owner.transaction():
-        await owner.execute(
-            "update events set data = jsonb_set(data, '{fingerprint}', '\"zz\"')"
-            " where stream_id = $1 and version = 1",
-            stream,
-        )
-        await rechain(owner, stream, 1)
-    forged = await position_of(owner, stream, 1)
+    forged = await forge_data(owner, stream, 1, "fingerprint", '"zz"')
     report = await verify.verify(owner)
     replays = [f.detail for f in report.findings if f.check == "projection"]
     assert any(f"replaying event {forged} ({stream}" in detail for detail in replays), replays

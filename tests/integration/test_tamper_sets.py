@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 import asyncpg
-from tampering import append_forged, position_of, rechain, triggers_off
+from tampering import append_forged, forge_data, position_of, rechain, triggers_off
 
 from boost_ledger.audit import verify
 from boost_ledger.audit.findings import Report
@@ -73,13 +73,7 @@ async def test_a_placed_order_renumbered_leaves_a_debit_without_order_and_an_ord
     """An OrderPlaced given another order id: its debit now names an order never placed, and
     the renumbered order was never debited."""
     stream = f"order-{ledger.submitted_order}"
-    async with triggers_off(owner), owner.transaction():
-        await owner.execute(
-            "update events set data = jsonb_set(data, '{order_id}', '999999')"
-            " where stream_id = $1 and version = 1",
-            stream,
-        )
-        await rechain(owner, stream, 1)
+    await forge_data(owner, stream, 1, "order_id", "999999")
     debit = await owner.fetchval(
         "select global_position from events where type = 'FundsDebited'"
         " and (data->>'order_id')::bigint = $1",
