@@ -198,6 +198,29 @@ async def test_the_log_stamps_the_feed_clock_whatever_the_insert_says(dsn, pool)
     assert stamped == own + offset
 
 
+
+async def test_the_log_stamps_the_feed_clock_whatever_the_session_set(dsn, pool):
+    """Nor by setting the transaction-local note of the clock (its own transaction id and an
+    offset of its choosing) before its inserts: the offset is the epoch's."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        async with connection.transaction():
+            own = await connection.fetchval("select pg_current_xact_id()::text::bigint")
+            await connection.execute(
+                "select set_config('boost.feed_clock', $1, true)", f"{own}:99999999"
+            )
+            stamped = await connection.fetchval(
+                "insert into events (event_id, stream_id, version, type, data, hash)"
+                " values ($1, $2, 1, 'CancelRequested', '{\"order_id\": 1}', '\\x')"
+                " returning transaction_id::text::bigint",
+                uuid.uuid4(),
+                _stream(),
+            )
+        offset = await connection.fetchval("select xid_offset from feed_epoch")
+    finally:
+        await connection.close()
+    assert stamped == own + offset
+
 # ---- a log restored into another cluster ----------------------------------------------------
 
 
