@@ -179,47 +179,45 @@ async def test_a_polling_reader_sees_every_event_of_concurrent_writers_exactly_o
     assert keys == sorted(keys)
 
 
-async def test_the_log_stamps_the_feed_clock_whatever_the_insert_says(dsn, pool):
-    """A writer cannot place its event elsewhere in the feed by supplying a transaction id."""
+async def _stamped_against_own(dsn: str, forged_note: bool, forged_id: bool) -> tuple[int, int]:
+    """(the transaction id one insert was stamped with, the transaction's own id plus the
+    epoch's offset), the insert naming a transaction id of its own (``forged_id``), after a
+    forged note of the clock (``forged_note``: the transaction's id and an offset of its own)."""
     connection = await asyncpg.connect(dsn)
     try:
         async with connection.transaction():
             own = await connection.fetchval("select pg_current_xact_id()::text::bigint")
+            if forged_note:
+                await connection.execute(
+                    "select set_config('boost.feed_clock', $1, true)", f"{own}:99999999"
+                )
             stamped = await connection.fetchval(
                 "insert into events (event_id, stream_id, version, type, data, hash,"
                 " transaction_id) values ($1, $2, 1, 'CancelRequested', '{\"order_id\": 1}',"
-                " '\\x', '99999999999'::xid8) returning transaction_id::text::bigint",
+                " '\\x', coalesce($3::text::xid8, pg_current_xact_id()))"
+                " returning transaction_id::text::bigint",
                 uuid.uuid4(),
                 _stream(),
+                "99999999999" if forged_id else None,
             )
         offset = await connection.fetchval("select xid_offset from feed_epoch")
     finally:
         await connection.close()
-    assert stamped == own + offset
+    return stamped, own + offset
 
+
+async def test_the_log_stamps_the_feed_clock_whatever_the_insert_says(dsn, pool):
+    """A writer cannot place its event elsewhere in the feed by supplying a transaction id."""
+    stamped, expected = await _stamped_against_own(dsn, forged_note=False, forged_id=True)
+    assert stamped == expected
 
 
 async def test_the_log_stamps_the_feed_clock_whatever_the_session_set(dsn, pool):
     """Nor by setting the transaction-local note of the clock (its own transaction id and an
     offset of its choosing) before its inserts: the offset is the epoch's."""
-    connection = await asyncpg.connect(dsn)
-    try:
-        async with connection.transaction():
-            own = await connection.fetchval("select pg_current_xact_id()::text::bigint")
-            await connection.execute(
-                "select set_config('boost.feed_clock', $1, true)", f"{own}:99999999"
-            )
-            stamped = await connection.fetchval(
-                "insert into events (event_id, stream_id, version, type, data, hash)"
-                " values ($1, $2, 1, 'CancelRequested', '{\"order_id\": 1}', '\\x')"
-                " returning transaction_id::text::bigint",
-                uuid.uuid4(),
-                _stream(),
-            )
-        offset = await connection.fetchval("select xid_offset from feed_epoch")
-    finally:
-        await connection.close()
-    assert stamped == own + offset
+    stamped, expected = await _stamped_against_own(dsn, forged_note=True, forged_id=False)
+    assert stamped == expected
+
 
 # ---- a log restored into another cluster ----------------------------------------------------
 
