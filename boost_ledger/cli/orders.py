@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+import asyncpg
+
 from boost_ledger.cli.common import CommandError, database, print_json
 from boost_ledger.ledger import fulfilment
 from boost_ledger.ledger.connection import Connection
@@ -74,7 +76,7 @@ async def _resolve(arguments: argparse.Namespace) -> int:
                 "a provider order id is 1 to 64 printable characters, with no space or comma"
             )
         outcome = {"provider_order_id": provider_order_id}
-    async with database() as pool, pool.acquire() as connection, connection.transaction():
+    async with database() as pool, pool.acquire() as connection:
         if "provider_order_id" in outcome:
             await _refuse_a_shared_provider_id(
                 connection, arguments.order_id, outcome["provider_order_id"]
@@ -90,6 +92,11 @@ async def _resolve(arguments: argparse.Namespace) -> int:
             )
         except fulfilment.OrderMissing:
             raise CommandError(f"no order {arguments.order_id}", exit_code=1) from None
+        except asyncpg.UniqueViolationError:  # another resolve recorded the id meanwhile
+            await _refuse_a_shared_provider_id(
+                connection, arguments.order_id, outcome["provider_order_id"]
+            )
+            raise
     if not settled:
         raise CommandError(f"order {arguments.order_id} is not awaiting an operator", exit_code=1)
     print(
@@ -106,13 +113,8 @@ async def _resolve(arguments: argparse.Namespace) -> int:
 async def _refuse_a_shared_provider_id(
     connection: Connection, order_id: int, provider_order_id: str
 ) -> None:
-    """One provider order answers for one of ours: the poller asks after each provider id
-    once, and a status of it would settle (and refund) every order recorded with it. Two
-    resolves naming one id take turns (a lock until the caller's transaction ends), so the
-    second sees the first's order."""
-    await connection.execute(
-        "select pg_advisory_xact_lock(hashtext('boost.resolve'), hashtext($1))", provider_order_id
-    )
+    """One provider order answers for one of ours (the database's unique index on the id
+    says so too, sql/0021): an id already recorded is refused by name, before any lock."""
     holder = await connection.fetchval(
         "select order_id from orders where provider_order_id = $1 and order_id <> $2 limit 1",
         provider_order_id,

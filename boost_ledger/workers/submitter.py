@@ -170,7 +170,15 @@ async def _settle(
                     log.warning("submit.joint_settle_failed", **failed)
             for order_id, outcome in list(left.items()):
                 attempt = attempts[order_id]
-                settled = await fulfilment.settle_reply(connection, order_id, outcome, attempt)
+                try:
+                    settled = await fulfilment.settle_reply(connection, order_id, outcome, attempt)
+                except asyncpg.UniqueViolationError as refused:
+                    # An id the provider gave another order too: this one stays attempting (the
+                    # sweeper makes it unknown, for an operator); the other replies go on.
+                    outcomes[order_id] = left.pop(order_id)
+                    reason = str(refused)
+                    log.error("submit.reply_refused", order_id=order_id, error=reason, **outcome)
+                    continue
                 outcomes[order_id] = left.pop(order_id)
                 _log_settled(order_id, outcome, settled)
     except _DATABASE_ERRORS as error:

@@ -168,16 +168,14 @@ async def test_two_resolves_naming_one_provider_id_take_turns(
     dsn: str, pool: asyncpg.Pool[Any], client: httpx.AsyncClient,
 ) -> None:
     """A resolve naming a provider id that another operator's resolve is recording right now
-    waits for it, then sees the id taken and refuses (exit 1): both cannot record it."""
+    waits for it (the unique index on the id), then sees the id taken and refuses (exit 1):
+    both cannot record it."""
     _, key = await open_funded_account(pool, FUNDS_KOBO)
     first, second = await _place(client, key), await _place(client, key)
     for order in (first, second):
         await _claim(pool, order["order_id"])
     assert await _sweep(pool) == 2
     async with pool.acquire() as connection, connection.transaction():
-        await connection.execute(
-            "select pg_advisory_xact_lock(hashtext('boost.resolve'), hashtext('shared-9'))"
-        )
         assert await fulfilment.settle_submission(
             connection, int(first["order_id"]), provider_order_id="shared-9",
             actor="operator", expected_submission="unknown",

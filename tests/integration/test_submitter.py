@@ -684,6 +684,37 @@ async def test_a_drain_stops_after_a_batch_the_queue_could_not_fill(
     assert claims == [3, 2, 1]
 
 
+
+async def test_an_id_the_provider_gave_twice_is_recorded_for_one_order_only(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, provider: ProviderClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The database holds each provider order id for one order (a unique index): a panel
+    answering two of our orders with one id has it recorded for the first, the second left
+    attempting (for the sweeper and an operator), and the batch's other replies recorded."""
+    await submitter.drain(pool, provider)
+    _, key = await open_funded_account(pool, 3 * PRICE_100_KOBO)
+    ids = [int((await _place(client, key))["order_id"]) for _ in range(3)]
+    given = {ids[0]: "twice-1", ids[1]: "twice-1", ids[2]: "once-1"}
+
+    async def answered(_: ProviderClient, claimed: fulfilment.Claimed) -> dict[str, str]:
+        return {"provider_order_id": given[claimed.order_id]}
+
+    monkeypatch.setattr(submitter, "_send", answered)
+    await submitter.submit_batch(pool, provider, 3)
+    rows = {order_id: await _order(pool, order_id) for order_id in ids}
+    recorded = [i for i in ids if rows[i]["provider_order_id"] == "twice-1"]
+    assert len(recorded) == 1
+    [left] = [i for i in ids[:2] if i not in recorded]
+    assert rows[left]["submission"] == "attempting"
+    assert (rows[ids[2]]["submission"], rows[ids[2]]["provider_order_id"]) == (
+        "submitted", "once-1"
+    )
+    async with pool.acquire() as connection:
+        assert await fulfilment.mark_abandoned_attempts(connection, older_than_s=0) == 1
+    assert (await _order(pool, left))["submission"] == "unknown"
+
+
 async def test_no_order_is_lost_after_all_of_the_above(pool: asyncpg.Pool[Any]) -> None:
     """After every crash and fault of this module, each order is submitted, failed and refunded,
     unknown, or queued; none is left half-way ("attempting")."""
