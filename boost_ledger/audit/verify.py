@@ -110,11 +110,18 @@ async def _check(
         return
     snapshot, reader, checker = shared
     here, elsewhere = await _split(connection, modules, offload is not None)
-    side: list[Awaitable[Any]] = [_set_checks(checker, parts.sets)]
-    if offload is not None and elsewhere:
-        side.append(offload(snapshot, elsewhere))
-    found, *results = await _concurrently(_pass(connection, reader, here, parts), side)
-    parts.projections = [*found, *(results[1] if len(results) > 1 else [])]
+    passing = _pass(connection, reader, here, parts)
+    if offload is None or not elsewhere:
+        parts.projections, _ = await _concurrently([passing, _set_checks(checker, parts.sets)])
+        return
+    # The set checks are PostgreSQL's work alone. Run from the start, they would slow the reads
+    # of both replays while both processes are busy; once either replay has ended, they take the
+    # share of the cores it leaves (the other's replay, then each side's comparison, which is
+    # PostgreSQL's work too).
+    found, elsewhere_found, _ = await _concurrently(
+        [passing, offload(snapshot, elsewhere)], lambda: _set_checks(checker, parts.sets)
+    )
+    parts.projections = [*found, *elsewhere_found]
 
 
 async def replay_elsewhere(
@@ -145,12 +152,22 @@ async def _split(
     return [module for group in rest for module in group], heaviest
 
 
-async def _concurrently(main: Awaitable[Any], side: list[Awaitable[Any]]) -> list[Any]:
-    """``main`` here and ``side`` as tasks meanwhile; their results, ``main``'s first. Should
-    anything fail, whatever still runs is cancelled."""
-    tasks = [asyncio.ensure_future(awaitable) for awaitable in side]
+async def _concurrently(
+    first: list[Awaitable[Any]], then: Callable[[], Awaitable[Any]] | None = None
+) -> list[Any]:
+    """``first`` side by side, and what ``then`` (if any) starts once one of them has ended;
+    their results in that order. Should anything fail, whatever still runs is cancelled."""
+    tasks = [asyncio.ensure_future(awaitable) for awaitable in first]
     try:
-        return [await main, *[await task for task in tasks]]
+        if then is not None:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # a failure ends the verification now
+            tasks.append(asyncio.ensure_future(then()))
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            task.result()  # the first failure, as soon as it happens
+        return [task.result() for task in tasks]
     finally:
         for task in tasks:
             task.cancel()
