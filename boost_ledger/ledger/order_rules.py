@@ -59,6 +59,11 @@ class Observation(msgspec.Struct, frozen=True):
     refund_kobo: int
     refund_reason: str
 
+    @property
+    def changes_nothing(self) -> bool:
+        """Nothing to record: no event and no refund (whatever the reason says)."""
+        return self.event is None and self.refund_kobo == 0
+
 
 NOTHING = Observation(None, 0, "")
 

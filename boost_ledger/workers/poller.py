@@ -25,7 +25,7 @@ import structlog
 
 from boost_ledger.ledger import fulfilment
 from boost_ledger.ledger.connection import Connection
-from boost_ledger.ledger.order_rules import NOTHING, OrderState, decide_observation
+from boost_ledger.ledger.order_rules import OrderState, decide_observation
 from boost_ledger.ledger.statuses import TERMINAL_STATUSES, map_upstream_status
 from boost_ledger.upstream.client import MAX_IDS_PER_CALL, ProviderClient
 from boost_ledger.upstream.errors import ProviderError, ProviderRefused
@@ -106,7 +106,7 @@ def _warn_if_unknown(order_id: int, status: ProviderStatus) -> None:
 
 
 def _changes_nothing(order: OrderState | None, status: ProviderStatus) -> bool:
-    return order is not None and decide_observation(order, *_reply(status)) == NOTHING
+    return order is not None and decide_observation(order, *_reply(status)).changes_nothing
 
 
 _QUIET = """

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from support import bearer, open_funded_account, seed_catalog
 
-from boost_ledger import projections
+from boost_ledger import postgres, projections
 from boost_ledger.ledger import fulfilment
 from boost_ledger.projections.replay import compare_with_replay
 from boost_ledger.upstream.client import ProviderClient
@@ -292,6 +292,39 @@ async def test_a_repeated_answer_is_only_rescheduled(
     assert observed[order_ids[0]] == 2 and {observed[i] for i in order_ids[1:]} == {1}
     assert await pool.fetchval("select count(*) from order_polls where order_id = $1",
                                order_ids[0]) == 0  # settled: no longer polled
+
+
+async def test_a_repeated_answer_never_waits_for_its_orders_row(
+    dsn: str, pool: asyncpg.Pool[Any], client: httpx.AsyncClient, provider: ProviderClient,
+    simulator: httpx.AsyncClient,
+) -> None:
+    """An answer that repeats an unsettled order's known status (the poller's usual answer) is
+    rescheduled without locking the order: a check or cancel holding the row delays nothing.
+    Polled through connections whose lock timeout is shorter than the hold, an order whose row
+    the poll waited for would back off (``failures`` 1)."""
+    order_ids = await _submitted_orders(pool, client, provider, 2)
+    for order_id in order_ids:
+        provider_order_id = await pool.fetchval(
+            "select provider_order_id from orders where order_id = $1", order_id
+        )
+        await simulator.post(f"/orders/{provider_order_id}", json={"status": "In progress"})
+    assert await poller.poll_once(pool, provider, interval_s=0) == 2
+    impatient = await postgres.create_pool(
+        dsn, min_size=1, max_size=2, statement_timeout_ms=300, application_name="test-poller"
+    )
+    try:
+        async with pool.acquire() as holder, holder.transaction():
+            await holder.execute(
+                "select 1 from orders where order_id = $1 for update", order_ids[0]
+            )
+            assert await poller.poll_once(impatient, provider, interval_s=0) == 2
+    finally:
+        await impatient.close()
+    failures = await pool.fetch(
+        "select failures from order_polls where order_id = any($1::bigint[])", order_ids
+    )
+    assert [row["failures"] for row in failures] == [0, 0]
+    assert set((await _observations(pool, order_ids)).values()) == {1}
 
 
 async def test_a_partial_subscription_refunds_the_share_of_its_posts_left_undelivered(

@@ -54,3 +54,18 @@ def test_an_expired_subscription_refunds_the_posts_it_left_unused(
 
     assert observation.refund_kobo == refund
     assert observation.event is not None and observation.event.status == "completed"
+
+
+@pytest.mark.parametrize(
+    ("upstream_status", "remains", "nothing"),
+    [("Active", None, True), ("In progress", None, False), ("Active", 40, False),
+     ("Completed", 0, False), ("Canceled", None, False)],
+)
+def test_only_an_answer_that_repeats_the_known_status_changes_nothing(
+    upstream_status: str, remains: int | None, nothing: bool
+) -> None:
+    """The poller's quiet path takes an answer that neither records nor refunds anything (the
+    known status again), whatever reason the observation gives."""
+    order = _submitted(price_kobo=15_000, type="Default", quantity=1_000, billable_quantity=1_000)
+
+    assert decide_observation(order, upstream_status, None, remains).changes_nothing is nothing
