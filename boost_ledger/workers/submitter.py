@@ -9,6 +9,10 @@ key and a blind retry could buy the same order twice. A reply settles the attemp
 and no later one: recorded twice (a stop between two replies' transactions), a deferral
 must not re-queue an order another worker has claimed again since.
 
+A provider in trouble (a batch mostly left unknown, or not reached) stops the drain: the
+queue waits, the submitter backing off, until the provider answers a call that buys nothing
+(``balance``), so that an outage leaves one batch unknown rather than the whole queue.
+
 Orders are claimed a few at a time (one transaction commits every claimed order's attempt) and
 sent side by side; the replies that arrive together are settled together (the accepted ones in
 one transaction), so that the submitter keeps up with checkout instead of paying two
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from typing import Any
 
 import asyncpg
@@ -200,18 +205,47 @@ def _log_settled(order_id: int, outcome: dict[str, str], recorded: str) -> None:
 async def drain(
     pool: asyncpg.Pool[Any], provider: ProviderClient, limit: int = MAX_BATCH
 ) -> list[str]:
-    """Submit up to ``limit`` queued orders, ``SEND_BATCH`` at a time; stop early when the
-    provider cannot be reached, and after a batch the queue could not fill: the orders placed
-    while it was sent wait for the next look instead of being chased a few at a time, which
-    would cost a claim and a settle transaction for every one or two orders."""
+    """Submit up to ``limit`` queued orders, ``SEND_BATCH`` at a time (see ``_drain``); how
+    each settled, in order."""
+    return (await _drain(pool, provider, limit))[0]
+
+
+async def _drain(
+    pool: asyncpg.Pool[Any], provider: ProviderClient, limit: int
+) -> tuple[list[str], bool]:
+    """``drain``, and whether it stopped for the provider's trouble. It stops early when the
+    provider is in trouble (``in_trouble``), and after a batch the queue could not fill: the
+    orders placed while it was sent wait for the next look instead of being chased a few at a
+    time, which would cost a claim and a settle transaction for every one or two orders."""
     outcomes: list[str] = []
     while len(outcomes) < limit:
         wanted = min(SEND_BATCH, limit - len(outcomes))
         batch = await submit_batch(pool, provider, wanted)
         outcomes.extend(batch)
-        if len(batch) < wanted or "deferred" in batch:
+        if in_trouble(batch):
+            log.warning("submit.provider_trouble", **Counter(batch))
+            return outcomes, True
+        if len(batch) < wanted:
             break
-    return outcomes
+    return outcomes, False
+
+
+def in_trouble(batch: list[str]) -> bool:
+    """Whether a batch's outcomes say the provider is down or failing: one of them never
+    reached it, or at least half were left unknown (a 5xx, a timeout, a proxy's page). Sending
+    more would only leave more orders unknown, each for an operator to resolve."""
+    return "deferred" in batch or 2 * batch.count("unknown") >= len(batch) > 0
+
+
+async def _provider_answers(provider: ProviderClient) -> bool:
+    """After trouble, whether the provider answers a call that buys nothing (``balance``):
+    the next orders are sent only once it does."""
+    try:
+        await provider.balance()
+    except ProviderError as error:
+        log.warning("submit.provider_still_down", error=str(error))
+        return False
+    return True
 
 
 async def run(
@@ -232,15 +266,18 @@ async def run(
     backoff = Backoff()
     loop = asyncio.get_running_loop()
     next_sweep = loop.time()
+    trouble = False
     while True:
         wakeup.clear()  # before draining, so that a checkout committed meanwhile is not missed
+        outcomes: list[str] = []
         try:
             if loop.time() >= next_sweep:
                 async with pool.acquire() as connection:
                     await fulfilment.mark_abandoned_attempts(connection, abandoned_after_s)
                 next_sweep = loop.time() + sweep_interval_s
-            outcomes = await drain(pool, provider)
-            delay = backoff.failed() if "deferred" in outcomes else None
+            if not trouble or await _provider_answers(provider):
+                outcomes, trouble = await _drain(pool, provider, MAX_BATCH)
+            delay = backoff.failed() if trouble else None
             if delay is None:
                 backoff.succeeded()
         except (OSError, asyncpg.PostgresError) as error:

@@ -467,14 +467,14 @@ async def _submission_after(
     """The order's submission ``wait_s`` after it was placed, with a running submitter that
     nothing wakes and whose sweep is far off, started (and idle) before the order came."""
     looked = asyncio.Event()
-    real_drain = submitter.drain
+    real_drain = submitter._drain
 
-    async def noted_drain(*arguments: Any, **options: Any) -> list[str]:
+    async def noted_drain(*arguments: Any, **options: Any) -> tuple[list[str], bool]:
         sent = await real_drain(*arguments, **options)
         looked.set()
         return sent
 
-    monkeypatch.setattr(submitter, "drain", noted_drain)
+    monkeypatch.setattr(submitter, "_drain", noted_drain)
     never = asyncio.Event()
     running = asyncio.create_task(
         submitter.run(pool, provider, never, 300.0, poll_interval_s=poll_interval_s)
@@ -517,14 +517,14 @@ async def test_an_idle_worker_looks_for_orders_less_and_less_often(
     ``boost serve`` does not run twenty claim transactions a second. (Above: a new order is still
     found within a few such looks.)"""
     looks = 0
-    real_drain = submitter.drain
+    real_drain = submitter._drain
 
-    async def counted_drain(*arguments: Any, **options: Any) -> list[str]:
+    async def counted_drain(*arguments: Any, **options: Any) -> tuple[list[str], bool]:
         nonlocal looks
         looks += 1
         return await real_drain(*arguments, **options)
 
-    monkeypatch.setattr(submitter, "drain", counted_drain)
+    monkeypatch.setattr(submitter, "_drain", counted_drain)
     assert await submitter.drain(pool, provider) == []  # nothing queued (counted: one look)
     running = asyncio.create_task(
         submitter.run(pool, provider, asyncio.Event(), 300.0, poll_interval_s=0.05)
@@ -724,3 +724,74 @@ async def test_no_order_is_lost_after_all_of_the_above(pool: asyncpg.Pool[Any]) 
     assert counts.get("attempting", 0) == 0
     assert counts["submitted"] >= 33 and counts["unknown"] >= 7 and counts["failed"] >= 1
 
+
+
+async def _submissions(pool: asyncpg.Pool[Any], order_ids: list[int]) -> list[str]:
+    rows = await pool.fetch(
+        "select submission from orders where order_id = any($1::bigint[]) order by order_id",
+        order_ids,
+    )
+    return [row["submission"] for row in rows]
+
+
+async def test_a_failing_provider_stops_the_drain_after_one_batch(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
+    provider: ProviderClient, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A batch left unknown (a panel answering 500) ends the drain: the orders behind it stay
+    queued, instead of each being sent into the outage and left for an operator; they are
+    sent once the provider is back."""
+    monkeypatch.setattr(submitter, "SEND_BATCH", 2)
+    _, key = await open_funded_account(pool, FUNDS_KOBO)
+    order_ids = sorted([int((await _place(client, key))["order_id"]) for _ in range(5)])
+    (await simulator.post("/faults", json={"action": "add", "mode": "http_500"})).raise_for_status()
+    try:
+        assert await submitter.drain(pool, provider) == ["unknown"] * 2
+    finally:
+        await simulator.post("/faults", json={"action": "*", "mode": "none"})
+    assert sorted(await _submissions(pool, order_ids)) == ["queued"] * 3 + ["unknown"] * 2
+
+    assert await submitter.drain(pool, provider) == ["provider_order_id"] * 3
+    assert sorted(await _submissions(pool, order_ids)) == ["submitted"] * 3 + ["unknown"] * 2
+    await _assert_no_order_lost(pool)
+
+
+async def _wait_for(condition: Any, bound_s: float = 20.0) -> None:
+    async with asyncio.timeout(bound_s):
+        while not await condition():  # noqa: ASYNC110 - polling the database and the simulator
+            await asyncio.sleep(0.05)
+
+
+async def test_after_trouble_the_submitter_sends_again_only_once_the_provider_answers(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
+    provider: ProviderClient, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """During an outage the running submitter leaves one batch unknown, then asks the provider
+    for its balance (which buys nothing) until it answers, and only then sends the queue."""
+    monkeypatch.setattr(submitter, "SEND_BATCH", 2)
+    _, key = await open_funded_account(pool, FUNDS_KOBO)
+    order_ids = sorted([int((await _place(client, key))["order_id"]) for _ in range(5)])
+    (await simulator.post("/faults", json={"action": "*", "mode": "http_500"})).raise_for_status()
+    balance_calls = (await simulator.get("/stats")).json()["requests"].get("balance", 0)
+    running = asyncio.ensure_future(
+        submitter.run(pool, provider, asyncio.Event(), sweep_interval_s=60, poll_interval_s=0.05)
+    )
+    try:
+        async def probed() -> bool:
+            stats = (await simulator.get("/stats")).json()["requests"]
+            return bool(stats.get("balance", 0) >= balance_calls + 2)
+
+        await _wait_for(probed)
+        assert sorted(await _submissions(pool, order_ids)) == ["queued"] * 3 + ["unknown"] * 2
+        await simulator.post("/faults", json={"action": "*", "mode": "none"})
+
+        async def sent() -> bool:
+            return "queued" not in await _submissions(pool, order_ids)
+
+        await _wait_for(sent)
+    finally:
+        await simulator.post("/faults", json={"action": "*", "mode": "none"})
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+    assert sorted(await _submissions(pool, order_ids)) == ["submitted"] * 3 + ["unknown"] * 2
+    await _assert_no_order_lost(pool)
