@@ -253,8 +253,19 @@ async def get_order(request: Request) -> Response:
     return json_response(await load_order_view(runtime.pool, principal.account_id, order_id))
 
 
+async def orders_collection(request: Request) -> Response:
+    """/boost/orders: GET (and HEAD) lists, POST places.
+
+    One route for the path, not one per method: Starlette answers a method no route takes with
+    the first matching route's methods, so two routes would give a 405 an ``Allow`` naming one.
+    """
+    if request.method == "POST":
+        return await place_order(request)
+    assert request.method in ("GET", "HEAD"), request.method  # all the route takes but POST
+    return await list_orders(request)
+
+
 ROUTES = [
-    Route("/boost/orders", place_order, methods=["POST"]),
-    Route("/boost/orders", list_orders, methods=["GET"]),
+    Route("/boost/orders", orders_collection, methods=["GET", "POST"], name="orders"),
     Route("/boost/orders/{order_id}", get_order, methods=["GET"]),
 ]

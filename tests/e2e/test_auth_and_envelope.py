@@ -179,6 +179,31 @@ async def test_a_wrong_method_is_405_method_not_allowed(pool, api, method):
     assert "GET" in response.headers["allow"]
 
 
+def _allowed(response: httpx.Response) -> set[str]:
+    return {method.strip() for method in response.headers["allow"].split(",")}
+
+
+@pytest.mark.parametrize("method", ["PUT", "PATCH", "DELETE"])
+async def test_a_405_on_the_orders_collection_allows_all_its_methods(pool, api, method):
+    """/boost/orders lists (GET, HEAD) and places (POST): a 405 there names all three."""
+    _, key = await open_funded_account(pool)
+    response = await api.request(method, "/api/v1/boost/orders", headers=bearer(key))
+    _envelope(response, 405, "METHOD_NOT_ALLOWED")
+    assert _allowed(response) == {"GET", "HEAD", "POST"}
+
+
+async def test_the_orders_collection_still_lists_and_places_by_method(pool, api):
+    """One route serves the path's methods: GET lists, HEAD answers without a body, and POST
+    reaches the checkout (here refused for its body, a checkout's refusal, not a 405)."""
+    _, key = await open_funded_account(pool)
+    listed = await api.get("/api/v1/boost/orders", headers=bearer(key))
+    assert listed.status_code == 200 and listed.json()["success"] is True
+    head = await api.head("/api/v1/boost/orders", headers=bearer(key))
+    assert head.status_code == 200 and head.content == b""
+    placed = await api.post("/api/v1/boost/orders", json={}, headers=bearer(key))
+    _envelope(placed, 422, "VALIDATION_FAILED")
+
+
 async def test_the_request_id_is_fresh_per_request_or_the_callers_own(api):
     """Each response gets its own id; a sane incoming X-Request-Id is echoed, a bad one replaced."""
     first, second = await api.get("/nope"), await api.get("/nope")
