@@ -98,11 +98,15 @@ async def after_check(
 
 def _warn_if_unknown(order_id: int, status: ProviderStatus) -> None:
     """An unknown status string changes nothing but is logged, so that an operator learns of a
-    panel's new vocabulary."""
-    if map_upstream_status(status.status) is None:
+    panel's new vocabulary; so is a Partial without ``remains``, which cannot be priced (the
+    order waits for a status that says how much was delivered, or for an operator)."""
+    outcome = map_upstream_status(status.status)
+    if outcome is None:
         log.warning(
             "status.unknown_upstream", order_id=order_id, upstream_status=status.status[:100]
         )
+    elif outcome.refund == "partial" and status.remains is None:
+        log.warning("status.partial_without_remains", order_id=order_id)
 
 
 def _changes_nothing(order: OrderState | None, status: ProviderStatus) -> bool:

@@ -15,7 +15,8 @@ from support import bearer, open_funded_account, seed_catalog
 
 from boost_ledger.ledger import fulfilment
 from boost_ledger.upstream.client import ProviderClient
-from boost_ledger.workers import submitter
+from boost_ledger.upstream.models import ProviderStatus
+from boost_ledger.workers import poller, submitter
 
 FUNDS_KOBO = 500_00
 # Service "3" (Default, cancelable) at 0.12345 USD per 1000, fx 1500, markup 20 %:
@@ -267,12 +268,17 @@ async def test_a_partial_without_remains_waits_for_a_status_that_prices_it(
     provider: ProviderClient,
 ) -> None:
     """A Partial that does not say how much is left cannot be priced: nothing is recorded until
-    one that does arrives, and then the refund is paid once."""
+    one that does arrives (the unpriced one is logged, for an operator), and then the refund is
+    paid once."""
     account_id, key, order, _ = await _submitted_order(pool, client, provider)
-    async with pool.acquire() as connection:
-        await fulfilment.observe(
-            connection, int(order["order_id"]), "Partial", 10, None, None, "poller"
-        )
+    unpriced = ProviderStatus(status="Partial", start_count=10)
+    with capture_logs() as logged:
+        async with pool.acquire() as connection:
+            await poller.record_status(connection, int(order["order_id"]), unpriced, "poller")
+    assert {
+        "event": "status.partial_without_remains", "order_id": int(order["order_id"]),
+        "log_level": "warning",
+    } in logged
     row = await pool.fetchrow(
         "select status, refunded from orders where order_id = $1", int(order["order_id"])
     )
