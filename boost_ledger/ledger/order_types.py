@@ -176,8 +176,10 @@ _TYPE_FIELDS: Final[dict[str, tuple[_Field, ...]]] = {
     "Comment Likes": (_LINK, _QUANTITY, _USERNAME),
     "Poll": (_LINK, _QUANTITY, _Field("answer_number", "integer", True, 1)),
     "Comment Replies": (_LINK, _USERNAME, _COMMENTS),
+    # The client spec lists quantity and groups only; the provider's protocol needs the link
+    # too, and an order sent without it is refused (charged, then refunded): asked for here.
     "Invites from Groups": (
-        _Field("link", "link", False),
+        _LINK,
         _QUANTITY,
         _Field("groups", "lines", True),
     ),

@@ -525,23 +525,24 @@ def test_subscription_min_and_max_must_lie_in_the_service_range(minimum: int, ma
 # --- Invites from Groups ------------------------------------------------------------------------
 
 
-def test_invites_from_groups_bill_the_quantity_with_or_without_link() -> None:
-    """Invites from Groups: quantity and groups; link optional and sent only when given."""
-    request = parse("Invites from Groups", {"quantity": 500, "groups": "g1\r\ng2"})
+def test_invites_from_groups_bill_the_quantity_and_need_the_link() -> None:
+    """Invites from Groups: link, quantity and groups (the provider refuses an order without
+    its link, so none is taken and charged to be refunded later)."""
+    request = parse("Invites from Groups", {"link": LINK, "quantity": 500, "groups": "g1\r\ng2"})
     assert request == OrderRequest(
-        fields={"quantity": 500, "groups": "g1\ng2"}, link=None, quantity=500, billable_quantity=500
+        fields={"link": LINK, "quantity": 500, "groups": "g1\ng2"},
+        link=LINK, quantity=500, billable_quantity=500,
     )
     assert price(request, "Invites from Groups", 2001) == 1001  # ceil(1000.5)
-    with_link = parse("Invites from Groups", {"link": LINK, "quantity": 500, "groups": "g1"})
-    assert with_link.fields == {"link": LINK, "quantity": 500, "groups": "g1"}
-    assert with_link.link == LINK
+    with pytest.raises(LinkRequired):
+        parse("Invites from Groups", {"quantity": 500, "groups": "g1"})
 
 
 def test_invites_from_groups_errors() -> None:
     """No groups or a bad link: VALIDATION_FAILED; no quantity: BOOST_QUANTITY_REQUIRED."""
-    assert set(field_errors("Invites from Groups", {"quantity": 500})) == {"groups"}
+    assert set(field_errors("Invites from Groups", {"link": LINK, "quantity": 500})) == {"groups"}
     assert set(
         field_errors("Invites from Groups", {"quantity": 500, "groups": "g", "link": "x"})
     ) == {"link"}
     with pytest.raises(QuantityRequired):
-        parse("Invites from Groups", {"groups": "g1"})
+        parse("Invites from Groups", {"link": LINK, "groups": "g1"})
