@@ -36,7 +36,13 @@ from boost_ledger.ledger.order_types import (
 from boost_ledger.projections.views import checkout_response_parts
 
 MAX_ATTEMPTS = 3
-"""Reads of the service per checkout: the first, and one per concurrent catalog change."""
+"""Reads of the service per checkout: the first, and one per concurrent catalog change (or a
+cached row that priced the order beyond any wallet, which may be stale)."""
+
+MAX_PRICE_KOBO = 2**63 - 1
+"""The largest price the database can take: a bigint, as is every wallet's balance. The catalog's
+caps (a rate of up to 10**13 kobo per 1000, a billable quantity of up to 10**9) allow prices up
+to 10**19 kobo, which asyncpg cannot even encode as the argument."""
 
 _canonical = msgspec.json.Encoder(order="sorted")
 
@@ -66,8 +72,12 @@ class CatalogChanging(CheckoutRefused):
 
 
 class InsufficientBalance(CheckoutRefused):
-    def __init__(self, price_kobo: int, balance_kobo: int) -> None:
-        super().__init__(f"price {price_kobo} kobo exceeds balance {balance_kobo} kobo")
+    """The wallet cannot pay the price. ``balance_kobo`` is None when the price is beyond what
+    any wallet can hold (``MAX_PRICE_KOBO``), and so the balance was not read."""
+
+    def __init__(self, price_kobo: int, balance_kobo: int | None) -> None:
+        held = "any balance" if balance_kobo is None else f"balance {balance_kobo} kobo"
+        super().__init__(f"price {price_kobo} kobo exceeds {held}")
         self.price_kobo = price_kobo
         self.balance_kobo = balance_kobo
 
@@ -157,12 +167,37 @@ async def checkout(
             if earlier is not None:
                 return earlier
             raise
-        order_id = order_id or await state.order_ids.take(connections)
         price_kobo = _price(service, order)
+        if price_kobo > MAX_PRICE_KOBO:
+            # Priced from the cache, the row may be stale (checkout_place would have said so):
+            # only a price from a fresh read is refused.
+            if attempt == 0:
+                continue
+            return await _beyond_any_wallet(connections, request, price_kobo)
+        order_id = order_id or await state.order_ids.take(connections)
         row = await place(_place_arguments(request, service, order, order_id, price_kobo, metadata))
         if row["outcome"] != "stale_service":
             return _answer(row, order_id, price_kobo)
     raise CatalogChanging(service_id)
+
+
+async def _beyond_any_wallet(
+    connections: Connections, request: _Request, price_kobo: int
+) -> CheckoutAnswer:
+    """The key's earlier answer to this body, else the refusal of a price no wallet can pay.
+
+    The spec's codes offer no better answer than 402 ``INSUFFICIENT_BALANCE`` ("the wallet balance
+    cannot cover the calculated price"), which is true of every wallet: the quantity is within
+    the service's range (so not ``BOOST_QUANTITY_OUT_OF_RANGE``) and every field is valid (so not
+    ``VALIDATION_FAILED``). Like any 402 it records nothing and leaves the key free. The price is
+    never sent to the database (a bigint cannot hold it); the key's record is read first, as
+    ``checkout_place`` reads it before the balance, so that a retry of an order placed before its
+    service's rate rose still gets its first answer.
+    """
+    earlier = await _earlier_answer(connections, request)
+    if earlier is not None:
+        return earlier
+    raise InsufficientBalance(price_kobo, None)
 
 
 async def _checked(

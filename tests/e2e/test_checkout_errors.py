@@ -13,6 +13,8 @@ Prices (hand-computed, simulator catalog, FX 1500, markup 20%): service 1 rate 0
 from __future__ import annotations
 
 import itertools
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -326,6 +328,78 @@ async def test_a_key_refused_for_balance_is_free_after_a_top_up(
     assert "idempotent-replayed" not in paid.headers
     assert paid.json()["data"]["balance_after"] == "0.00"
     assert await ledger_footprint(pool, account_id) == (3, 1, 1, 1, 0)
+
+
+MAX_BIGINT = 2**63 - 1
+MAX_RATE_KOBO = 10**13  # the catalog's cap on a rate per 1000
+
+
+@asynccontextmanager
+async def _service_1_sold_by_the_billion(pool: asyncpg.Pool[Any]) -> AsyncIterator[None]:
+    """Service 1 as large as the catalog's caps allow: a maximum of 10**9 units (the synced
+    offer's), then, inside the block, at the largest rate."""
+    offers = [msgspec.structs.replace(offer, max=10**9) if offer.service == "1" else offer
+              for offer in simulator_offers()]
+    async with pool.acquire() as connection:
+        await catalog.sync(connection, offers, Decimal(1500), Decimal(20))
+    try:
+        yield
+    finally:
+        async with pool.acquire() as connection:
+            await catalog.pin_rate(connection, "1", None)
+        await seed_catalog(pool)
+
+
+async def _pin_service_1(pool: asyncpg.Pool[Any], rate_per_1000_kobo: int | None) -> None:
+    async with pool.acquire() as connection:
+        await catalog.pin_rate(connection, "1", rate_per_1000_kobo)
+
+
+# The price of 10**13 kobo per 1000: 922,337,203 units fit a bigint (just), one more does not.
+@pytest.mark.parametrize("quantity", [922_337_203, 922_337_204, 10**9])
+async def test_a_price_beyond_any_wallet_is_402_not_a_500(
+    quantity: int, pool: asyncpg.Pool[Any], client: httpx.AsyncClient
+) -> None:
+    """The caps allow a price of up to 10**19 kobo, more than a bigint (any wallet's balance)
+    holds: refused 402 with the spec's body like any unaffordable price, nothing recorded,
+    whether or not the price fits the database's integers."""
+    assert (MAX_RATE_KOBO * 922_337_203 // 1000 <= MAX_BIGINT
+            < -(-MAX_RATE_KOBO * 922_337_204 // 1000))
+    async with _service_1_sold_by_the_billion(pool):
+        await _pin_service_1(pool, MAX_RATE_KOBO)
+        error = await refused(pool, client, order_body(quantity=quantity), 402,
+                              "INSUFFICIENT_BALANCE")
+    assert error == {
+        "success": False,
+        "status": 402,
+        "message": "Insufficient wallet balance.",
+        "code": "INSUFFICIENT_BALANCE",
+    }
+
+
+async def test_a_price_beyond_any_wallet_honours_the_key_and_is_priced_afresh(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient
+) -> None:
+    """The refusal of a price beyond any wallet honours the key: a retry of an order placed
+    before the service's rate rose gets its first answer, byte for byte, not a 402. And it is
+    never made from a stale cached row: once the rate falls back, the same order is placed."""
+    price_kobo = PRICE_1000_KOBO * 10**6  # 10**9 units at the synced rate
+    account_id, key = await open_funded_account(pool, 2 * price_kobo)
+    body = order_body(quantity=10**9)
+    async with _service_1_sold_by_the_billion(pool):
+        placed = await client.post(ORDERS, json=body, headers=bearer(key))
+        assert placed.status_code == 201, placed.text
+        await _pin_service_1(pool, MAX_RATE_KOBO)
+        again = await client.post(ORDERS, json=body, headers=bearer(key))
+        beyond = await client.post(ORDERS, json=order_body(quantity=10**9), headers=bearer(key))
+        await _pin_service_1(pool, None)  # the server's cache still holds the pinned row
+        afresh = await client.post(ORDERS, json=order_body(quantity=10**9), headers=bearer(key))
+    assert (again.status_code, again.content) == (201, placed.content)
+    assert again.headers["idempotent-replayed"] == "true"
+    assert beyond.status_code == 402, beyond.text
+    assert afresh.status_code == 201, afresh.text
+    assert afresh.json()["data"]["price"] == placed.json()["data"]["price"]
+    assert await ledger_footprint(pool, account_id) == (3, 2, 2, 2, 0)
 
 
 async def test_a_key_refused_on_validation_is_free_for_a_corrected_body(
