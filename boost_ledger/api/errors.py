@@ -59,8 +59,17 @@ class ApiError(Exception):
         )
 
 
+BEARER_CHALLENGE = 'Bearer realm="boosting-api"'
+"""The challenge every 401 carries (RFC 9110 §15.5.2 requires one; RFC 6750 §3 gives its form)."""
+
+
 def unauthenticated() -> ApiError:
-    return ApiError(401, "UNAUTHENTICATED", "Unauthenticated. Please provide a valid bearer token.")
+    return ApiError(
+        401,
+        "UNAUTHENTICATED",
+        "Unauthenticated. Please provide a valid bearer token.",
+        headers={"WWW-Authenticate": BEARER_CHALLENGE},
+    )
 
 
 def validation_failed(errors: dict[str, list[str]], message: str | None = None) -> ApiError:

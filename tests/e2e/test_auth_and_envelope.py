@@ -34,6 +34,13 @@ UNAUTHENTICATED = {
 }
 
 
+def _unauthenticated(response: httpx.Response) -> None:
+    """The spec's 401, with the bearer challenge RFC 9110 §15.5.2 requires of every 401."""
+    assert response.status_code == 401, response.text
+    assert response.json() == UNAUTHENTICATED
+    assert response.headers["www-authenticate"] == 'Bearer realm="boosting-api"'
+
+
 def _envelope(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
     """The response is the error envelope with this status and code, and a request id."""
     assert response.status_code == status, response.text
@@ -69,8 +76,7 @@ async def _wallet(api: httpx.AsyncClient, key: str) -> httpx.Response:
 async def test_a_missing_bearer_is_401_with_the_specs_exact_body(api):
     """No Authorization header: 401 and, byte for byte in meaning, the spec's body."""
     response = await api.get("/api/v1/wallet", headers={"Accept": "application/json"})
-    assert response.status_code == 401
-    assert response.json() == UNAUTHENTICATED
+    _unauthenticated(response)
 
 
 @pytest.mark.parametrize(
@@ -93,8 +99,7 @@ async def test_a_malformed_bearer_is_401(pool, api, header):
     _, key = await open_funded_account(pool)
     value = header.format(key=key, key_upper=key.upper())
     response = await api.get("/api/v1/wallet", headers={"Authorization": value})
-    assert response.status_code == 401
-    assert response.json() == UNAUTHENTICATED
+    _unauthenticated(response)
     assert key not in response.text
 
 
@@ -109,8 +114,7 @@ async def test_an_unknown_well_formed_key_is_401(api):
     """A key of the right shape that was never issued: 401."""
     forged = accounts.new_key().secret
     response = await _wallet(api, forged)
-    assert response.status_code == 401
-    assert response.json() == UNAUTHENTICATED
+    _unauthenticated(response)
 
 
 async def test_a_rotated_key_stops_at_once_and_the_new_one_works(pool, api):
@@ -120,8 +124,7 @@ async def test_a_rotated_key_stops_at_once_and_the_new_one_works(pool, api):
     async with pool.acquire() as connection:
         new_key = (await accounts.rotate_key(connection, account_id, list(ABILITIES))).secret
     revoked = await _wallet(api, old_key)
-    assert revoked.status_code == 401
-    assert revoked.json() == UNAUTHENTICATED
+    _unauthenticated(revoked)
     fresh = await _wallet(api, new_key)
     assert fresh.status_code == 200
     assert fresh.json() == {"success": True, "data": {"balance": "12500.00", "currency": "NGN"}}
@@ -154,8 +157,10 @@ async def test_disabled_banned_and_reinstated_accounts(pool, api):
 async def test_a_key_without_the_routes_ability_is_403_forbidden(pool, api):
     """A key lacking ``wallet:read`` cannot read the wallet, whatever else it may do."""
     _, key = await open_funded_account(pool, abilities=["boosting:read", "boosting:buy"])
-    body = _envelope(await _wallet(api, key), 403, "FORBIDDEN")
+    response = await _wallet(api, key)
+    body = _envelope(response, 403, "FORBIDDEN")
     assert "wallet:read" in body["message"]
+    assert "www-authenticate" not in response.headers, "a 403 is no challenge"
     assert key not in json.dumps(body)
 
 

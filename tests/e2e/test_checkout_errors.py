@@ -652,3 +652,4 @@ async def test_checkout_needs_a_valid_bearer_key(
     response = await client.post(ORDERS, json=order_body(), headers=headers)
     assert response.status_code == 401
     assert response.json()["code"] == "UNAUTHENTICATED"
+    assert response.headers["www-authenticate"] == 'Bearer realm="boosting-api"'
