@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import msgspec
@@ -163,12 +164,55 @@ _pairs_decoder = json.JSONDecoder(
 )
 
 
+# RFC 9110 §5.6.2, §5.6.4 and §8.3.1: a media type is type "/" subtype, then parameters, each
+# ``;`` and (optionally, for an empty one) a token name "=" a token or a quoted string, with
+# optional whitespace around the ``;``. Header values reach us decoded as latin-1.
+_TCHARS = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"  # a token: names, and unquoted values
+_QUOTED = r'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t \x21-\x7e\x80-\xff])*"'
+_MEDIA_TYPE = re.compile(rf"[ \t]*({_TCHARS})/({_TCHARS})[ \t]*")
+# Whitespace around "=" is forgiven, though §5.6.6 allows none: it always was, and it is harmless.
+_PARAMETER = re.compile(rf";[ \t]*(?:({_TCHARS})[ \t]*=[ \t]*({_TCHARS}|{_QUOTED}))?[ \t]*")
+_QUOTED_PAIR = re.compile(r"\\(.)")
+
+
+def parse_media_type(declared: str) -> tuple[str, list[tuple[str, str]]] | None:
+    """``type/subtype`` and the (name, value) parameters of a Content-Type, or None if malformed.
+
+    Type, subtype and parameter names are case-insensitive, so they come lowercased; a quoted
+    value comes unquoted, its escapes resolved; values keep their case. Each parameter consumes
+    at least its ``;``, so the loop is bounded by the header's length.
+    """
+    match = _MEDIA_TYPE.match(declared)
+    if match is None:
+        return None
+    essence = f"{match[1]}/{match[2]}".lower()
+    parameters: list[tuple[str, str]] = []
+    position = match.end()
+    while position < len(declared):
+        parameter = _PARAMETER.match(declared, position)
+        if parameter is None:
+            return None
+        position = parameter.end()
+        name, value = parameter[1], parameter[2]
+        if name is not None:
+            if value.startswith('"'):
+                value = _QUOTED_PAIR.sub(r"\1", value[1:-1])
+            parameters.append((name.lower(), value))
+    return essence, parameters
+
+
 def require_json_content_type(request: Request) -> None:
-    """415 ``UNSUPPORTED_MEDIA_TYPE`` unless the body is declared ``application/json`` (UTF-8)."""
-    declared = request.headers.get("content-type", "")
-    media_type, _, parameters = declared.partition(";")
-    charset = parameters.strip().lower().replace(" ", "")
-    if media_type.strip().lower() != "application/json" or charset not in ("", "charset=utf-8"):
+    """415 ``UNSUPPORTED_MEDIA_TYPE`` unless the body is declared ``application/json`` (UTF-8).
+
+    application/json defines no parameters (RFC 8259 §11), so others are ignored, as RFC 9110
+    §8.3.1 has a recipient do; but a ``charset`` (any case, quoted or not) must be UTF-8, and a
+    header that does not parse is refused.
+    """
+    parsed = parse_media_type(request.headers.get("content-type", ""))
+    if parsed is None or parsed[0] != "application/json":
+        raise unsupported_media_type()
+    charsets = {value.lower() for name, value in parsed[1] if name == "charset"}
+    if not charsets <= {"utf-8"}:
         raise unsupported_media_type()
 
 

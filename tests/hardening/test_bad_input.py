@@ -268,18 +268,31 @@ async def test_too_many_fields_and_long_field_names_are_422(api, pool, account):
 @pytest.mark.parametrize(
     "content_type",
     [None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
-     "application/json; charset=latin-1", "application/jsonp", "json", ""],
+     "application/json; charset=latin-1", "application/jsonp", "json", "",
+     'application/json; charset="latin-1"', "application/json; charset=utf-8; charset=latin-1",
+     'application/json; charset=""', "application/json; charset", "application/json, text/plain",
+     'application/json; charset="utf-8', "text/json; charset=utf-8"],
 )
 async def test_a_body_not_declared_json_is_415(api, pool, account, content_type):
-    """The checkout body must be declared application/json (UTF-8): 415 otherwise."""
+    """The checkout body must be declared application/json (UTF-8), in a Content-Type that
+    parses: 415 otherwise, a quoted or repeated charset included."""
     await refused(api, pool, account[1], 415, "UNSUPPORTED_MEDIA_TYPE",
                   content=_raw(_body()), content_type=content_type)
 
 
-@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8",
-                                          "Application/JSON; Charset=UTF-8"])
+@pytest.mark.parametrize("content_type", [
+    "application/json; charset=utf-8",
+    "Application/JSON; Charset=UTF-8",
+    'application/json; charset="utf-8"',
+    'application/json;CHARSET="UTF-8"',
+    "application/json; charset = utf-8",
+    "application/json; version=1",
+    'application/json; profile="https://example.com/order; v=1"; charset=utf-8',
+    "application/json;",
+])
 async def test_json_with_a_utf8_charset_is_accepted(api, account, content_type):
-    """The declared charset may be UTF-8 in any case: the order is placed."""
+    """The declared charset may be UTF-8 in any case, quoted or not, and other parameters (which
+    application/json does not define) are ignored: the order is placed."""
     response = await api.post(ORDERS, content=_raw(_body()),
                               headers={**bearer(account[1]), "Content-Type": content_type})
     assert response.status_code == 201, response.text
