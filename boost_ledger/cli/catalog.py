@@ -48,11 +48,23 @@ async def _sync(arguments: argparse.Namespace) -> int:
         raise CommandError(f"the provider failed: {error}", exit_code=1) from None
     finally:
         await provider.aclose()
-    print(
-        f"{report.listed} services listed, {report.changed} changed, {report.delisted} delisted"
-        + (f", skipped {', '.join(report.skipped)}" if report.skipped else "")
-    )
+    print(_summary(report))
     return 0
+
+
+_SHOWN_SKIPPED = 20
+"""How many skipped entries the summary names (a garbled reply may hold thousands)."""
+
+
+def _summary(report: catalog.SyncReport) -> str:
+    text = f"{report.listed} services listed, {report.changed} changed, {report.delisted} delisted"
+    if report.skipped:
+        text += f", skipped {', '.join(report.skipped[:_SHOWN_SKIPPED])}"
+        if len(report.skipped) > _SHOWN_SKIPPED:
+            text += f" and {len(report.skipped) - _SHOWN_SKIPPED} more"
+    if report.cut:
+        text += f"; the list was cut at {catalog.MAX_SERVICES}: {report.cut} more left as they were"
+    return text
 
 
 async def _price(arguments: argparse.Namespace) -> int:

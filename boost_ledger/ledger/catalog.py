@@ -1,7 +1,9 @@
 """The priced catalog: provider services turned into NGN rates, and operators' pinned rates.
 
 A sync records a ``ServiceSynced`` only for a service whose terms changed, and a
-``ServiceDelisted`` for one the provider no longer lists; orders keep their own snapshot.
+``ServiceDelisted`` for one the provider no longer lists; orders keep their own snapshot. An entry
+of the provider's reply that could not be read, or one past ``MAX_SERVICES``, leaves its service
+as it was (see ``decide_sync``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from boost_ledger.ledger.order_types import SERVICE_TYPES
 from boost_ledger.ledger.store import NewEvent
 
 MAX_SERVICES = 5000
+"""The most offers one sync processes; a longer listing is cut there (reported in ``cut``)."""
+UNREADABLE_ID = "(no id)"
+"""How a report names a skipped entry whose id could not be read."""
 
 
 MAX_RATE_PER_1000_KOBO = 10**13
@@ -55,6 +60,8 @@ class SyncReport(msgspec.Struct, frozen=True):
     changed: int
     delisted: int
     skipped: list[str]
+    cut: int = 0
+    """How many offers past ``MAX_SERVICES`` were left unprocessed (their services as they were)."""
 
 
 class ServiceUnknown(LookupError):
@@ -83,12 +90,40 @@ def decide_sync(
     offers: Sequence[ProviderOffer],
     fx_rate: Decimal,
     markup_percent: Decimal,
+    unread: Sequence[str | None] = (),
 ) -> tuple[list[Event], list[str]]:
-    """Events that bring the catalog in line with the offers, and the offers skipped."""
+    """Events that bring the catalog in line with the offers, and the entries skipped: the
+    offers that cannot be sold (delisted were they listed), then the entries of the reply that
+    could not be read (``unread``: their ids, None for one whose id could not be read either).
+
+    Only the first ``MAX_SERVICES`` offers are processed. A listed service is delisted only when
+    the reply shows it withdrawn, so two kinds are kept as they are, neither synced nor
+    delisted: one whose entry could not be read (an entry we could not read is not one the
+    provider withdrew), and one offered past the cap (still offered). When an entry's id could
+    not be read, nothing is delisted: any listed service missing from the reply may be that one.
+    """
+    events, skipped, offered = _synced(current, offers[:MAX_SERVICES], fx_rate, markup_percent)
+    if None not in unread:
+        kept = offered.union(unread, (offer.service for offer in offers[MAX_SERVICES:]))
+        events += [
+            ServiceDelisted(service_id=service_id)
+            for service_id, row in current.items()
+            if row["listed"] and service_id not in kept
+        ]
+    return events, skipped + [UNREADABLE_ID if entry is None else entry for entry in unread]
+
+
+def _synced(
+    current: Mapping[str, Mapping[str, Any]],
+    offers: Sequence[ProviderOffer],
+    fx_rate: Decimal,
+    markup_percent: Decimal,
+) -> tuple[list[Event], list[str], set[str]]:
+    """The events of the offers whose terms changed, the offers skipped, and those offered."""
     events: list[Event] = []
     skipped: list[str] = []
     offered: set[str] = set()
-    for offer in offers[:MAX_SERVICES]:
+    for offer in offers:
         if offer.type not in SERVICE_TYPES or not offer.service or len(offer.service) > 64:
             skipped.append(offer.service)
             continue
@@ -100,10 +135,7 @@ def decide_sync(
         existing = current.get(offer.service)
         if existing is None or not existing["listed"] or _terms(existing) != _event_terms(event):
             events.append(event)
-    for service_id, row in current.items():
-        if row["listed"] and service_id not in offered:
-            events.append(ServiceDelisted(service_id=service_id))
-    return events, skipped
+    return events, skipped, offered
 
 
 def _priced(
@@ -135,15 +167,17 @@ async def sync(
     offers: Sequence[ProviderOffer],
     fx_rate: Decimal,
     markup_percent: Decimal,
+    unread: Sequence[str | None] = (),
 ) -> SyncReport:
-    """Apply one provider listing to the catalog in one transaction (one sync at a time)."""
+    """Apply one provider listing to the catalog in one transaction (one sync at a time);
+    ``unread`` names the entries of the listing that could not be read (see ``decide_sync``)."""
     async with connection.transaction():
         await connection.execute(SYNC_LOCK)
         rows = await connection.fetch(
             f"select service_id, listed, version, {', '.join(_TERMS)} from services"
         )
         current = {row["service_id"]: row for row in rows}
-        events, skipped = decide_sync(current, offers, fx_rate, markup_percent)
+        events, skipped = decide_sync(current, offers, fx_rate, markup_percent, unread)
         new_events = []
         for event in events:
             service_id = getattr(event, "service_id")  # noqa: B009 - both kinds carry it
@@ -153,8 +187,16 @@ async def sync(
             )
         for start in range(0, len(new_events), 100):
             await commit(connection, new_events[start : start + 100], {"actor": "catalog-sync"})
+    return _report(len(offers), events, skipped, len(unread))
+
+
+def _report(offered: int, events: list[Event], skipped: list[str], unread: int) -> SyncReport:
     delisted = sum(isinstance(event, ServiceDelisted) for event in events)
-    return SyncReport(len(offers) - len(skipped), len(events) - delisted, delisted, skipped)
+    processed = min(offered, MAX_SERVICES)
+    cut = offered - processed
+    # ``skipped`` holds the processed offers skipped, then the unread entries.
+    listed = processed - (len(skipped) - unread)
+    return SyncReport(listed, len(events) - delisted, delisted, skipped, cut)
 
 
 async def pin_rate(connection: Connection, service_id: str, rate_per_1000_kobo: int | None) -> None:

@@ -19,7 +19,7 @@ from boost_ledger.upstream.errors import (
     ProviderRefused,
     ProviderUnavailable,
 )
-from boost_ledger.upstream.models import ProviderBalance, ProviderService, ProviderStatus
+from boost_ledger.upstream.models import ProviderBalance, ProviderStatus
 from boost_ledger.upstream.transport import (
     MAX_CONNECTIONS,
     SENT_EXTENSION,
@@ -82,7 +82,8 @@ class ProviderClient:
     async def aclose(self) -> None:
         await self._transport.aclose()
 
-    async def services(self) -> list[ProviderService]:
+    async def services(self) -> parsing.ServicesReply:
+        """The catalog, and the entries of it that could not be read (see ``parse_services``)."""
         reply = await self._read("services", {})
         return parsing.parse_services(reply)
 

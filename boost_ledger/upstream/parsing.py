@@ -1,7 +1,8 @@
 """Tolerant reading of provider replies: strings-as-numbers, missing fields, 0/1 booleans.
 
 Every function here is pure and raises ``ProviderMalformed`` for a value of the wrong shape, so the
-client never lets a ``KeyError`` or ``TypeError`` escape from a garbled reply.
+client never lets a ``KeyError`` or ``TypeError`` escape from a garbled reply. A services reply is
+read entry by entry: an entry of the wrong shape is set aside (``ServicesReply.unreadable``).
 """
 
 from collections.abc import Mapping
@@ -90,6 +91,10 @@ def to_bool(value: Any, field: str) -> bool:
     raise ProviderMalformed(f"{field}: not a boolean: {value!r}")
 
 
+def optional_bool(value: Any, field: str) -> bool:
+    return False if value is None else to_bool(value, field)
+
+
 def to_text(value: Any, field: str) -> str:
     # Ids arrive as numbers on some panels and as strings on others; both mean the same id.
     if isinstance(value, str):
@@ -97,6 +102,11 @@ def to_text(value: Any, field: str) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     raise ProviderMalformed(f"{field}: not text: {value!r}")
+
+
+def optional_text(value: Any, field: str) -> str:
+    # A null name or category is one the panel does not have, as when the field is missing.
+    return "" if value is None else to_text(value, field)
 
 
 def require_object(value: Any, what: str) -> dict[str, Any]:
@@ -121,22 +131,68 @@ def parse_service(value: Any) -> ProviderService:
     item = require_object(value, "service")
     return ProviderService(
         service=to_text(require_field(item, "service"), "service"),
-        name=to_text(item.get("name", ""), "name"),
+        name=optional_text(item.get("name"), "name"),
         type=to_text(item.get("type") or "Default", "type"),
-        category=to_text(item.get("category", ""), "category"),
+        category=optional_text(item.get("category"), "category"),
         rate=to_decimal(require_field(item, "rate"), "rate"),
         min=to_int(require_field(item, "min"), "min"),
         max=to_int(require_field(item, "max"), "max"),
-        # A missing capability flag is read as "not offered", the safe side for a reseller.
-        refill=to_bool(item.get("refill", False), "refill"),
-        cancel=to_bool(item.get("cancel", False), "cancel"),
-        dripfeed=to_bool(item.get("dripfeed", False), "dripfeed"),
+        # A missing or null capability flag is read as "not offered", the safe side for a
+        # reseller.
+        refill=optional_bool(item.get("refill"), "refill"),
+        cancel=optional_bool(item.get("cancel"), "cancel"),
+        dripfeed=optional_bool(item.get("dripfeed"), "dripfeed"),
         desc=to_text(item.get("desc") or "", "desc"),
     )
 
 
-def parse_services(value: Any) -> list[ProviderService]:
-    return [parse_service(item) for item in require_list(value, "services")]
+class UnreadableService(msgspec.Struct, frozen=True, kw_only=True):
+    """An entry of a services reply that could not be read: its place in the list, its id when
+    at least that could be read, and why."""
+
+    position: int
+    service: str | None
+    reason: str
+
+
+class ServicesReply(msgspec.Struct, frozen=True, kw_only=True):
+    """A services reply read entry by entry: the services read, and the entries that were not."""
+
+    services: list[ProviderService]
+    unreadable: list[UnreadableService]
+
+
+_REASON_MAX_CHARS = 200
+
+
+def parse_services(value: Any) -> ServicesReply:
+    """Each entry on its own, so that one garbled entry cannot keep the others out of the
+    catalog: an entry that cannot be read is set aside, with its reason. A reply that is not a
+    list at all is malformed as a whole. (The list is bounded by the reply's size.)"""
+    services: list[ProviderService] = []
+    unreadable: list[UnreadableService] = []
+    for position, item in enumerate(require_list(value, "services")):
+        try:
+            services.append(parse_service(item))
+        except ProviderMalformed as error:
+            # The reason quotes the bad value; a bound keeps a huge one out of the logs.
+            reason = str(error)[:_REASON_MAX_CHARS]
+            unreadable.append(
+                UnreadableService(position=position, service=_id_of(item), reason=reason)
+            )
+    return ServicesReply(services=services, unreadable=unreadable)
+
+
+def _id_of(item: Any) -> str | None:
+    """The id of an entry that could not be read, or None when not even that can be read."""
+    if not isinstance(item, dict):
+        return None
+    try:
+        service = to_text(item.get("service"), "service")
+    except ProviderMalformed:
+        return None
+    # No listed id is longer than 64 characters, so the shortened one still names none.
+    return service if len(service) <= 64 else service[:64] + "…"
 
 
 def parse_status(value: Any) -> ProviderStatus:

@@ -13,6 +13,7 @@ from boost_ledger.ledger import catalog
 from boost_ledger.upstream.client import ProviderClient
 from boost_ledger.upstream.errors import ProviderError
 from boost_ledger.upstream.models import ProviderService
+from boost_ledger.upstream.parsing import UnreadableService
 from boost_ledger.workers.backoff import Backoff
 
 log = structlog.get_logger("boost.catalog")
@@ -36,19 +37,36 @@ def offer_of(service: ProviderService) -> catalog.ProviderOffer:
 async def sync_once(
     pool: asyncpg.Pool[Any], provider: ProviderClient, fx_rate: Decimal, markup_percent: Decimal
 ) -> catalog.SyncReport:
-    services = await provider.services()
+    reply = await provider.services()
+    _log_unreadable(reply.unreadable)
+    offers = [offer_of(service) for service in reply.services]
+    unread = [entry.service for entry in reply.unreadable]
     async with pool.acquire() as connection:
-        report = await catalog.sync(
-            connection, [offer_of(service) for service in services], fx_rate, markup_percent
-        )
+        report = await catalog.sync(connection, offers, fx_rate, markup_percent, unread)
+    if report.cut:
+        log.warning("catalog.cut", offered=len(offers), processed=catalog.MAX_SERVICES)
     log.info(
         "catalog.synced",
         listed=report.listed,
         changed=report.changed,
         delisted=report.delisted,
         skipped=len(report.skipped),
+        cut=report.cut,
     )
     return report
+
+
+_LOGGED_ENTRIES = 10
+"""How many unreadable entries a sync's warning shows (a garbled reply may hold thousands)."""
+
+
+def _log_unreadable(entries: list[UnreadableService]) -> None:
+    if entries:
+        shown = [
+            {"position": entry.position, "service": entry.service, "reason": entry.reason}
+            for entry in entries[:_LOGGED_ENTRIES]
+        ]
+        log.warning("catalog.entries_unreadable", count=len(entries), first=shown)
 
 
 async def run(

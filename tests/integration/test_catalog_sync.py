@@ -1,19 +1,25 @@
 """The catalog sync against what a provider may list, and beside an operator's pin: an offer
-that cannot be priced is skipped, the worker outlives any error, and a pin waits for a sync."""
+that cannot be priced is skipped, an entry that cannot be read or one past the cap leaves its
+service as it was, the worker outlives any error, and a pin waits for a sync."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
+import httpx
 import msgspec
 import pytest
-from support import seed_catalog, simulator_offers
+import support
+from structlog.testing import capture_logs
+from support import make_pool, seed_catalog, simulator_offers
 
 from boost_ledger.ledger import catalog
 from boost_ledger.upstream.client import ProviderClient
+from boost_ledger.upstream.sim_catalog import CATALOG
 from boost_ledger.workers import catalog_sync
 
 FX, MARKUP = Decimal(1500), Decimal(20)
@@ -36,6 +42,125 @@ def test_an_offer_that_cannot_be_priced_is_skipped_and_the_rest_listed(rate: str
     assert [event.service_id for event in delisted] == ["17"]
     synced = {event.service_id for event in events if isinstance(event, catalog.ServiceSynced)}
     assert synced == {offer.service for offer in offers} - {"17"}
+
+
+def test_a_listed_service_whose_entry_cannot_be_read_is_kept_as_it_is() -> None:
+    """An entry we could not read is not one the provider withdrew: its service is neither
+    synced nor delisted, the entry is reported skipped, and every other offer is priced."""
+    offers = [offer for offer in simulator_offers() if offer.service != "17"]
+    listed = {"17": {"listed": True}, "gone": {"listed": True}}
+
+    events, skipped = catalog.decide_sync(listed, offers, FX, MARKUP, ["17"])
+
+    assert skipped == ["17"]
+    delisted = [event for event in events if isinstance(event, catalog.ServiceDelisted)]
+    assert [event.service_id for event in delisted] == ["gone"]
+    synced = {event.service_id for event in events if isinstance(event, catalog.ServiceSynced)}
+    assert synced == {offer.service for offer in offers}
+
+
+def test_an_entry_without_a_readable_id_delists_nothing() -> None:
+    """When an entry's id could not be read, any listed service missing from the reply may be
+    that entry: nothing is delisted, the rest is synced, and the entry is reported skipped."""
+    offers = [offer for offer in simulator_offers() if offer.service != "17"]
+
+    events, skipped = catalog.decide_sync({"17": {"listed": True}}, offers, FX, MARKUP, [None])
+
+    assert skipped == [catalog.UNREADABLE_ID]
+    assert not any(isinstance(event, catalog.ServiceDelisted) for event in events)
+    assert len(events) == len(offers)
+
+
+def test_a_listing_cut_at_the_cap_delists_nothing_past_it() -> None:
+    """Only the first MAX_SERVICES offers are processed; a listed service offered past them is
+    still offered, so it is kept as it is, while one missing from the whole reply is delisted."""
+    template = simulator_offers()[0]
+    offers = [
+        msgspec.structs.replace(template, service=f"f{number}")
+        for number in range(catalog.MAX_SERVICES)
+    ] + [msgspec.structs.replace(template, service="17")]
+    listed = {"17": {"listed": True}, "gone": {"listed": True}}
+
+    events, skipped = catalog.decide_sync(listed, offers, FX, MARKUP)
+
+    assert skipped == []
+    delisted = [event for event in events if isinstance(event, catalog.ServiceDelisted)]
+    assert [event.service_id for event in delisted] == ["gone"]
+    synced = [event for event in events if isinstance(event, catalog.ServiceSynced)]
+    assert len(synced) == catalog.MAX_SERVICES and "17" not in {e.service_id for e in synced}
+
+
+@pytest.fixture
+async def own_pool(test_server: support.TestServer) -> AsyncIterator[asyncpg.Pool[Any]]:
+    """A database of the test's own, seeded with the simulator's catalog."""
+    created = await make_pool(await test_server.fresh_database(), max_size=2)
+    await seed_catalog(created)
+    yield created
+    await created.close()
+
+
+def _panel(entries: list[dict[str, Any]]) -> ProviderClient:
+    """A provider whose services reply is ``entries``, without a network."""
+    body = msgspec.json.encode(entries)
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, content=body))
+    return ProviderClient("https://panel.test/api/v2", "k", transport=transport, backoff_s=0)
+
+
+async def _services(pool: asyncpg.Pool[Any]) -> dict[str, asyncpg.Record]:
+    rows = await pool.fetch("select * from services")
+    return {row["service_id"]: row for row in rows}
+
+
+async def test_a_sync_lists_what_it_can_read_and_keeps_what_it_cannot(
+    own_pool: asyncpg.Pool[Any],
+) -> None:
+    """One garbled entry (a null rate) no longer fails the whole sync: the other entries are
+    synced (null flags and a null name read as missing), the garbled one is logged and reported
+    skipped, and its listed service stays as it was."""
+    entries = [entry.to_wire() for entry in CATALOG]
+    for entry in entries:
+        if entry["service"] == 17:
+            entry["rate"] = None
+        if entry["service"] == 1:
+            entry.update(name=None, refill=None, cancel=None, dripfeed=None)
+    before = await _services(own_pool)
+    provider = _panel(entries)
+    try:
+        with capture_logs() as logged:
+            report = await catalog_sync.sync_once(own_pool, provider, FX, MARKUP)
+    finally:
+        await provider.aclose()
+
+    assert (report.skipped, report.delisted, report.changed) == (["17"], 0, 1)
+    after = await _services(own_pool)
+    assert after["17"] == before["17"] and after["17"]["listed"]
+    assert (after["1"]["name"], after["1"]["cancel"], after["1"]["dripfeed"]) == ("", False, False)
+    warning = next(line for line in logged if line["event"] == "catalog.entries_unreadable")
+    assert warning["count"] == 1 and warning["first"][0]["service"] == "17"
+
+
+async def test_a_sync_cut_at_the_cap_reports_it_and_keeps_the_tail(
+    own_pool: asyncpg.Pool[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reply longer than the cap is cut there: the services past it stay listed as they were,
+    and the cut is logged and reported."""
+    entries = [entry.to_wire() for entry in CATALOG]
+    monkeypatch.setattr(catalog, "MAX_SERVICES", len(entries) - 2)
+    for entry in entries[-2:]:
+        entry["rate"] = "1000"  # new terms, which a cut sync does not reach
+    before = await _services(own_pool)
+    provider = _panel(entries)
+    try:
+        with capture_logs() as logged:
+            report = await catalog_sync.sync_once(own_pool, provider, FX, MARKUP)
+    finally:
+        await provider.aclose()
+
+    assert (report.cut, report.listed) == (2, len(entries) - 2)
+    assert (report.changed, report.delisted, report.skipped) == (0, 0, [])
+    assert await _services(own_pool) == before
+    cut = next(line for line in logged if line["event"] == "catalog.cut")
+    assert (cut["offered"], cut["processed"]) == (len(entries), len(entries) - 2)
 
 
 async def test_the_sync_worker_outlives_an_unexpected_error(

@@ -20,7 +20,9 @@ FOLLOWERS = {"link": "https://instagram.com/someone", "quantity": "100"}
 
 async def test_services_lists_the_catalog_with_exact_rates(provider: ProviderClient) -> None:
     """The catalog arrives whole, with every type, exact decimal rates and tolerant defaults."""
-    services = await provider.services()
+    reply = await provider.services()
+    services = reply.services
+    assert reply.unreadable == []
     by_id = {service.service: service for service in services}
     assert len(services) == len(CATALOG)
     assert {service.type for service in services} == ALL_TYPES

@@ -49,8 +49,9 @@ async def test_services_with_odd_but_valid_shapes(fake_provider: FakeProvider) -
       {"service": "8", "name": "B", "category": "C", "rate": "1.23456",
        "min": "1", "max": 1, "refill": false, "desc": null}
     ]"""
-    services = await fake_provider(json_reply(body)).services()
-    assert services == [
+    reply = await fake_provider(json_reply(body)).services()
+    assert reply.unreadable == []
+    assert reply.services == [
         ProviderService(service="7", name="A", type="Default", category="C", rate=Decimal("0.1"),
                         min=10, max=1000, refill=True, cancel=False, dripfeed=True),
         ProviderService(service="8", name="B", type="Default", category="C",
@@ -133,17 +134,29 @@ async def test_garbled_add_reply_is_malformed(fake_provider: FakeProvider, body:
         await fake_provider(json_reply(body)).add("1", {"link": "x", "quantity": "10"})
 
 
-@pytest.mark.parametrize(
-    "body",
-    [
-        '[{"service": 1, "name": "A", "rate": "x", "min": 1, "max": 2}]',
-        '[{"service": 1, "name": "A", "rate": "1", "min": 1}]',
-        '[{"service": 1, "rate": "1", "min": 1, "max": 2, "cancel": "maybe"}]',
-        '{"services": []}',
-    ],
-)
-async def test_wrong_catalog_shapes_are_malformed(fake_provider: FakeProvider, body: str) -> None:
-    """A catalog entry with a bad rate, a missing bound or a bad flag is malformed."""
+async def test_a_bad_catalog_entry_is_set_aside(fake_provider: FakeProvider) -> None:
+    """A catalog entry with a bad rate, a missing bound or a bad flag is set aside with its id
+    and its reason; the entries around it are read."""
+    good = '{"service": 2, "name": "B", "rate": "1", "min": 1, "max": 2}'
+    body = f"""[{good},
+      {{"service": 3, "name": "A", "rate": "x", "min": 1, "max": 2}},
+      {{"service": 4, "name": "A", "rate": "1", "min": 1}},
+      {{"service": 5, "rate": "1", "min": 1, "max": 2, "cancel": "maybe"}}, {good}]"""
+    reply = await fake_provider(json_reply(body)).services()
+    assert [service.service for service in reply.services] == ["2", "2"]
+    assert [(entry.position, entry.service) for entry in reply.unreadable] == [
+        (1, "3"), (2, "4"), (3, "5"),
+    ]  # fmt: skip
+    assert [entry.reason for entry in reply.unreadable] == [
+        "rate: not a number: 'x'", "missing field 'max'", "cancel: not a boolean: 'maybe'",
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("body", ['{"services": []}', '"services"', "null", "7"])
+async def test_a_catalog_that_is_not_a_list_is_malformed(
+    fake_provider: FakeProvider, body: str
+) -> None:
+    """A services reply that is not a list at all is malformed as a whole."""
     with pytest.raises(ProviderMalformed):
         await fake_provider(json_reply(body)).services()
 
