@@ -1,4 +1,8 @@
-"""Outermost ASGI layer: request id, one log line per request, and the last-resort 500."""
+"""Outermost ASGI layer: request id, one log line per request, and the last-resort 500.
+
+A client that goes away before its request is answered is recorded as 499, nginx's "client
+closed request": not a server error, and nothing to answer.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import uuid
 from collections.abc import Callable
 
 import structlog
+from starlette.requests import ClientDisconnect
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -16,6 +21,7 @@ from boost_ledger.ledger.keys import KEY_PREFIX
 log = structlog.get_logger("boost.http")
 
 UNMATCHED_ROUTE = "<unmatched>"
+CLIENT_CLOSED_REQUEST = 499
 
 # Called once per answered request with (method, route template, status, duration in seconds).
 RequestObserver = Callable[[str, str, int, float], None]
@@ -50,6 +56,11 @@ class RequestContext:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:
+            # Starlette raises it when the server hands the request its ``http.disconnect``: the
+            # connection is gone, so there is no one to answer and no traceback worth keeping.
+            # As for nginx, 499 even if a response had begun: the client never got all of it.
+            status = CLIENT_CLOSED_REQUEST
         except Exception:
             log.exception("request.unhandled", request_id=request_id, path=scope["path"])
             if not response_started:
