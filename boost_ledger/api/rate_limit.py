@@ -3,8 +3,19 @@
 Each authenticated request takes a token from its key's bucket. A bucket holds at most ``burst``
 tokens and refills at ``rate_per_s``; an empty bucket means 429 ``RATE_LIMITED`` with a
 ``Retry-After`` of the whole seconds until the next token. The buckets live in one process, so
-N API processes behind a balancer allow up to N times the rate in total (docs/scaling.md): the
-limit protects each process and the database from one runaway client, it is not a billing quota.
+N API processes behind a balancer allow up to N times the rate in total (docs/scaling.md); the
+limit is not a billing quota.
+
+What it bounds is the work one key can cause once it is known: the route's own queries, the
+checkout's transaction, the provider calls of check and cancel. It does not keep requests off
+the database altogether. The bucket is taken after the key is looked up (api/auth.py), so that
+only the holder of a live key can drain its bucket (the key id can be read from the presented
+token, but it is unproven until then: anyone who knew a key's id could empty its bucket) and a
+dead key hears 401/403 rather than 429.
+So every refused request still costs one indexed lookup of its key (a checkout skips the lookup
+for a key this process remembers only when it lets the request through, api/orders.py), and
+requests with unknown or malformed keys are never limited here: they end at the lookup, or
+before it. Shielding the database from a flood of those is the load balancer's job.
 """
 
 from __future__ import annotations
