@@ -20,6 +20,7 @@ from starlette.routing import BaseRoute, Mount
 from boost_ledger import demo, logs, server_group
 from boost_ledger.api import metrics
 from boost_ledger.api.app import create_app
+from boost_ledger.api.middleware import MAX_IN_FLIGHT
 from boost_ledger.api.runtime import Runtime
 from boost_ledger.database import open_pool
 from boost_ledger.http_protocol import CoalescingHttpToolsProtocol
@@ -124,7 +125,9 @@ def _uvicorn_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.C
         "loop": "none",
         "http": CoalescingHttpToolsProtocol,
         "timeout_keep_alive": 5,
-        "limit_concurrency": 2000,
+        # Connections and tasks; the API's own bound on requests in flight (api/middleware.py),
+        # below it, answers in the envelope.
+        "limit_concurrency": 4 * MAX_IN_FLIGHT,
         "timeout_graceful_shutdown": 10,
         "host": settings.host,
         "port": settings.port,

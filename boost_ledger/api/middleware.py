@@ -1,7 +1,10 @@
-"""Outermost ASGI layer: request id, one log line per request, and the last-resort 500.
+"""Outermost ASGI layer: request id, one log line per request, the bound on requests in flight
+and the last-resort 500.
 
 A client that goes away before its request is answered is recorded as 499, nginx's "client
-closed request": not a server error, and nothing to answer.
+closed request": not a server error, and nothing to answer. Past ``MAX_IN_FLIGHT`` requests
+being answered at once, a request is answered 503 at once, in the envelope, with Retry-After
+(uvicorn's own bound, on connections, is set above it: its plain-text 503 is a last resort).
 """
 
 from __future__ import annotations
@@ -15,13 +18,14 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from boost_ledger.api.errors import internal_error
+from boost_ledger.api.errors import internal_error, service_unavailable
 from boost_ledger.ledger.keys import KEY_PREFIX
 
 log = structlog.get_logger("boost.http")
 
 UNMATCHED_ROUTE = "<unmatched>"
 CLIENT_CLOSED_REQUEST = 499
+MAX_IN_FLIGHT = 2000
 
 # Called once per answered request with (method, route template, status, duration in seconds).
 RequestObserver = Callable[[str, str, int, float], None]
@@ -30,9 +34,17 @@ RequestObserver = Callable[[str, str, int, float], None]
 class RequestContext:
     """Gives each request an ``X-Request-Id`` and logs it once it is answered."""
 
-    def __init__(self, app: ASGIApp, observe: RequestObserver | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        observe: RequestObserver | None = None,
+        max_in_flight: int = MAX_IN_FLIGHT,
+    ) -> None:
+        assert max_in_flight > 0
         self.app = app
         self.observe = observe
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -54,8 +66,14 @@ class RequestContext:
                 message = {**message, "headers": headers}
             await send(message)
 
+        over = self.in_flight >= self.max_in_flight
+        self.in_flight += 1
         try:
-            await self.app(scope, receive, send_with_id)
+            if over:
+                busy = service_unavailable("The server is at capacity. Retry shortly.")
+                await busy.response()(scope, receive, send_with_id)
+            else:
+                await self.app(scope, receive, send_with_id)
         except ClientDisconnect:
             # Starlette raises it when the server hands the request its ``http.disconnect``: the
             # connection is gone, so there is no one to answer and no traceback worth keeping.
@@ -67,6 +85,7 @@ class RequestContext:
                 error = internal_error()
                 await error.response()(scope, receive, send_with_id)
         finally:
+            self.in_flight -= 1
             route = route_template(scope)
             duration_s = time.perf_counter() - started
             _log_request(scope, request_id, route, status, duration_s)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -118,3 +120,46 @@ async def test_a_crash_is_still_a_logged_500(logged):
     assert logged[0]["exc_info"] is True
     assert logged[1]["status"] == 500
     assert _answered("GET", "/explode", 500) == before + 1
+
+
+async def test_past_the_bound_on_requests_in_flight_the_answer_is_a_503_envelope(logged):
+    """With ``max_in_flight`` requests being answered, the next one is answered at once: 503
+    SERVICE_UNAVAILABLE in the envelope, with Retry-After and its request id (where uvicorn's
+    own bound would write a plain-text 503); once one ends, requests are served again."""
+    release = asyncio.Event()
+
+    async def _slow(request: Request) -> Response:
+        await release.wait()
+        return json_response({"slow": True})
+
+    app = RequestContext(Starlette(routes=[Route("/slow", _slow)]), max_in_flight=1)
+
+    async def call() -> list[Message]:
+        sent: list[Message] = []
+
+        async def receive() -> Message:
+            return {"type": "http.request", "body": b""}
+
+        async def send(message: Message) -> None:
+            sent.append(message)
+
+        await app(_scope("GET", "/slow", []), receive, send)
+        return sent
+
+    first = asyncio.ensure_future(call())
+    while app.in_flight == 0:  # noqa: ASYNC110 - the first request reaching its endpoint
+        await asyncio.sleep(0)
+    refused = await call()
+    release.set()
+    served = await first
+
+    start, body = refused[0], refused[1]
+    assert start["status"] == 503
+    headers = dict(start["headers"])
+    assert headers[b"retry-after"] == b"2" and b"x-request-id" in headers
+    answer = json.loads(body["body"])
+    assert (answer["success"], answer["status"], answer["code"]) == (
+        False, 503, "SERVICE_UNAVAILABLE"
+    )
+    assert served[0]["status"] == 200 and app.in_flight == 0
+    assert (await call())[0]["status"] == 200
