@@ -54,7 +54,7 @@ _NOTES = {
     "Poll": "`answer_number` is the poll option to vote for.",
     "Comment Replies": "Replies to `username`'s comment, one per line; the billable quantity is "
     "the number of non-empty lines.",
-    "Invites from Groups": "One group per line; `link` is optional.",
+    "Invites from Groups": "One group per line; `link` too, which the provider needs.",
 }
 assert set(_NOTES) == set(SERVICE_TYPES)
 

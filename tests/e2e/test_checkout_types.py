@@ -180,13 +180,14 @@ CASES = {
         2_700_000, 3, 3, 8_100,
         {"link": LINK, "username": "alice", "comments": "Thanks!\nAgreed\nSame"}, LINK, False,
     ),
-    # 7.50 x 1800 = 13500.00; 100 units: 1350.00. No link: none is sent.
+    # 7.50 x 1800 = 13500.00; 100 units: 1350.00.
     "invites-from-groups": Case(
-        "15", {"quantity": 100, "groups": "group_one\r\n group_two \n"}, 1_350_000, 100, 100,
-        135_000, {"quantity": 100, "groups": "group_one\ngroup_two"}, None, False,
+        "15", {"link": LINK, "quantity": 100, "groups": "group_one\r\n group_two \n"},
+        1_350_000, 100, 100, 135_000,
+        {"link": LINK, "quantity": 100, "groups": "group_one\ngroup_two"}, LINK, False,
     ),
-    # The same with the optional link: 101 units: 1363.50.
-    "invites-from-groups-with-link": Case(
+    # 101 units: 1363.50.
+    "invites-from-groups-t-me": Case(
         "15", {"link": "https://t.me/somechannel", "quantity": 101, "groups": "g1"},
         1_350_000, 101, 101, 136_350,
         {"link": "https://t.me/somechannel", "quantity": 101, "groups": "g1"},
@@ -311,6 +312,7 @@ LINK_MISSING = {
     "comment-likes": ("12", {"quantity": 100, "username": "alice"}),
     "poll": ("13", {"quantity": 100, "answer_number": 1}),
     "comment-replies": ("14", {"username": "alice", "comments": "hi"}),
+    "invites-from-groups": ("15", {"quantity": 100, "groups": "g1"}),
 }
 
 
@@ -344,7 +346,7 @@ QUANTITY_MISSING = {
     "comment-likes": ("12", {"link": LINK, "username": "alice"}),
     "poll": ("13", {"link": LINK, "answer_number": 1}),
     "comment-replies": ("14", {"link": LINK, "username": "alice"}),
-    "invites-from-groups": ("15", {"groups": "g1"}),
+    "invites-from-groups": ("15", {"link": LINK, "groups": "g1"}),
 }
 
 
@@ -405,7 +407,7 @@ OUT_OF_RANGE = {
     "comment-replies-too-many": (
         "14", {"link": LINK, "username": "alice", "comments": _lines(501)}, 1, 500,
     ),
-    "invites-from-groups": ("15", {"quantity": 99, "groups": "g1"}, 100, 20_000),
+    "invites-from-groups": ("15", {"link": LINK, "quantity": 99, "groups": "g1"}, 100, 20_000),
 }
 
 
@@ -477,7 +479,7 @@ FIELD_ERRORS = {
         "13", {"link": LINK, "quantity": 100, "answer_number": 0}, {"answer_number"},
     ),
     "comment-replies-no-username": ("14", {"link": LINK, "comments": "hi"}, {"username"}),
-    "invites-from-groups-no-groups": ("15", {"quantity": 100}, {"groups"}),
+    "invites-from-groups-no-groups": ("15", {"link": LINK, "quantity": 100}, {"groups"}),
     "invites-from-groups-bad-link": (
         "15", {"quantity": 100, "groups": "g", "link": "t.me/x"}, {"link"},
     ),

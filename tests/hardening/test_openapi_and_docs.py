@@ -47,7 +47,9 @@ BODIES: dict[str, tuple[str, dict[str, Any]]] = {
     "Comment Likes": ("12", {"link": LINK, "quantity": 20, "username": "bob"}),
     "Poll": ("13", {"link": LINK, "quantity": 100, "answer_number": 2}),
     "Comment Replies": ("14", {"link": LINK, "username": "bob", "comments": "yes\nno"}),
-    "Invites from Groups": ("15", {"quantity": 100, "groups": "https://t.me/a\nhttps://t.me/b"}),
+    "Invites from Groups": (
+        "15", {"link": LINK, "quantity": 100, "groups": "https://t.me/a\nhttps://t.me/b"}
+    ),
 }
 
 
