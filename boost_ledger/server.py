@@ -27,6 +27,7 @@ from boost_ledger.http_protocol import CoalescingHttpToolsProtocol
 from boost_ledger.settings import Settings
 from boost_ledger.upstream.client import ProviderClient
 from boost_ledger.upstream.errors import ProviderError
+from boost_ledger.upstream.sim_state import clock_first_order_id
 from boost_ledger.upstream.simulator import create_simulator_app
 from boost_ledger.workers import catalog_sync, poller, submitter
 from boost_ledger.workers.backoff import Backoff
@@ -143,7 +144,9 @@ def _uvicorn(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Server:
 @asynccontextmanager
 async def built_in_simulator(settings: Settings) -> AsyncIterator[tuple[Starlette, str]]:
     """The simulator, served on a private loopback port (and mounted at /simulator too)."""
-    app = create_simulator_app(api_key=settings.provider_key)
+    app = create_simulator_app(
+        api_key=settings.provider_key, first_order_id=clock_first_order_id
+    )
     sock = _bound_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
     server = _uvicorn(app, settings, host="127.0.0.1", port=port, lifespan="on")

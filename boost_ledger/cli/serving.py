@@ -135,10 +135,13 @@ def _cancelled_by_sigterm() -> Iterator[None]:
 async def _simulator(arguments: argparse.Namespace) -> int:
     import uvicorn
 
+    from boost_ledger.upstream.sim_state import clock_first_order_id
     from boost_ledger.upstream.simulator import create_simulator_app
 
     settings = settings_from_env()
-    app = create_simulator_app(api_key=settings.provider_key)
+    app = create_simulator_app(
+        api_key=settings.provider_key, first_order_id=clock_first_order_id
+    )
     config = uvicorn.Config(
         app,
         host=arguments.host,

@@ -5,7 +5,9 @@ atomic with respect to other requests without a lock.
 """
 
 import random
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -13,6 +15,21 @@ from typing import Any
 from boost_ledger.upstream.sim_catalog import CatalogService
 
 FIRST_ORDER_ID = 23501
+
+
+def fixed_first_order_id() -> int:
+    """Order ids from ``FIRST_ORDER_ID`` on every start and reset: a simulator's tests know them."""
+    return FIRST_ORDER_ID
+
+
+def clock_first_order_id() -> int:
+    """Order ids from the clock's microseconds since the epoch: a simulator started (or reset)
+    again never hands out an id an earlier one did, as a real panel never does, while the
+    ledger, which holds each provider id for one order, remembers them. (Under 2**53, a JSON
+    number any client reads exactly, until the year 2255.)"""
+    return max(FIRST_ORDER_ID, time.time_ns() // 1000)
+
+
 FIRST_REFILL_ID = 501
 STARTING_BALANCE = Decimal("10000.00000")
 CURRENCY = "USD"
@@ -86,6 +103,8 @@ class SimulatorState:
     partial_share: float = 0.2
     max_orders: int = MAX_ORDERS
     """Orders the simulator holds at most (its memory's bound); past it ``add`` refuses."""
+    first_order_id: Callable[[], int] = fixed_first_order_id
+    """Where order ids start, at the start and at each reset."""
     autoprogress: bool = False
     orders: dict[int, SimulatedOrder] = field(default_factory=dict)
     moving: dict[int, SimulatedOrder] = field(default_factory=dict)
@@ -116,7 +135,7 @@ class SimulatorState:
         self.faults.clear()
         self.request_counts.clear()
         self.balance = STARTING_BALANCE
-        self.next_order_id = FIRST_ORDER_ID
+        self.next_order_id = self.first_order_id()
         self.next_refill_id = FIRST_REFILL_ID
         # Two streams, so injecting faults does not change how orders progress for a given seed.
         self.progress_random = random.Random(self.seed)

@@ -7,7 +7,7 @@ wherever it is mounted.
 
 import contextlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from starlette.applications import Starlette
 from starlette.routing import Mount, Route
@@ -16,7 +16,7 @@ from boost_ledger.settings import SIMULATOR_KEY
 from boost_ledger.upstream.sim_control import CONTROL_ROUTES
 from boost_ledger.upstream.sim_progression import progression_running
 from boost_ledger.upstream.sim_protocol import api_endpoint
-from boost_ledger.upstream.sim_state import MAX_ORDERS, SimulatorState
+from boost_ledger.upstream.sim_state import MAX_ORDERS, SimulatorState, fixed_first_order_id
 
 AUTOPROGRESS_VARIABLE = "BOOST_SIMULATOR_AUTOPROGRESS"
 PARTIAL_SHARE_VARIABLE = "BOOST_SIMULATOR_PARTIAL_SHARE"
@@ -29,8 +29,11 @@ def create_simulator_app(
     autoprogress: bool | None = None,
     tick_s: float = 1.0,
     seed: int | None = None,
+    first_order_id: Callable[[], int] = fixed_first_order_id,
 ) -> Starlette:
-    """A new simulator with its own state; ``autoprogress`` None reads the environment."""
+    """A new simulator with its own state; ``autoprogress`` None reads the environment;
+    ``first_order_id`` says where order ids start (``clock_first_order_id`` for a simulator a
+    ledger uses across restarts)."""
     if tick_s <= 0:
         raise ValueError("tick_s must be positive")
     if autoprogress is None:
@@ -48,6 +51,7 @@ def create_simulator_app(
         seed=seed,
         partial_share=partial_share,
         max_orders=max_orders,
+        first_order_id=first_order_id,
     )
     app = Starlette(
         routes=[

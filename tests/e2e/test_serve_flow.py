@@ -9,6 +9,7 @@ where it was before it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -142,3 +143,55 @@ async def test_an_order_completes_and_a_canceled_one_is_refunded(served):
         assert settled["cancel"] is False
         assert await _balance(client, key) == before
         await client.post(f"{control}/progression", json={"auto": True})
+
+
+async def _serve(
+    env: dict[str, str], base_url: str, key: str | None
+) -> tuple[asyncio.subprocess.Process, str]:
+    """``boost serve``, and the key to use: the demo key its banner shows on a new database, or
+    ``key`` (a database that has its demo account prints none) once it is ready."""
+    process = await asyncio.create_subprocess_exec(
+        BOOST, "serve", env=env, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL if key else asyncio.subprocess.PIPE,
+    )
+    if key is None:
+        assert process.stderr is not None
+        key = await asyncio.wait_for(_demo_key(process.stderr, built_in_simulator=True), WAIT_S)
+        return process, key
+    async with httpx.AsyncClient(base_url=base_url, timeout=2) as client, asyncio.timeout(WAIT_S):
+        while True:
+            with contextlib.suppress(httpx.TransportError):
+                if (await client.get("/readyz")).status_code == 200:
+                    return process, key
+            await asyncio.sleep(0.2)
+
+
+async def _stop(process: asyncio.subprocess.Process) -> None:
+    process.send_signal(signal.SIGTERM)
+    await asyncio.wait_for(process.wait(), WAIT_S)
+
+
+async def test_after_a_restart_the_new_built_in_simulator_takes_orders_again(test_server):
+    """Restarted on the same database, ``boost serve`` starts a new built-in simulator, whose
+    order ids must not be those the first one handed out (the ledger holds each provider id for
+    one order): an order placed after the restart is sent and delivered like the first."""
+    port = free_port()
+    env = await serve_env(test_server, port, BOOST_SIMULATOR_PARTIAL_SHARE="0")
+    base_url = f"http://127.0.0.1:{port}"
+    key = None
+    for run in range(2):
+        process, key = await _serve(env, base_url, key)
+        try:
+            async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
+                placed = await client.post(
+                    "/api/v1/boost/orders", headers=bearer(key),
+                    json={"service_id": "1", "link": "https://instagram.com/p/restart",
+                          "quantity": 100, "idempotency_key": f"restart-{run}"},
+                )
+                assert placed.status_code == 201, placed.text
+                order_id = placed.json()["data"]["order_id"]
+                done = await _until(client, f"/api/v1/boost/orders/{order_id}", key,
+                                    lambda data: data["status"] == "completed")
+                assert done["remains"] == 0
+        finally:
+            await _stop(process)
