@@ -104,13 +104,23 @@ async def cancel_order(request: Request) -> Response:
 
 
 async def _cancel_upstream(runtime: Runtime, order: OrderState, actor: str) -> None:
-    """Ask the provider to cancel; record its answer. The refund waits for a settling status."""
+    """Ask the provider to cancel; record its answer. The refund waits for a settling status.
+
+    The order is not locked during the call, so the answer follows the order as the reply
+    found it: another request's cancel already under way answers as accepted (the order is
+    ``canceling``), and an order settled meanwhile (the poller recorded its end) is no longer
+    eligible, whatever the provider said of it."""
     reply = await _cancel_reply(runtime, order)
     accepted = reply is True
     reason = reply.text if isinstance(reply, ProviderRefused) else "not accepted by the provider"
     async with runtime.pool.acquire() as connection:
-        await fulfilment.record_cancel_reply(connection, order.order_id, accepted, reason, actor)
-    if not accepted:
+        found = await fulfilment.record_cancel_reply(
+            connection, order.order_id, accepted, reason, actor
+        )
+    if found.status in TERMINAL_STATUSES:
+        log.warning("cancel.settled_meanwhile", order_id=order.order_id, accepted=accepted)
+        raise cancel_unavailable()
+    if not accepted and found.status != "canceling":
         raise cancel_rejected()
 
 

@@ -4,6 +4,7 @@ answer for an accepted cancel followed to its refund."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -332,6 +333,37 @@ async def test_cancel_of_a_settled_order_is_unavailable(
 
     _assert_error(response, 422, "BOOST_CANCEL_UNAVAILABLE")
     assert await order_events(pool, order["order_id"]) == before
+
+
+async def test_a_cancel_answered_after_the_order_settled_is_unavailable(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
+    provider: ProviderClient,
+) -> None:
+    """The order settles (the poller records Completed) while the provider is still answering
+    a cancel it accepts: the answer is the order as it now stands, no longer eligible (422),
+    not "Cancellation request submitted." for a completed order, and no cancel is recorded."""
+    _, key, order, _ = await _submitted(pool, client, provider)
+    slow = {"action": "cancel", "mode": "latency", "latency_ms": 300}
+    (await simulator.post("/faults", json=slow)).raise_for_status()
+    asked = (await simulator.get("/stats")).json()["requests"].get("cancel", 0)
+    cancel = asyncio.ensure_future(client.post(
+        f"/api/v1/boost/orders/{order['order_id']}/cancel", headers=bearer(key)
+    ))
+    async with asyncio.timeout(10):
+        # Until the provider has the cancel (polled: the simulator offers no event).
+        while (await simulator.get("/stats")).json()["requests"].get("cancel", 0) == asked:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+    async with pool.acquire() as connection:
+        await fulfilment.observe(
+            connection, int(order["order_id"]), "Completed", 10, 0, None, "poller"
+        )
+
+    response = await cancel
+
+    _assert_error(response, 422, "BOOST_CANCEL_UNAVAILABLE")
+    row = await _row(pool, order["order_id"])
+    assert row["status"] == "completed"
+    assert (await order_events(pool, order["order_id"]))["CancelRequested"] == 0
 
 
 async def test_cancel_of_a_failed_order_is_unavailable(
