@@ -111,6 +111,19 @@ async def _services(pool: asyncpg.Pool[Any]) -> dict[str, asyncpg.Record]:
     return {row["service_id"]: row for row in rows}
 
 
+async def _sync_logged(
+    pool: asyncpg.Pool[Any], entries: list[dict[str, Any]]
+) -> tuple[catalog.SyncReport, list[dict[str, Any]]]:
+    """One sync of a panel answering ``entries``: its report and what it logged."""
+    provider = _panel(entries)
+    try:
+        with capture_logs() as logged:
+            report = await catalog_sync.sync_once(pool, provider, FX, MARKUP)
+    finally:
+        await provider.aclose()
+    return report, logged
+
+
 async def test_a_sync_lists_what_it_can_read_and_keeps_what_it_cannot(
     own_pool: asyncpg.Pool[Any],
 ) -> None:
@@ -124,12 +137,7 @@ async def test_a_sync_lists_what_it_can_read_and_keeps_what_it_cannot(
         if entry["service"] == 1:
             entry.update(name=None, refill=None, cancel=None, dripfeed=None)
     before = await _services(own_pool)
-    provider = _panel(entries)
-    try:
-        with capture_logs() as logged:
-            report = await catalog_sync.sync_once(own_pool, provider, FX, MARKUP)
-    finally:
-        await provider.aclose()
+    report, logged = await _sync_logged(own_pool, entries)
 
     assert (report.skipped, report.delisted, report.changed) == (["17"], 0, 1)
     after = await _services(own_pool)
@@ -149,12 +157,7 @@ async def test_a_sync_cut_at_the_cap_reports_it_and_keeps_the_tail(
     for entry in entries[-2:]:
         entry["rate"] = "1000"  # new terms, which a cut sync does not reach
     before = await _services(own_pool)
-    provider = _panel(entries)
-    try:
-        with capture_logs() as logged:
-            report = await catalog_sync.sync_once(own_pool, provider, FX, MARKUP)
-    finally:
-        await provider.aclose()
+    report, logged = await _sync_logged(own_pool, entries)
 
     assert (report.cut, report.listed) == (2, len(entries) - 2)
     assert (report.changed, report.delisted, report.skipped) == (0, 0, [])
