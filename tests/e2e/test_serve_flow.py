@@ -154,15 +154,23 @@ async def _serve(
         BOOST, "serve", env=env, stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL if key else asyncio.subprocess.PIPE,
     )
+    try:
+        return process, await _ready(process, base_url, key)
+    except BaseException:  # never started as it should: it must not outlive the test
+        process.kill()
+        await process.wait()
+        raise
+
+
+async def _ready(process: asyncio.subprocess.Process, base_url: str, key: str | None) -> str:
     if key is None:
         assert process.stderr is not None
-        key = await asyncio.wait_for(_demo_key(process.stderr, built_in_simulator=True), WAIT_S)
-        return process, key
+        return await asyncio.wait_for(_demo_key(process.stderr, built_in_simulator=True), WAIT_S)
     async with httpx.AsyncClient(base_url=base_url, timeout=2) as client, asyncio.timeout(WAIT_S):
         while True:
             with contextlib.suppress(httpx.TransportError):
                 if (await client.get("/readyz")).status_code == 200:
-                    return process, key
+                    return key
             await asyncio.sleep(0.2)
 
 
