@@ -9,9 +9,10 @@ key and a blind retry could buy the same order twice. A reply settles the attemp
 and no later one: recorded twice (a stop between two replies' transactions), a deferral
 must not re-queue an order another worker has claimed again since.
 
-A provider in trouble (a batch mostly left unknown, or not reached) stops the drain: the
+A provider in trouble (half a batch or more left unknown or not reached) stops the drain: the
 queue waits, the submitter backing off, until the provider answers a call that buys nothing
-(``balance``), so that an outage leaves one batch unknown rather than the whole queue.
+(``balance``), then one order is sent before the next full batch, so that an outage leaves
+one batch unknown rather than the whole queue.
 
 Orders are claimed a few at a time (one transaction commits every claimed order's attempt) and
 sent side by side; the replies that arrive together are settled together (the accepted ones in
@@ -211,15 +212,16 @@ async def drain(
 
 
 async def _drain(
-    pool: asyncpg.Pool[Any], provider: ProviderClient, limit: int
+    pool: asyncpg.Pool[Any], provider: ProviderClient, limit: int, careful: bool = False
 ) -> tuple[list[str], bool]:
     """``drain``, and whether it stopped for the provider's trouble. It stops early when the
     provider is in trouble (``in_trouble``), and after a batch the queue could not fill: the
     orders placed while it was sent wait for the next look instead of being chased a few at a
-    time, which would cost a claim and a settle transaction for every one or two orders."""
+    time, which would cost a claim and a settle transaction for every one or two orders.
+    ``careful`` (after trouble): the first batch is one order."""
     outcomes: list[str] = []
     while len(outcomes) < limit:
-        wanted = min(SEND_BATCH, limit - len(outcomes))
+        wanted = min(1 if careful and not outcomes else SEND_BATCH, limit - len(outcomes))
         batch = await submit_batch(pool, provider, wanted)
         outcomes.extend(batch)
         if in_trouble(batch):
@@ -231,20 +233,25 @@ async def _drain(
 
 
 def in_trouble(batch: list[str]) -> bool:
-    """Whether a batch's outcomes say the provider is down or failing: one of them never
-    reached it, or at least half were left unknown (a 5xx, a timeout, a proxy's page). Sending
-    more would only leave more orders unknown, each for an operator to resolve."""
-    return "deferred" in batch or 2 * batch.count("unknown") >= len(batch) > 0
+    """Whether a batch's outcomes say the provider is down or failing: at least half of them
+    never reached it or were left unknown (a 5xx, a timeout, a proxy's page). Sending more would
+    only leave more orders unknown, each for an operator to resolve."""
+    return 2 * (batch.count("unknown") + batch.count("deferred")) >= len(batch) > 0
 
 
 async def _provider_answers(provider: ProviderClient) -> bool:
     """After trouble, whether the provider answers a call that buys nothing (``balance``):
-    the next orders are sent only once it does."""
+    the next orders are sent only once it does. Any answer counts, a refusal or one this client
+    cannot read included (a panel may not let the key read its balance): only a provider that
+    cannot be reached, or answers 5xx or not at all, is still down. The first batch after
+    trouble is then a single order (``_drain``), should the provider still fail at ``add``."""
     try:
         await provider.balance()
-    except ProviderError as error:
+    except ProviderUnavailable as error:
         log.warning("submit.provider_still_down", error=str(error))
         return False
+    except ProviderError as error:
+        log.info("submit.provider_answers", balance_error=str(error))
     return True
 
 
@@ -276,7 +283,7 @@ async def run(
                     await fulfilment.mark_abandoned_attempts(connection, abandoned_after_s)
                 next_sweep = loop.time() + sweep_interval_s
             if not trouble or await _provider_answers(provider):
-                outcomes, trouble = await _drain(pool, provider, MAX_BATCH)
+                outcomes, trouble = await _drain(pool, provider, MAX_BATCH, careful=trouble)
             delay = backoff.failed() if trouble else None
             if delay is None:
                 backoff.succeeded()

@@ -795,3 +795,38 @@ async def test_after_trouble_the_submitter_sends_again_only_once_the_provider_an
         await asyncio.gather(running, return_exceptions=True)
     assert sorted(await _submissions(pool, order_ids)) == ["submitted"] * 3 + ["unknown"] * 2
     await _assert_no_order_lost(pool)
+
+
+async def test_a_provider_that_refuses_the_balance_but_takes_orders_is_sent_to_again(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
+    provider: ProviderClient, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After trouble, any answer to the balance call means the provider is up (a panel may not
+    let the key read its balance), and the drain that follows sends one order first, then
+    batches."""
+    monkeypatch.setattr(submitter, "SEND_BATCH", 2)
+    sizes: list[int] = []
+    real_batch = submitter.submit_batch
+
+    async def noted_batch(*arguments: Any, **options: Any) -> list[str]:
+        sizes.append(arguments[2])
+        return await real_batch(*arguments, **options)
+
+    monkeypatch.setattr(submitter, "submit_batch", noted_batch)
+    _, key = await open_funded_account(pool, FUNDS_KOBO)
+    order_ids = sorted([int((await _place(client, key))["order_id"]) for _ in range(5)])
+    (await simulator.post("/faults", json={"action": "add", "mode": "http_500"})).raise_for_status()
+    try:
+        assert await submitter._drain(pool, provider, 100) == (["unknown"] * 2, True)
+        await simulator.post("/faults", json={"action": "add", "mode": "none"})
+        refused = {"action": "balance", "mode": "error"}
+        (await simulator.post("/faults", json=refused)).raise_for_status()
+
+        assert await submitter._provider_answers(provider) is True
+        sent = await submitter._drain(pool, provider, 100, careful=True)
+    finally:
+        await simulator.post("/faults", json={"action": "*", "mode": "none"})
+    assert sent == (["provider_order_id"] * 3, False)
+    assert sizes == [2, 1, 2, 2]  # the batch left unknown; one order; then batches till empty
+    assert sorted(await _submissions(pool, order_ids)) == ["submitted"] * 3 + ["unknown"] * 2
+    await _assert_no_order_lost(pool)
