@@ -100,16 +100,19 @@ def decide_sync(
     the reply shows it withdrawn, so two kinds are kept as they are, neither synced nor
     delisted: one whose entry could not be read (an entry we could not read is not one the
     provider withdrew), and one offered past the cap (still offered). When an entry's id could
-    not be read, nothing is delisted: any listed service missing from the reply may be that one.
+    not be read, no service missing from the reply is delisted (it may be that one); those the
+    reply offers on terms that cannot be sold still are.
     """
     events, skipped, offered = _synced(current, offers[:MAX_SERVICES], fx_rate, markup_percent)
-    if None not in unread:
-        kept = offered.union(unread, (offer.service for offer in offers[MAX_SERVICES:]))
-        events += [
-            ServiceDelisted(service_id=service_id)
-            for service_id, row in current.items()
-            if row["listed"] and service_id not in kept
-        ]
+    kept = offered.union(unread, (offer.service for offer in offers[MAX_SERVICES:]))
+    unsellable = set(skipped)  # in the reply, on terms that cannot be sold
+    events += [
+        ServiceDelisted(service_id=service_id)
+        for service_id, row in current.items()
+        if row["listed"]
+        and service_id not in kept
+        and (None not in unread or service_id in unsellable)
+    ]
     return events, skipped + [UNREADABLE_ID if entry is None else entry for entry in unread]
 
 

@@ -71,6 +71,22 @@ def test_an_entry_without_a_readable_id_delists_nothing() -> None:
     assert len(events) == len(offers)
 
 
+def test_an_entry_without_a_readable_id_still_lets_an_unsellable_offer_be_delisted() -> None:
+    """An offer the reply makes on terms that cannot be sold is in the reply: delisted though
+    another entry's id could not be read (only the services missing from it are kept)."""
+    offers = [
+        msgspec.structs.replace(offer, rate=Decimal("-1")) if offer.service == "17" else offer
+        for offer in simulator_offers() if offer.service != "16"
+    ]
+    listed = {"17": {"listed": True}, "16": {"listed": True}}
+
+    events, skipped = catalog.decide_sync(listed, offers, FX, MARKUP, [None])
+
+    assert skipped == ["17", catalog.UNREADABLE_ID]
+    delisted = [event for event in events if isinstance(event, catalog.ServiceDelisted)]
+    assert [event.service_id for event in delisted] == ["17"]
+
+
 def test_a_listing_cut_at_the_cap_delists_nothing_past_it() -> None:
     """Only the first MAX_SERVICES offers are processed; a listed service offered past them is
     still offered, so it is kept as it is, while one missing from the whole reply is delisted."""
