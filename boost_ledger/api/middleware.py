@@ -3,8 +3,9 @@ and the last-resort 500.
 
 A client that goes away before its request is answered is recorded as 499, nginx's "client
 closed request": not a server error, and nothing to answer. Past ``MAX_IN_FLIGHT`` requests
-being answered at once, a request is answered 503 at once, in the envelope, with Retry-After
-(uvicorn's own bound, on connections, is set above it: its plain-text 503 is a last resort).
+of the API being answered at once, another is answered 503 at once, in the envelope, with
+Retry-After; the operations routes are neither counted nor refused (uvicorn's own bound, on
+connections, is set above it: its plain-text 503 is a last resort).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ log = structlog.get_logger("boost.http")
 UNMATCHED_ROUTE = "<unmatched>"
 CLIENT_CLOSED_REQUEST = 499
 MAX_IN_FLIGHT = 2000
+API_PREFIX = "/api/"
 
 # Called once per answered request with (method, route template, status, duration in seconds).
 RequestObserver = Callable[[str, str, int, float], None]
@@ -66,10 +68,14 @@ class RequestContext:
                 message = {**message, "headers": headers}
             await send(message)
 
-        over = self.in_flight >= self.max_in_flight
-        self.in_flight += 1
+        # Only the API's requests count and are refused: the operations routes (health,
+        # readiness, metrics) must answer an overloaded process too.
+        counted = scope["path"].startswith(API_PREFIX)
+        refused = counted and self.in_flight >= self.max_in_flight
+        if counted and not refused:
+            self.in_flight += 1
         try:
-            if over:
+            if refused:
                 busy = service_unavailable("The server is at capacity. Retry shortly.")
                 await busy.response()(scope, receive, send_with_id)
             else:
@@ -85,7 +91,8 @@ class RequestContext:
                 error = internal_error()
                 await error.response()(scope, receive, send_with_id)
         finally:
-            self.in_flight -= 1
+            if counted and not refused:
+                self.in_flight -= 1
             route = route_template(scope)
             duration_s = time.perf_counter() - started
             _log_request(scope, request_id, route, status, duration_s)

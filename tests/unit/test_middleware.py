@@ -132,9 +132,13 @@ async def test_past_the_bound_on_requests_in_flight_the_answer_is_a_503_envelope
         await release.wait()
         return json_response({"slow": True})
 
-    app = RequestContext(Starlette(routes=[Route("/slow", _slow)]), max_in_flight=1)
+    async def _health(request: Request) -> Response:
+        return json_response({"alive": True})
 
-    async def call() -> list[Message]:
+    routes = [Route("/api/slow", _slow), Route("/healthz", _health)]
+    app = RequestContext(Starlette(routes=routes), max_in_flight=1)
+
+    async def call(path: str = "/api/slow") -> list[Message]:
         sent: list[Message] = []
 
         async def receive() -> Message:
@@ -143,13 +147,15 @@ async def test_past_the_bound_on_requests_in_flight_the_answer_is_a_503_envelope
         async def send(message: Message) -> None:
             sent.append(message)
 
-        await app(_scope("GET", "/slow", []), receive, send)
+        await app(_scope("GET", path, []), receive, send)
         return sent
 
     first = asyncio.ensure_future(call())
     while app.in_flight == 0:  # noqa: ASYNC110 - the first request reaching its endpoint
         await asyncio.sleep(0)
     refused = await call()
+    assert (await call("/healthz"))[0]["status"] == 200  # operations routes always answer
+    assert app.in_flight == 1  # neither the refused request nor the health check counted
     release.set()
     served = await first
 
