@@ -108,8 +108,9 @@ async def _cancel_upstream(runtime: Runtime, order: OrderState, actor: str) -> N
 
     The order is not locked during the call, so the answer follows the order as the reply
     found it: another request's cancel already under way answers as accepted (the order is
-    ``canceling``), and an order settled meanwhile (the poller recorded its end) is no longer
-    eligible, whatever the provider said of it."""
+    ``canceling``), as does an accepted cancel whose order the poller has already recorded
+    canceled, and an order settled otherwise meanwhile is no longer eligible, whatever the
+    provider said of it."""
     reply = await _cancel_reply(runtime, order)
     accepted = reply is True
     reason = reply.text if isinstance(reply, ProviderRefused) else "not accepted by the provider"
@@ -117,6 +118,8 @@ async def _cancel_upstream(runtime: Runtime, order: OrderState, actor: str) -> N
         found = await fulfilment.record_cancel_reply(
             connection, order.order_id, accepted, reason, actor
         )
+    if found.status == "canceled" and accepted:
+        return  # the provider canceled it at once, and the poller recorded it first
     if found.status in TERMINAL_STATUSES:
         log.warning("cancel.settled_meanwhile", order_id=order.order_id, accepted=accepted)
         raise cancel_unavailable()

@@ -14,6 +14,7 @@ import httpx
 import pytest
 from support import bearer, open_funded_account, order_events, seed_catalog
 
+from boost_ledger.api.runtime import Runtime
 from boost_ledger.ledger import fulfilment
 from boost_ledger.upstream.client import ProviderClient
 from boost_ledger.workers import submitter
@@ -335,15 +336,22 @@ async def test_cancel_of_a_settled_order_is_unavailable(
     assert await order_events(pool, order["order_id"]) == before
 
 
-async def test_a_cancel_answered_after_the_order_settled_is_unavailable(
+@pytest.mark.parametrize(("settled", "status"), [("Completed", 422), ("Canceled", 200)])
+async def test_a_cancel_answered_after_the_order_settled_follows_the_order(
     pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
-    provider: ProviderClient,
+    provider: ProviderClient, runtime: Runtime, simulator_url: str,
+    monkeypatch: pytest.MonkeyPatch, settled: str, status: int,
 ) -> None:
-    """The order settles (the poller records Completed) while the provider is still answering
-    a cancel it accepts: the answer is the order as it now stands, no longer eligible (422),
-    not "Cancellation request submitted." for a completed order, and no cancel is recorded."""
+    """The order settles (the poller records it) while the provider is still answering a
+    cancel it accepts: the answer is the order as it now stands. Completed: no longer eligible
+    (422), not "Cancellation request submitted." for a completed order. Canceled (the provider
+    canceled it at once): the cancel succeeded (200). Either way no CancelRequested is
+    recorded after the end."""
     _, key, order, _ = await _submitted(pool, client, provider)
-    slow = {"action": "cancel", "mode": "latency", "latency_ms": 300}
+    # A provider client patient enough for a cancel slowed to 3 s: time to record the end.
+    patient = ProviderClient(f"{simulator_url}/api/v2", "sim-key", timeout_s=10.0)
+    monkeypatch.setattr(runtime, "provider", patient)
+    slow = {"action": "cancel", "mode": "latency", "latency_ms": 3_000}
     (await simulator.post("/faults", json=slow)).raise_for_status()
     asked = (await simulator.get("/stats")).json()["requests"].get("cancel", 0)
     cancel = asyncio.ensure_future(client.post(
@@ -355,14 +363,21 @@ async def test_a_cancel_answered_after_the_order_settled_is_unavailable(
             await asyncio.sleep(0.02)
     async with pool.acquire() as connection:
         await fulfilment.observe(
-            connection, int(order["order_id"]), "Completed", 10, 0, None, "poller"
+            connection, int(order["order_id"]), settled, 10, 0, None, "poller"
         )
 
-    response = await cancel
+    try:
+        response = await cancel
+    finally:
+        await patient.aclose()
 
-    _assert_error(response, 422, "BOOST_CANCEL_UNAVAILABLE")
+    if status == 422:
+        _assert_error(response, 422, "BOOST_CANCEL_UNAVAILABLE")
+    else:
+        assert response.status_code == 200, response.text
+        assert response.json()["data"]["status"] == "canceled"
     row = await _row(pool, order["order_id"])
-    assert row["status"] == "completed"
+    assert row["status"] == settled.lower()
     assert (await order_events(pool, order["order_id"]))["CancelRequested"] == 0
 
 
