@@ -162,10 +162,16 @@ async def _serve(
         raise
 
 
+_READERS: set[asyncio.Future[bytes]] = set()
+
+
 async def _ready(process: asyncio.subprocess.Process, base_url: str, key: str | None) -> str:
     if key is None:
         assert process.stderr is not None
-        return await asyncio.wait_for(_demo_key(process.stderr, built_in_simulator=True), WAIT_S)
+        key = await asyncio.wait_for(_demo_key(process.stderr, built_in_simulator=True), WAIT_S)
+        # The rest of its log is read and dropped, so that a full pipe never blocks the server.
+        _READERS.add(asyncio.ensure_future(process.stderr.read()))
+        return key
     async with httpx.AsyncClient(base_url=base_url, timeout=2) as client, asyncio.timeout(WAIT_S):
         while True:
             with contextlib.suppress(httpx.TransportError):

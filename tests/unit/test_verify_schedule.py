@@ -20,14 +20,25 @@ async def _step(name: str, seconds: float, log: list[str], fail: bool = False) -
 
 
 async def test_then_starts_once_the_first_of_them_ends_and_results_keep_their_order() -> None:
+    """``then`` starts once ``quick`` has ended, while ``slow`` still runs: ``slow`` waits for
+    ``then`` itself, so the order cannot depend on the machine's speed."""
     log: list[str] = []
-    results = await _concurrently(
-        [_step("slow", 0.05, log), _step("quick", 0.01, log)],
-        lambda: _step("then", 0.0, log),
-    )
+    then_started = asyncio.Event()
+
+    async def slow() -> str:
+        log.append("slow started")
+        await then_started.wait()
+        log.append("slow ended")
+        return "slow"
+
+    async def then() -> str:
+        log.append("then started")
+        then_started.set()
+        return "then"
+
+    results = await _concurrently([slow(), _step("quick", 0.0, log)], then)
     assert results == ["slow", "quick", "then"]
-    assert log.index("then started") > log.index("quick ended")
-    assert log.index("then started") < log.index("slow ended")
+    assert log.index("quick ended") < log.index("then started") < log.index("slow ended")
 
 
 async def test_without_then_everything_runs_from_the_start() -> None:
