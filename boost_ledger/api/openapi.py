@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from boost_ledger.api.errors import BEARER_CHALLENGE
 from boost_ledger.api.openapi_bodies import checkout_body_schema, request_branches
 from boost_ledger.api.openapi_schemas import response_schemas
 from boost_ledger.ledger.statuses import ORDER_STATUSES
@@ -59,6 +60,8 @@ _AUTHED = ("UNAUTHENTICATED", "USER_DISABLED", "USER_BANNED", "FORBIDDEN", "RATE
            "INTERNAL_ERROR", "SERVICE_UNAVAILABLE")
 _REQUEST_ID = {"description": "The request's id (the caller's own X-Request-Id if sane).",
                "schema": {"type": "string"}}
+_CHALLENGE = {"description": "The bearer challenge HTTP requires of a 401.",
+              "schema": {"type": "string", "const": BEARER_CHALLENGE}}
 _RETRY_AFTER = {"description": "Seconds to wait before retrying.",
                 "schema": {"type": "string", "pattern": "^[0-9]+$"}}
 
@@ -84,6 +87,8 @@ def _errors(codes: tuple[str, ...]) -> dict[str, Any]:
         headers: dict[str, Any] = {"X-Request-Id": _REQUEST_ID}
         if status in (429, 503):
             headers["Retry-After"] = _RETRY_AFTER
+        if status == 401:
+            headers["WWW-Authenticate"] = _CHALLENGE
         lines = "; ".join(f"`{name}`: {ERROR_CODES[name][1]}" for name in names)
         responses[str(status)] = {
             "description": f"{_STATUS_TEXT[status]}. {lines}",

@@ -140,6 +140,20 @@ async def test_the_server_places_each_documented_example(pool: asyncpg.Pool[Any]
         assert response.json()["data"]["type"] == service_type
 
 
+async def test_every_documented_401_declares_the_challenge_the_server_sends(client):
+    """Each operation's 401 declares the WWW-Authenticate header, with the value a 401 of the
+    server carries."""
+    challenges = {
+        operation["responses"]["401"]["headers"]["WWW-Authenticate"]["schema"]["const"]
+        for path in document()["paths"].values()
+        for operation in path.values()
+        if "401" in operation["responses"]
+    }
+    response = await client.get("/api/v1/wallet")
+    assert response.status_code == 401
+    assert challenges == {response.headers["www-authenticate"]}
+
+
 async def test_the_document_is_served_as_json(client: httpx.AsyncClient):
     response = await client.get("/api/v1/openapi.json")
     assert response.status_code == 200
