@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
+import msgspec
 import structlog
 
 from boost_ledger.ledger import catalog
@@ -62,10 +63,7 @@ _LOGGED_ENTRIES = 10
 
 def _log_unreadable(entries: list[UnreadableService]) -> None:
     if entries:
-        shown = [
-            {"position": entry.position, "service": entry.service, "reason": entry.reason}
-            for entry in entries[:_LOGGED_ENTRIES]
-        ]
+        shown = [msgspec.structs.asdict(entry) for entry in entries[:_LOGGED_ENTRIES]]
         log.warning("catalog.entries_unreadable", count=len(entries), first=shown)
 
 

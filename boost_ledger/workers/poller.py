@@ -96,7 +96,7 @@ async def after_check(
     await connection.execute(_RESCHEDULE, order_id, failures, delay)
 
 
-def _warn_if_unknown(order_id: int, status: ProviderStatus) -> None:
+def _warn_if_unrecordable(order_id: int, status: ProviderStatus) -> None:
     """An unknown status string changes nothing but is logged, so that an operator learns of a
     panel's new vocabulary; so is a Partial without ``remains``, which cannot be priced (the
     order waits for a status that says how much was delivered, or for an operator)."""
@@ -147,7 +147,7 @@ async def record_status(
     connection: Connection, order_id: int, status: ProviderStatus, actor: str
 ) -> None:
     """Record one reply (from the poller or a live check)."""
-    _warn_if_unknown(order_id, status)
+    _warn_if_unrecordable(order_id, status)
     await fulfilment.observe(connection, order_id, *_reply(status), actor)
 
 
@@ -179,7 +179,7 @@ async def poll_once(
                 log.warning("poll.item_error", order_id=order_id, reason=reason)
                 failed.append(order_id)
                 continue
-            _warn_if_unknown(order_id, reply)
+            _warn_if_unrecordable(order_id, reply)
             if _changes_nothing(states.get(order_id), reply):
                 quiet.append(order_id)
             else:
