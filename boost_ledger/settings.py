@@ -41,7 +41,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     subscription_default_posts: int = 10
     """BOOST_SUBSCRIPTION_DEFAULT_POSTS: posts charged for a Subscriptions order that omits it."""
     poll_interval_s: float = 5.0
-    """BOOST_POLL_INTERVAL_S: how often the poller asks the provider for active orders."""
+    """BOOST_POLL_INTERVAL_S: how often the poller asks the provider about each active order
+    (it looks for due ones every ``poller.WAKE_S``, or this interval if shorter)."""
     catalog_sync_interval_s: float = 600.0
     """BOOST_CATALOG_SYNC_INTERVAL_S: how often the catalog is re-read from the provider."""
     submit_sweep_interval_s: float = 2.0

@@ -11,6 +11,11 @@ owe included: a provider that cancels a hundred orders at once costs one transac
 hundred, and each refund's deterministic event id still pays it at most once.
 Should that transaction fail, each answer is recorded on its own (``fulfilment.observe``).
 Passing over a repeated answer is always safe: the order is asked again at its next check.
+
+Each order is asked every ``interval_s``; the poller itself looks for due orders every
+``WAKE_S`` (or sooner, while a batch comes back full). Orders placed at a steady rate then fall
+due, and are asked about, at that rate, a few batches per wake-up, instead of piling up for a
+whole interval and being asked about in one burst that takes the cores from checkout.
 """
 
 from __future__ import annotations
@@ -36,6 +41,9 @@ from boost_ledger.workers.backoff import Backoff
 log = structlog.get_logger("boost.poller")
 
 LEASE_S = 60.0
+WAKE_S = 0.5
+"""How long the poller rests when no full batch is due (a claim that finds nothing is one
+index probe)."""
 MAX_RETRY_DELAY_S = 600.0
 
 _CLAIM = """
@@ -239,7 +247,7 @@ async def run(pool: asyncpg.Pool[Any], provider: ProviderClient, interval_s: flo
             backoff.succeeded()
             if asked == MAX_IDS_PER_CALL:
                 continue  # more are due: no pause
-            await asyncio.sleep(interval_s)
+            await asyncio.sleep(min(interval_s, WAKE_S))
         except ProviderError as error:
             log.warning("poll.provider_error", error=str(error))
             await asyncio.sleep(backoff.failed())

@@ -586,3 +586,30 @@ async def test_a_claim_first_planned_on_an_empty_table_walks_the_index_once_it_f
     assert setting == "force_custom_plan"
     assert not _sorts(afresh), afresh
     assert "order_polls_due_order_idx" in afresh
+
+
+async def test_the_poller_asks_about_an_order_soon_after_it_falls_due_not_an_interval_later(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, provider: ProviderClient,
+) -> None:
+    """The running poller, each order asked every minute: an order that falls due while it
+    rests is asked about within a few of its wake-ups, not when the minute is up (orders due
+    at a steady rate are then asked about at that rate, not in a burst once an interval)."""
+    (order_id,) = await _submitted_orders(pool, client, provider, 1)
+    await pool.execute(
+        "update order_polls set next_check_at = now() + interval '1 day' where order_id = $1",
+        order_id,
+    )
+    running = asyncio.create_task(poller.run(pool, provider, INTERVAL_S))
+    try:
+        await asyncio.sleep(poller.WAKE_S)  # it found nothing due and rests
+        await pool.execute(
+            "update order_polls set next_check_at = now() where order_id = $1", order_id
+        )
+        for _ in range(100):
+            if (await _observations(pool, [order_id]))[order_id]:
+                break
+            await asyncio.sleep(0.05)
+        assert (await _observations(pool, [order_id]))[order_id] == 1
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
