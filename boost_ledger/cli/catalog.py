@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from boost_ledger.cli.common import CommandError, database, print_json
+from boost_ledger.cli.common import CommandError, database, print_json, settings_from_env
 from boost_ledger.ledger import catalog
 from boost_ledger.ledger.money import format_kobo, parse_naira
-from boost_ledger.settings import Settings
 
 
 def register(commands: Any) -> None:
@@ -27,7 +26,7 @@ def register(commands: Any) -> None:
 
 
 async def _sync(arguments: argparse.Namespace) -> int:
-    settings = Settings.from_env()
+    settings = settings_from_env()
     if settings.provider_url is None:
         raise CommandError(
             "set BOOST_PROVIDER_URL (the built-in simulator lives inside `boost serve`,"

@@ -203,6 +203,20 @@ async def test_wallet_commands_refuse_unknown_accounts_and_bad_ids(env):
     assert not_an_id.code == 2 and "not an account id" in not_an_id.err
 
 
+async def test_a_bad_setting_is_one_line_naming_it_for_catalog_sync_as_for_the_rest(env):
+    """A bad BOOST_* value is refused with exit 2 and one line naming the variable, never a
+    stack trace: by ``catalog sync``, which reads the provider's settings itself, as by
+    ``wallet show``."""
+    bad = {**env, "BOOST_FX_RATE": "lots", "BOOST_PROVIDER_URL": "http://127.0.0.1:9/api/v2"}
+    sync, show = await asyncio.gather(
+        _boost("catalog", "sync", env=bad), _boost("wallet", "show", "1", env=bad)
+    )
+    for ran in (sync, show):
+        assert ran.code == 2, (ran.out, ran.err)
+        assert ran.err.startswith("boost: ") and "BOOST_FX_RATE" in ran.err, ran.err
+        assert "Traceback" not in ran.err and ran.out == ""
+
+
 # ---- the embedded PostgreSQL, shared by several boost processes -----------------------------
 
 
