@@ -75,3 +75,11 @@ def account_id_argument(text: str) -> int:
     if not text.isdigit() or len(text) > 18:
         raise argparse.ArgumentTypeError(f"not an account id: {text!r}")
     return int(text)
+
+
+def order_id_argument(text: str) -> int:
+    """An order id as the ledger holds it: a bigint, so at most 18 decimal digits (a longer one
+    would reach the database as an out-of-range argument, a stack trace instead of a refusal)."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+        raise argparse.ArgumentTypeError(f"not an order id: {text!r}")
+    return int(text)

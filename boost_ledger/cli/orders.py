@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from boost_ledger.cli.common import CommandError, database, print_json
+from boost_ledger.cli.common import CommandError, database, order_id_argument, print_json
 from boost_ledger.ledger import fulfilment
 from boost_ledger.ledger.connection import Connection
 from boost_ledger.ledger.money import format_kobo
@@ -23,7 +23,7 @@ def register(commands: Any) -> None:
     resolve = actions.add_parser(
         "resolve", help="settle an unknown submission: the provider's order id, or --refund"
     )
-    resolve.add_argument("order_id", type=int)
+    resolve.add_argument("order_id", type=order_id_argument)
     choice = resolve.add_mutually_exclusive_group(required=True)
     choice.add_argument("--provider-order-id", help="the provider did place it, under this id")
     choice.add_argument("--refund", action="store_true", help="it was never placed: refund it")

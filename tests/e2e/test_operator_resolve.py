@@ -272,3 +272,15 @@ async def test_a_provider_order_id_no_call_could_carry_is_refused(
     assert code != 0
     assert "no space or comma" in stderr
     assert order["order_id"] in await _unknown_ids(dsn)
+
+
+@pytest.mark.parametrize("order_id", ["99999999999999999999", "-1"])
+async def test_an_order_id_the_ledger_cannot_hold_is_refused_as_input(
+    dsn: str, order_id: str
+) -> None:
+    """An order id that is not up to 18 decimal digits (a bigint) is refused as input: exit 2
+    with its reason, never a stack trace from the database driver."""
+    code, stdout, stderr = await _boost(dsn, "orders", "resolve", order_id, "--refund")
+    assert code == 2, stderr
+    assert "not an order id" in stderr and "Traceback" not in stderr, stderr
+    assert stdout == ""
