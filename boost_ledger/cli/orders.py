@@ -34,10 +34,13 @@ async def _unknown(arguments: argparse.Namespace) -> int:
     async with database() as pool:
         rows = await pool.fetch(
             "select o.order_id, o.account_id, o.service_id, o.link, o.quantity, o.price_kobo,"
-            " o.updated_at, (select e.data->>'reason' from events e"
+            " o.created_at, o.updated_at, (select e.data->>'reason' from events e"
             "   where e.stream_id = 'order-' || o.order_id and e.type = 'SubmissionUnknown'"
             "   order by e.version desc limit 1) as reason"
-            " from orders o where o.submission = 'unknown' order by o.order_id limit 1000"
+            # Placed first, listed first: ids are taken in blocks per process (sql/0017), so
+            # they do not give that order.
+            " from orders o where o.submission = 'unknown'"
+            " order by o.created_at, o.order_id limit 1000"
         )
     items = [
         {
@@ -47,6 +50,7 @@ async def _unknown(arguments: argparse.Namespace) -> int:
             "link": row["link"],
             "quantity": row["quantity"],
             "price": format_kobo(row["price_kobo"]),
+            "created_at": row["created_at"].isoformat(),
             "since": row["updated_at"].isoformat(),
             "reason": row["reason"],
         }
@@ -57,12 +61,21 @@ async def _unknown(arguments: argparse.Namespace) -> int:
     elif not items:
         print("no order awaits an operator")
     else:
+        # What the runbook has the operator look the order up by in the provider's panel: its
+        # link and quantity, around the time it was placed.
         for item in items:
             print(
                 f"{item['order_id']}  account {item['account_id']}  service {item['service_id']}"
-                f"  {item['price']} NGN  since {item['since']}  ({item['reason']})"
+                f"  link {item['link'] or '-'}  quantity {_shown(item['quantity'])}"
+                f"  {item['price']} NGN"
+                f"  placed {item['created_at']}  unknown since {item['since']}"
+                f"  ({item['reason']})"
             )
     return 0
+
+
+def _shown(value: object) -> str:
+    return "-" if value is None else str(value)
 
 
 async def _resolve(arguments: argparse.Namespace) -> int:

@@ -274,6 +274,31 @@ async def test_a_provider_order_id_no_call_could_carry_is_refused(
     assert order["order_id"] in await _unknown_ids(dsn)
 
 
+async def test_the_unknown_list_shows_what_the_provider_panel_is_searched_by(
+    dsn: str, pool: asyncpg.Pool[Any], client: httpx.AsyncClient,
+) -> None:
+    """The runbook has the operator find an unknown order in the provider's panel by its link
+    and quantity around the time it was placed: `orders unknown` shows all three, in text and
+    in JSON, besides when it became unknown."""
+    _, key = await open_funded_account(pool, FUNDS_KOBO)
+    order = await _place(client, key)
+    await _claim(pool, order["order_id"])
+    assert await _sweep(pool) == 1
+    placed = await pool.fetchval(
+        "select created_at from orders where order_id = $1", int(order["order_id"])
+    )
+
+    item = (await _unknown_ids(dsn))[order["order_id"]]
+    assert (item["link"], item["quantity"]) == (order["link"], 100)
+    assert item["created_at"] == placed.isoformat()
+
+    code, stdout, stderr = await _boost(dsn, "orders", "unknown")
+    assert code == 0, stderr
+    (line,) = [line for line in stdout.splitlines() if line.startswith(order["order_id"] + " ")]
+    assert f"link {order['link']}" in line and "quantity 100" in line, line
+    assert f"placed {placed.isoformat()}" in line, line
+
+
 @pytest.mark.parametrize("order_id", ["99999999999999999999", "-1"])
 async def test_an_order_id_the_ledger_cannot_hold_is_refused_as_input(
     dsn: str, order_id: str
