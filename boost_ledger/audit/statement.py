@@ -8,7 +8,8 @@ from typing import Any
 import asyncpg
 import msgspec
 
-from boost_ledger.ledger.events import wallet_stream
+from boost_ledger.ledger.accounts import AccountNotFound
+from boost_ledger.ledger.events import account_stream, wallet_stream
 from boost_ledger.ledger.money import format_kobo
 
 MAX_LINES = 100_000
@@ -73,6 +74,13 @@ async def _statement(
     position: int | None,
     max_lines: int,
 ) -> Statement:
+    # An account never opened has no statement, not an empty one: a mistyped id must not read
+    # as a wallet of 0.00. One opened after the bound has a statement of nothing yet.
+    opened = await connection.fetchval(
+        "select exists (select 1 from events where stream_id = $1)", account_stream(account_id)
+    )
+    if not opened:
+        raise AccountNotFound(account_id)
     bound = (wallet_stream(account_id), until, position)
     try:
         sums = await connection.fetch(
@@ -95,7 +103,11 @@ async def _statement(
     lines = _lines(rows, balance)
     return Statement(
         account_id=str(account_id),
-        as_of=until.isoformat() if until else (f"position {position}" if position else "now"),
+        as_of=(
+            until.isoformat()
+            if until is not None
+            else (f"position {position}" if position is not None else "now")
+        ),
         balance=format_kobo(balance),
         credits=format_kobo(totals["WalletCredited"]),
         debits=format_kobo(totals["FundsDebited"]),

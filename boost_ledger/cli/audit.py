@@ -15,6 +15,7 @@ from boost_ledger import postgres, projections
 from boost_ledger.audit import export, seals, statement, verify
 from boost_ledger.cli.common import CommandError, account_id_argument, print_json, settings_from_env
 from boost_ledger.database import open_owner_connection
+from boost_ledger.ledger.accounts import AccountNotFound
 
 # A child process of a verification never runs longer than this.
 CHILD_TIMEOUT_S = 3600.0
@@ -139,7 +140,7 @@ async def _replay(arguments: argparse.Namespace) -> int:
             result = await statement.statement(
                 connection, arguments.account, until=until, position=arguments.position
             )
-        except statement.StatementContradicted as error:
+        except (statement.StatementContradicted, AccountNotFound) as error:
             raise CommandError(str(error), exit_code=1) from None
     if arguments.json:
         sys.stdout.buffer.write(msgspec.json.encode(result) + b"\n")

@@ -276,3 +276,23 @@ async def test_a_refused_part_of_a_rebuild_in_two_processes_says_what_the_other_
     assert "left as they were" in err and left in err, err
     for module in groups[1]:
         assert f"{module.NAME}: rebuilt from " in out, out
+
+
+async def test_replay_of_an_account_never_opened_is_refused_not_shown_empty(dsn, history, pool):
+    """A mistyped account id exits 1 naming it (README: exit 1 is no such account), instead
+    of a statement of 0.00 NGN; an account opened but never credited does show 0.00."""
+    code, out, err = await _run(dsn, "audit", "replay", "--account", "99999999")
+    assert code == 1, (out, err)
+    assert "no account 99999999" in err and "Traceback" not in err and out == ""
+
+    opened, _ = await open_funded_account(pool)
+    empty = json.loads(await _boost(dsn, "audit", "replay", "--account", str(opened), "--json"))
+    assert (empty["balance"], empty["lines"]) == ("0.00", [])
+
+
+async def test_replay_as_of_position_zero_says_position_zero_not_now(dsn, history):
+    """``--position 0`` is the statement before any event, and says so: it is not "now"."""
+    statement = await _replay(dsn, history, "--position", "0")
+    assert (statement["as_of"], statement["balance"], statement["lines"]) == (
+        "position 0", "0.00", []
+    )
