@@ -88,20 +88,25 @@ async def _apply_pending(
     applied = {row["number"]: row["checksum"] for row in rows}
     done: list[str] = []
     for migration in migrations:
+        name = f"{migration.number:04d}_{migration.name}"
         if migration.number in applied:
             if applied[migration.number] != migration.checksum:
-                name = f"{migration.number:04d}_{migration.name}"
                 raise MigrationError(f"migration {name} changed after it was applied")
             continue
         async with connection.transaction():
-            await connection.execute(migration.sql)
+            try:
+                await connection.execute(migration.sql)
+            except asyncpg.PostgresError as error:
+                # A migration that refuses (sql/0021 while two orders share a provider id) says
+                # why, and how to proceed, in its message and hint: those, not a stack trace.
+                raise MigrationError(f"migration {name} failed: {error}") from error
             await connection.execute(
                 "insert into schema_migrations (number, name, checksum) values ($1, $2, $3)",
                 migration.number,
                 migration.name,
                 migration.checksum,
             )
-        done.append(f"{migration.number:04d}_{migration.name}")
+        done.append(name)
     return done
 
 

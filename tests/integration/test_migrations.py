@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import shutil
+import sys
 from pathlib import Path
 
 import asyncpg
@@ -50,5 +53,56 @@ async def test_the_attempting_index_moves_to_order_id_whatever_a_rebuild_named_i
             "select reloptions from pg_class where oid = 'public.orders'::regclass"
         )
         assert options == ["fillfactor=70"]
+    finally:
+        await connection.close()
+
+
+BOOST = str(Path(sys.executable).parent / "boost")
+
+
+async def test_boost_migrate_refuses_0021_in_one_message_while_two_orders_share_an_id(
+    test_server, tmp_path: Path
+) -> None:
+    """Migration 0021 refuses its unique index while two orders hold one provider order id,
+    and says how to find them (its hint). ``boost migrate`` prints that reason, named by the
+    migration, on stderr and exits 1, instead of a stack trace; 0021 stays unapplied."""
+    earlier = tmp_path / "sql"
+    earlier.mkdir()
+    for migration in sorted(migrations.sql_directory().glob("*.sql")):
+        if migration.name < "0021":
+            shutil.copy(migration, earlier / migration.name)
+    dsn = await test_server.fresh_database(migrated=False)
+    await migrations.migrate(dsn, earlier)
+    connection = await asyncpg.connect(dsn)
+    try:
+        # What an earlier version could record: two orders under one provider order id.
+        await connection.execute(
+            "insert into orders (order_id, account_id, idempotency_key, fingerprint, service_id,"
+            " provider_service_id, service_name, category, type, billable_quantity, fields,"
+            " rate_per_1000_kobo, price_kobo, cancel_supported, status, submission,"
+            " provider_order_id, version, created_at, updated_at)"
+            " select id, 1001, 'key-' || id, '\\x00'::bytea, '1', '1', 'Likes', 'Instagram',"
+            " 'Default', 100, '{}'::jsonb, 1620, 162, true, 'pending', 'submitted', '23517', 3,"
+            " now(), now() from unnest(array[100000001, 100000002]::bigint[]) as id"
+        )
+        environment = {
+            name: value for name, value in os.environ.items()
+            if not name.startswith("BOOST_") and name != "DATABASE_URL"
+        }
+        process = await asyncio.create_subprocess_exec(
+            BOOST, "migrate", env={**environment, "DATABASE_URL": dsn},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+        stderr = err.decode()
+        assert process.returncode == 1, stderr
+        assert stderr.startswith(
+            "boost: migration 0021_orders_provider_order_id_unique failed: provider order id"
+            " 23517 is recorded for more than one order"
+        ), stderr
+        assert "HINT:  find them with:" in stderr and "Traceback" not in stderr, stderr
+        assert out == b""
+        applied = await connection.fetchval("select max(number) from schema_migrations")
+        assert applied == 20
     finally:
         await connection.close()
