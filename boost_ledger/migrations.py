@@ -24,6 +24,11 @@ class MigrationError(RuntimeError):
     """The database's migrations disagree with this build's (e.g. a file edited after use)."""
 
 
+class DatabaseUnreachable(MigrationError):
+    """The runner, every process's first contact with the database, could not connect: the
+    server is down or not where the URL says, or it refuses the login or the database name."""
+
+
 @dataclass(frozen=True)
 class Migration:
     number: int
@@ -58,7 +63,13 @@ def load_migrations(directory: Path | None = None) -> list[Migration]:
 
 async def migrate(dsn: str, directory: Path | None = None) -> list[str]:
     """Apply every pending migration; return the names of those applied by this call."""
-    connection = await asyncpg.connect(dsn, timeout=10)
+    try:
+        connection = await asyncpg.connect(dsn, timeout=10)
+    except (OSError, ValueError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        # The operator's most common mistake (a wrong DATABASE_URL, a database not started):
+        # one line saying so, printed by ``boost``, rather than the driver's stack trace.
+        reason = str(error) or type(error).__name__
+        raise DatabaseUnreachable(f"cannot connect to the database: {reason}") from error
     try:
         await connection.execute("select pg_advisory_lock($1)", _LOCK_KEY)
         try:

@@ -21,6 +21,8 @@ import httpx
 import pytest
 from support import bearer, free_port, open_funded_account, wait_for
 
+from boost_ledger import postgres
+
 BOOST = str(Path(sys.executable).parent / "boost")
 TIMEOUT_S = 30
 
@@ -215,6 +217,22 @@ async def test_a_bad_setting_is_one_line_naming_it_for_catalog_sync_as_for_the_r
         assert ran.code == 2, (ran.out, ran.err)
         assert ran.err.startswith("boost: ") and "BOOST_FX_RATE" in ran.err, ran.err
         assert "Traceback" not in ran.err and ran.out == ""
+
+
+async def test_a_database_that_cannot_be_used_is_one_line_not_a_stack_trace(dsn):
+    """A DATABASE_URL whose server is down, or whose database does not exist, is exit 1 with
+    one line saying the database cannot be reached and why, never the driver's stack trace."""
+    closed = f"postgresql://boost@127.0.0.1:{free_port()}/boost"
+    missing = postgres.with_database(dsn, "no_such_database")
+    refused, absent = await asyncio.gather(
+        _boost("wallet", "show", "1", env=_environment(DATABASE_URL=closed)),
+        _boost("migrate", env=_environment(DATABASE_URL=missing)),
+    )
+    for ran in (refused, absent):
+        assert ran.code == 1, (ran.out, ran.err)
+        assert ran.err.startswith("boost: cannot connect to the database: "), ran.err
+        assert "Traceback" not in ran.err and ran.out == "" and ran.err.count("\n") == 1
+    assert "no_such_database" in absent.err
 
 
 # ---- the embedded PostgreSQL, shared by several boost processes -----------------------------
