@@ -113,10 +113,18 @@ async def rename_indexes(
 
 
 async def stable_head(connection: asyncpg.Connection[Any]) -> int:
-    """A position at or below which no event can still appear (waits for running writers)."""
+    """A position at or below which no event can still appear (waits for running writers).
+
+    Every event at or below the head was appended by a transaction that had its id before it
+    drew its position (sql/0019), so before the head's snapshot: an id assigned after that
+    snapshot (the horizon) is above all of theirs, and once the oldest running transaction is
+    at or past the horizon, each of them has ended. The snapshot's xmax is no such horizon: it
+    is one past the highest *completed* id, and a transaction with a higher id may be running,
+    holding a position below the head (it drew it before a transaction with a lower id drew
+    the head and committed)."""
     row = await connection.fetchrow(
         "select coalesce(max(global_position), 0) as head,"
-        " pg_snapshot_xmax(pg_current_snapshot())::text as horizon from events"
+        " pg_current_xact_id()::text as horizon from events"
     )
     assert row is not None
     async with asyncio.timeout(STABLE_WAIT_S):
