@@ -1,10 +1,12 @@
 """Every wallet's money, checked event by event on the pass over the log (position order, which
 is each stream's version order: see chains.py).
 
-Each credit, debit and refund moves a positive amount; its ``balance_after`` follows from the
-wallet's previous one and is never below zero; its event id is the deterministic one. That an
-order is debited once, refunded at most once and never above its charge is a question about
-sets of events: checks.py asks it in SQL.
+Each credit, debit and refund lies in the stream of the wallet it names (wherever it lies, the
+projections move that wallet's money, and the checks of refunds only look in wallet streams),
+moves a positive amount; its ``balance_after`` follows from the wallet's previous one and is
+never below zero; its event id is the deterministic one. That an order is debited once,
+refunded at most once and never above its charge is a question about sets of events: checks.py
+asks it in SQL.
 """
 
 from __future__ import annotations
@@ -51,13 +53,26 @@ class MoneyCheck:
         decode = _money_decoder.decode
         for row in rows:
             kind = row[TYPE]
-            if kind in MONEY_TYPES and row[STREAM].startswith("wallet-"):
+            if kind in MONEY_TYPES:
                 try:
                     money = decode(row[DATA])
                 except msgspec.DecodeError as error:
                     self._add("amount", f"{kind} does not hold a money event: {error}", row)
                     continue
+                stream = row[STREAM]
+                if stream != f"wallet-{money.account_id}":
+                    self._add_foreign(row, kind, money)
+                    if not stream.startswith("wallet-"):
+                        continue  # no wallet's balance to follow there
                 self._check_one(row, kind, money)
+
+    def _add_foreign(self, row: Any, kind: str, money: _Money) -> None:
+        self._add(
+            "wallet-stream",
+            f"{kind} of account {money.account_id} in stream {row[STREAM]}, not in its"
+            f" wallet's stream wallet-{money.account_id}",
+            row,
+        )
 
     def _check_one(self, row: Any, kind: str, money: _Money) -> None:
         if money.amount_kobo <= 0:

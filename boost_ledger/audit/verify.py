@@ -36,7 +36,7 @@ Offload = Callable[[str, list[ModuleType]], Awaitable[list[str]]]
 
 _PASS_CHECKS = [
     "hash-chain, stream-versions, event-type",
-    "balances, amounts, deterministic ids",
+    "balances, amounts, deterministic ids, wallet-stream",
     "seals and positions",
 ]
 
