@@ -199,13 +199,27 @@ _CHECKS = (
         """,
     ),
     (
-        ("order-opens-stream",),
+        # Every order stream opens with an OrderPlaced, and every OrderPlaced opens its own
+        # order's stream (order-<id>, version 1): the refund checks read what an order owes in
+        # that stream, and would pass over the refunds of an order placed in another one.
+        ("order-opens-stream", "order-stream"),
         """
-        select global_position, stream_id,
-               'first event of the order stream is ' || type as detail
-          from audit_facts
-         where stream_id like 'order-%' and version = 1 and type <> 'OrderPlaced'
-         limit 100
+        with broken as (
+            select case when type = 'OrderPlaced' then 'order-stream'
+                        else 'order-opens-stream' end as name, global_position, stream_id,
+                   case when type = 'OrderPlaced'
+                        then 'OrderPlaced of order ' || coalesce(order_id::text, '(none)')
+                             || ' at version ' || version || ' of stream ' || stream_id
+                             || ', not at version 1 of its own stream'
+                        else 'first event of the order stream is ' || type end as detail
+              from audit_facts
+             where (stream_id like 'order-%' and version = 1 and type <> 'OrderPlaced')
+                or (type = 'OrderPlaced'
+                    and (stream_id is distinct from 'order-' || order_id or version <> 1)))
+        select * from (select *, row_number() over (partition by name order by global_position)
+                         from broken) b
+         where row_number <= 100
+         order by name, global_position  -- order-opens-stream first, as CHECK_NAMES
         """,
     ),
 )

@@ -70,8 +70,8 @@ async def test_two_orders_under_one_idempotency_key_are_named(ledger, owner):
 async def test_a_placed_order_renumbered_leaves_a_debit_without_order_and_an_order_unpaid(
     ledger, owner
 ):
-    """An OrderPlaced given another order id: its debit now names an order never placed, and
-    the renumbered order was never debited."""
+    """An OrderPlaced given another order id: its debit now names an order never placed, the
+    renumbered order was never debited, and its OrderPlaced is not in its own stream."""
     stream = f"order-{ledger.submitted_order}"
     await forge_data(owner, stream, 1, "order_id", "999999")
     debit = await owner.fetchval(
@@ -83,6 +83,7 @@ async def test_a_placed_order_renumbered_leaves_a_debit_without_order_and_an_ord
     assert _found(report) == {
         ("debit-matches-order", await position_of(owner, stream, 1)),
         ("debit-has-order", debit),
+        ("order-stream", await position_of(owner, stream, 1)),
     }, report.findings
     details = {finding.check: finding.detail for finding in report.findings}
     assert "order 999999 priced" in details["debit-matches-order"]

@@ -12,7 +12,7 @@ import uuid
 from typing import Any
 
 import asyncpg
-from tampering import append_forged, rechain, triggers_off
+from tampering import append_forged, position_of, rechain, triggers_off
 
 from boost_ledger.audit import verify
 from boost_ledger.ledger.events import refund_event_id
@@ -88,3 +88,33 @@ async def test_a_refund_kept_out_of_its_wallets_stream_is_named(ledger, owner):
     report = await verify.verify(owner)
     assert _found(report) == [("wallet-stream", forged)], report.findings
     assert f"Refunded of account {account_id} in stream {stream}" in report.findings[0].detail
+
+
+async def test_an_order_placed_in_another_stream_is_named(ledger, owner):
+    """The events of an order that completed moved to a stream of another name (chain
+    recomputed), then a refund of its whole charge in its wallet under the order's refund id,
+    balance right: the refund checks read what an order owes in its own stream, find nothing
+    there and pass the refund; the order-stream check names the OrderPlaced out of place."""
+    order_id = ledger.submitted_order
+    charge, account_id = await _completed_order(owner, order_id)
+    moved = f"order-{order_id}-moved"
+    async with triggers_off(owner), owner.transaction():
+        await owner.execute(
+            "update events set stream_id = $2 where stream_id = $1", f"order-{order_id}", moved
+        )
+        await rechain(owner, moved, 1)
+    balance_kobo = await owner.fetchval(
+        "select balance_kobo from wallets where account_id = $1", account_id
+    )
+    forged = await append_forged(owner, f"wallet-{account_id}", "Refunded", {
+        "account_id": account_id, "order_id": order_id, "amount_kobo": charge,
+        "balance_after_kobo": balance_kobo + charge, "reason": "upstream status Canceled",
+    })
+    await _give_id(owner, forged, refund_event_id(order_id))
+    await _paid_back_in_the_live_rows(owner, account_id, order_id, charge, forged)
+    placed = await position_of(owner, moved, 1)
+    report = await verify.verify(owner)
+    assert _found(report) == [("order-stream", placed)], report.findings
+    assert f"OrderPlaced of order {order_id} at version 1 of stream {moved}" in (
+        report.findings[0].detail
+    )
