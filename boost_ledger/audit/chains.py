@@ -122,18 +122,21 @@ class ChainCheck:
         return {record[0]: (record[1], record[2]) for record in found}
 
 
+# Whether a valid unique index of the log, without a predicate, holds exactly these columns
+# (their names, sorted).
+_GUARDED = (
+    "select exists (select 1 from pg_index i join pg_attribute a"
+    " on a.attrelid = i.indrelid and a.attnum = any(i.indkey)"
+    " where i.indrelid = 'public.events'::regclass and i.indisunique and i.indisvalid"
+    " and i.indnatts = cardinality($1::text[]) and i.indpred is null"
+    " group by i.indexrelid having array_agg(a.attname::text order by a.attname) = $1::text[])"
+)
+
+
 async def verify_unique_versions(connection: asyncpg.Connection[Any], report: Report) -> None:
     """``(stream_id, version)`` is unique: by the log's unique index while it stands and is
     valid, otherwise by looking for duplicates."""
-    guarded = await connection.fetchval(
-        "select exists (select 1 from pg_index i join pg_attribute a"
-        " on a.attrelid = i.indrelid and a.attnum = any(i.indkey)"
-        " where i.indrelid = 'public.events'::regclass and i.indisunique and i.indisvalid"
-        " and i.indnatts = 2 and i.indpred is null"
-        " group by i.indexrelid having array_agg(a.attname::text order by a.attname)"
-        " = array['stream_id', 'version'])"
-    )
-    if guarded:
+    if await connection.fetchval(_GUARDED, ["stream_id", "version"]):
         return
     for row in await connection.fetch(
         "select min(global_position) as global_position, stream_id, version from events"
@@ -143,6 +146,29 @@ async def verify_unique_versions(connection: asyncpg.Connection[Any], report: Re
             Finding(
                 "stream-versions",
                 f"version {row['version']} appears more than once",
+                row["global_position"],
+                row["stream_id"],
+            )
+        )
+
+
+async def verify_unique_ids(connection: asyncpg.Connection[Any], report: Report) -> None:
+    """``event_id`` is unique, as every "at most once" of the ledger counts on (a credit's
+    reference, an order's debit and refund: their ids are deterministic): by the log's unique
+    index while it stands and is valid, otherwise by looking for duplicates."""
+    if await connection.fetchval(_GUARDED, ["event_id"]):
+        return
+    for row in await connection.fetch(
+        "select (array_agg(global_position order by global_position))[2] as global_position,"
+        " (array_agg(stream_id order by global_position))[2] as stream_id,"
+        " event_id::text as event_id, count(*) as copies from events"
+        " group by event_id having count(*) > 1 order by 1 limit 100"
+    ):
+        report.add(
+            Finding(
+                "unique-event-id",
+                f"event id {row['event_id']} appears {row['copies']} times"
+                " (a fact recorded once happened again)",
                 row["global_position"],
                 row["stream_id"],
             )

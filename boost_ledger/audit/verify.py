@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg
 
 from boost_ledger import projections
-from boost_ledger.audit.chains import ChainCheck, verify_unique_versions
+from boost_ledger.audit.chains import ChainCheck, verify_unique_ids, verify_unique_versions
 from boost_ledger.audit.checks import CHECK_NAMES, verify_feed_clock, verify_sets
 from boost_ledger.audit.findings import Finding, Report
 from boost_ledger.audit.money import MoneyCheck
@@ -51,7 +51,7 @@ class _Parts:
     def merged(self, projections_too: bool) -> Report:
         report = Report(events=self.chains.events, streams=self.chains.streams)
         report.seals = self.seals.seals
-        report.checks = [*_PASS_CHECKS, *CHECK_NAMES, "feed-clock"]
+        report.checks = [*_PASS_CHECKS, "unique-event-id", *CHECK_NAMES, "feed-clock"]
         for part in (self.chains, self.money, self.seals, self.sets):
             for finding in part.findings:
                 report.add(finding)
@@ -197,6 +197,7 @@ async def _pass(
 
 async def _set_checks(connection: asyncpg.Connection[Any], report: Report) -> None:
     await verify_unique_versions(connection, report)
+    await verify_unique_ids(connection, report)
     await verify_sets(connection, report)
     await verify_feed_clock(connection, report)
 

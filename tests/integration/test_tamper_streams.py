@@ -15,7 +15,7 @@ import asyncpg
 from tampering import append_forged, position_of, rechain, triggers_off
 
 from boost_ledger.audit import verify
-from boost_ledger.ledger.events import refund_event_id
+from boost_ledger.ledger.events import credit_event_id, refund_event_id
 
 
 def _found(report: Any) -> list[tuple[str, int | None]]:
@@ -118,3 +118,36 @@ async def test_an_order_placed_in_another_stream_is_named(ledger, owner):
     assert f"OrderPlaced of order {order_id} at version 1 of stream {moved}" in (
         report.findings[0].detail
     )
+
+
+async def test_a_credit_recorded_twice_is_named_once_the_unique_index_is_gone(ledger, owner):
+    """With the log's unique index on event_id dropped, an account's first credit recorded
+    again at the end of its wallet (same reference, so the same deterministic id; balance
+    right; the live wallet edited to match): the credit's reference credited the account
+    twice, and unique-event-id names the copy."""
+    account_id = ledger.partial
+    stream = f"wallet-{account_id}"
+    credit = await owner.fetchrow(
+        "select event_id, data from events where stream_id = $1 and type = 'WalletCredited'"
+        " order by version limit 1",
+        stream,
+    )
+    assert credit["event_id"] == credit_event_id(account_id, credit["data"]["reference"])
+    amount_kobo = credit["data"]["amount_kobo"]
+    balance_kobo = await owner.fetchval(
+        "select balance_kobo from wallets where account_id = $1", account_id
+    )
+    await owner.execute("alter table events drop constraint events_event_id_key")
+    assert (await verify.verify(owner)).ok
+    again = await append_forged(owner, stream, "WalletCredited", {
+        **credit["data"], "balance_after_kobo": balance_kobo + amount_kobo,
+    })
+    await _give_id(owner, again, credit["event_id"])
+    await owner.execute(
+        "update wallets set balance_kobo = balance_kobo + $2,"
+        " credited_kobo = credited_kobo + $2, version = version + 1 where account_id = $1",
+        account_id, amount_kobo,
+    )
+    report = await verify.verify(owner)
+    assert _found(report) == [("unique-event-id", again)], report.findings
+    assert f"event id {credit['event_id']} appears 2 times" in report.findings[0].detail
