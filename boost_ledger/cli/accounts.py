@@ -81,17 +81,25 @@ async def _rotate(arguments: argparse.Namespace) -> int:
 
 
 async def _standing(arguments: argparse.Namespace) -> int:
-    async with connection() as open_connection:
+    account_id = arguments.account_id
+    async with connection() as open_connection, open_connection.transaction():
         try:
-            changed = await accounts.change_standing(
-                open_connection, arguments.account_id, arguments.change
-            )
+            changed = await accounts.change_standing(open_connection, account_id, arguments.change)
         except accounts.AccountNotFound as error:
             raise CommandError(str(error), exit_code=1) from None
+        # Read in the transaction that holds the account's row lock since the change was
+        # decided: the status is the one that decision saw.
+        status = await open_connection.fetchval(
+            "select status from accounts where account_id = $1", account_id
+        )
     past = {"disable": "disabled", "ban": "banned", "reinstate": "reinstated"}[arguments.change]
-    print(
-        f"account {arguments.account_id} {past}"
-        if changed
-        else f"account {arguments.account_id} was already {past}"
-    )
+    if changed:
+        print(f"account {account_id} {past}")
+    elif status == "banned" and arguments.change == "disable":
+        print(
+            f"account {account_id} is banned, which a disable would weaken; nothing changed"
+            f" (it stays banned until `boost accounts reinstate {account_id}`)"
+        )
+    else:
+        print(f"account {account_id} was already {past}")
     return 0

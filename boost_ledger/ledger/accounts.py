@@ -99,9 +99,13 @@ async def rotate_key(
 
 
 def decide_standing(account_id: int, status: str, change: StandingChange) -> Event | None:
-    """The event a standing change records, or None when the account is already there."""
+    """The event a standing change records, or None when the account is already there.
+
+    A disable of a banned account is None too: a ban lasts until the account is reinstated, and
+    a disable would turn it into the weaker standing (USER_DISABLED) without one.
+    """
     target = {"disable": "disabled", "ban": "banned", "reinstate": "active"}[change]
-    if status == target:
+    if status == target or (change == "disable" and status == "banned"):
         return None
     if change == "disable":
         return AccountDisabled(account_id=account_id)

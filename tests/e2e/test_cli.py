@@ -148,6 +148,23 @@ async def test_disable_ban_and_reinstate(pool, env, client):
     assert missing.code == 1 and "no account" in missing.err
 
 
+async def test_a_disable_leaves_a_banned_account_banned_and_says_so(pool, env, client):
+    """A ban lasts until a reinstate: ``accounts disable`` of a banned account records nothing
+    (no AccountDisabled), says so like the other no-ops (exit 0), and the key stays banned."""
+    account_id, key = await _account(pool)
+    assert (await _boost("accounts", "ban", account_id, env=env)).code == 0
+    ran = await _boost("accounts", "disable", account_id, env=env)
+    assert ran.code == 0, ran.err
+    assert ran.out.startswith(f"account {account_id} is banned") and "nothing changed" in ran.out
+    response = await client.get("/api/v1/wallet", headers=bearer(key))
+    assert response.status_code == 403 and response.json()["code"] == "USER_BANNED"
+    types = await pool.fetch(
+        "select type from events where stream_id = $1 order by version", f"account-{account_id}"
+    )
+    assert [row["type"] for row in types][-1] == "AccountBanned"
+    assert "AccountDisabled" not in {row["type"] for row in types}
+
+
 async def test_wallet_credit_twice_with_one_reference_credits_once_and_says_so(pool, env, client):
     """The second credit with the same reference changes nothing and says it was already done."""
     account_id, key = await _account(pool)
