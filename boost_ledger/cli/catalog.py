@@ -47,7 +47,12 @@ async def _sync(arguments: argparse.Namespace) -> int:
         raise CommandError(f"the provider failed: {error}", exit_code=1) from None
     finally:
         await provider.aclose()
-    print(_summary(report))
+    # The prices come from this process's BOOST_FX_RATE and BOOST_MARKUP_PERCENT, not the
+    # server's: saying which lets an operator whose shell lacks the server's values see it.
+    print(
+        f"{_summary(report)}; priced at BOOST_FX_RATE={settings.fx_rate}"
+        f" and BOOST_MARKUP_PERCENT={settings.markup_percent}"
+    )
     return 0
 
 

@@ -13,6 +13,7 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import pytest
 from support import bearer, free_port, open_funded_account, wait_for
 
 from boost_ledger import postgres
+from boost_ledger.ledger.money import ngn_rate_per_1000_kobo
 
 BOOST = str(Path(sys.executable).parent / "boost")
 TIMEOUT_S = 30
@@ -234,6 +236,25 @@ async def test_a_bad_setting_is_one_line_naming_it_for_catalog_sync_as_for_the_r
         assert ran.code == 2, (ran.out, ran.err)
         assert ran.err.startswith("boost: ") and "BOOST_FX_RATE" in ran.err, ran.err
         assert "Traceback" not in ran.err and ran.out == ""
+
+
+async def test_catalog_sync_says_which_fx_rate_and_markup_it_priced_with(pool, env, simulator_url):
+    """``catalog sync`` prices with the BOOST_FX_RATE and BOOST_MARKUP_PERCENT of the shell it
+    runs in, not the server's, so its summary names the two values, and they are the ones the
+    synced rates were computed with."""
+    shell = {**env, "BOOST_PROVIDER_URL": f"{simulator_url}/api/v2",
+             "BOOST_FX_RATE": "1234.5", "BOOST_MARKUP_PERCENT": "7"}
+    ran = await _boost("catalog", "sync", env=shell)
+    assert ran.code == 0, ran.err
+    summary = ran.out.splitlines()[-1]
+    assert " services listed, " in summary, ran.out
+    assert summary.endswith("; priced at BOOST_FX_RATE=1234.5 and BOOST_MARKUP_PERCENT=7"), summary
+    rows = await pool.fetch("select provider_rate, rate_per_1000_kobo from services where listed")
+    assert rows
+    for row in rows:
+        expected = ngn_rate_per_1000_kobo(Decimal(row["provider_rate"]), Decimal("1234.5"),
+                                          Decimal("7"))
+        assert row["rate_per_1000_kobo"] == expected, row
 
 
 async def test_a_database_that_cannot_be_used_is_one_line_not_a_stack_trace(dsn):
