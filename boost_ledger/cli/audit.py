@@ -13,9 +13,17 @@ import msgspec
 
 from boost_ledger import postgres, projections
 from boost_ledger.audit import export, seals, statement, verify
-from boost_ledger.cli.common import CommandError, account_id_argument, print_json, settings_from_env
+from boost_ledger.cli.common import (
+    CommandError,
+    account_id_argument,
+    position_argument,
+    print_json,
+    sealed_position_argument,
+    settings_from_env,
+)
 from boost_ledger.database import open_owner_connection
 from boost_ledger.ledger.accounts import AccountNotFound
+from boost_ledger.projections.replay import HeadNotStable
 
 # A child process of a verification never runs longer than this.
 CHILD_TIMEOUT_S = 3600.0
@@ -43,14 +51,20 @@ def register(commands: Any) -> None:
     replay.add_argument("--account", required=True, type=account_id_argument)
     when = replay.add_mutually_exclusive_group()
     when.add_argument("--until", help="ISO time, e.g. 2026-11-27T12:00:00Z")
-    when.add_argument("--position", type=int, help="global position")
+    when.add_argument("--position", type=position_argument, help="global position")
     replay.add_argument("--json", action="store_true")
     replay.set_defaults(handler=_replay)
     dump = actions.add_parser("export", help="the log as JSON Lines on stdout")
-    dump.add_argument("--after", type=int, default=0, help="only events after this position")
+    dump.add_argument(
+        "--after", type=position_argument, default=0, help="only events after this position"
+    )
     dump.set_defaults(handler=_export)
     seal = actions.add_parser("seal", help="record a checkpoint hash over the feed")
-    seal.add_argument("--position", type=int, help="seal up to this position (default: the head)")
+    seal.add_argument(
+        "--position",
+        type=sealed_position_argument,
+        help="seal up to this position (default: the head)",
+    )
     seal.add_argument("--json", action="store_true")
     seal.set_defaults(handler=_seal)
 
@@ -171,7 +185,10 @@ async def _export(arguments: argparse.Namespace) -> int:
 
 async def _seal(arguments: argparse.Namespace) -> int:
     async with open_owner_connection(settings_from_env()) as connection:
-        sealed = await seals.seal(connection, arguments.position)
+        try:
+            sealed = await seals.seal(connection, arguments.position)
+        except HeadNotStable as error:
+            raise CommandError(str(error), exit_code=1) from None
     if arguments.json:
         print_json(msgspec.structs.asdict(sealed))
     else:

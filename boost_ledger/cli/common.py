@@ -77,9 +77,23 @@ def account_id_argument(text: str) -> int:
     return int(text)
 
 
-def order_id_argument(text: str) -> int:
-    """An order id as the ledger holds it: a bigint, so at most 18 decimal digits (a longer one
-    would reach the database as an out-of-range argument, a stack trace instead of a refusal)."""
-    if not (text.isascii() and text.isdigit()) or len(text) > 18:
-        raise argparse.ArgumentTypeError(f"not an order id: {text!r}")
+def _bigint_argument(text: str, what: str, least: int = 0) -> int:
+    """A whole number the database holds as a bigint, so at most 18 decimal digits (a longer
+    one would reach it as an out-of-range argument, a stack trace instead of a refusal)."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 18 or int(text) < least:
+        raise argparse.ArgumentTypeError(f"not {what}: {text!r}")
     return int(text)
+
+
+def order_id_argument(text: str) -> int:
+    return _bigint_argument(text, "an order id")
+
+
+def position_argument(text: str) -> int:
+    """A position in the log, 0 (before the first event) included."""
+    return _bigint_argument(text, "a log position")
+
+
+def sealed_position_argument(text: str) -> int:
+    """The last position a seal covers: a seal covers at least the first event."""
+    return _bigint_argument(text, "a log position of at least 1", least=1)

@@ -19,6 +19,7 @@ from boost_ledger.cli.common import CommandError, settings_from_env
 from boost_ledger.database import open_owner_connection
 from boost_ledger.ledger import store
 from boost_ledger.projections import jobs, rebuild
+from boost_ledger.projections.replay import HeadNotStable
 
 # A rebuild of a child process never runs longer than this (bounded, like everything else).
 CHILD_TIMEOUT_S = 3600.0
@@ -91,7 +92,8 @@ async def _rebuild(arguments: argparse.Namespace) -> int:
         refused = None
         try:
             await _rebuild_here(connection, reader, groups[0], split)
-        except (rebuild.RebuildRunning, rebuild.SwapNotLocked) as running:  # the others go on
+        except (rebuild.RebuildRunning, rebuild.SwapNotLocked, HeadNotStable) as running:
+            # the others go on
             refused = running
         finally:
             said = await _wait(children)

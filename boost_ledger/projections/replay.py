@@ -127,13 +127,28 @@ async def stable_head(connection: asyncpg.Connection[Any]) -> int:
         " pg_current_xact_id()::text as horizon from events"
     )
     assert row is not None
-    async with asyncio.timeout(STABLE_WAIT_S):
-        while not await connection.fetchval(  # noqa: ASYNC110 - polling the database
-            "select pg_snapshot_xmin(pg_current_snapshot()) >= $1::text::xid8", row["horizon"]
-        ):
-            await asyncio.sleep(0.005)
+    try:
+        async with asyncio.timeout(STABLE_WAIT_S):
+            while not await connection.fetchval(  # noqa: ASYNC110 - polling the database
+                "select pg_snapshot_xmin(pg_current_snapshot()) >= $1::text::xid8",
+                row["horizon"],
+            ):
+                await asyncio.sleep(0.005)
+    except TimeoutError:
+        raise HeadNotStable() from None
     head: int = row["head"]
     return head
+
+
+class HeadNotStable(RuntimeError):
+    """``stable_head`` waited ``STABLE_WAIT_S`` for a transaction older than its head."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            f"a transaction older than the log's head still ran after {STABLE_WAIT_S:.0f} s (an"
+            " audit verify, which holds one for its whole run, or a session idle in a"
+            " transaction: see pg_stat_activity); run again once it has ended"
+        )
 
 
 async def differences(

@@ -296,3 +296,26 @@ async def test_replay_as_of_position_zero_says_position_zero_not_now(dsn, histor
     assert (statement["as_of"], statement["balance"], statement["lines"]) == (
         "position 0", "0.00", []
     )
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ("seal", "--position", "-5"),
+        ("seal", "--position", "0"),
+        ("seal", "--position", "99999999999999999999"),
+        ("export", "--after", "-1"),
+        ("export", "--after", "99999999999999999999"),
+        ("replay", "--account", "1", "--position", "99999999999999999999"),
+    ],
+)
+async def test_a_position_the_log_cannot_hold_is_refused_as_input(dsn, history, pool, arguments):
+    """A position is a bigint from 0 (a seal's from 1): a negative one would record a seal over
+    'positions 1..-5', one past a bigint would reach the database as a stack trace. Refused
+    before anything is read or recorded (exit 2, argparse's message)."""
+    count_seals = "select count(*) from events where stream_id = 'audit-seals'"
+    seals_before = await pool.fetchval(count_seals)
+    code, out, err = await _run(dsn, "audit", *arguments)
+    assert code == 2 and out == "", (code, out, err)
+    assert "log position" in err and "Traceback" not in err, err
+    assert await pool.fetchval(count_seals) == seals_before

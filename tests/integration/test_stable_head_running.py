@@ -8,9 +8,11 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import pytest
 import support
 
 from boost_ledger import postgres
+from boost_ledger.projections import replay
 from boost_ledger.projections.replay import stable_head
 
 _APPEND = """
@@ -47,4 +49,24 @@ async def test_the_head_waits_for_a_running_transaction_with_an_id_above_the_com
         assert not given_while_running, "the head was given while an event below it could commit"
     finally:
         for connection in (lower, higher, reader):
+            await connection.close()
+
+
+async def test_a_head_that_stays_unstable_past_the_wait_is_a_named_refusal(
+    test_server: support.TestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transaction older than the head that does not end (an audit verify's, a session idle
+    in a transaction) makes the wait end in ``HeadNotStable``, which ``boost`` prints as one
+    line (exit 1), not in the bare ``TimeoutError`` of the wait."""
+    monkeypatch.setattr(replay, "STABLE_WAIT_S", 0.3)
+    dsn = await test_server.fresh_database()
+    idle, reader = [await postgres.owner_connection(dsn) for _ in range(2)]
+    try:
+        async with idle.transaction():
+            await idle.fetchval("select pg_current_xact_id()")
+            with pytest.raises(replay.HeadNotStable, match="pg_stat_activity"):
+                await stable_head(reader)
+        assert await asyncio.wait_for(stable_head(reader), 10) >= 0  # once it has ended
+    finally:
+        for connection in (idle, reader):
             await connection.close()
