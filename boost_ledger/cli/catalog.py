@@ -6,8 +6,12 @@ import argparse
 from typing import Any
 
 from boost_ledger.cli.common import CommandError, database, print_json, settings_from_env
+from boost_ledger.cli.listing import first_rows
 from boost_ledger.ledger import catalog
 from boost_ledger.ledger.money import format_kobo, parse_naira
+
+MAX_SERVICES_LISTED = 5000
+"""Services ``catalog list`` prints at most (a stderr line says when there are more)."""
 
 
 def register(commands: Any) -> None:
@@ -98,8 +102,10 @@ async def _list(arguments: argparse.Namespace) -> int:
     async with database() as pool:
         rows = await pool.fetch(
             "select service_id, name, category, type, listed, rate_per_1000_kobo,"
-            " pinned_rate_kobo from services order by length(service_id), service_id limit 5000"
+            " pinned_rate_kobo from services order by length(service_id), service_id limit $1",
+            MAX_SERVICES_LISTED + 1,
         )
+    rows = first_rows(rows, MAX_SERVICES_LISTED, "services (by id)")
     services = [
         {
             "service_id": row["service_id"],

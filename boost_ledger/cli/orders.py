@@ -8,10 +8,14 @@ from typing import Any
 import asyncpg
 
 from boost_ledger.cli.common import CommandError, database, order_id_argument, print_json
+from boost_ledger.cli.listing import first_rows
 from boost_ledger.ledger import fulfilment
 from boost_ledger.ledger.connection import Connection
 from boost_ledger.ledger.money import format_kobo
 from boost_ledger.upstream.parsing import usable_order_id
+
+MAX_UNKNOWN_LISTED = 1000
+"""Orders ``orders unknown`` lists at most (a stderr line says when there are more)."""
 
 
 def register(commands: Any) -> None:
@@ -40,8 +44,10 @@ async def _unknown(arguments: argparse.Namespace) -> int:
             # Placed first, listed first: ids are taken in blocks per process (sql/0017), so
             # they do not give that order.
             " from orders o where o.submission = 'unknown'"
-            " order by o.created_at, o.order_id limit 1000"
+            " order by o.created_at, o.order_id limit $1",
+            MAX_UNKNOWN_LISTED + 1,
         )
+    rows = first_rows(rows, MAX_UNKNOWN_LISTED, "orders awaiting an operator (oldest first)")
     items = [
         {
             "order_id": str(row["order_id"]),

@@ -273,6 +273,72 @@ async def test_a_database_that_cannot_be_used_is_one_line_not_a_stack_trace(dsn)
     assert "no_such_database" in absent.err
 
 
+async def _insert_unknown_orders(connection: asyncpg.Connection[Any], ids: range) -> None:
+    """Rows of the orders projection awaiting an operator, written directly: the listing reads
+    nothing else, and placing a thousand orders through checkout would only cost time."""
+    await connection.execute(
+        "insert into orders (order_id, account_id, idempotency_key, fingerprint, service_id,"
+        " provider_service_id, service_name, category, type, link, quantity, billable_quantity,"
+        " fields, rate_per_1000_kobo, price_kobo, cancel_supported, status, submission, version,"
+        " created_at, updated_at)"
+        " select id, 1001, 'key-' || id, '\\x00'::bytea, '1', '1', 'Likes', 'Instagram',"
+        " 'Default', 'https://example.com/p', 100, 100, '{}'::jsonb, 1620, 162, true, 'pending',"
+        " 'unknown', 3, now(), now() from generate_series($1::bigint, $2::bigint) as id",
+        ids.start, ids.stop - 1,
+    )
+
+
+async def _insert_services(connection: asyncpg.Connection[Any], ids: range) -> None:
+    await connection.execute(
+        "insert into services (service_id, provider_service_id, name, category, type,"
+        " provider_rate, rate_per_1000_kobo, min_quantity, max_quantity, refill, cancel, listed,"
+        " version, updated_at)"
+        " select id::text, id::text, 'Likes ' || id, 'Instagram', 'Default', '1.08', 162000, 10,"
+        " 10000, false, true, true, 1, now() from generate_series($1::int, $2::int) as id",
+        ids.start, ids.stop - 1,
+    )
+
+
+async def test_a_listing_cut_at_its_bound_says_so_on_stderr(test_server):
+    """``orders unknown`` lists 1,000 orders at most and ``catalog list`` 5,000 services: at the
+    bound exactly nothing is said, past it stdout (text or JSON) keeps its format and one line on
+    stderr says how many are shown and that more exist, so a cut list is not taken for whole."""
+    dsn = await test_server.fresh_database()
+    env = _environment(DATABASE_URL=dsn)
+    connection = await asyncpg.connect(dsn)
+    try:
+        await _insert_unknown_orders(connection, range(100_000_001, 100_001_001))
+        await _insert_services(connection, range(1, 5001))
+        whole = await asyncio.gather(
+            _boost("orders", "unknown", env=env), _boost("catalog", "list", env=env)
+        )
+        await _insert_unknown_orders(connection, range(100_001_001, 100_001_003))
+        await _insert_services(connection, range(5001, 5003))
+    finally:
+        await connection.close()
+    for ran in whole:
+        assert (ran.code, ran.err) == (0, "")
+    assert [len(ran.out.splitlines()) for ran in whole] == [1000, 5000]
+    orders, orders_json, services, services_json = await asyncio.gather(
+        _boost("orders", "unknown", env=env), _boost("orders", "unknown", "--json", env=env),
+        _boost("catalog", "list", env=env), _boost("catalog", "list", "--json", env=env),
+    )
+    for ran in (orders, orders_json):
+        assert ran.code == 0
+        assert ran.err == "boost: showing the first 1000 orders awaiting an operator (oldest"\
+            " first); more exist\n", ran.err
+    for ran in (services, services_json):
+        assert ran.code == 0
+        assert ran.err == "boost: showing the first 5000 services (by id); more exist\n", ran.err
+    assert orders.out == whole[0].out and services.out == whole[1].out
+    listed_orders: list[dict[str, Any]] = json.loads(orders_json.out)
+    assert [item["order_id"] for item in listed_orders] == [
+        str(order_id) for order_id in range(100_000_001, 100_001_001)
+    ]
+    listed_services: list[dict[str, Any]] = json.loads(services_json.out)
+    assert [item["service_id"] for item in listed_services] == [str(n) for n in range(1, 5001)]
+
+
 # ---- the embedded PostgreSQL, shared by several boost processes -----------------------------
 
 
