@@ -41,8 +41,16 @@ def _amount(text: str) -> int:
     return amount_kobo
 
 
+def _check_reference(text: str) -> None:
+    try:
+        wallet.check_reference(text)
+    except ValueError as error:
+        raise CommandError(f"invalid reference {text!r}: {error}") from None
+
+
 async def _credit(arguments: argparse.Namespace) -> int:
     amount_kobo = _amount(arguments.amount)
+    _check_reference(arguments.reference)
     async with connection() as open_connection:
         try:
             result = await wallet.credit(

@@ -26,9 +26,19 @@ def check_credit(amount_kobo: int, reference: str) -> None:
         raise ValueError("the amount must be positive")
     if amount_kobo > MAX_CREDIT_KOBO:
         raise ValueError("the amount is too large")
+    check_reference(reference)
+
+
+def check_reference(reference: str) -> None:
     too_long = len(reference) > MAX_REFERENCE_LENGTH
     if not reference.strip() or too_long or not reference.isprintable():
         raise ValueError(f"a reference is 1 to {MAX_REFERENCE_LENGTH} printable characters")
+    # A reference is taken exactly as given (its credit's event id is derived from it), so
+    # " bank-tx-1" would be another reference than "bank-tx-1" and credit one top-up twice.
+    # It is refused rather than trimmed: a trimmed reference would be a new event id for a
+    # padded one recorded before, which a retry of it would then credit again.
+    if reference != reference.strip():
+        raise ValueError("a reference has no leading or trailing spaces")
 
 
 async def credit(

@@ -212,6 +212,31 @@ async def test_invalid_amounts_are_refused_with_a_non_zero_exit(pool, env):
     assert balance == 0
 
 
+async def test_a_reference_with_spaces_around_it_is_refused_as_input(pool, env):
+    """``wallet credit --reference " bank-tx-1"`` (a script that pads its reference) is exit 2
+    with one line naming the reference, before the database is touched: it would otherwise be
+    another reference than "bank-tx-1" and credit the same top-up twice."""
+    account_id, _ = await _account(pool)
+    first = await _boost("wallet", "credit", account_id, "10", "--reference", "bank-tx-1", env=env)
+    assert first.code == 0, first.err
+    padded = [" bank-tx-1", "bank-tx-1 "]
+    refusals = await asyncio.gather(*(
+        _boost("wallet", "credit", account_id, "10", "--reference", reference, env=env)
+        for reference in padded
+    ))
+    for reference, ran in zip(padded, refusals, strict=True):
+        assert ran.code == 2, (reference, ran.out, ran.err)
+        assert ran.err == (
+            f"boost: invalid reference {reference!r}: a reference has no leading or trailing"
+            " spaces\n"
+        ), ran.err
+        assert ran.out == ""
+    balance = await pool.fetchval(
+        "select balance_kobo from wallets where account_id = $1", int(account_id)
+    )
+    assert balance == 10_00
+
+
 async def test_wallet_commands_refuse_unknown_accounts_and_bad_ids(env):
     """An account that does not exist is exit 1; something that is not an id is a usage error."""
     credit, show, not_an_id = await asyncio.gather(

@@ -122,6 +122,21 @@ def test_blank_overlong_or_unprintable_references_are_refused(reference):
         wallet.check_credit(1_00, reference)
 
 
+@pytest.mark.parametrize("reference", [" bank-tx-1", "bank-tx-1 ", "  bank-tx-1  "])
+async def test_a_padded_reference_is_refused_and_never_credits_twice(pool, reference):
+    """A reference is taken exactly as given, so " bank-tx-1" would be another reference than
+    "bank-tx-1" and credit one top-up twice: one with leading or trailing spaces is refused
+    before anything is written, and the unpadded one still credits once."""
+    account_id, _ = await open_funded_account(pool)
+    async with pool.acquire() as connection:
+        first = await wallet.credit(connection, account_id, 1_00, "bank-tx-1")
+        with pytest.raises(ValueError, match="no leading or trailing spaces"):
+            await wallet.credit(connection, account_id, 1_00, reference)
+    assert first.credited
+    assert await _balance(pool, account_id) == 1_00
+    assert len(await _credits(pool, account_id)) == 1
+
+
 async def test_a_refused_amount_never_reaches_the_log(pool):
     """The ledger itself re-checks: a zero or negative credit raises before anything is written."""
     account_id, _ = await open_funded_account(pool)
