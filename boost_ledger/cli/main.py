@@ -12,11 +12,26 @@ from boost_ledger.migrations import MigrationError
 
 COMMAND_MODULES = (serving, accounts, wallet, catalog, orders, projections, audit)
 
+EXIT_STATUS = (
+    "Exit status: 0 done, also when there was nothing to do (a reference already credited, an"
+    " account already in that standing); 1 the command could not do it, or a check failed: no"
+    " such account, order or service, an order not awaiting an operator, a provider order id"
+    " already recorded, a rebuild or seal that could not go ahead, a provider call that failed,"
+    " a database that cannot be used or a migration it refused, a failed check of audit verify,"
+    " an audit replay of a wallet that contradicts itself (and a crash, with its stack trace);"
+    " 2 refused input or settings: a bad argument, amount, reference or id, or a bad or missing"
+    " BOOST_* value. The reason is one line on stderr (boost: ...), but for the findings of audit"
+    " verify, which its report lists; an operator command interrupted with Ctrl-C exits 130."
+)
+"""What each exit status means, in general: ``boost --help`` ends with it, and the README and
+the runbook say it in these words (tests/e2e/test_cli.py holds them to it)."""
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="boost",
         description="Run and operate the boost-ledger server (settings: BOOST_* variables).",
+        epilog=EXIT_STATUS,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMAND_MODULES:

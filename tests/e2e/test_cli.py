@@ -23,6 +23,7 @@ import pytest
 from support import bearer, free_port, open_funded_account, wait_for
 
 from boost_ledger import postgres
+from boost_ledger.cli.main import EXIT_STATUS
 from boost_ledger.ledger.money import ngn_rate_per_1000_kobo
 
 BOOST = str(Path(sys.executable).parent / "boost")
@@ -75,6 +76,26 @@ async def _account(pool: asyncpg.Pool[Any]) -> tuple[str, str]:
 def test_the_console_script_is_installed():
     """``boost`` is the project's console script, next to this interpreter."""
     assert Path(BOOST).is_file() and os.access(BOOST, os.X_OK)
+
+
+def _words(text: str) -> str:
+    return " ".join(text.replace("`", "").split())
+
+
+def test_the_exit_statuses_are_documented_as_the_command_states_them():
+    """What each exit status means is stated once, in the code (``EXIT_STATUS``), and the
+    README and the runbook say it in the same words, so the docs cannot go back to a partial
+    list (1 was documented as 'no such account' alone, while the code exits 1 for much more)."""
+    root = Path(__file__).resolve().parents[2]
+    for document in ("README.md", "docs/runbook.md"):
+        assert _words(EXIT_STATUS) in _words((root / document).read_text()), document
+
+
+async def test_boost_help_ends_with_what_each_exit_status_means():
+    """``boost --help`` states the exit statuses too, in the words the docs use."""
+    ran = await _boost("--help", env=_environment())
+    assert ran.code == 0, ran.err
+    assert _words(EXIT_STATUS) in _words(ran.out), ran.out
 
 
 async def test_accounts_create_prints_an_id_and_a_working_key(env, client):
