@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
+from boost_ledger import logs
 from boost_ledger.cli import accounts, audit, catalog, orders, projections, serving, wallet
 from boost_ledger.cli.common import CommandError, run
 from boost_ledger.migrations import MigrationError
@@ -42,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     arguments = parser.parse_args(argv)
+    # Log lines go to stderr from the start (structlog's default is stdout, where they would mix
+    # with a command's output, its --json included); ``serve`` and ``worker`` configure again.
+    logs.configure(os.environ.get("BOOST_LOG_LEVEL") or "info")
     try:
         return run(arguments.handler(arguments))
     except CommandError as error:

@@ -292,8 +292,9 @@ async def test_catalog_sync_says_which_fx_rate_and_markup_it_priced_with(pool, e
              "BOOST_FX_RATE": "1234.5", "BOOST_MARKUP_PERCENT": "7"}
     ran = await _boost("catalog", "sync", env=shell)
     assert ran.code == 0, ran.err
-    summary = ran.out.splitlines()[-1]
+    (summary,) = ran.out.splitlines()  # its log lines go to stderr, not among its output
     assert " services listed, " in summary, ran.out
+    assert '"event":"catalog.synced"' in ran.err, ran.err
     assert summary.endswith("; priced at BOOST_FX_RATE=1234.5 and BOOST_MARKUP_PERCENT=7"), summary
     rows = await pool.fetch("select provider_rate, rate_per_1000_kobo from services where listed")
     assert rows
