@@ -20,6 +20,18 @@ select c.relname::text as name, pg_get_indexdef(i.indexrelid) as definition
 """
 
 
+async def _migrated_before(test_server, tmp_path: Path, first_left_out: str) -> str:
+    """A new database migrated up to, not including, the migration numbered ``first_left_out``."""
+    earlier = tmp_path / "sql"
+    earlier.mkdir()
+    for migration in sorted(migrations.sql_directory().glob("*.sql")):
+        if migration.name < first_left_out:
+            shutil.copy(migration, earlier / migration.name)
+    dsn: str = await test_server.fresh_database(migrated=False)
+    await migrations.migrate(dsn, earlier)
+    return dsn
+
+
 async def test_the_attempting_index_moves_to_order_id_whatever_a_rebuild_named_it(
     test_server, tmp_path: Path
 ) -> None:
@@ -27,13 +39,7 @@ async def test_the_attempting_index_moves_to_order_id_whatever_a_rebuild_named_i
     predicate: a projection rebuild before it (which let ``like`` name the copies' indexes) left
     it under another name. Afterwards only the new index is there, under the migration's name,
     and ``orders`` has its fillfactor."""
-    earlier = tmp_path / "sql"
-    earlier.mkdir()
-    for migration in sorted(migrations.sql_directory().glob("*.sql")):
-        if migration.name < "0013":
-            shutil.copy(migration, earlier / migration.name)
-    dsn = await test_server.fresh_database(migrated=False)
-    await migrations.migrate(dsn, earlier)
+    dsn = await _migrated_before(test_server, tmp_path, "0013")
     connection = await asyncpg.connect(dsn)
     try:
         # What a rebuild of orders did to the index's name before 0013.
@@ -66,13 +72,7 @@ async def test_boost_migrate_refuses_0021_in_one_message_while_two_orders_share_
     """Migration 0021 refuses its unique index while two orders hold one provider order id,
     and says how to find them (its hint). ``boost migrate`` prints that reason, named by the
     migration, on stderr and exits 1, instead of a stack trace; 0021 stays unapplied."""
-    earlier = tmp_path / "sql"
-    earlier.mkdir()
-    for migration in sorted(migrations.sql_directory().glob("*.sql")):
-        if migration.name < "0021":
-            shutil.copy(migration, earlier / migration.name)
-    dsn = await test_server.fresh_database(migrated=False)
-    await migrations.migrate(dsn, earlier)
+    dsn = await _migrated_before(test_server, tmp_path, "0021")
     connection = await asyncpg.connect(dsn)
     try:
         # What an earlier version could record: two orders under one provider order id.
