@@ -48,8 +48,8 @@ _NOTES = {
     "Mentions Hashtag": "The hashtag whose posters are mentioned.",
     "Mentions User Followers": "Targets the followers of `username`.",
     "Mentions Media Likers": "Targets the likers of the media at `media` (a URL).",
-    "Subscriptions": "Charged max x (posts + old_posts) up front; `posts` defaults to the "
-    "server's configured number when omitted. `delay` is in minutes; `expiry` is d/m/Y.",
+    "Subscriptions": "Charged max x posts up front; `posts` defaults to the server's configured "
+    "number when omitted. `delay` is in minutes; `expiry` is d/m/Y.",
     "Comment Likes": "Likes on the comments of `username` under `link`.",
     "Poll": "`answer_number` is the poll option to vote for.",
     "Comment Replies": "Replies to `username`'s comment, one per line; the billable quantity is "

@@ -384,20 +384,14 @@ def _bill(
 def _bill_subscription(
     values: dict[str, str | int], minimum: int, maximum: int, default_posts: int
 ) -> tuple[int, int]:
-    """Return (display, billable) for a subscription: `max` units for each post it orders,
-    the new posts (`posts`) and the existing ones (`old_posts`)."""
+    """Return (display, billable) for a subscription: max posts' worth of `max` units each."""
     if not all(minimum <= _as_int(values[name]) <= maximum for name in ("min", "max")):
         raise QuantityOutOfRange("Subscription min and max", minimum, maximum)
     # An omitted `posts` would let the provider deliver without end: bill and send our default.
     values.setdefault("posts", default_posts)
     subscription_max, posts = _as_int(values["max"]), _as_int(values["posts"])
-    # Panels create an order for each of `old_posts` existing posts on top of the `posts` new
-    # ones, so they are billed too: unbilled, they were work the provider charges us for.
-    posts += _as_int(values.get("old_posts", 0))
     if subscription_max * posts > MAX_QUANTITY:
-        message = f"max multiplied by posts (and old_posts) must not exceed {MAX_QUANTITY}."
-        names = ("posts", "old_posts") if values.get("old_posts") else ("posts",)
-        raise FieldErrors({name: [message] for name in names})
+        raise FieldErrors({"posts": [f"max multiplied by posts must not exceed {MAX_QUANTITY}."]})
     return subscription_max, subscription_max * posts
 
 

@@ -463,8 +463,7 @@ def test_subscriptions_bill_max_times_the_default_posts() -> None:
 
 
 def test_subscriptions_with_all_optional_fields() -> None:
-    """Given posts, old_posts and expiry are normalised and sent; billable is max x posts
-    (old_posts 0 adds none)."""
+    """Given posts, old_posts and expiry are normalised and sent; billable is max x posts."""
     body: dict[str, object] = {
         "username": "alice",
         "min": 100,
@@ -486,20 +485,6 @@ def test_subscriptions_with_all_optional_fields() -> None:
     }
     assert request.billable_quantity == 300
     assert price(request, "Subscriptions", 1234) == 371  # ceil(370.2)
-
-
-def test_subscriptions_bill_old_posts_too() -> None:
-    """Panels order each of `old_posts` existing posts on top of the `posts` new ones: the
-    charge covers both, so a client cannot have 10**9 posts delivered for the price of one."""
-    body: dict[str, object] = {
-        "username": "alice", "min": 100, "max": 200, "delay": 0, "posts": 2, "old_posts": 3,
-    }
-    request = parse("Subscriptions", body)
-    assert request.fields["old_posts"] == 3 and request.fields["posts"] == 2
-    assert request.quantity == 200
-    assert request.billable_quantity == 200 * (2 + 3)
-    unbounded = {**body, "posts": 1, "old_posts": 10**9}
-    assert set(field_errors("Subscriptions", unbounded)) == {"posts", "old_posts"}
 
 
 @pytest.mark.parametrize(
