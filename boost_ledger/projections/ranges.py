@@ -77,8 +77,9 @@ async def apply_range(
     part: store.Part | None = None,
 ) -> tuple[int, Counter[str]]:
     """Fold the events with ``after < position <= up_to`` (no bound when None) into each
-    target's copies, in position order, a batch per transaction (a savepoint if the caller has
-    one). Returns the position reached and how many events each projection folded.
+    target's copies, in position order, a batch per transaction (in the caller's, if it has
+    one: a refusal then fails it, unless the caller holds a savepoint around the range).
+    Returns the position reached and how many events each projection folded.
 
     With a ``reader`` (another connection, seeing what ``connection`` sees) the log is read
     there, a batch ahead, so PostgreSQL reads while this process folds. An ``observer`` sees
@@ -222,17 +223,33 @@ async def _fold(
 ) -> Counter[str]:
     folded = Counter[str]()
     try:
-        async with connection.transaction():
-            # A batch of copies needs no flush to disk at its commit: a crash loses the whole
-            # rebuild anyway, and the swap's own commit is a normal one.
-            await connection.execute("set local synchronous_commit = off")
-            for module, schema in targets:
-                folded[module.NAME] += await bulk.apply_batch(connection, [module], records, schema)
+        if connection.is_in_transaction():
+            # The caller's transaction holds the batch (a verify's replay, a swap's tail): a
+            # savepoint per batch would give a long replay a subtransaction per batch, and past
+            # 64 of them every other session's snapshot overflows and looks each recent row's
+            # transaction up in pg_subtrans while the replay runs.
+            await _fold_targets(connection, targets, records, folded)
+        else:
+            async with connection.transaction():
+                # A batch of copies needs no flush to disk at its commit: a crash loses the
+                # whole rebuild anyway, and the swap's own commit is a normal one.
+                await connection.execute("set local synchronous_commit = off")
+                await _fold_targets(connection, targets, records, folded)
     except bulk.FoldRefused as refusal:
         raise ReplayFailed.at(refusal.record, refusal.error) from refusal
     except asyncpg.PostgresError as error:
         raise ReplayFailed.at(records[-1], error) from error
     return folded
+
+
+async def _fold_targets(
+    connection: asyncpg.Connection[Any],
+    targets: Sequence[Target],
+    records: Sequence[RecordedEvent],
+    folded: Counter[str],
+) -> None:
+    for module, schema in targets:
+        folded[module.NAME] += await bulk.apply_batch(connection, [module], records, schema)
 
 
 class ReplayFailed(Exception):

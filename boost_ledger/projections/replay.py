@@ -196,7 +196,11 @@ async def replay_and_compare(
     # Temporary tables come first in the search path: the projectors now write into them.
     targets = [(module, None) for module in modules]
     try:
-        await apply_range(connection, targets, 0, None, reader=reader, observer=observer)
+        # One savepoint for the whole replay (the batches fold in it, none of their own): a
+        # refusal rolls the copies back and leaves the snapshot's transaction usable for the
+        # rest of the log.
+        async with connection.transaction():
+            await apply_range(connection, targets, 0, None, reader=reader, observer=observer)
     except ReplayFailed as failure:
         if observer is not None:
             await apply_range(
