@@ -13,6 +13,7 @@ from boost_ledger.cli.common import CommandError, run
 from boost_ledger.migrations import MigrationError
 
 COMMAND_MODULES = (serving, accounts, wallet, catalog, orders, projections, audit)
+OUTPUT_CLOSED = 141  # 128 + SIGPIPE, what a shell reports for a tool its pipe's reader left
 
 EXIT_STATUS = (
     "Exit status: 0 done, also when there was nothing to do (a reference already credited, an"
@@ -23,7 +24,8 @@ EXIT_STATUS = (
     " an audit replay of a wallet that contradicts itself (and a crash, with its stack trace);"
     " 2 refused input or settings: a bad argument, amount, reference or id, or a bad or missing"
     " BOOST_* value. The reason is one line on stderr (boost: ...), but for the findings of audit"
-    " verify, which its report lists; an operator command interrupted with Ctrl-C exits 130."
+    " verify, which its report lists; an operator command interrupted with Ctrl-C exits 130, and"
+    " one whose output was closed before it ended (boost audit export | head) exits 141, quietly."
 )
 """What each exit status means, in general: ``boost --help`` ends with it, and the README and
 the runbook say it in these words (tests/e2e/test_cli.py holds them to it)."""
@@ -57,6 +59,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return _output_closed()
+
+
+def _output_closed() -> int:
+    """The reader of stdout went away (``| head``): stop quietly, as a shell tool killed by
+    SIGPIPE would. What Python still holds for stdout goes to /dev/null, so its flush at exit
+    raises no second BrokenPipeError."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return OUTPUT_CLOSED
 
 
 if __name__ == "__main__":

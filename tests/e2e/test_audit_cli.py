@@ -319,3 +319,23 @@ async def test_a_position_the_log_cannot_hold_is_refused_as_input(dsn, history, 
     assert code == 2 and out == "", (code, out, err)
     assert "log position" in err and "Traceback" not in err, err
     assert await pool.fetchval(count_seals) == seals_before
+
+
+async def test_export_into_a_closed_pipe_stops_quietly(dsn, history):
+    """``boost audit export | head`` whose reader has gone: exit 141 (a shell's SIGPIPE
+    status), no traceback on stderr. The pipe's read end is closed before the command starts,
+    so its first write fails, whatever the size of the log."""
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith("BOOST_") and name != "DATABASE_URL"}
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        process = await asyncio.create_subprocess_exec(
+            BOOST, "audit", "export", env={**env, "DATABASE_URL": dsn},
+            stdout=write_end, stderr=asyncio.subprocess.PIPE,
+        )
+    finally:
+        os.close(write_end)
+    _, err = await asyncio.wait_for(process.communicate(), timeout=CLI_TIMEOUT_S)
+    assert process.returncode == 141, err.decode()
+    assert err.decode() == ""
