@@ -92,7 +92,9 @@ async def _rebuild(arguments: argparse.Namespace) -> int:
         refused = None
         try:
             await _rebuild_here(connection, reader, groups[0], split)
-        except (rebuild.RebuildRunning, rebuild.SwapNotLocked, HeadNotStable) as running:
+        except (
+            rebuild.RebuildRunning, rebuild.SwapNotLocked, rebuild.LogOutpaced, HeadNotStable
+        ) as running:
             # the others go on
             refused = running
         finally:

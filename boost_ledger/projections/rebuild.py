@@ -33,6 +33,10 @@ from boost_ledger.projections.replay import (
 
 SMALL_TAIL = 2000
 MAX_SWAP_ATTEMPTS = 40
+# Catch-up rounds before each swap attempt: a log that grows faster than the rebuild folds it
+# (each round ends with more than SMALL_TAIL new events) ends the rebuild instead of holding
+# its copies, its connections and its advisory locks for as long as the writers keep up.
+MAX_CATCH_UP_ROUNDS = 50
 # The swap waits at most this long for its locks, and never longer than half the server's
 # deadlock_timeout: should its locks close a cycle with a writer's (opening an account writes
 # accounts then api_keys, and checkout's key check locks rows of accounts then api_keys, where
@@ -75,6 +79,19 @@ class SwapNotLocked(RuntimeError):
         )
         self.pending = pending
         self.reports = reports
+
+
+class LogOutpaced(RuntimeError):
+    """Every catch-up round of ``pending`` ended with more than SMALL_TAIL new events: the log
+    grows faster than the rebuild folds it. The live tables were left as they were."""
+
+    def __init__(self, pending: list[str], rounds: int) -> None:
+        names = ", ".join(pending)
+        super().__init__(
+            f"the log grew by more than {SMALL_TAIL} events in each of {rounds} catch-up"
+            f" rounds while rebuilding {names}; retry when the write load is lower"
+        )
+        self.pending = pending
 
 
 class RebuildReport(msgspec.Struct, frozen=True):
@@ -201,9 +218,10 @@ async def _catch_up(
     folded: Counter[str],
     progress: Progress | None,
 ) -> int:
-    """Replay round after round up to a stable head, until a round had only a small tail."""
+    """Replay round after round up to a stable head, until a round had only a small tail;
+    raises ``LogOutpaced`` after MAX_CATCH_UP_ROUNDS rounds without one."""
     targets = [(module, _schema(module)) for module in modules]
-    while True:
+    for _ in range(MAX_CATCH_UP_ROUNDS):
         head = await stable_head(connection)
         before = position
         position, counts = await apply_range(
@@ -212,6 +230,7 @@ async def _catch_up(
         folded.update(counts)
         if head - before <= SMALL_TAIL:
             return position
+    raise LogOutpaced([module.NAME for module in modules], MAX_CATCH_UP_ROUNDS)
 
 
 async def _try_swap(

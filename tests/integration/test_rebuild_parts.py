@@ -143,3 +143,42 @@ async def test_a_rebuild_that_cannot_swap_one_projection_reports_the_others(
     finally:
         await connection.close()
         await reader.close()
+
+
+async def test_a_log_that_outgrows_every_catch_up_round_ends_the_rebuild(pool, dsn, monkeypatch):
+    """A writer appends events between every two catch-up rounds, more than the small tail
+    each time: after MAX_CATCH_UP_ROUNDS the rebuild ends with LogOutpaced, naming the
+    projection, instead of chasing the head for as long as the writer keeps up; the live
+    table is not swapped (it still equals a replay), its copies are dropped and its lock is
+    released (a second rebuild goes on)."""
+    await open_funded_account(pool, 10_000)
+    monkeypatch.setattr(rebuild, "SMALL_TAIL", 0)
+    monkeypatch.setattr(rebuild, "MAX_CATCH_UP_ROUNDS", 3)
+    real_stable_head, heads = rebuild.stable_head, []
+
+    async def head_after_a_write(connection):
+        await open_funded_account(pool, 100)
+        heads.append(await real_stable_head(connection))
+        return heads[-1]
+
+    monkeypatch.setattr(rebuild, "stable_head", head_after_a_write)
+    wallets = projections.by_name("wallets")
+    live = "select 'public.wallets'::regclass::oid"
+    before = await pool.fetchval(live)
+    connection = await postgres.owner_connection(dsn)
+    try:
+        with pytest.raises(rebuild.LogOutpaced) as outpaced:
+            await rebuild.rebuild_all(connection, [wallets])
+        assert outpaced.value.pending == ["wallets"]
+        assert "3 catch-up rounds" in str(outpaced.value)
+        assert len(heads) == 3 and heads == sorted(set(heads))
+        assert await pool.fetchval(live) == before  # not swapped
+        assert await compare_with_replay(connection, [wallets]) == []
+        assert not await connection.fetchval(
+            "select exists (select from pg_namespace where nspname = 'rebuild_wallets')"
+        )
+        monkeypatch.setattr(rebuild, "stable_head", real_stable_head)
+        (report,) = await rebuild.rebuild_all(connection, [wallets])
+        assert report.name == "wallets"
+    finally:
+        await connection.close()
