@@ -84,8 +84,10 @@ async def list_services(request: Request) -> Response:
             " order by category, length(service_id), service_id limit $1",
             MAX_SERVICES,
         )
-    elif len(category) > MAX_CATEGORY_LENGTH or not category.isprintable():
-        rows = []  # no category is that long or holds a control character (PostgreSQL: NUL)
+    elif len(category) > MAX_CATEGORY_LENGTH or "\x00" in category:
+        # No category is that long (a sync keeps 200 characters) or holds a NUL, which
+        # PostgreSQL text cannot; any other character may be in a provider's category name.
+        rows = []
     else:
         rows = await runtime.pool.fetch(
             f"select {_SERVICE_COLUMNS} from services where listed and category = $1"
