@@ -58,11 +58,16 @@ _STATUS_TEXT = {
 }
 _AUTHED = ("UNAUTHENTICATED", "USER_DISABLED", "USER_BANNED", "FORBIDDEN", "RATE_LIMITED",
            "INTERNAL_ERROR", "SERVICE_UNAVAILABLE")
+# The codes whose answers carry Retry-After (errors.py, orders.py, order_actions.py).
+_RETRY_AFTER_CODES = frozenset(
+    {"IDEMPOTENCY_KEY_IN_PROGRESS", "RATE_LIMITED", "SERVICE_UNAVAILABLE", "PROVIDER_UNAVAILABLE"}
+)
 _REQUEST_ID = {"description": "The request's id (the caller's own X-Request-Id if sane).",
                "schema": {"type": "string"}}
 _CHALLENGE = {"description": "The bearer challenge HTTP requires of a 401.",
               "schema": {"type": "string", "const": BEARER_CHALLENGE}}
-_RETRY_AFTER = {"description": "Seconds to wait before retrying.",
+_RETRY_AFTER = {"description": "Seconds to wait before retrying (sent with "
+                + ", ".join(f"`{code}`" for code in sorted(_RETRY_AFTER_CODES)) + ").",
                 "schema": {"type": "string", "pattern": "^[0-9]+$"}}
 
 
@@ -85,7 +90,7 @@ def _errors(codes: tuple[str, ...]) -> dict[str, Any]:
         schema = {"allOf": [{"$ref": "#/components/schemas/Error"}, {"properties": {
             "status": {"const": status}, "code": {"enum": names}}}]}
         headers: dict[str, Any] = {"X-Request-Id": _REQUEST_ID}
-        if status in (429, 503):
+        if any(name in _RETRY_AFTER_CODES for name in names):
             headers["Retry-After"] = _RETRY_AFTER
         if status == 401:
             headers["WWW-Authenticate"] = _CHALLENGE

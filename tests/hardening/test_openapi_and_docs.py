@@ -98,6 +98,28 @@ def test_every_error_code_the_code_can_send_is_documented_with_its_status():
     assert listed == set(ERROR_CODES) - {"METHOD_NOT_ALLOWED"}
 
 
+def test_every_error_sent_with_retry_after_is_documented_with_it():
+    """Each ``ApiError(status, "CODE", ..., headers={"Retry-After": ...})`` in the API package
+    (or a 503 through ``service_unavailable``) is documented, under every operation that can
+    send it, by a response that declares Retry-After; no other response declares it."""
+    package = Path(app_module.__file__).parent
+    pattern = re.compile(r"ApiError\(\s*(\d{3}),\s*\"([A-Z_]+)\"[^()]*(?:\([^()]*\)[^()]*)*\)")
+    with_retry: set[str] = {"SERVICE_UNAVAILABLE"}  # service_unavailable()'s default code
+    for source in package.glob("*.py"):
+        for call in pattern.finditer(source.read_text()):
+            if "Retry-After" in call.group(0):
+                with_retry.add(call.group(2))
+    assert {"IDEMPOTENCY_KEY_IN_PROGRESS", "RATE_LIMITED", "PROVIDER_UNAVAILABLE"} <= with_retry
+    for item in document()["paths"].values():
+        for operation in item.values():
+            for response in operation["responses"].values():
+                schema = response["content"].get("application/json", {}).get("schema", {})
+                codes = {code for part in schema.get("allOf", [])
+                         for code in part.get("properties", {}).get("code", {}).get("enum", [])}
+                declared = "Retry-After" in response.get("headers", {})
+                assert declared == bool(codes & with_retry), (codes, declared)
+
+
 def test_each_type_has_one_documented_branch():
     """The union covers all 13 types, each in exactly one branch."""
     branches = [document()["components"]["schemas"][ref["$ref"].rsplit("/", 1)[1]]
