@@ -61,10 +61,12 @@ MAX_PROVIDER_INTEGER = 10**15
 
 def to_int(value: Any, field: str) -> int:
     number = to_decimal(value, field)
+    # The range first, by an exact comparison: arithmetic on a number past the decimal
+    # context's exponent range ("1e9999999999") raises decimal.Overflow, not a typed error.
+    if number.copy_abs() > MAX_PROVIDER_INTEGER:
+        raise ProviderMalformed(f"{field}: out of range: {value!r}")
     if number != number.to_integral_value():
         raise ProviderMalformed(f"{field}: not a whole number: {value!r}")
-    if abs(number) > MAX_PROVIDER_INTEGER:
-        raise ProviderMalformed(f"{field}: out of range: {value!r}")
     return int(number)
 
 

@@ -13,7 +13,11 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from support import bearer, open_funded_account, seed_catalog
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from support import bearer, http_server, open_funded_account, seed_catalog
 
 from boost_ledger import postgres, projections
 from boost_ledger.ledger import fulfilment
@@ -613,3 +617,56 @@ async def test_the_poller_asks_about_an_order_soon_after_it_falls_due_not_an_int
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
+
+
+def _panel_garbling_remains(simulator_url: str, provider_order_id: str, remains: str) -> Starlette:
+    """A panel that is the simulator, but whose status replies give one order ``remains``."""
+
+    async def api(request: Request) -> Response:
+        async with httpx.AsyncClient(timeout=5.0) as upstream:
+            answer = await upstream.post(
+                f"{simulator_url}/api/v2", content=await request.body(),
+                headers={"content-type": "application/x-www-form-urlencoded"},
+            )
+        reply = answer.json()
+        if isinstance(reply, dict) and isinstance(reply.get(provider_order_id), dict):
+            reply[provider_order_id]["remains"] = remains
+        return Response(json.dumps(reply), media_type="application/json")
+
+    return Starlette(routes=[Route("/api/v2", api, methods=["POST"])])
+
+
+async def test_a_remains_past_any_number_backs_off_its_order_alone(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
+    provider: ProviderClient, simulator_url: str,
+) -> None:
+    """A slot whose remains is a number too large even to round ("1e9999999999") is a garbled
+    slot like any other: that order backs off alone, and the rest of its batch, canceled, is
+    recorded and refunded (it raised decimal.Overflow, which sank the whole batch, every time
+    the same orders fell due together)."""
+    order_ids = await _submitted_orders(pool, client, provider, 3)
+    provider_ids = {}
+    for order_id in order_ids:
+        provider_ids[order_id] = await pool.fetchval(
+            "select provider_order_id from orders where order_id = $1", order_id
+        )
+        await simulator.post(f"/orders/{provider_ids[order_id]}", json={"status": "Canceled"})
+    garbled, *healthy = order_ids
+    panel = _panel_garbling_remains(simulator_url, provider_ids[garbled], "1e9999999999")
+    async with http_server(panel) as panel_url:
+        odd = ProviderClient(f"{panel_url}/api/v2", "sim-key", timeout_s=2.0, read_retries=0)
+        try:
+            assert await poller.poll_once(pool, odd, INTERVAL_S) == 3
+        finally:
+            await odd.aclose()
+
+    settled = await pool.fetch(
+        "select order_id, status, refunded from orders where order_id = any($1::bigint[])"
+        " order by order_id",
+        order_ids,
+    )
+    assert [tuple(row) for row in settled] == [
+        (garbled, "pending", False), *((order_id, "canceled", True) for order_id in healthy)
+    ]
+    failures = await pool.fetchval("select failures from order_polls where order_id = $1", garbled)
+    assert failures == 1

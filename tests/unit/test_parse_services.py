@@ -58,6 +58,18 @@ def test_an_unreadable_entry_is_set_aside_and_the_others_are_read() -> None:
     ]  # fmt: skip
 
 
+@pytest.mark.parametrize("bound", ["min", "max"])
+def test_a_bound_past_any_number_is_set_aside_like_any_unreadable_entry(bound: str) -> None:
+    """A bound too large even to round ("1e9999999999", as text or as a JSON number) is an
+    unreadable entry: it raised decimal.Overflow, which failed the whole catalog sync."""
+    for value in ("1e9999999999", Decimal("1e9999999999")):
+        reply = parse_services([_entry(1), _entry(2, **{bound: value})])
+        assert [service.service for service in reply.services] == ["1"]
+        assert reply.unreadable == [
+            UnreadableService(position=1, service="2", reason=f"{bound}: out of range: {value!r}")
+        ]
+
+
 def test_a_long_id_of_an_unreadable_entry_is_shortened() -> None:
     """The id of an unreadable entry is reported and logged: a huge one is cut to 64 characters
     and a mark, which no listed id (64 characters at most) can equal."""
