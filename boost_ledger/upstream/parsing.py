@@ -29,6 +29,8 @@ def decode_json(body: bytes) -> Any:
         return _DECODER.decode(body)
     except msgspec.DecodeError as error:
         raise ProviderMalformed(f"reply is not JSON: {body[:80]!r}") from error
+    except RecursionError as error:  # msgspec's answer to arrays or objects nested too deep
+        raise ProviderMalformed(f"reply nested too deep: {body[:80]!r}") from error
 
 
 def error_text(value: Any) -> str | None:

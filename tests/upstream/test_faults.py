@@ -1,11 +1,16 @@
 """Injected provider faults reach the client as the right typed error, and retries stay bounded."""
 
 import time
+import urllib.parse
 from collections.abc import Callable
 
 import httpx
 import pytest
-from upstream_helpers import control_orders, request_count, set_fault
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from upstream_helpers import control_orders, request_count, running_server, set_fault
 
 from boost_ledger.upstream import (
     ProviderClient,
@@ -129,6 +134,32 @@ async def test_reads_are_retried_a_bounded_number_of_times(
     with pytest.raises((ProviderUnavailable, ProviderMalformed)):
         await provider.multi_status(["23501", "23502"])
     assert await request_count(control, "status") == 4
+
+
+async def test_a_reply_nested_past_the_decoders_depth_is_malformed_and_retried() -> None:
+    """A body of a thousand nested lists (2 kB of garbage, as a broken proxy could send) is a
+    malformed reply like any other, retried as a read and unknown for an add: it raised
+    RecursionError, which is no ProviderError, so the API's check and cancel answered 500,
+    reads were not retried, and a balance answered so after trouble never counted as an
+    answer (the submitter stayed stopped)."""
+    calls: list[str] = []
+
+    async def panel(request: Request) -> Response:
+        calls.append(urllib.parse.parse_qs((await request.body()).decode())["action"][0])
+        return Response(b"[" * 1000 + b"]" * 1000, media_type="application/json")
+
+    app = Starlette(routes=[Route("/api/v2", panel, methods=["POST"])])
+    async with running_server(app) as base_url:
+        provider = ProviderClient(f"{base_url}/api/v2", "k", read_retries=1, backoff_s=0.001)
+        try:
+            for read in (provider.services, provider.balance, lambda: provider.status("1")):
+                with pytest.raises(ProviderMalformed):
+                    await read()
+            with pytest.raises(ProviderMalformed):
+                await provider.add("1", FOLLOWERS)
+        finally:
+            await provider.aclose()
+    assert calls == ["services"] * 2 + ["balance"] * 2 + ["status"] * 2 + ["add"]
 
 
 async def test_refused_reads_are_not_retried(
