@@ -200,6 +200,10 @@ def _interpret(action: str, status_code: int, body: bytes) -> Any:
     reply = parsing.decode_json(body)
     text = parsing.error_text(reply)
     if text is not None:
+        if action == "add" and "order" in reply:
+            # An order id beside the error (a warning, a null): the order may exist upstream,
+            # so this is no definite refusal, and refunding it could pay for it twice.
+            raise ProviderMalformed(f"add: an order id and an error in one reply: {text[:80]!r}")
         raise ProviderRefused(text)
     if status_code >= 300:
         raise ProviderMalformed(f"{action}: HTTP {status_code} without an error object")

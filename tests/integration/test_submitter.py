@@ -9,6 +9,7 @@ its own, so the provider orders of one of ours are those with its link.
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -16,7 +17,11 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from support import bearer, free_port, open_funded_account, seed_catalog
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from support import bearer, free_port, http_server, open_funded_account, seed_catalog
 
 from boost_ledger.ledger import fulfilment
 from boost_ledger.ledger.events import RecordedEvent, SubmissionAttempted
@@ -248,6 +253,49 @@ async def test_a_definite_refusal_fails_the_order_and_refunds_it_once(
     assert (refund["amount_kobo"], refund["balance_after_kobo"]) == (PRICE_100_KOBO, FUNDS_KOBO)
     shown = await client.get(f"/api/v1/boost/orders/{order['order_id']}", headers=bearer(key))
     assert (shown.json()["data"]["status"], shown.json()["data"]["refunded"]) == ("failed", True)
+    await _assert_no_order_lost(pool)
+
+
+def _panel_adding_an_error(simulator_url: str, error: object) -> Starlette:
+    """A panel that is the simulator, but whose add replies carry an ``error`` beside the
+    order id (a warning, or a null: both seen from panel scripts)."""
+
+    async def api(request: Request) -> Response:
+        async with httpx.AsyncClient(timeout=5.0) as upstream:
+            answer = await upstream.post(
+                f"{simulator_url}/api/v2", content=await request.body(),
+                headers={"content-type": "application/x-www-form-urlencoded"},
+            )
+        reply = answer.json()
+        if isinstance(reply, dict) and "order" in reply:
+            reply["error"] = error
+        return Response(json.dumps(reply), media_type="application/json")
+
+    return Starlette(routes=[Route("/api/v2", api, methods=["POST"])])
+
+
+@pytest.mark.parametrize("error", ["Your balance is running low", None])
+async def test_an_add_reply_with_an_order_id_and_an_error_is_unknown_never_refunded(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
+    simulator_url: str, error: object,
+) -> None:
+    """A reply to `add` naming an order id is no definite refusal, whatever error it carries
+    beside it: the provider may well hold the order. It is SubmissionUnknown, for an operator,
+    and nothing is refunded (it was SubmissionFailed and a full refund while the provider
+    delivered, and charged us for, the order)."""
+    account_id, key = await open_funded_account(pool, FUNDS_KOBO)
+    order = await _place(client, key)
+    async with http_server(_panel_adding_an_error(simulator_url, error)) as panel_url:
+        panel = ProviderClient(f"{panel_url}/api/v2", "sim-key", timeout_s=2.0)
+        try:
+            assert await submitter.drain(pool, panel) == ["unknown"]
+        finally:
+            await panel.aclose()
+
+    assert len(await _provider_orders(simulator, order["link"])) == 1
+    row = await _order(pool, order["order_id"])
+    assert (row["submission"], row["status"], row["refunded"]) == ("unknown", "pending", False)
+    assert await _balance(pool, account_id) == FUNDS_KOBO - PRICE_100_KOBO
     await _assert_no_order_lost(pool)
 
 
