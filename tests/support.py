@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import itertools
+import json
 import os
 import shutil
 import socket
@@ -18,6 +19,10 @@ from typing import Any
 import asyncpg
 import httpx
 import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from boost_ledger import migrations, postgres
@@ -124,6 +129,23 @@ async def http_server(app: ASGIApp) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, timeout=10)
+
+
+def rewriting_panel(simulator_url: str, rewrite: Callable[[Any], None]) -> Starlette:
+    """A panel that is the simulator, but whose JSON replies pass through ``rewrite`` (which
+    changes them in place) on their way back: a provider quirk, staged over real HTTP."""
+
+    async def api(request: Request) -> Response:
+        async with httpx.AsyncClient(timeout=5.0) as upstream:
+            answer = await upstream.post(
+                f"{simulator_url}/api/v2", content=await request.body(),
+                headers={"content-type": "application/x-www-form-urlencoded"},
+            )
+        reply = answer.json()
+        rewrite(reply)
+        return Response(json.dumps(reply), media_type="application/json")
+
+    return Starlette(routes=[Route("/api/v2", api, methods=["POST"])])
 
 
 async def open_funded_account(

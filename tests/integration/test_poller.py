@@ -14,10 +14,7 @@ import asyncpg
 import httpx
 import pytest
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
-from support import bearer, http_server, open_funded_account, seed_catalog
+from support import bearer, http_server, open_funded_account, rewriting_panel, seed_catalog
 
 from boost_ledger import postgres, projections
 from boost_ledger.ledger import fulfilment
@@ -622,18 +619,11 @@ async def test_the_poller_asks_about_an_order_soon_after_it_falls_due_not_an_int
 def _panel_garbling_remains(simulator_url: str, provider_order_id: str, remains: str) -> Starlette:
     """A panel that is the simulator, but whose status replies give one order ``remains``."""
 
-    async def api(request: Request) -> Response:
-        async with httpx.AsyncClient(timeout=5.0) as upstream:
-            answer = await upstream.post(
-                f"{simulator_url}/api/v2", content=await request.body(),
-                headers={"content-type": "application/x-www-form-urlencoded"},
-            )
-        reply = answer.json()
+    def garble(reply: Any) -> None:
         if isinstance(reply, dict) and isinstance(reply.get(provider_order_id), dict):
             reply[provider_order_id]["remains"] = remains
-        return Response(json.dumps(reply), media_type="application/json")
 
-    return Starlette(routes=[Route("/api/v2", api, methods=["POST"])])
+    return rewriting_panel(simulator_url, garble)
 
 
 async def test_a_remains_past_any_number_backs_off_its_order_alone(

@@ -9,7 +9,6 @@ its own, so the provider orders of one of ours are those with its link.
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -18,10 +17,14 @@ import asyncpg
 import httpx
 import pytest
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
-from support import bearer, free_port, http_server, open_funded_account, seed_catalog
+from support import (
+    bearer,
+    free_port,
+    http_server,
+    open_funded_account,
+    rewriting_panel,
+    seed_catalog,
+)
 
 from boost_ledger.ledger import fulfilment
 from boost_ledger.ledger.events import RecordedEvent, SubmissionAttempted
@@ -260,18 +263,11 @@ def _panel_adding_an_error(simulator_url: str, error: object) -> Starlette:
     """A panel that is the simulator, but whose add replies carry an ``error`` beside the
     order id (a warning, or a null: both seen from panel scripts)."""
 
-    async def api(request: Request) -> Response:
-        async with httpx.AsyncClient(timeout=5.0) as upstream:
-            answer = await upstream.post(
-                f"{simulator_url}/api/v2", content=await request.body(),
-                headers={"content-type": "application/x-www-form-urlencoded"},
-            )
-        reply = answer.json()
+    def add_error(reply: Any) -> None:
         if isinstance(reply, dict) and "order" in reply:
             reply["error"] = error
-        return Response(json.dumps(reply), media_type="application/json")
 
-    return Starlette(routes=[Route("/api/v2", api, methods=["POST"])])
+    return rewriting_panel(simulator_url, add_error)
 
 
 @pytest.mark.parametrize("error", ["Your balance is running low", None])
