@@ -10,12 +10,22 @@ import os
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 
 SIMULATOR_KEY = "sim-key"
 """The built-in simulator's key: BOOST_PROVIDER_KEY's default."""
+
+DAY_S = 86_400.0
+
+Seconds = Annotated[float, msgspec.Meta(gt=0, le=DAY_S)]
+"""A duration or period: more than 0 and at most a day (a NaN or an infinity is refused)."""
+Milliseconds = Annotated[int, msgspec.Meta(ge=1, le=3_600_000)]
+"""A database timeout: from 1 ms to an hour (PostgreSQL reads 0 as no timeout at all)."""
+
+MAX_FX_RATE = Decimal(1_000_000)
+MAX_MARKUP_PERCENT = Decimal(10_000)
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -25,27 +35,27 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """BOOST_DATA_DIR: where the embedded PostgreSQL keeps its data."""
     host: str = "127.0.0.1"
     """BOOST_HOST: the address ``boost serve`` binds."""
-    port: int = 8000
-    """BOOST_PORT: the port ``boost serve`` binds."""
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 8000
+    """BOOST_PORT: the port ``boost serve`` binds (1 to 65535)."""
     provider_url: Annotated[str, msgspec.Meta(pattern=r"^https?://[^/?#\s]+")] | None = None
     """BOOST_PROVIDER_URL: the upstream SMM v2 endpoint (http or https); unset → the built-in
     simulator."""
     provider_key: str = SIMULATOR_KEY
     """BOOST_PROVIDER_KEY: the reseller's key at the provider."""
-    provider_timeout_s: float = 10.0
+    provider_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
     """BOOST_PROVIDER_TIMEOUT_S: timeout of one provider call."""
     fx_rate: Decimal = Decimal("1500")
-    """BOOST_FX_RATE: NGN per unit of the provider's currency."""
+    """BOOST_FX_RATE: NGN per unit of the provider's currency (more than 0, at most 1,000,000)."""
     markup_percent: Decimal = Decimal("20")
-    """BOOST_MARKUP_PERCENT: added on top of the converted provider rate."""
-    subscription_default_posts: int = 10
+    """BOOST_MARKUP_PERCENT: added on top of the converted provider rate (0 to 10,000)."""
+    subscription_default_posts: Annotated[int, msgspec.Meta(ge=1, le=10**9)] = 10
     """BOOST_SUBSCRIPTION_DEFAULT_POSTS: posts charged for a Subscriptions order that omits it."""
-    poll_interval_s: float = 5.0
+    poll_interval_s: Seconds = 5.0
     """BOOST_POLL_INTERVAL_S: how often the poller asks the provider about each active order
     (it looks for due ones every ``poller.WAKE_S``, or this interval if shorter)."""
-    catalog_sync_interval_s: float = 600.0
+    catalog_sync_interval_s: Seconds = 600.0
     """BOOST_CATALOG_SYNC_INTERVAL_S: how often the catalog is re-read from the provider."""
-    submit_sweep_interval_s: float = 2.0
+    submit_sweep_interval_s: Seconds = 2.0
     """BOOST_SUBMIT_SWEEP_INTERVAL_S: periodic sweep for orders not yet submitted."""
     submit_poll_interval_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 0.05
     """BOOST_SUBMIT_POLL_INTERVAL_S: how often the submitter of a worker process (``boost
@@ -54,35 +64,61 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     worker_nice: Annotated[int, msgspec.Meta(ge=0, le=19)] = 10
     """BOOST_WORKER_NICE: added to the CPU niceness of a process that runs the workers apart
     from the API (0 to 19), so that API requests come first when the cores are busy."""
-    submit_abandoned_after_s: float = 120.0
+    submit_abandoned_after_s: Seconds = 120.0
     """BOOST_SUBMIT_ABANDONED_AFTER_S: an attempt with no outcome this old (its process died)
-    becomes SubmissionUnknown for an operator; keep it well above the provider timeout."""
+    becomes SubmissionUnknown for an operator; it must exceed BOOST_PROVIDER_TIMEOUT_S, and had
+    best be well above it."""
     workers_enabled: bool = True
     """BOOST_WORKERS: "0" runs ``boost serve`` without its worker child (no submitter, poller
     or catalog sync)."""
-    pool_min_size: int = 2
-    """BOOST_POOL_MIN: smallest database pool per process."""
-    pool_max_size: int = 10
+    pool_min_size: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 2
+    """BOOST_POOL_MIN: smallest database pool per process (at most BOOST_POOL_MAX)."""
+    pool_max_size: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
     """BOOST_POOL_MAX: largest database pool per process."""
     checkout_batch_max: Annotated[int, msgspec.Meta(ge=1, le=100)] = 32
     """BOOST_CHECKOUT_BATCH_MAX: checkouts one process places together in one transaction, at
     most (1 to 100); 1 places each on its own."""
-    statement_timeout_ms: int = 5000
+    statement_timeout_ms: Milliseconds = 5000
     """BOOST_STATEMENT_TIMEOUT_MS: a database statement running longer is cancelled."""
     demo_account: bool = True
     """BOOST_DEMO: "0" skips opening the demo account on the first start."""
-    log_level: str = "info"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
     """BOOST_LOG_LEVEL: debug, info, warning or error."""
-    rate_limit_per_s: float = 50.0
+    rate_limit_per_s: Annotated[float, msgspec.Meta(ge=0, le=1_000_000)] = 50.0
     """BOOST_RATE_LIMIT_PER_S: requests per second one API key may sustain (per process); 0: off."""
-    rate_limit_burst: int = 100
+    rate_limit_burst: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 100
     """BOOST_RATE_LIMIT_BURST: requests an idle API key may send at once before the rate applies."""
-    request_timeout_s: float = 30.0
+    request_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
     """BOOST_REQUEST_TIMEOUT_S: a request still unanswered after this long gets 503."""
-    body_timeout_s: float = 10.0
+    body_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 10.0
     """BOOST_BODY_TIMEOUT_S: a client must send its whole request body within this (else 408)."""
-    metrics_query_timeout_ms: int = 2000
+    metrics_query_timeout_ms: Milliseconds = 2000
     """BOOST_METRICS_QUERY_TIMEOUT_MS: bound on the database queries run for one /metrics scrape."""
+
+    def __post_init__(self) -> None:
+        """What one field's bounds cannot say. (msgspec reports a ValueError raised here as a
+        ValidationError of the whole; ``_explain`` passes its message through.)"""
+        if not (self.fx_rate.is_finite() and 0 < self.fx_rate <= MAX_FX_RATE):
+            raise ValueError(
+                f"BOOST_FX_RATE={str(self.fx_rate)!r} is not valid: it must be more than 0 and"
+                f" at most {MAX_FX_RATE} (at 0 every service would be free)"
+            )
+        if not (self.markup_percent.is_finite() and 0 <= self.markup_percent <= MAX_MARKUP_PERCENT):
+            raise ValueError(
+                f"BOOST_MARKUP_PERCENT={str(self.markup_percent)!r} is not valid: it must be"
+                f" from 0 to {MAX_MARKUP_PERCENT}"
+            )
+        if self.pool_min_size > self.pool_max_size:
+            raise ValueError(
+                f"BOOST_POOL_MIN={self.pool_min_size} is not valid: it must not exceed"
+                f" BOOST_POOL_MAX={self.pool_max_size}"
+            )
+        if self.submit_abandoned_after_s <= self.provider_timeout_s:
+            raise ValueError(
+                f"BOOST_SUBMIT_ABANDONED_AFTER_S={self.submit_abandoned_after_s} is not valid: it"
+                f" must exceed BOOST_PROVIDER_TIMEOUT_S={self.provider_timeout_s} (an attempt"
+                " still waiting for its reply would be given up as unknown)"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -106,6 +142,8 @@ def _decode_hook(target: type, value: object) -> object:
 def _explain(error: msgspec.ValidationError, values: Mapping[str, object]) -> str:
     """The refusal in the operator's terms: the variable and its value, not the field."""
     message = str(error)
+    if " - at `$." not in message:
+        return message  # a refusal of __post_init__'s, already in the operator's terms
     field = message.rpartition("at `$.")[2].rstrip("`")
     if field in _VARIABLES and field in values:
         reason = message.rpartition(" - at ")[0]

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from typing import Any, cast
 
 import asyncpg
+import msgspec
 
 from boost_ledger.database import open_pool
 from boost_ledger.settings import Settings
@@ -47,7 +48,7 @@ def settings_from_env() -> Settings:
 async def database(settings: Settings | None = None) -> AsyncIterator[asyncpg.Pool[Any]]:
     """A small pool for one operator command (migrating first, like the server does)."""
     base = settings or settings_from_env()
-    small = Settings(**{**_fields(base), "pool_min_size": 1, "pool_max_size": 4})
+    small = msgspec.structs.replace(base, pool_min_size=1, pool_max_size=4)
     async with open_pool(small, application_name="boost-cli") as pool:
         yield pool
 
@@ -62,13 +63,16 @@ async def connection(settings: Settings | None = None) -> AsyncIterator[asyncpg.
         yield cast("asyncpg.Connection[Any]", proxy)
 
 
-def _fields(settings: Settings) -> dict[str, Any]:
-    return {name: getattr(settings, name) for name in settings.__struct_fields__}
-
-
 def print_json(value: Any) -> None:
     json.dump(value, sys.stdout)
     sys.stdout.write("\n")
+
+
+def port_argument(text: str) -> int:
+    """A TCP port to bind, 1 to 65535 (0 would bind a port chosen at random, not the one shown)."""
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port (1 to 65535): {text!r}")
+    return int(text)
 
 
 def account_id_argument(text: str) -> int:

@@ -13,15 +13,19 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
+import msgspec
+
 from boost_ledger import migrations, postgres, server_group
-from boost_ledger.cli.common import CommandError, settings_from_env
-from boost_ledger.settings import SIMULATOR_KEY, Settings
+from boost_ledger.cli.common import CommandError, port_argument, settings_from_env
+from boost_ledger.settings import SIMULATOR_KEY
 
 
 def register(commands: Any) -> None:
     parser = commands.add_parser("serve", help="serve the API (and run the workers)")
     parser.add_argument("--host", help="address to bind (BOOST_HOST, default 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port to bind (BOOST_PORT, default 8000)")
+    parser.add_argument(
+        "--port", type=port_argument, help="port to bind (BOOST_PORT, default 8000)"
+    )
     parser.add_argument(
         "--processes",
         type=int,
@@ -43,7 +47,7 @@ def register(commands: Any) -> None:
 
     parser = commands.add_parser("simulator", help="serve the SMM v2 provider simulator alone")
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8100)
+    parser.add_argument("--port", type=port_argument, default=8100)
     parser.set_defaults(handler=_simulator)
 
 
@@ -61,11 +65,9 @@ async def _serve(arguments: argparse.Namespace) -> int:
     overrides: dict[str, Any] = {}
     if arguments.host:
         overrides["host"] = arguments.host
-    if arguments.port:
+    if arguments.port is not None:
         overrides["port"] = arguments.port
-    if overrides:
-        fields = {name: getattr(settings, name) for name in settings.__struct_fields__}
-        settings = Settings(**{**fields, **overrides})
+    settings = msgspec.structs.replace(settings, **overrides)
     if arguments.processes is not None:
         if not 1 <= arguments.processes <= server_group.MAX_PROCESSES:
             limit = server_group.MAX_PROCESSES

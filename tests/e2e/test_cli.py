@@ -426,6 +426,30 @@ async def _read_banner(stderr: asyncio.StreamReader) -> list[str]:
     return lines
 
 
+@pytest.mark.parametrize(
+    ("arguments", "overrides", "named"),
+    [
+        ((), {"BOOST_POOL_MIN": "20", "BOOST_POOL_MAX": "5"}, "BOOST_POOL_MIN=20"),
+        ((), {"BOOST_FX_RATE": "0"}, "BOOST_FX_RATE='0'"),
+        ((), {"BOOST_LOG_LEVEL": "verbose"}, "BOOST_LOG_LEVEL='verbose'"),
+        (("--port", "0"), {}, "--port: not a port (1 to 65535): '0'"),
+        (("--port", "65536"), {}, "--port: not a port (1 to 65535): '65536'"),
+    ],
+)
+async def test_serve_refuses_bad_settings_before_it_starts_anything(
+    data_dir, arguments, overrides, named
+):
+    """``boost serve`` with settings that cannot work exits 2 at once with the one line that
+    names them, before it starts PostgreSQL: a pool whose least exceeds its most failed in
+    asyncpg after the start, a zero FX rate priced every service free, an unknown log level
+    was taken for info, and ``--port 0`` was dropped for the default port."""
+    env = _environment(BOOST_DATA_DIR=str(data_dir), BOOST_WORKERS="0", **overrides)
+    ran = await _boost("serve", *arguments, env=env)
+    assert ran.code == 2, (ran.out, ran.err)
+    assert named in ran.err and "Traceback" not in ran.err, ran.err
+    assert ran.out == "" and not (data_dir / "pgdata").exists()
+
+
 async def test_with_no_database_url_boost_processes_share_one_embedded_server(data_dir):
     """migrate, serve and operator commands at once all use one embedded PostgreSQL, which
     prints the demo key with a working curl line and stops when the last process leaves."""

@@ -7,6 +7,7 @@ import inspect
 from decimal import Decimal
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from boost_ledger import settings as settings_module
@@ -137,9 +138,89 @@ def test_switches_accept_the_usual_spellings_of_on(text):
         ("BOOST_CHECKOUT_BATCH_MAX", "101"),
         ("BOOST_PROVIDER_URL", "ftp://panel.example/api/v2"),
         ("BOOST_PROVIDER_URL", "panel.example/api/v2"),
+        ("BOOST_PORT", "0"),
+        ("BOOST_PORT", "65536"),
+        ("BOOST_PROVIDER_TIMEOUT_S", "0"),
+        ("BOOST_PROVIDER_TIMEOUT_S", "nan"),
+        ("BOOST_POLL_INTERVAL_S", "0"),
+        ("BOOST_POLL_INTERVAL_S", "-1"),
+        ("BOOST_CATALOG_SYNC_INTERVAL_S", "inf"),
+        ("BOOST_SUBMIT_SWEEP_INTERVAL_S", "nan"),
+        ("BOOST_SUBSCRIPTION_DEFAULT_POSTS", "0"),
+        ("BOOST_POOL_MIN", "-1"),
+        ("BOOST_POOL_MAX", "0"),
+        ("BOOST_STATEMENT_TIMEOUT_MS", "0"),
+        ("BOOST_STATEMENT_TIMEOUT_MS", "-5"),
+        ("BOOST_LOG_LEVEL", "verbose"),
+        ("BOOST_LOG_LEVEL", "INFO"),
+        ("BOOST_RATE_LIMIT_PER_S", "-1"),
+        ("BOOST_RATE_LIMIT_PER_S", "nan"),
+        ("BOOST_RATE_LIMIT_BURST", "0"),
+        ("BOOST_REQUEST_TIMEOUT_S", "0"),
+        ("BOOST_BODY_TIMEOUT_S", "-1"),
+        ("BOOST_METRICS_QUERY_TIMEOUT_MS", "0"),
+        ("BOOST_FX_RATE", "0"),
+        ("BOOST_FX_RATE", "-1500"),
+        ("BOOST_FX_RATE", "NaN"),
+        ("BOOST_FX_RATE", "Infinity"),
+        ("BOOST_FX_RATE", "1000000.01"),
+        ("BOOST_MARKUP_PERCENT", "-1"),
+        ("BOOST_MARKUP_PERCENT", "sNaN"),
+        ("BOOST_MARKUP_PERCENT", "10001"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_variable(variable, text):
     """The error names the variable and the value the operator set, not an internal field."""
     with pytest.raises(ValueError, match=f"^{variable}='{text}' is not valid"):
         Settings.from_env({variable: text})
+
+
+def test_the_bounds_let_the_edges_through():
+    """The refusals above stop at the bounds: their edges are accepted."""
+    configured = Settings.from_env(
+        {
+            "BOOST_PORT": "65535",
+            "BOOST_FX_RATE": "0.01",
+            "BOOST_MARKUP_PERCENT": "0",
+            "BOOST_POOL_MIN": "0",
+            "BOOST_POOL_MAX": "1",
+            "BOOST_RATE_LIMIT_PER_S": "0",
+            "BOOST_STATEMENT_TIMEOUT_MS": "1",
+            "BOOST_SUBSCRIPTION_DEFAULT_POSTS": "1",
+        }
+    )
+    assert (configured.port, configured.fx_rate, configured.markup_percent) == (
+        65535, Decimal("0.01"), Decimal("0"),
+    )
+    assert (configured.pool_min_size, configured.pool_max_size) == (0, 1)
+
+
+@pytest.mark.parametrize(
+    ("environ", "variable"),
+    [
+        ({"BOOST_POOL_MIN": "11"}, "BOOST_POOL_MIN"),
+        ({"BOOST_POOL_MIN": "5", "BOOST_POOL_MAX": "4"}, "BOOST_POOL_MIN"),
+        ({"BOOST_SUBMIT_ABANDONED_AFTER_S": "10"}, "BOOST_SUBMIT_ABANDONED_AFTER_S"),
+        (
+            {"BOOST_PROVIDER_TIMEOUT_S": "200", "BOOST_SUBMIT_ABANDONED_AFTER_S": "150"},
+            "BOOST_SUBMIT_ABANDONED_AFTER_S",
+        ),
+    ],
+)
+def test_settings_that_contradict_each_other_are_refused_naming_the_variable(environ, variable):
+    """A pool whose least exceeds its most (asyncpg refused it at the server's start, with a
+    stack trace), or attempts given up while their provider call may still be waiting: each is
+    refused as one line that names the variable, then the one it contradicts."""
+    with pytest.raises(ValueError, match=f"^{variable}=") as refused:
+        Settings.from_env(environ)
+    other = "BOOST_POOL_MAX" if variable == "BOOST_POOL_MIN" else "BOOST_PROVIDER_TIMEOUT_S"
+    assert other in str(refused.value)
+
+
+def test_settings_built_by_hand_are_held_to_the_same_checks():
+    """A command that overrides a field (``boost serve --port``, a command's small pool) builds
+    its Settings with msgspec.structs.replace: the checks across fields hold there too."""
+    with pytest.raises(ValueError, match=r"^BOOST_FX_RATE='0' is not valid"):
+        Settings(fx_rate=Decimal("0"))
+    with pytest.raises(ValueError, match=r"^BOOST_POOL_MIN=3 is not valid"):
+        msgspec.structs.replace(Settings(), pool_min_size=3, pool_max_size=2)
