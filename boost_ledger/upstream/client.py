@@ -198,12 +198,13 @@ def _interpret(action: str, status_code: int, body: bytes) -> Any:
     if status_code >= 500 or status_code == 429:
         raise ProviderUnavailable(f"{action}: HTTP {status_code}")
     reply = parsing.decode_json(body)
+    if action == "add" and isinstance(reply, dict) and {"order", "error"} <= reply.keys():
+        # An order id beside an error (a warning, a null): the order may exist upstream, so
+        # this is no definite refusal, and refunding it could pay for it twice.
+        warning = str(reply["error"])[:80]
+        raise ProviderMalformed(f"add: an order id and an error in one reply: {warning!r}")
     text = parsing.error_text(reply)
     if text is not None:
-        if action == "add" and "order" in reply:
-            # An order id beside the error (a warning, a null): the order may exist upstream,
-            # so this is no definite refusal, and refunding it could pay for it twice.
-            raise ProviderMalformed(f"add: an order id and an error in one reply: {text[:80]!r}")
         raise ProviderRefused(text)
     if status_code >= 300:
         raise ProviderMalformed(f"{action}: HTTP {status_code} without an error object")

@@ -34,8 +34,12 @@ def decode_json(body: bytes) -> Any:
 
 
 def error_text(value: Any) -> str | None:
-    """The text of an ``{"error": text}`` object, or None when ``value`` is not one."""
+    """The text of an ``{"error": text}`` object, or None when ``value`` is not one. A null
+    error beside the reply's own fields (``{"status": "Completed", ..., "error": null}``, as
+    some panel scripts send every reply) is no error: the fields are the answer."""
     if isinstance(value, dict) and "error" in value:
+        if value["error"] is None and len(value) > 1:
+            return None
         return str(value["error"])
     return None
 

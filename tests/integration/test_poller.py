@@ -660,3 +660,36 @@ async def test_a_remains_past_any_number_backs_off_its_order_alone(
     ]
     failures = await pool.fetchval("select failures from order_polls where order_id = $1", garbled)
     assert failures == 1
+
+
+def _null_errors(reply: Any) -> None:
+    """Every status slot gets ``"error": null`` beside its fields, as some panel scripts send."""
+    if isinstance(reply, dict):
+        for slot in reply.values():
+            if isinstance(slot, dict):
+                slot["error"] = None
+
+
+async def test_a_null_error_beside_each_status_is_no_refusal(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
+    provider: ProviderClient, simulator_url: str,
+) -> None:
+    """A panel that sends ``"error": null`` in each slot of its status replies is read for the
+    statuses beside it: canceled orders are recorded and refunded (each slot was the refusal
+    "None", so no order of such a panel ever settled)."""
+    order_ids = await _submitted_orders(pool, client, provider, 2)
+    for order_id in order_ids:
+        provider_id = await pool.fetchval(
+            "select provider_order_id from orders where order_id = $1", order_id
+        )
+        await simulator.post(f"/orders/{provider_id}", json={"status": "Canceled"})
+    async with http_server(rewriting_panel(simulator_url, _null_errors)) as panel_url:
+        panel = ProviderClient(f"{panel_url}/api/v2", "sim-key", timeout_s=2.0, read_retries=0)
+        try:
+            assert await poller.poll_once(pool, panel, INTERVAL_S) == 2
+        finally:
+            await panel.aclose()
+    settled = await pool.fetch(
+        "select status, refunded from orders where order_id = any($1::bigint[])", order_ids
+    )
+    assert [tuple(row) for row in settled] == [("canceled", True)] * 2

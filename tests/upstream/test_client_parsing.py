@@ -84,6 +84,26 @@ async def test_multi_status_leaves_no_requested_id_out(fake_provider: FakeProvid
     }
 
 
+async def test_a_null_error_beside_the_answer_is_no_error(fake_provider: FakeProvider) -> None:
+    """Some panel scripts send ``"error": null`` in every reply: beside a status (alone, or in a
+    multi-status slot) or a balance it is no refusal, and the answer is read (it was the
+    refusal "None": such an order was never settled, and the balance never counted)."""
+    body = '{"status": "Canceled", "remains": "100", "error": null}'
+    provider = fake_provider(json_reply(body))
+    assert await provider.status("1") == ProviderStatus(status="Canceled", remains=100)
+    body = '{"1": {"status": "Completed", "remains": 0, "error": null}, "2": {"error": null}}'
+    statuses = await fake_provider(json_reply(body)).multi_status(["1", "2"])
+    assert statuses == {
+        "1": ProviderStatus(status="Completed", remains=0),
+        "2": ProviderRefused("None"),  # a null error and nothing else still answers nothing
+    }
+    body = '{"balance": "12.5", "currency": "USD", "error": null}'
+    balance = await fake_provider(json_reply(body)).balance()
+    assert (balance.balance, balance.currency) == (Decimal("12.5"), "USD")
+    with pytest.raises(ProviderRefused, match=r"^None$"):
+        await fake_provider(json_reply('{"error": null}')).status("1")
+
+
 async def test_cancel_accepts_every_spelling_of_yes(fake_provider: FakeProvider) -> None:
     """Cancel results may be 1, "1" or true; an error object is a per-item refusal."""
     body = """[{"order": 1, "cancel": 1}, {"order": "2", "cancel": "1"},
