@@ -7,12 +7,14 @@ Each field documents its variable; the README lists them all. Nothing else in th
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 import msgspec
+
+_Knobs = TypeVar("_Knobs", bound=msgspec.Struct)
 
 SIMULATOR_KEY = "sim-key"
 """The built-in simulator's key: BOOST_PROVIDER_KEY's default."""
@@ -97,7 +99,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     def __post_init__(self) -> None:
         """What one field's bounds cannot say. (msgspec reports a ValueError raised here as a
-        ValidationError of the whole; ``_explain`` passes its message through.)"""
+        ValidationError of the whole; ``explain`` passes its message through.)"""
         if not (self.fx_rate.is_finite() and 0 < self.fx_rate <= MAX_FX_RATE):
             raise ValueError(
                 f"BOOST_FX_RATE={str(self.fx_rate)!r} is not valid: it must be more than 0 and"
@@ -122,15 +124,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        env = os.environ if environ is None else environ
-        values: dict[str, object] = {}
-        for name, variable in _VARIABLES.items():
-            if variable in env and env[variable] != "":
-                values[name] = env[variable]
-        try:
-            return msgspec.convert(values, cls, strict=False, dec_hook=_decode_hook)
-        except msgspec.ValidationError as error:
-            raise ValueError(_explain(error, values)) from None
+        return read_env(cls, _VARIABLES, environ, dec_hook=_decode_hook)
 
 
 def _decode_hook(target: type, value: object) -> object:
@@ -139,15 +133,33 @@ def _decode_hook(target: type, value: object) -> object:
     raise NotImplementedError(f"cannot read {target} from the environment")
 
 
-def _explain(error: msgspec.ValidationError, values: Mapping[str, object]) -> str:
+def read_env(
+    kind: type[_Knobs],
+    variables: Mapping[str, str],
+    environ: Mapping[str, str] | None = None,
+    dec_hook: Callable[[type, object], object] | None = None,
+) -> _Knobs:
+    """A ``kind`` from the environment: each field from its variable in ``variables`` (one
+    that is empty counts as unset), or a ValueError naming the variable and its value."""
+    env = os.environ if environ is None else environ
+    values = {name: env[variable] for name, variable in variables.items() if env.get(variable)}
+    try:
+        return msgspec.convert(values, kind, strict=False, dec_hook=dec_hook)
+    except msgspec.ValidationError as error:
+        raise ValueError(explain(error, values, variables)) from None
+
+
+def explain(
+    error: msgspec.ValidationError, values: Mapping[str, object], variables: Mapping[str, str]
+) -> str:
     """The refusal in the operator's terms: the variable and its value, not the field."""
     message = str(error)
     if " - at `$." not in message:
         return message  # a refusal of __post_init__'s, already in the operator's terms
     field = message.rpartition("at `$.")[2].rstrip("`")
-    if field in _VARIABLES and field in values:
+    if field in variables and field in values:
         reason = message.rpartition(" - at ")[0]
-        return f"{_VARIABLES[field]}={values[field]!r} is not valid: {reason}"
+        return f"{variables[field]}={values[field]!r} is not valid: {reason}"
     return f"invalid settings: {message}"
 
 

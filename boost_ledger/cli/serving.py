@@ -68,6 +68,8 @@ async def _serve(arguments: argparse.Namespace) -> int:
     if arguments.port is not None:
         overrides["port"] = arguments.port
     settings = msgspec.structs.replace(settings, **overrides)
+    if settings.provider_url is None:
+        _check_simulator_options()  # refused here, before anything starts
     if arguments.processes is not None:
         if not 1 <= arguments.processes <= server_group.MAX_PROCESSES:
             limit = server_group.MAX_PROCESSES
@@ -141,6 +143,7 @@ async def _simulator(arguments: argparse.Namespace) -> int:
     from boost_ledger.upstream.simulator import create_simulator_app
 
     settings = settings_from_env()
+    _check_simulator_options()
     app = create_simulator_app(
         api_key=settings.provider_key, first_order_id=clock_first_order_id
     )
@@ -162,3 +165,14 @@ async def _simulator(arguments: argparse.Namespace) -> int:
     )
     await uvicorn.Server(config).serve()
     return 0
+
+
+def _check_simulator_options() -> None:
+    """A one-line refusal naming a bad BOOST_SIMULATOR_* variable (the simulator, created
+    later, would raise it as a stack trace, after PostgreSQL had started)."""
+    from boost_ledger.upstream.simulator import SimulatorOptions
+
+    try:
+        SimulatorOptions.from_env()
+    except ValueError as error:
+        raise CommandError(str(error)) from None

@@ -434,6 +434,8 @@ async def _read_banner(stderr: asyncio.StreamReader) -> list[str]:
         ((), {"BOOST_LOG_LEVEL": "verbose"}, "BOOST_LOG_LEVEL='verbose'"),
         (("--port", "0"), {}, "--port: not a port (1 to 65535): '0'"),
         (("--port", "65536"), {}, "--port: not a port (1 to 65535): '65536'"),
+        ((), {"BOOST_SIMULATOR_MAX_ORDERS": "abc"}, "BOOST_SIMULATOR_MAX_ORDERS='abc'"),
+        ((), {"BOOST_SIMULATOR_PARTIAL_SHARE": "2"}, "BOOST_SIMULATOR_PARTIAL_SHARE='2'"),
     ],
 )
 async def test_serve_refuses_bad_settings_before_it_starts_anything(
@@ -442,12 +444,18 @@ async def test_serve_refuses_bad_settings_before_it_starts_anything(
     """``boost serve`` with settings that cannot work exits 2 at once with the one line that
     names them, before it starts PostgreSQL: a pool whose least exceeds its most failed in
     asyncpg after the start, a zero FX rate priced every service free, an unknown log level
-    was taken for info, and ``--port 0`` was dropped for the default port."""
+    was taken for info, ``--port 0`` was dropped for the default port, and a bad option of the
+    built-in simulator was a stack trace once PostgreSQL had started. ``boost simulator`` refuses
+    the simulator's own options the same way."""
     env = _environment(BOOST_DATA_DIR=str(data_dir), BOOST_WORKERS="0", **overrides)
     ran = await _boost("serve", *arguments, env=env)
     assert ran.code == 2, (ran.out, ran.err)
     assert named in ran.err and "Traceback" not in ran.err, ran.err
     assert ran.out == "" and not (data_dir / "pgdata").exists()
+    if "BOOST_SIMULATOR" in named:
+        alone = await _boost("simulator", "--port", str(free_port()), env=env)
+        assert (alone.code, alone.out) == (2, ""), alone.err
+        assert named in alone.err and "Traceback" not in alone.err, alone.err
 
 
 async def test_with_no_database_url_boost_processes_share_one_embedded_server(data_dir):

@@ -175,11 +175,23 @@ def test_a_full_simulator_refuses_new_orders_until_it_is_reset() -> None:
     assert "order" in add(state, form)
 
 
-def test_the_order_bound_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_simulators_options_are_read_from_the_environment_and_bad_ones_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("BOOST_SIMULATOR_MAX_ORDERS", "250000")
     assert create_simulator_app(seed=1).state.simulator.max_orders == 250_000
     monkeypatch.setenv("BOOST_SIMULATOR_MAX_ORDERS", "")
     assert create_simulator_app(seed=1).state.simulator.max_orders == 100_000
-    monkeypatch.setenv("BOOST_SIMULATOR_MAX_ORDERS", "0")
-    with pytest.raises(ValueError, match="BOOST_SIMULATOR_MAX_ORDERS"):
+    for bad in ("0", "10000001", "many"):
+        monkeypatch.setenv("BOOST_SIMULATOR_MAX_ORDERS", bad)
+        with pytest.raises(ValueError, match=f"^BOOST_SIMULATOR_MAX_ORDERS='{bad}' is not valid"):
+            create_simulator_app(seed=1)
+    monkeypatch.delenv("BOOST_SIMULATOR_MAX_ORDERS")
+    for bad in ("-0.1", "1.5", "nan", "half"):
+        monkeypatch.setenv("BOOST_SIMULATOR_PARTIAL_SHARE", bad)
+        with pytest.raises(ValueError, match=r"^BOOST_SIMULATOR_PARTIAL_SHARE="):
+            create_simulator_app(seed=1)
+    monkeypatch.setenv("BOOST_SIMULATOR_AUTOPROGRESS", "maybe")
+    monkeypatch.delenv("BOOST_SIMULATOR_PARTIAL_SHARE")
+    with pytest.raises(ValueError, match=r"^BOOST_SIMULATOR_AUTOPROGRESS='maybe'"):
         create_simulator_app(seed=1)

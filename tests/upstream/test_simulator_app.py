@@ -93,11 +93,14 @@ async def test_reset_forgets_orders_faults_and_counters(
     assert (await provider.balance()).balance > 0
 
 
-@pytest.mark.parametrize(("value", "expected"), [(None, True), ("1", True), ("0", False)])
+@pytest.mark.parametrize(
+    ("value", "expected"), [(None, True), ("1", True), ("0", False), ("false", False)]
+)
 def test_autoprogress_defaults_to_the_environment(
     monkeypatch: pytest.MonkeyPatch, value: str | None, expected: bool
 ) -> None:
-    """autoprogress=None reads BOOST_SIMULATOR_AUTOPROGRESS, on unless it is "0"."""
+    """autoprogress=None reads BOOST_SIMULATOR_AUTOPROGRESS, a switch like BOOST_WORKERS (it
+    was on for any value but "0", "false" too)."""
     if value is None:
         monkeypatch.delenv("BOOST_SIMULATOR_AUTOPROGRESS", raising=False)
     else:
