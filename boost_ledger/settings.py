@@ -103,7 +103,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if not (self.fx_rate.is_finite() and 0 < self.fx_rate <= MAX_FX_RATE):
             raise ValueError(
                 f"BOOST_FX_RATE={str(self.fx_rate)!r} is not valid: it must be more than 0 and"
-                f" at most {MAX_FX_RATE} (at 0 every service would be free)"
+                f" at most {MAX_FX_RATE} (at 0 no service can be priced: a sync delists them all)"
             )
         if not (self.markup_percent.is_finite() and 0 <= self.markup_percent <= MAX_MARKUP_PERCENT):
             raise ValueError(

@@ -443,10 +443,10 @@ async def test_serve_refuses_bad_settings_before_it_starts_anything(
 ):
     """``boost serve`` with settings that cannot work exits 2 at once with the one line that
     names them, before it starts PostgreSQL: a pool whose least exceeds its most failed in
-    asyncpg after the start, a zero FX rate priced every service free, an unknown log level
-    was taken for info, ``--port 0`` was dropped for the default port, and a bad option of the
-    built-in simulator was a stack trace once PostgreSQL had started. ``boost simulator`` refuses
-    the simulator's own options the same way."""
+    asyncpg after the start, a zero FX rate delisted every service at the next sync, an
+    unknown log level was taken for info, ``--port 0`` was dropped for the default port, and a
+    bad option of the built-in simulator was a stack trace once PostgreSQL had started.
+    ``boost simulator`` refuses the simulator's own options the same way."""
     env = _environment(BOOST_DATA_DIR=str(data_dir), BOOST_WORKERS="0", **overrides)
     ran = await _boost("serve", *arguments, env=env)
     assert ran.code == 2, (ran.out, ran.err)
