@@ -194,16 +194,21 @@ def _sent(request: httpx.Request, error: Exception) -> bool:
     return bool(sent)
 
 
+_ANSWER_FIELDS = {"add": "order", "status": "status", "balance": "balance"}
+"""The field that carries the answer of a one-object reply: beside it, ``"error": null`` is
+no error (a multi-status reply is keyed by ids; its slots are read in ``parse_multi_status``)."""
+
+
 def _interpret(action: str, status_code: int, body: bytes) -> Any:
     if status_code >= 500 or status_code == 429:
         raise ProviderUnavailable(f"{action}: HTTP {status_code}")
     reply = parsing.decode_json(body)
-    if action == "add" and isinstance(reply, dict) and {"order", "error"} <= reply.keys():
-        # An order id beside an error (a warning, a null): the order may exist upstream, so
-        # this is no definite refusal, and refunding it could pay for it twice.
-        warning = str(reply["error"])[:80]
-        raise ProviderMalformed(f"add: an order id and an error in one reply: {warning!r}")
-    text = parsing.error_text(reply)
+    answer_field = _ANSWER_FIELDS.get(action)
+    text = parsing.error_text(reply, answer_field)
+    if text is not None and action == "add" and "order" in reply:
+        # An order id beside an error (a warning): the order may exist upstream, so this is
+        # no definite refusal, and refunding it could pay for it twice.
+        raise ProviderMalformed(f"add: an order id and an error in one reply: {text[:80]!r}")
     if text is not None:
         raise ProviderRefused(text)
     if status_code >= 300:

@@ -33,12 +33,12 @@ def decode_json(body: bytes) -> Any:
         raise ProviderMalformed(f"reply nested too deep: {body[:80]!r}") from error
 
 
-def error_text(value: Any) -> str | None:
+def error_text(value: Any, answer_field: str | None = None) -> str | None:
     """The text of an ``{"error": text}`` object, or None when ``value`` is not one. A null
-    error beside the reply's own fields (``{"status": "Completed", ..., "error": null}``, as
-    some panel scripts send every reply) is no error: the fields are the answer."""
+    error beside the answer's own field (``answer_field``: ``{"status": "Completed", ...,
+    "error": null}``, as some panel scripts send in every reply) is no error."""
     if isinstance(value, dict) and "error" in value:
-        if value["error"] is None and len(value) > 1:
+        if value["error"] is None and answer_field is not None and answer_field in value:
             return None
         return str(value["error"])
     return None
@@ -255,7 +255,7 @@ def parse_multi_status(
     result: dict[str, ProviderStatus | ProviderRefused] = {}
     for order_id in order_ids:
         slot = reply.get(order_id)
-        text = error_text(slot)
+        text = error_text(slot, "status")
         if slot is None:
             result[order_id] = ProviderRefused("Missing from provider reply")
         elif text is not None:

@@ -270,27 +270,49 @@ def _panel_adding_an_error(simulator_url: str, error: object) -> Starlette:
     return rewriting_panel(simulator_url, add_error)
 
 
-@pytest.mark.parametrize("error", ["Your balance is running low", None])
-async def test_an_add_reply_with_an_order_id_and_an_error_is_unknown_never_refunded(
-    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
-    simulator_url: str, error: object,
-) -> None:
-    """A reply to `add` naming an order id is no definite refusal, whatever error it carries
-    beside it: the provider may well hold the order. It is SubmissionUnknown, for an operator,
-    and nothing is refunded (it was SubmissionFailed and a full refund while the provider
-    delivered, and charged us for, the order)."""
-    account_id, key = await open_funded_account(pool, FUNDS_KOBO)
-    order = await _place(client, key)
+async def _drained_through(simulator_url: str, error: object, pool: asyncpg.Pool[Any]) -> list[str]:
+    """The outcomes of one drain through a panel whose add replies carry ``error``."""
     async with http_server(_panel_adding_an_error(simulator_url, error)) as panel_url:
         panel = ProviderClient(f"{panel_url}/api/v2", "sim-key", timeout_s=2.0)
         try:
-            assert await submitter.drain(pool, panel) == ["unknown"]
+            return await submitter.drain(pool, panel)
         finally:
             await panel.aclose()
 
+
+async def test_an_add_reply_with_an_order_id_and_an_error_is_unknown_never_refunded(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
+    simulator_url: str,
+) -> None:
+    """A reply to `add` naming an order id is no definite refusal, whatever error text it
+    carries beside it: the provider may well hold the order. It is SubmissionUnknown, for an
+    operator, and nothing is refunded (it was SubmissionFailed and a full refund while the
+    provider delivered, and charged us for, the order)."""
+    account_id, key = await open_funded_account(pool, FUNDS_KOBO)
+    order = await _place(client, key)
+    assert await _drained_through(simulator_url, "Your balance is running low", pool) == [
+        "unknown"
+    ]
     assert len(await _provider_orders(simulator, order["link"])) == 1
     row = await _order(pool, order["order_id"])
     assert (row["submission"], row["status"], row["refunded"]) == ("unknown", "pending", False)
+    assert await _balance(pool, account_id) == FUNDS_KOBO - PRICE_100_KOBO
+    await _assert_no_order_lost(pool)
+
+
+async def test_an_add_reply_with_an_order_id_and_a_null_error_is_accepted(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
+    simulator_url: str,
+) -> None:
+    """``{"order": 23501, "error": null}``, from a panel script that sends the null in every
+    reply, is an acceptance like any other (it was SubmissionUnknown: every order of such a
+    panel waited for an operator)."""
+    account_id, key = await open_funded_account(pool, FUNDS_KOBO)
+    order = await _place(client, key)
+    assert await _drained_through(simulator_url, None, pool) == ["provider_order_id"]
+    [sent] = await _provider_orders(simulator, order["link"])
+    row = await _order(pool, order["order_id"])
+    assert (row["submission"], row["provider_order_id"]) == ("submitted", str(sent["order"]))
     assert await _balance(pool, account_id) == FUNDS_KOBO - PRICE_100_KOBO
     await _assert_no_order_lost(pool)
 

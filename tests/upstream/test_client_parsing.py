@@ -104,6 +104,39 @@ async def test_a_null_error_beside_the_answer_is_no_error(fake_provider: FakePro
         await fake_provider(json_reply('{"error": null}')).status("1")
 
 
+@pytest.mark.parametrize(
+    ("call", "body"),
+    [
+        ("status", '{"error": null, "message": "Incorrect order ID"}'),
+        ("cancel", '{"error": null, "message": "Incorrect order ID"}'),
+        ("add", '{"error": null, "message": "Not enough funds"}'),
+    ],
+)
+async def test_a_null_error_without_the_answer_is_still_a_refusal(
+    fake_provider: FakeProvider, call: str, body: str
+) -> None:
+    """Only beside the answer's own field (the status, the balance, the order id) is a null
+    error no error: without it the reply answers nothing, and stays the refusal it was."""
+    provider = fake_provider(json_reply(body))
+    calls = {
+        "status": lambda: provider.status("1"),
+        "cancel": lambda: provider.cancel(["1"]),
+        "add": lambda: provider.add("1", {"link": "x", "quantity": "10"}),
+    }
+    with pytest.raises(ProviderRefused, match=r"^None$"):
+        await calls[call]()
+
+
+async def test_a_cancel_item_with_a_null_error_is_that_items_refusal(
+    fake_provider: FakeProvider,
+) -> None:
+    """A cancel item is a plain value when it succeeds, so an object in its place is that
+    item's refusal, whatever its error says; the other items are read."""
+    body = '[{"order": 1, "cancel": {"error": null, "message": "No"}}, {"order": 2, "cancel": 1}]'
+    replies = await fake_provider(json_reply(body)).cancel(["1", "2"])
+    assert replies == {"1": ProviderRefused("None"), "2": True}
+
+
 async def test_cancel_accepts_every_spelling_of_yes(fake_provider: FakeProvider) -> None:
     """Cancel results may be 1, "1" or true; an error object is a per-item refusal."""
     body = """[{"order": 1, "cancel": 1}, {"order": "2", "cancel": "1"},
