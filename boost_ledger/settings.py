@@ -21,8 +21,11 @@ SIMULATOR_KEY = "sim-key"
 
 DAY_S = 86_400.0
 
-Seconds = Annotated[float, msgspec.Meta(gt=0, le=DAY_S)]
-"""A duration or period: more than 0 and at most a day (a NaN or an infinity is refused)."""
+Seconds = Annotated[float, msgspec.Meta(ge=0.01, le=DAY_S)]
+"""A period: from 0.01 s (a loop waking more often would only spin) to a day (a NaN or an
+infinity is refused)."""
+Timeout = Annotated[float, msgspec.Meta(ge=0.1, le=3600)]
+"""A timeout in seconds: from 0.1 s (less would cut short what is merely slow) to an hour."""
 Milliseconds = Annotated[int, msgspec.Meta(ge=1, le=3_600_000)]
 """A database timeout: from 1 ms to an hour (PostgreSQL reads 0 as no timeout at all)."""
 
@@ -44,7 +47,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     simulator."""
     provider_key: str = SIMULATOR_KEY
     """BOOST_PROVIDER_KEY: the reseller's key at the provider."""
-    provider_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=300)] = 10.0
+    provider_timeout_s: Annotated[float, msgspec.Meta(ge=0.1, le=300)] = 10.0
     """BOOST_PROVIDER_TIMEOUT_S: timeout of one provider call."""
     fx_rate: Decimal = Decimal("1500")
     """BOOST_FX_RATE: NGN per unit of the provider's currency (more than 0, at most 1,000,000)."""
@@ -59,7 +62,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """BOOST_CATALOG_SYNC_INTERVAL_S: how often the catalog is re-read from the provider."""
     submit_sweep_interval_s: Seconds = 2.0
     """BOOST_SUBMIT_SWEEP_INTERVAL_S: periodic sweep for orders not yet submitted."""
-    submit_poll_interval_s: Annotated[float, msgspec.Meta(gt=0, le=60)] = 0.05
+    submit_poll_interval_s: Annotated[float, msgspec.Meta(ge=0.01, le=60)] = 0.05
     """BOOST_SUBMIT_POLL_INTERVAL_S: how often the submitter of a worker process (``boost
     worker``, which is how ``boost serve`` runs its workers) looks for new orders; while it finds
     none the interval doubles, up to ``submitter.IDLE_POLL_CAP_S``."""
@@ -85,14 +88,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     demo_account: bool = True
     """BOOST_DEMO: "0" skips opening the demo account on the first start."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
-    """BOOST_LOG_LEVEL: debug, info, warning or error."""
+    """BOOST_LOG_LEVEL: debug, info, warning or error (in any case)."""
     rate_limit_per_s: Annotated[float, msgspec.Meta(ge=0, le=1_000_000)] = 50.0
     """BOOST_RATE_LIMIT_PER_S: requests per second one API key may sustain (per process); 0: off."""
     rate_limit_burst: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 100
     """BOOST_RATE_LIMIT_BURST: requests an idle API key may send at once before the rate applies."""
-    request_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 30.0
+    request_timeout_s: Timeout = 30.0
     """BOOST_REQUEST_TIMEOUT_S: a request still unanswered after this long gets 503."""
-    body_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 10.0
+    body_timeout_s: Timeout = 10.0
     """BOOST_BODY_TIMEOUT_S: a client must send its whole request body within this (else 408)."""
     metrics_query_timeout_ms: Milliseconds = 2000
     """BOOST_METRICS_QUERY_TIMEOUT_MS: bound on the database queries run for one /metrics scrape."""
@@ -113,18 +116,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if self.pool_min_size > self.pool_max_size:
             raise ValueError(
                 f"BOOST_POOL_MIN={self.pool_min_size} is not valid: it must not exceed"
-                f" BOOST_POOL_MAX={self.pool_max_size}"
+                f" BOOST_POOL_MAX={self.pool_max_size} (their defaults are 2 and 10)"
             )
         if self.submit_abandoned_after_s <= self.provider_timeout_s:
             raise ValueError(
                 f"BOOST_SUBMIT_ABANDONED_AFTER_S={self.submit_abandoned_after_s} is not valid: it"
-                f" must exceed BOOST_PROVIDER_TIMEOUT_S={self.provider_timeout_s} (an attempt"
-                " still waiting for its reply would be given up as unknown)"
+                f" must exceed BOOST_PROVIDER_TIMEOUT_S={self.provider_timeout_s} (their defaults"
+                " are 120 and 10), or an attempt still waiting for its reply is given up as"
+                " unknown"
             )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        return read_env(cls, _VARIABLES, environ, dec_hook=_decode_hook)
+        env = dict(os.environ if environ is None else environ)
+        if "BOOST_LOG_LEVEL" in env:  # INFO or Info is info
+            env["BOOST_LOG_LEVEL"] = env["BOOST_LOG_LEVEL"].lower()
+        return read_env(cls, _VARIABLES, env, dec_hook=_decode_hook)
 
 
 def _decode_hook(target: type, value: object) -> object:

@@ -152,7 +152,11 @@ def test_switches_accept_the_usual_spellings_of_on(text):
         ("BOOST_STATEMENT_TIMEOUT_MS", "0"),
         ("BOOST_STATEMENT_TIMEOUT_MS", "-5"),
         ("BOOST_LOG_LEVEL", "verbose"),
-        ("BOOST_LOG_LEVEL", "INFO"),
+        ("BOOST_LOG_LEVEL", "warn"),
+        ("BOOST_POLL_INTERVAL_S", "1e-300"),
+        ("BOOST_SUBMIT_POLL_INTERVAL_S", "0.001"),
+        ("BOOST_PROVIDER_TIMEOUT_S", "0.05"),
+        ("BOOST_REQUEST_TIMEOUT_S", "0.01"),
         ("BOOST_RATE_LIMIT_PER_S", "-1"),
         ("BOOST_RATE_LIMIT_PER_S", "nan"),
         ("BOOST_RATE_LIMIT_BURST", "0"),
@@ -193,6 +197,14 @@ def test_the_bounds_let_the_edges_through():
         65535, Decimal("0.01"), Decimal("0"),
     )
     assert (configured.pool_min_size, configured.pool_max_size) == (0, 1)
+    quick = Settings.from_env(
+        {
+            "BOOST_POLL_INTERVAL_S": "0.01",
+            "BOOST_PROVIDER_TIMEOUT_S": "0.1",
+            "BOOST_LOG_LEVEL": "INFO",
+        }
+    )
+    assert (quick.poll_interval_s, quick.provider_timeout_s, quick.log_level) == (0.01, 0.1, "info")
 
 
 @pytest.mark.parametrize(
