@@ -13,9 +13,13 @@ import atexit
 import contextlib
 import json
 import os
+import signal
 import tempfile
+import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import asyncpg
@@ -40,13 +44,58 @@ def embedded_server_uri(data_dir: Path, *, stop_on_exit: bool = True) -> str:
         data_dir.mkdir(parents=True, exist_ok=True)
         pgdata = data_dir.resolve() / "pgdata"
         forget_dead_handles(data_dir)
-        server = get_server(pgdata, cleanup_mode="stop" if stop_on_exit else None)
-    if stop_on_exit:
-        # Registered after the wheel's own exit hook, so it runs first: a process attached after
-        # this one that died without leaving (a worker child killed or out of memory) must not
-        # keep the server running once this process, the last one alive, leaves.
-        atexit.register(forget_dead_handles, data_dir)
+        with _stop_signals_deferred():
+            server = get_server(pgdata, cleanup_mode="stop" if stop_on_exit else None)
+            if stop_on_exit:
+                # Registered after the wheel's own exit hook, so it runs first: a process
+                # attached after this one that died without leaving (a worker child killed or
+                # out of memory) must not keep the server running once this process, the last
+                # one alive, leaves.
+                atexit.register(forget_dead_handles, data_dir)
     return str(server.get_uri())
+
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@contextlib.contextmanager
+def _stop_signals_deferred() -> Iterator[None]:
+    """Hold the first SIGTERM or SIGINT back until the block ends, then deliver it.
+
+    The wheel starts the server in steps that a stop must not split: an ``initdb`` killed part
+    way leaves a cluster with PG_VERSION but no ``postgres`` database, which every later start
+    takes for a made one and fails on; a stop after ``pg_ctl start`` but before this process is
+    on the list of attached ones leaves the server running with nobody to stop it. A second
+    signal is not held back, so that a start stuck in the wheel can still be stopped.
+    Signal handlers belong to the main thread; elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous: dict[int, Any] = {}
+
+    def restore() -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        previous.clear()
+
+    def defer(signum: int, frame: FrameType | None) -> None:
+        if received:  # asked again: stop now, as without this block
+            restore()
+            signal.raise_signal(signum)
+            return
+        received.append(signum)
+
+    for signum in _STOP_SIGNALS:
+        handler = signal.getsignal(signum)
+        if handler not in (signal.SIG_IGN, None):  # an ignored signal stays ignored
+            previous[signum] = signal.signal(signum, defer)
+    try:
+        yield
+    finally:
+        restore()
+        if received:
+            signal.raise_signal(received[0])
 
 
 def forget_dead_handles(data_dir: Path) -> None:
