@@ -119,6 +119,16 @@ def _bound_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.s
     return sock
 
 
+def _listening_socket(host: str, port: int) -> socket.socket:
+    """The port shared with the other API processes of ``--processes``; one that cannot be had
+    (another program listens on it) is a one-line refusal, as uvicorn's own bind failure is."""
+    try:
+        return _bound_socket(host, port, reuse_port=True)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise server_group.StartFailed(f"cannot listen on {host}:{port}: {reason}") from None
+
+
 def _uvicorn_config(app: Any, settings: Settings, **overrides: Any) -> uvicorn.Config:
     options: dict[str, Any] = {
         "log_config": None,
@@ -266,9 +276,7 @@ async def serve(
         if announce_ready:
             announcements.append((server_group.READY_LINE.decode(), sys.stdout))
         server = _AnnouncingServer(_uvicorn_config(app, settings), announcements)
-        sockets = (
-            [_bound_socket(settings.host, settings.port, reuse_port=True)] if reuse_port else None
-        )
+        sockets = [_listening_socket(settings.host, settings.port)] if reuse_port else None
         async with (
             worker_child(runtime, stopping=lambda: server.should_exit),
             _stopped_with_parent(server, parent_pid),

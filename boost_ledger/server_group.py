@@ -32,6 +32,11 @@ READY_LINE = b"boost-api-process-ready"
 """What an API process prints on stdout once it listens (``--announce-ready``)."""
 
 
+class StartFailed(Exception):
+    """A process of the group could not start serving (its port taken, say): one line for the
+    operator, not a stack trace."""
+
+
 async def _spawn(
     provider_url: str, *arguments: str, stdout: int | None = None, **settings: str
 ) -> asyncio.subprocess.Process:
@@ -69,12 +74,17 @@ async def _ready(process: asyncio.subprocess.Process) -> asyncio.Task[None]:
     """Once ``process`` listens: a task that passes on the rest of what it prints."""
     assert process.stdout is not None
     stdout = process.stdout
-    async with asyncio.timeout(READY_TIMEOUT_S):
-        while line := await stdout.readline():
-            if line.strip() == READY_LINE:
-                return asyncio.create_task(_pass_on(stdout))
-            sys.stdout.buffer.write(line)
-    raise RuntimeError(f"API process {process.pid} exited before it listened")
+    try:
+        async with asyncio.timeout(READY_TIMEOUT_S):
+            while line := await stdout.readline():
+                if line.strip() == READY_LINE:
+                    return asyncio.create_task(_pass_on(stdout))
+                sys.stdout.buffer.write(line)
+    except TimeoutError:
+        raise StartFailed(
+            f"API process {process.pid} did not listen within {READY_TIMEOUT_S:g} s"
+        ) from None
+    raise StartFailed(f"API process {process.pid} exited before it listened (its reason above)")
 
 
 async def _pass_on(stream: asyncio.StreamReader) -> None:

@@ -17,7 +17,7 @@ import msgspec
 
 from boost_ledger import migrations, postgres, server_group
 from boost_ledger.cli.common import CommandError, port_argument, settings_from_env
-from boost_ledger.settings import SIMULATOR_KEY
+from boost_ledger.settings import SIMULATOR_KEY, Settings
 
 
 def register(commands: Any) -> None:
@@ -70,21 +70,28 @@ async def _serve(arguments: argparse.Namespace) -> int:
     settings = msgspec.structs.replace(settings, **overrides)
     if settings.provider_url is None:
         _check_simulator_options()  # refused here, before anything starts
-    if arguments.processes is not None:
-        if not 1 <= arguments.processes <= server_group.MAX_PROCESSES:
-            limit = server_group.MAX_PROCESSES
-            raise CommandError(f"--processes must be between 1 and {limit}", 2)
-        await server_group.serve_processes(settings, arguments.processes)
-    else:
-        from boost_ledger.server import serve
-
-        await serve(
-            settings,
-            reuse_port=arguments.reuse_port,
-            announce_ready=arguments.announce_ready,
-            parent_pid=arguments.stop_with_parent,
-        )
+    limit = server_group.MAX_PROCESSES
+    if arguments.processes is not None and not 1 <= arguments.processes <= limit:
+        raise CommandError(f"--processes must be between 1 and {limit}", 2)
+    try:
+        await _serve_with(settings, arguments)
+    except server_group.StartFailed as error:
+        raise CommandError(str(error), 1) from None
     return 0
+
+
+async def _serve_with(settings: Settings, arguments: argparse.Namespace) -> None:
+    if arguments.processes is not None:
+        await server_group.serve_processes(settings, arguments.processes)
+        return
+    from boost_ledger.server import serve
+
+    await serve(
+        settings,
+        reuse_port=arguments.reuse_port,
+        announce_ready=arguments.announce_ready,
+        parent_pid=arguments.stop_with_parent,
+    )
 
 
 async def _migrate(arguments: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 from pathlib import Path
 
@@ -138,3 +139,26 @@ def _alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
+
+
+async def test_a_port_taken_by_another_program_is_one_line_of_each_process_not_a_trace(
+    test_server,
+):
+    """``--processes 2`` on a port another program listens on (without SO_REUSEPORT): the API
+    processes cannot bind it. Each says so in one line, the parent that they did not start,
+    and the command exits 1 with no process left behind."""
+    port = free_port()
+    env = await serve_env(test_server, port)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        process = await asyncio.create_subprocess_exec(
+            BOOST, "serve", "--processes", "2", env=env, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await asyncio.wait_for(process.communicate(), WAIT_S)
+    text = err.decode()
+    assert process.returncode == 1, text[-3000:]
+    assert "Traceback" not in text, text[-3000:]
+    assert text.count(f"boost: cannot listen on 127.0.0.1:{port}") == 2, text[-3000:]
+    assert "boost: API process" in text, text[-3000:]
