@@ -99,16 +99,24 @@ async def spawn_worker(provider_url: str) -> asyncio.subprocess.Process:
 
 
 async def stop(processes: list[asyncio.subprocess.Process]) -> None:
-    """SIGTERM to each that still runs, then wait for it (SIGKILL after ``STOP_TIMEOUT_S``)."""
+    """SIGTERM to each that still runs, then wait for them all; those still running
+    ``STOP_TIMEOUT_S`` after the signal are killed. One deadline for all: waited for in turn,
+    each stuck child would add its own timeout (64 of them with ``--processes 32``)."""
     for process in processes:
         if process.returncode is None:
             process.send_signal(signal.SIGTERM)
-    for process in processes:
-        try:
-            await asyncio.wait_for(process.wait(), STOP_TIMEOUT_S)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+    waits = [asyncio.ensure_future(process.wait()) for process in processes]
+    if not waits:
+        return
+    try:
+        _, running = await asyncio.wait(waits, timeout=STOP_TIMEOUT_S)
+        for process, wait in zip(processes, waits, strict=True):
+            if wait in running:
+                process.kill()
+        await asyncio.gather(*waits)
+    finally:  # cancelled itself: no wait is left pending
+        for wait in waits:
+            wait.cancel()
 
 
 async def serve_processes(settings: Settings, count: int) -> None:
