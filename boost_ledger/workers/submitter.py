@@ -69,11 +69,10 @@ def _outcome_of(error: BaseException) -> dict[str, str]:
 
 async def submit_one(pool: asyncpg.Pool[Any], provider: ProviderClient) -> str | None:
     """Claim and submit one queued order; return how it settled, or None if the queue is empty."""
-    async with pool.acquire() as connection:
-        claimed = await fulfilment.claim_for_submission(connection)
-    if claimed is None:
+    claimed = await _claim(pool, 1)
+    if not claimed:
         return None
-    return (await _send_and_settle(pool, provider, [claimed]))[0]
+    return (await _send_and_settle(pool, provider, claimed))[0]
 
 
 async def submit_batch(
@@ -81,9 +80,29 @@ async def submit_batch(
 ) -> list[str]:
     """Claim up to ``limit`` queued orders in one transaction, then send them side by side;
     return how each settled, oldest first."""
-    async with pool.acquire() as connection:
-        claimed = await fulfilment.claim_batch(connection, limit)
+    claimed = await _claim(pool, limit)
     return await _send_and_settle(pool, provider, claimed)
+
+
+STOPPED_BEFORE_SENT = {"deferred": "provider not reached: the worker stopped before the call"}
+
+
+async def _claim(pool: asyncpg.Pool[Any], limit: int) -> list[fulfilment.Claimed]:
+    """``fulfilment.claim_batch``. Stopped once the claim has committed (while the connection
+    goes back to the pool), no call has been made: the orders go back in the queue, rather than
+    stay attempting until the sweeper makes them unknown, for an operator to look for at the
+    provider. (Stopped during the commit itself, what was claimed is not known: the sweeper's.)"""
+    claimed: list[fulfilment.Claimed] = []
+    try:
+        async with pool.acquire() as connection:
+            claimed = await fulfilment.claim_batch(connection, limit)
+    except asyncio.CancelledError:
+        if claimed:
+            replies = {order.order_id: dict(STOPPED_BEFORE_SENT) for order in claimed}
+            attempts = {order.order_id: order.attempt for order in claimed}
+            await _settle(pool, replies, attempts, {})
+        raise
+    return claimed
 
 
 async def _send_and_settle(

@@ -628,6 +628,40 @@ async def test_a_stop_mid_batch_lets_the_calls_made_end_and_records_their_replie
     await _assert_no_order_lost(pool)
 
 
+async def test_a_stop_once_the_claim_committed_puts_its_unsent_orders_back_in_the_queue(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
+    provider: ProviderClient, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SIGTERM arrives just after a claim committed its attempts (the connection still being
+    handed back to the pool), before any call is made: the orders, which never reached the
+    provider, go back in the queue, instead of staying attempting until the sweeper makes them
+    unknown for an operator to look up at the provider, where they are not."""
+    await submitter.drain(pool, provider)  # what earlier tests left queued
+    _, key = await open_funded_account(pool, FUNDS_KOBO)
+    orders = [await _place(client, key) for _ in range(2)]
+    real_claim_batch = fulfilment.claim_batch
+
+    async def claim_then_stop(connection: Any, limit: int) -> list[fulfilment.Claimed]:
+        claimed = await real_claim_batch(connection, limit)
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()  # delivered at the next await: the pool's release of the connection
+        return claimed
+
+    monkeypatch.setattr(fulfilment, "claim_batch", claim_then_stop)
+    with pytest.raises(asyncio.CancelledError):
+        await submitter.submit_batch(pool, provider)
+    for order in orders:
+        assert await _provider_orders(simulator, order["link"]) == []
+        assert (await _order(pool, order["order_id"]))["submission"] == "queued"
+        assert await _event_types(pool, order["order_id"]) == [
+            "OrderPlaced", "SubmissionAttempted", "SubmissionDeferred"
+        ]
+    monkeypatch.undo()
+    assert await submitter.drain(pool, provider) == ["provider_order_id"] * 2
+    await _assert_no_order_lost(pool)
+
+
 async def test_a_reply_to_an_earlier_attempt_settles_nothing(
     pool: asyncpg.Pool[Any], client: httpx.AsyncClient, provider: ProviderClient
 ) -> None:
