@@ -107,7 +107,8 @@ def lower_priority(settings: Settings) -> None:
 
 
 def _bound_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET  # "::" as uvicorn reads it
+    sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if reuse_port:  # several processes listen on the port; the kernel shares connections out
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
@@ -119,11 +120,13 @@ def _bound_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.s
     return sock
 
 
-def _listening_socket(host: str, port: int) -> socket.socket:
-    """The port shared with the other API processes of ``--processes``; one that cannot be had
-    (another program listens on it) is a one-line refusal, as uvicorn's own bind failure is."""
+def _listening_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+    """The API's port (shared with the other API processes of ``--processes`` when
+    ``reuse_port``), bound before anything starts; one that cannot be had (another program
+    listens on it) is a one-line refusal (uvicorn, binding it itself, printed its error once the
+    database was open and the demo key shown, and exited 3)."""
     try:
-        return _bound_socket(host, port, reuse_port=True)
+        return _bound_socket(host, port, reuse_port=reuse_port)
     except OSError as error:
         reason = error.strerror or str(error)
         raise server_group.StartFailed(f"cannot listen on {host}:{port}: {reason}") from None
@@ -262,6 +265,7 @@ async def serve(
     gracefully once that process is no longer this one's parent, even killed) serve
     ``boost serve --processes`` (server_group.py)."""
     logs.configure(settings.log_level)
+    sock = _listening_socket(settings.host, settings.port, reuse_port=reuse_port)
     async with running_runtime(settings) as (runtime, simulator_app):
         banner = await demo_banner_if_new(runtime, settings) if settings.demo_account else None
         app = build_app(runtime, start_workers=False, simulator=simulator_app)
@@ -276,12 +280,11 @@ async def serve(
         if announce_ready:
             announcements.append((server_group.READY_LINE.decode(), sys.stdout))
         server = _AnnouncingServer(_uvicorn_config(app, settings), announcements)
-        sockets = [_listening_socket(settings.host, settings.port)] if reuse_port else None
         async with (
             worker_child(runtime, stopping=lambda: server.should_exit),
             _stopped_with_parent(server, parent_pid),
         ):
-            await server.serve(sockets=sockets)
+            await server.serve(sockets=[sock])
 
 
 @asynccontextmanager

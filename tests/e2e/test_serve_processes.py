@@ -162,3 +162,24 @@ async def test_a_port_taken_by_another_program_is_one_line_of_each_process_not_a
     assert "Traceback" not in text, text[-3000:]
     assert text.count(f"boost: cannot listen on 127.0.0.1:{port}") == 2, text[-3000:]
     assert "boost: API process" in text, text[-3000:]
+
+
+async def test_a_port_taken_by_another_program_stops_one_process_before_it_starts(test_server):
+    """``boost serve`` alone on a taken port: one line and exit 1 before the database is used
+    or a demo key shown (uvicorn bound the port itself, after both, printed its own line,
+    without ``boost:``, and exited 3, an exit status the command does not document)."""
+    port = free_port()
+    env = await serve_env(test_server, port)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen()
+        process = await asyncio.create_subprocess_exec(
+            BOOST, "serve", env=env, stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await asyncio.wait_for(process.communicate(), WAIT_S)
+    text = err.decode()
+    assert process.returncode == 1, text[-3000:]
+    assert text.strip().splitlines() == [
+        f"boost: cannot listen on 127.0.0.1:{port}: Address already in use"
+    ], text[-3000:]
