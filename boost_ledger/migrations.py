@@ -8,6 +8,7 @@ a no-op unless the database was restored from another cluster.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from dataclasses import dataclass
@@ -17,6 +18,9 @@ from typing import Any
 import asyncpg
 
 _LOCK_KEY = 0x626F6F7374  # "boost": one migration runner per database at a time.
+LOCK_WAIT_S = 300.0
+"""How long a runner waits for another to finish, at most: a slow migration of a large table
+fits, a session left holding the lock (a runner stopped in a debugger, say) is named."""
 _FILE_PATTERN = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
@@ -71,7 +75,7 @@ async def migrate(dsn: str, directory: Path | None = None) -> list[str]:
         reason = str(error) or type(error).__name__
         raise DatabaseUnreachable(f"cannot connect to the database: {reason}") from error
     try:
-        await connection.execute("select pg_advisory_lock($1)", _LOCK_KEY)
+        await _lock(connection, LOCK_WAIT_S)
         try:
             applied = await _apply_pending(connection, load_migrations(directory))
             await realign_feed_epoch(connection)
@@ -80,6 +84,26 @@ async def migrate(dsn: str, directory: Path | None = None) -> list[str]:
             await connection.execute("select pg_advisory_unlock($1)", _LOCK_KEY)
     finally:
         await connection.close()
+
+
+async def _lock(connection: asyncpg.Connection[Any], wait_s: float) -> None:
+    """Take the runners' lock, waiting at most ``wait_s`` for the runner that holds it."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    pause_s = 0.05
+    while not await connection.fetchval("select pg_try_advisory_lock($1)", _LOCK_KEY):
+        if loop.time() >= deadline:
+            holder = await connection.fetchval(
+                "select pid from pg_locks where locktype = 'advisory' and granted"
+                " and ((classid::bigint << 32) | objid::bigint) = $1 limit 1",
+                _LOCK_KEY,
+            )
+            raise MigrationError(
+                f"another migration runner (PostgreSQL backend {holder}) has held the"
+                f" migration lock for over {wait_s:g} s"
+            )
+        await asyncio.sleep(pause_s)
+        pause_s = min(pause_s * 2, 1.0)
 
 
 async def _apply_pending(

@@ -106,3 +106,32 @@ async def test_boost_migrate_refuses_0021_in_one_message_while_two_orders_share_
         assert applied == 20
     finally:
         await connection.close()
+
+
+async def test_a_runner_waits_for_the_lock_a_bounded_time_and_names_its_holder(
+    test_server, monkeypatch
+) -> None:
+    """A session holding the runners' lock (another runner, stopped) makes the next runner
+    wait at most LOCK_WAIT_S, then refuse in one line naming the holder's backend (it waited
+    forever: every process's start hung, silently); once the lock is free, it migrates."""
+    dsn: str = await test_server.fresh_database(migrated=False)
+    holder = await asyncpg.connect(dsn)
+    try:
+        await holder.execute("select pg_advisory_lock($1)", migrations._LOCK_KEY)
+        monkeypatch.setattr(migrations, "LOCK_WAIT_S", 0.3)
+        try:
+            await migrations.migrate(dsn)
+        except migrations.MigrationError as error:
+            refused = str(error)
+        else:
+            raise AssertionError("migrated while another runner held the lock")
+        assert f"PostgreSQL backend {holder.get_server_pid()}" in refused, refused
+        tables = "select count(*) from pg_tables where tablename = 'events'"
+        assert await holder.fetchval(tables) == 0
+        monkeypatch.setattr(migrations, "LOCK_WAIT_S", 60.0)
+        waiting = asyncio.create_task(migrations.migrate(dsn))
+        await asyncio.sleep(0.1)
+        await holder.execute("select pg_advisory_unlock($1)", migrations._LOCK_KEY)
+        assert "0001_event_log" in await waiting
+    finally:
+        await holder.close()
