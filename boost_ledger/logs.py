@@ -39,7 +39,9 @@ def configure(level: str = "info", file: TextIO | None = None) -> None:
             structlog.processors.format_exc_info,
             structlog.processors.JSONRenderer(serializer=_dumps),
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
+        wrapper_class=structlog.make_filtering_bound_logger(
+            _LEVELS.get(level.lower(), logging.INFO)
+        ),
         logger_factory=structlog.WriteLoggerFactory(file=sys.stderr if file is None else file),
         cache_logger_on_first_use=True,
     )
