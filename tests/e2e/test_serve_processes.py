@@ -141,24 +141,30 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-async def test_a_port_taken_by_another_program_is_one_line_of_each_process_not_a_trace(
-    test_server,
-):
-    """``--processes 2`` on a port another program listens on (without SO_REUSEPORT): the API
-    processes cannot bind it. Each says so in one line, the parent that they did not start,
-    and the command exits 1 with no process left behind."""
+async def _serve_on_a_taken_port(test_server, *arguments: str) -> tuple[int | None, str, int]:
+    """``boost serve`` with ``arguments`` on a port another program listens on (without
+    SO_REUSEPORT): its exit status, its stderr, and the port."""
     port = free_port()
     env = await serve_env(test_server, port)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", port))
         taken.listen()
         process = await asyncio.create_subprocess_exec(
-            BOOST, "serve", "--processes", "2", env=env, stdout=asyncio.subprocess.DEVNULL,
+            BOOST, "serve", *arguments, env=env, stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
         )
         _, err = await asyncio.wait_for(process.communicate(), WAIT_S)
-    text = err.decode()
-    assert process.returncode == 1, text[-3000:]
+    return process.returncode, err.decode(), port
+
+
+async def test_a_port_taken_by_another_program_is_one_line_of_each_process_not_a_trace(
+    test_server,
+):
+    """``--processes 2`` on a taken port: the API processes cannot bind it. Each says so in one
+    line, the parent that they did not start, and the command exits 1 with no process left
+    behind."""
+    code, text, port = await _serve_on_a_taken_port(test_server, "--processes", "2")
+    assert code == 1, text[-3000:]
     assert "Traceback" not in text, text[-3000:]
     assert text.count(f"boost: cannot listen on 127.0.0.1:{port}") == 2, text[-3000:]
     assert "boost: API process" in text, text[-3000:]
@@ -168,18 +174,8 @@ async def test_a_port_taken_by_another_program_stops_one_process_before_it_start
     """``boost serve`` alone on a taken port: one line and exit 1 before the database is used
     or a demo key shown (uvicorn bound the port itself, after both, printed its own line,
     without ``boost:``, and exited 3, an exit status the command does not document)."""
-    port = free_port()
-    env = await serve_env(test_server, port)
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", port))
-        taken.listen()
-        process = await asyncio.create_subprocess_exec(
-            BOOST, "serve", env=env, stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        _, err = await asyncio.wait_for(process.communicate(), WAIT_S)
-    text = err.decode()
-    assert process.returncode == 1, text[-3000:]
+    code, text, port = await _serve_on_a_taken_port(test_server)
+    assert code == 1, text[-3000:]
     assert text.strip().splitlines() == [
         f"boost: cannot listen on 127.0.0.1:{port}: Address already in use"
     ], text[-3000:]

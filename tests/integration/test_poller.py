@@ -616,6 +616,29 @@ async def test_the_poller_asks_about_an_order_soon_after_it_falls_due_not_an_int
         await asyncio.gather(running, return_exceptions=True)
 
 
+async def _canceled_at_the_provider(
+    pool: asyncpg.Pool[Any], simulator: httpx.AsyncClient, order_ids: list[int]
+) -> dict[int, str]:
+    """Cancel the orders at the simulator; their provider ids."""
+    provider_ids: dict[int, str] = {}
+    for order_id in order_ids:
+        provider_ids[order_id] = await pool.fetchval(
+            "select provider_order_id from orders where order_id = $1", order_id
+        )
+        await simulator.post(f"/orders/{provider_ids[order_id]}", json={"status": "Canceled"})
+    return provider_ids
+
+
+async def _poll_once_through(panel: Starlette, pool: asyncpg.Pool[Any]) -> int:
+    """One poll through ``panel`` served over HTTP (no retries); the orders it asked about."""
+    async with http_server(panel) as panel_url:
+        odd = ProviderClient(f"{panel_url}/api/v2", "sim-key", timeout_s=2.0, read_retries=0)
+        try:
+            return await poller.poll_once(pool, odd, INTERVAL_S)
+        finally:
+            await odd.aclose()
+
+
 def _panel_garbling_remains(simulator_url: str, provider_order_id: str, remains: str) -> Starlette:
     """A panel that is the simulator, but whose status replies give one order ``remains``."""
 
@@ -635,20 +658,10 @@ async def test_a_remains_past_any_number_backs_off_its_order_alone(
     recorded and refunded (it raised decimal.Overflow, which sank the whole batch, every time
     the same orders fell due together)."""
     order_ids = await _submitted_orders(pool, client, provider, 3)
-    provider_ids = {}
-    for order_id in order_ids:
-        provider_ids[order_id] = await pool.fetchval(
-            "select provider_order_id from orders where order_id = $1", order_id
-        )
-        await simulator.post(f"/orders/{provider_ids[order_id]}", json={"status": "Canceled"})
+    provider_ids = await _canceled_at_the_provider(pool, simulator, order_ids)
     garbled, *healthy = order_ids
     panel = _panel_garbling_remains(simulator_url, provider_ids[garbled], "1e9999999999")
-    async with http_server(panel) as panel_url:
-        odd = ProviderClient(f"{panel_url}/api/v2", "sim-key", timeout_s=2.0, read_retries=0)
-        try:
-            assert await poller.poll_once(pool, odd, INTERVAL_S) == 3
-        finally:
-            await odd.aclose()
+    assert await _poll_once_through(panel, pool) == 3
 
     settled = await pool.fetch(
         "select order_id, status, refunded from orders where order_id = any($1::bigint[])"
@@ -678,17 +691,8 @@ async def test_a_null_error_beside_each_status_is_no_refusal(
     statuses beside it: canceled orders are recorded and refunded (each slot was the refusal
     "None", so no order of such a panel ever settled)."""
     order_ids = await _submitted_orders(pool, client, provider, 2)
-    for order_id in order_ids:
-        provider_id = await pool.fetchval(
-            "select provider_order_id from orders where order_id = $1", order_id
-        )
-        await simulator.post(f"/orders/{provider_id}", json={"status": "Canceled"})
-    async with http_server(rewriting_panel(simulator_url, _null_errors)) as panel_url:
-        panel = ProviderClient(f"{panel_url}/api/v2", "sim-key", timeout_s=2.0, read_retries=0)
-        try:
-            assert await poller.poll_once(pool, panel, INTERVAL_S) == 2
-        finally:
-            await panel.aclose()
+    await _canceled_at_the_provider(pool, simulator, order_ids)
+    assert await _poll_once_through(rewriting_panel(simulator_url, _null_errors), pool) == 2
     settled = await pool.fetch(
         "select status, refunded from orders where order_id = any($1::bigint[])", order_ids
     )
