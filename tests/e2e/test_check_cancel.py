@@ -12,10 +12,18 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from support import bearer, open_funded_account, order_events, seed_catalog
+from support import (
+    bearer,
+    http_server,
+    open_funded_account,
+    order_events,
+    rewriting_panel,
+    seed_catalog,
+)
 
 from boost_ledger.api.runtime import Runtime
 from boost_ledger.ledger import fulfilment
+from boost_ledger.server import build_app
 from boost_ledger.upstream.client import ProviderClient
 from boost_ledger.workers import submitter
 
@@ -260,6 +268,39 @@ async def test_a_cancel_the_provider_refuses_for_the_order_is_409_and_recorded(
 
     reason = await _rejected_cancel(pool, client, key, order)
     assert reason == "Order can not be canceled in its current status"
+
+
+def _nul_in_cancel_errors(reply: Any) -> None:
+    """Each per-item cancel refusal's text gets a NUL, as a panel script's C string can."""
+    for item in reply if isinstance(reply, list) else []:
+        if isinstance(item, dict) and isinstance(item.get("cancel"), dict):
+            item["cancel"]["error"] = "Order\x00can not be canceled"
+
+
+async def test_a_cancel_refusal_whose_text_holds_a_nul_is_409_and_recorded(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
+    provider: ProviderClient, runtime: Runtime, simulator_url: str,
+) -> None:
+    """A per-item refusal whose text holds a NUL (JSON "\\u0000", which no PostgreSQL text
+    can hold) is the same 409 with a CancelRejected, the NUL replaced (it was a 500: the
+    event's append failed)."""
+    _, key, order, provider_order_id = await _submitted(pool, client, provider)
+    await simulator.post(f"/orders/{provider_order_id}", json={"status": "Completed"})
+    panel = rewriting_panel(simulator_url, _nul_in_cancel_errors)
+    async with http_server(panel) as panel_url:
+        odd = ProviderClient(f"{panel_url}/api/v2", "sim-key", timeout_s=2.0, read_retries=0)
+        odd_runtime = Runtime(settings=runtime.settings, pool=pool, provider=odd)
+        try:
+            async with (
+                http_server(build_app(odd_runtime, start_workers=False)) as url,
+                httpx.AsyncClient(base_url=url, timeout=30.0) as odd_client,
+            ):
+                reason = await _rejected_cancel(pool, odd_client, key, order)
+        finally:
+            await odd.aclose()
+    assert reason == "Order\ufffdcan not be canceled"
+    events = await order_events(pool, order["order_id"])
+    assert (events["CancelRejected"], events["CancelRequested"], events["Refunded"]) == (1, 0, 0)
 
 
 async def test_a_cancel_of_an_order_under_an_id_no_call_could_carry_is_409_and_recorded(

@@ -317,6 +317,40 @@ async def test_an_add_reply_with_an_order_id_and_a_null_error_is_accepted(
     await _assert_no_order_lost(pool)
 
 
+def _nul_in_errors(reply: Any) -> None:
+    """A refusal's text gets a NUL, as a panel script's C string can."""
+    if isinstance(reply, dict) and isinstance(reply.get("error"), str):
+        reply["error"] = "Not enough\x00funds"
+
+
+async def test_a_refusal_whose_text_holds_a_nul_is_failed_and_refunded(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
+    simulator_url: str,
+) -> None:
+    """An add refused with a text holding a NUL (JSON "\\u0000", which no PostgreSQL text can
+    hold) is refused like any other: SubmissionFailed, the NUL replaced, and a full refund (its
+    append failed, so the order stayed attempting and became unknown, for an operator)."""
+    account_id, key = await open_funded_account(pool, FUNDS_KOBO)
+    first, second = await _place(client, key), await _place(client, key)
+    await simulator.post("/faults", json={"action": "add", "mode": "error"})
+    async with http_server(rewriting_panel(simulator_url, _nul_in_errors)) as panel_url:
+        panel = ProviderClient(f"{panel_url}/api/v2", "sim-key", timeout_s=2.0)
+        try:
+            assert await submitter.drain(pool, panel) == ["refused", "refused"]
+        finally:
+            await panel.aclose()
+    for order in (first, second):
+        row = await _order(pool, order["order_id"])
+        assert (row["submission"], row["status"], row["refunded"]) == ("failed", "failed", True)
+        reason = await pool.fetchval(
+            "select data->>'reason' from events where stream_id = $1 and type = 'SubmissionFailed'",
+            f"order-{order['order_id']}",
+        )
+        assert reason == "Not enough\ufffdfunds"
+    assert await _balance(pool, account_id) == FUNDS_KOBO
+    await _assert_no_order_lost(pool)
+
+
 async def test_latency_only_delays_the_submission(
     pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
     provider: ProviderClient,
