@@ -24,13 +24,27 @@ _STATUS_SPELLINGS = {"Cancelled": "Canceled"}
 
 
 def decode_json(body: bytes) -> Any:
-    """Decode a reply body into plain values; anything that is not JSON is malformed."""
+    """Decode a reply body into plain values; anything that is not JSON is malformed. A NUL
+    (``\\u0000``, the only way JSON can carry one) becomes U+FFFD in every text: no PostgreSQL
+    text or jsonb holds a NUL, so a name, status or reason carrying one could never be recorded
+    (one such catalog entry failed the whole sync, every time)."""
     try:
-        return _DECODER.decode(body)
+        value = _DECODER.decode(body)
+        return _without_nul(value) if b"\\u0000" in body else value
     except msgspec.DecodeError as error:
         raise ProviderMalformed(f"reply is not JSON: {body[:80]!r}") from error
     except RecursionError as error:  # msgspec's answer to arrays or objects nested too deep
         raise ProviderMalformed(f"reply nested too deep: {body[:80]!r}") from error
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    if isinstance(value, dict):
+        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+    return value
 
 
 def error_text(value: Any, answer_field: str | None = None) -> str | None:

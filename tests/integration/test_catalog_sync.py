@@ -241,3 +241,18 @@ async def test_a_pin_waits_for_a_sync_in_progress(pool: asyncpg.Pool[Any]) -> No
     finally:
         async with pool.acquire() as connection:
             await catalog.pin_rate(connection, "17", None)
+
+
+async def test_a_nul_in_a_services_reply_is_read_as_a_replacement_character(
+    own_pool: asyncpg.Pool[Any],
+) -> None:
+    """An entry whose name carries a NUL (``\\u0000``) is synced with U+FFFD in its place, and
+    the rest with it (no PostgreSQL text holds a NUL: the entry's event failed to append, and
+    with it the whole sync, at every interval)."""
+    entries = [entry.to_wire() for entry in CATALOG]
+    for entry in entries:
+        if entry["service"] == 1:
+            entry["name"] = "Followers\x00 fast"
+    report, _ = await _sync_logged(own_pool, entries)
+    assert (report.skipped, report.listed, report.changed) == ([], len(entries), 1)
+    assert (await _services(own_pool))["1"]["name"] == "Followers\ufffd fast"

@@ -14,6 +14,7 @@ from boost_ledger.upstream import (
     ProviderStatus,
     ProviderUnavailable,
 )
+from boost_ledger.upstream.parsing import decode_json
 
 Reply = Callable[[httpx.Request], httpx.Response]
 FakeProvider = Callable[[Reply], ProviderClient]
@@ -263,3 +264,13 @@ async def test_id_lists_are_checked_before_any_request(fake_provider: FakeProvid
         await client.refill(["1,2"])
     with pytest.raises(ValueError):
         await client.multi_status(["1", ""])
+
+
+def test_a_nul_anywhere_in_a_reply_becomes_a_replacement_character() -> None:
+    """Keys and texts at any depth lose their NUL, which no PostgreSQL text can hold; the text
+    of an escaped backslash before ``u0000`` is not a NUL, and stays as it is."""
+    body = rb'{"1\u0000": {"status": "In\u0000progress", "list": ["a\u0000"]}, "k": "\\u0000"}'
+    assert decode_json(body) == {
+        "1\ufffd": {"status": "In\ufffdprogress", "list": ["a\ufffd"]},
+        "k": "\\u0000",
+    }
