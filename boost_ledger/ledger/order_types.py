@@ -328,7 +328,9 @@ def _normalise_date(name: str, text: str) -> tuple[str | None, str | None]:
         date = datetime.date(year, month, day)
     except ValueError:
         return None, error
-    return date.strftime("%d/%m/%Y"), None
+    # Not strftime: its %Y drops the leading zeros of a year before 1000 ("01/01/999"), which
+    # no d/m/Y reader takes, the provider's included.
+    return f"{date.day:02d}/{date.month:02d}/{date.year:04d}", None
 
 
 def _cross_field_errors(values: Mapping[str, str | int]) -> dict[str, str]:

@@ -1,5 +1,7 @@
 """Unit tests of boost_ledger.ledger.order_types: fields, billable quantity and errors per type."""
 
+import datetime
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -485,6 +487,21 @@ def test_subscriptions_with_all_optional_fields() -> None:
     }
     assert request.billable_quantity == 300
     assert price(request, "Subscriptions", 1234) == 371  # ceil(370.2)
+
+
+@pytest.mark.parametrize(
+    ("given", "sent"), [("1/1/0999", "01/01/0999"), ("31/12/0226", "31/12/0226")]
+)
+def test_an_expiry_is_sent_with_the_four_digit_year_it_was_given(given: str, sent: str) -> None:
+    """An expiry is sent as d/m/Y with a four-digit year, as it must be written: the year 999
+    was sent as "01/01/999", which the provider's d/m/Y refuses (the simulator says "Incorrect
+    expiry date"), so the order was charged, then failed at submission and was refunded."""
+    body: dict[str, object] = {
+        "username": "alice", "min": 100, "max": 100, "delay": 0, "expiry": given,
+    }
+    fields = parse("Subscriptions", body).fields
+    assert fields["expiry"] == sent
+    assert datetime.datetime.strptime(str(fields["expiry"]), "%d/%m/%Y")  # as panels read it
 
 
 @pytest.mark.parametrize(
