@@ -197,9 +197,11 @@ async def _settle(
                 attempt = attempts[order_id]
                 try:
                     settled = await fulfilment.settle_reply(connection, order_id, outcome, attempt)
-                except asyncpg.UniqueViolationError as refused:
-                    # An id the provider gave another order too: this one stays attempting (the
-                    # sweeper makes it unknown, for an operator); the other replies go on.
+                except asyncpg.PostgresError as refused:
+                    # A reply the database refuses (an id the provider gave another order too,
+                    # say): this order stays attempting (the sweeper makes it unknown, for an
+                    # operator); the other replies go on. Its transaction rolled back, and a
+                    # connection the error broke fails the next reply, in the handler below.
                     outcomes[order_id] = left.pop(order_id)
                     reason = str(refused)
                     log.error("submit.reply_refused", order_id=order_id, error=reason, **outcome)

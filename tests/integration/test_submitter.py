@@ -849,6 +849,38 @@ async def test_an_id_the_provider_gave_twice_is_recorded_for_one_order_only(
     assert (await _order(pool, left))["submission"] == "unknown"
 
 
+async def test_a_reply_the_database_refuses_costs_that_order_alone(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, provider: ProviderClient,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A reply whose recording PostgreSQL refuses (here a data error, as a NUL in a reason
+    once was) leaves its order attempting, for the sweeper and an operator, and the batch's
+    later replies are recorded (they were all left unrecorded, and became unknown too)."""
+    await submitter.drain(pool, provider)
+    _, key = await open_funded_account(pool, 3 * PRICE_100_KOBO)
+    ids = [int((await _place(client, key))["order_id"]) for _ in range(3)]
+
+    async def refused(_: ProviderClient, claimed: fulfilment.Claimed) -> dict[str, str]:
+        return {"refused": "Not enough funds on balance"}
+
+    settle_reply = fulfilment.settle_reply
+
+    async def refusing_the_first(connection: Any, order_id: int, *rest: Any) -> str:
+        if order_id == ids[0]:
+            raise asyncpg.DataError("invalid byte sequence for encoding")
+        return await settle_reply(connection, order_id, *rest)
+
+    monkeypatch.setattr(submitter, "_send", refused)
+    monkeypatch.setattr(fulfilment, "settle_reply", refusing_the_first)
+    await submitter.submit_batch(pool, provider, 3)
+    rows = {order_id: await _order(pool, order_id) for order_id in ids}
+    assert [(rows[i]["submission"], rows[i]["refunded"]) for i in ids] == [
+        ("attempting", False), ("failed", True), ("failed", True)
+    ]
+    async with pool.acquire() as connection:
+        assert await fulfilment.mark_abandoned_attempts(connection, older_than_s=0) == 1
+
+
 async def test_no_order_is_lost_after_all_of_the_above(pool: asyncpg.Pool[Any]) -> None:
     """After every crash and fault of this module, each order is submitted, failed and refunded,
     unknown, or queued; none is left half-way ("attempting")."""
