@@ -5,9 +5,9 @@ client never lets a ``KeyError`` or ``TypeError`` escape from a garbled reply. A
 read entry by entry: an entry of the wrong shape is set aside (``ServicesReply.unreadable``).
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
@@ -21,6 +21,7 @@ _DECODER = msgspec.json.Decoder(float_hook=Decimal)
 _TRUE_TEXTS = frozenset({"1", "true", "yes"})
 _FALSE_TEXTS = frozenset({"0", "false", "no", ""})
 _STATUS_SPELLINGS = {"Cancelled": "Canceled"}
+_T = TypeVar("_T")
 
 
 def decode_json(body: bytes) -> Any:
@@ -230,11 +231,22 @@ def parse_status(value: Any) -> ProviderStatus:
     currency = item.get("currency")
     return ProviderStatus(
         status=_STATUS_SPELLINGS.get(status, status),
-        charge=optional_decimal(item.get("charge"), "charge"),
-        start_count=optional_int(item.get("start_count"), "start_count"),
+        charge=_unknown_if_unreadable(optional_decimal, item.get("charge"), "charge"),
+        start_count=_unknown_if_unreadable(optional_int, item.get("start_count"), "start_count"),
         remains=optional_int(item.get("remains"), "remains"),
         currency=None if currency is None else to_text(currency, "currency"),
     )
+
+
+def _unknown_if_unreadable(read: Callable[[Any, str], _T], value: Any, field: str) -> _T | None:
+    """A field that only informs (the provider's charge, the start count): one that cannot be
+    read is unknown, None, rather than the whole status malformed. The status and remains, which
+    move money, are read strictly; a Canceled order is refunded whatever its charge says (an
+    unreadable charge held the status back, and the refund with it, at every poll)."""
+    try:
+        return read(value, field)
+    except ProviderMalformed:
+        return None
 
 
 def parse_balance(value: Any) -> ProviderBalance:
