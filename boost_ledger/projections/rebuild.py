@@ -126,6 +126,7 @@ async def rebuild_all(
     ``fill``, the copies are first filled up to a stable head by it (see ``fill_part``).
     Raises ``RebuildRunning``, having changed nothing, while another rebuild of one of them
     runs."""
+    assert len({module.NAME for module in modules}) == len(modules), "each projection once"
     await _lock(connection, modules)
     try:
         return await _rebuild_locked(connection, modules, progress, reader, fill)
@@ -290,6 +291,10 @@ async def _grant(connection: asyncpg.Connection[Any], table: str) -> None:
 
 
 def chosen_modules(names: list[str], every: bool) -> list[ModuleType]:
+    """The projections ``names`` (each once, however often named), or all of them."""
     if every or not names:
         return list(projections.PROJECTIONS)
-    return [projections.by_name(name) for name in names]
+    # A name given twice would be rebuilt twice in one run (its session's advisory lock is
+    # taken again, not refused): its copies made again and folded twice, and the second swap
+    # finding the copies already swapped in.
+    return [projections.by_name(name) for name in dict.fromkeys(names)]

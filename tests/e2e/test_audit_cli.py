@@ -339,3 +339,16 @@ async def test_export_into_a_closed_pipe_stops_quietly(dsn, history):
     _, err = await asyncio.wait_for(process.communicate(), timeout=CLI_TIMEOUT_S)
     assert process.returncode == 141, err.decode()
     assert err.decode() == ""
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+async def test_a_projection_named_twice_is_rebuilt_once(dsn, history, pool, jobs):
+    """``projections rebuild wallets wallets`` (a projection named twice) rebuilds it once:
+    exit 0, its table as it was, verify still passing."""
+    before = await pool.fetch("select * from wallets order by 1")
+    code, out, err = await _run(dsn, "projections", "rebuild", "wallets", "wallets",
+                                "--jobs", jobs)
+    assert (code, err.count("Traceback")) == (0, 0), err
+    assert out.count("wallets: rebuilt from ") == 1, out
+    assert await pool.fetch("select * from wallets order by 1") == before
+    assert "OK: every check holds" in await _boost(dsn, "audit", "verify")
