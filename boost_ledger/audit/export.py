@@ -28,13 +28,25 @@ _encoder = msgspec.json.Encoder()
 
 
 async def export_lines(connection: asyncpg.Connection[Any], after: int = 0) -> AsyncIterator[bytes]:
-    """One JSON object per event with ``global_position > after``, newline-terminated."""
+    """One JSON object per event with ``after < global_position <= `` the log's stable head,
+    newline-terminated.
+
+    The head is stable (``replay.stable_head`` waits for the transactions running when it was
+    read): a position is drawn at insert but shows at commit, so an export of whatever was
+    visible could end past a position a slower transaction filled later, and an export resumed
+    after its last position (``--after``) would never show that event. Up to a stable head, the
+    last position exported is a safe place to resume from."""
+    from boost_ledger.projections.replay import stable_head
+
+    head = await stable_head(connection)
     async with connection.transaction(isolation="repeatable_read", readonly=True):
         async for row in connection.cursor(
             "select global_position, event_id::text, stream_id, version, type, data::text as data,"
             " metadata::text as metadata, transaction_id::text::bigint as transaction_id,"
-            " recorded_at, hash from events where global_position > $1 order by global_position",
+            " recorded_at, hash from events where global_position > $1 and global_position <= $2"
+            " order by global_position",
             after,
+            head,
             prefetch=CURSOR_PREFETCH,
         ):
             yield (

@@ -177,8 +177,11 @@ async def _replay(arguments: argparse.Namespace) -> int:
 async def _export(arguments: argparse.Namespace) -> int:
     out = sys.stdout.buffer
     async with open_owner_connection(settings_from_env()) as connection:
-        async for line in export.export_lines(connection, arguments.after):
-            out.write(line)
+        try:
+            async for line in export.export_lines(connection, arguments.after):
+                out.write(line)
+        except HeadNotStable as error:
+            raise CommandError(str(error), exit_code=1) from None
     out.flush()
     return 0
 
