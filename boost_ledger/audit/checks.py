@@ -176,9 +176,12 @@ _CHECKS = (
                           or status in ('canceled', 'failed') then price_kobo
                         when status = 'partial'
                           or (status = 'completed' and lower(btrim(upstream_status)) = 'expired')
-                        then floor(price_kobo::numeric
-                                   * least(greatest(coalesce(remains, 0), 0), units)
-                                   / nullif(units, 0))::bigint
+                        -- div() divides exactly; numeric's "/" rounds its quotient to a
+                        -- scale from the operands' sizes (8 decimals from 10^8 up), so a share
+                        -- a hair below a whole kobo would floor to that kobo.
+                        then div(price_kobo::numeric
+                                 * least(greatest(coalesce(remains, 0), 0), units),
+                                 nullif(units, 0))::bigint
                         else 0 end as owed_kobo
               from owed),
         broken as (
