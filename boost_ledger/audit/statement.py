@@ -120,6 +120,12 @@ async def _statement(
 def _lines(rows: list[Any], balance: int) -> list[StatementLine]:
     """The lines of ``rows`` (the latest of the stream, in order), which end at ``balance``."""
     for row in rows:
+        # Only money events belong in a wallet stream; another type (or data that is no
+        # object) is a forgery for verify to report, not a line of the statement.
+        if row["type"] not in _SIGN or not isinstance(row["data"], dict):
+            raise StatementContradicted(
+                f"event {row['global_position']} ({row['type']}) is no money event: run verify"
+            )
         if type(row["data"].get("amount_kobo")) is not int:
             raise StatementContradicted(f"event {row['global_position']} has no amount: run verify")
     running = balance - sum(_SIGN[row["type"]] * row["data"]["amount_kobo"] for row in rows)

@@ -82,3 +82,28 @@ async def test_a_credit_committed_during_the_statement_changes_nothing_of_it(led
     assert (during.balance, during.lines) == (before.balance, before.lines)
     after = await statement.statement(owner, ledger.spender)
     assert after.lines[-1].reference == "between-the-queries"
+
+
+@pytest.mark.parametrize(
+    ("kind", "data"),
+    [
+        ("AccountBanned", '{"account_id": 1}'),  # a type no wallet stream holds
+        ("AccountBanned", '{"account_id": 1, "amount_kobo": 5}'),  # ... with an amount
+        ("WalletCredited", "[1, 2]"),  # a money event whose data is no object
+        ("FundsDebited", '"text"'),
+    ],
+)
+async def test_a_forged_event_in_the_wallet_stream_is_refused_by_name(ledger, owner, kind, data):
+    """An event appended to the wallet stream that is no money event (another type, or data
+    that is no object) is named (run verify), not a KeyError or AttributeError."""
+    stream = f"wallet-{ledger.partial}"
+    version = await owner.fetchval(
+        "select max(version) from events where stream_id = $1", stream
+    )
+    position = await owner.fetchval(
+        "insert into events (event_id, stream_id, version, type, data)"
+        " values (gen_random_uuid(), $1, $2, $3, $4::text::jsonb) returning global_position",
+        stream, version + 1, kind, data,
+    )
+    with pytest.raises(statement.StatementContradicted, match=f"event {position} "):
+        await statement.statement(owner, ledger.partial)
