@@ -34,7 +34,10 @@ def register(commands: Any) -> None:
         "rotate", help="issue a new key; the previous one stops working"
     )
     rotate.add_argument("account_id", type=account_id_argument)
-    rotate.add_argument("--abilities", help=f"comma list of {', '.join(ABILITIES)} (default: all)")
+    rotate.add_argument(
+        "--abilities",
+        help=f"comma list of {', '.join(ABILITIES)} (default: those of the key it replaces)",
+    )
     rotate.add_argument("--json", action="store_true")
     rotate.set_defaults(handler=_rotate)
 
@@ -64,12 +67,13 @@ async def _create(arguments: argparse.Namespace) -> int:
 
 
 async def _rotate(arguments: argparse.Namespace) -> int:
-    abilities = _abilities(arguments.abilities)
+    chosen = None if arguments.abilities is None else _abilities(arguments.abilities)
     async with connection() as open_connection:
         try:
-            key = await accounts.rotate_key(open_connection, arguments.account_id, abilities)
+            key = await accounts.rotate_key(open_connection, arguments.account_id, chosen)
         except accounts.AccountNotFound as error:
             raise CommandError(str(error), exit_code=1) from None
+        abilities = await accounts.key_abilities(open_connection, key.key_id)
     if arguments.json:
         print_json(
             {"account_id": str(arguments.account_id), "api_key": key.secret, "abilities": abilities}

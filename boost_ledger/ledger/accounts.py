@@ -18,7 +18,7 @@ from boost_ledger.ledger.events import (
     Event,
     account_stream,
 )
-from boost_ledger.ledger.keys import GeneratedKey, generate_key
+from boost_ledger.ledger.keys import ABILITIES, GeneratedKey, generate_key
 from boost_ledger.ledger.store import NewEvent
 
 StandingChange = Literal["disable", "ban", "reinstate"]
@@ -74,16 +74,35 @@ async def _locked_account(connection: Connection, account_id: int) -> asyncpg.Re
     return row
 
 
+async def live_abilities(connection: Connection, account_id: int) -> list[str] | None:
+    """The abilities of the account's live key, or None when it has none."""
+    live = await connection.fetchval(
+        "select abilities from api_keys where account_id = $1 and not revoked", account_id
+    )
+    return None if live is None else list(live)
+
+
+async def key_abilities(connection: Connection, key_id: str) -> list[str]:
+    """The abilities a key was issued with."""
+    return list(
+        await connection.fetchval("select abilities from api_keys where key_id = $1", key_id)
+    )
+
+
 async def rotate_key(
     connection: Connection,
     account_id: int,
-    abilities: list[str],
+    abilities: list[str] | None = None,
     actor: str = "operator",
 ) -> GeneratedKey:
-    """Issue a new key; the previous one stops working when this transaction commits."""
+    """Issue a new key; the previous one stops working when this transaction commits.
+    ``abilities`` None keeps the live key's (all of them if the account has none): a leaked
+    read-only key is not replaced by one that can buy."""
     key = new_key()
     async with connection.transaction():
         row = await _locked_account(connection, account_id)
+        if abilities is None:
+            abilities = await live_abilities(connection, account_id) or list(ABILITIES)
         await commit(
             connection,
             [

@@ -149,6 +149,27 @@ async def test_keys_rotate_with_fewer_abilities_and_refusals(pool, env, client):
     assert missing.code == 1 and "no account 99999999" in missing.err
 
 
+async def test_keys_rotate_without_abilities_keeps_those_of_the_key_it_replaces(
+    pool, env, client
+):
+    """Rotating a leaked read-only key gives a read-only key again, not one that can buy (it
+    got all four abilities); ``--abilities`` still chooses them."""
+    account_id, _ = await _account(pool)
+    narrowed = await _boost(
+        "keys", "rotate", account_id, "--abilities", "wallet:read,orders:read", env=env
+    )
+    assert narrowed.code == 0, narrowed.err
+    again = await _boost("keys", "rotate", account_id, "--json", env=env)
+    assert again.code == 0, again.err
+    assert again.json()["abilities"] == ["wallet:read", "orders:read"]
+    key = str(again.json()["api_key"])
+    assert (await client.get("/api/v1/wallet", headers=bearer(key))).status_code == 200
+    body = {"service_id": "1", "link": "https://instagram.com/p/x", "quantity": 100,
+            "idempotency_key": f"rotate-{account_id}"}
+    bought = await client.post("/api/v1/boost/orders", json=body, headers=bearer(key))
+    assert bought.status_code == 403 and bought.json()["code"] == "FORBIDDEN"
+
+
 async def test_disable_ban_and_reinstate(pool, env, client):
     """The standing commands change what the key gets over HTTP, and say when nothing changed."""
     account_id, key = await _account(pool)
