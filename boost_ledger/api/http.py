@@ -48,7 +48,9 @@ def raw_json_response(body: bytes, status: int, headers: dict[str, str] | None =
 async def read_body(request: Request, limit_bytes: int = MAX_BODY_BYTES) -> bytes:
     """The request body, refused with 413 as soon as it grows past ``limit_bytes``."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit_bytes:
+    # ASCII digits only: ``str.isdigit`` takes "²", which ``int`` refuses (uvicorn's parser
+    # refuses such a header first; a server in front that did not would have met a 500).
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > limit_bytes:
         raise payload_too_large(limit_bytes)
     chunks: list[bytes] = []
     size = 0
