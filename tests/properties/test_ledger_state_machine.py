@@ -15,7 +15,8 @@ The rules: credit a wallet; place orders of every kind of service in the simulat
 with valid and invalid bodies; retry with the same key; reuse a key with another body; fire
 bursts of concurrent duplicates; check; cancel; let the provider move orders (force Completed,
 Partial with any remains, Canceled, Refunded ..., or let time pass); settle an order at the
-provider while its client hammers check and the poller runs; run the poller and the submitter;
+provider while its client hammers check and the poller runs; deliver a late reply (a
+status or a cancel answer) to an order that has settled meanwhile; run the poller and the submitter;
 inject provider faults into add, status and cancel. Every program ends by letting everything
 settle (faults off, the queue drained, every order at the provider completed and checked).
 
@@ -69,7 +70,7 @@ from boost_ledger import postgres, projections
 from boost_ledger.api.auth import Principals
 from boost_ledger.api.runtime import Runtime
 from boost_ledger.audit import verify
-from boost_ledger.ledger import wallet
+from boost_ledger.ledger import fulfilment, wallet
 from boost_ledger.ledger.checkout_state import CheckoutState
 from boost_ledger.ledger.money import parse_naira
 from boost_ledger.projections.replay import compare_with_replay
@@ -569,6 +570,66 @@ class LedgerMachine(RuleBasedStateMachine):
             assert response.status_code == 200, response.text
             data = response.json()["data"]
             assert data["status"] == "canceled" and data["refunded"] is True, data
+
+    @rule(data=st.data(), how=st.sampled_from(["check", "poller", "cancel accepted",
+                                                "cancel refused"]),
+          settling=st.sampled_from(["Completed", "Partial", "Canceled", "Fail"]),
+          settling_remains=st.integers(0, 200), status=PROVIDER_STATUSES, remains=REMAINS)
+    def a_late_reply_reaches_a_settled_order(
+        self, data: st.DataObject, how: str, settling: str, settling_remains: int,
+        status: str, remains: int | None,
+    ) -> None:
+        """A reply fetched before the order settled and recorded after it (a check's or the
+        poller's status, or the provider's answer to a cancel sent meanwhile) changes nothing:
+        a settled order stays as it settled, and is never refunded again nor anew. The order is
+        one already settled, or a submitted one that a check settles first."""
+        candidates = self.run(self.harness.owner.fetch(
+            "select order_id from orders where submission = 'submitted' order by order_id"
+        ))
+        if not candidates:
+            return
+        order_id = data.draw(st.sampled_from([row["order_id"] for row in candidates]))
+
+        async def observe(upstream: str, left: int | None) -> None:
+            async with self.harness.runtime.pool.acquire() as connection:
+                await fulfilment.observe(connection, order_id, upstream, None, left, None, "check")
+
+        before = self.run(self.settled_facts(order_id))
+        if before is None:
+            self.run(observe(settling, settling_remains))
+            before = self.run(self.settled_facts(order_id))
+            assert before is not None, (order_id, settling)
+
+        async def late_reply() -> None:
+            async with self.harness.runtime.pool.acquire() as connection:
+                if how == "poller":
+                    reply = (status, None, remains, None)
+                    await fulfilment.observe_batch(connection, {order_id: reply}, "poller")
+                elif how != "check":
+                    await fulfilment.record_cancel_reply(
+                        connection, order_id, how == "cancel accepted", "late", "api"
+                    )
+            if how == "check":
+                await observe(status, remains)
+
+        self.run(late_reply())
+        assert self.run(self.settled_facts(order_id)) == before, (how, status, remains)
+
+    async def settled_facts(self, order_id: int) -> tuple[Any, ...] | None:
+        """A settled order's row, its wallet's row and its events; None if it is not settled."""
+        owner = self.harness.owner
+        order = await owner.fetchrow("select * from orders where order_id = $1", order_id)
+        if order["status"] not in TERMINAL:
+            return None
+        wallet_row = await owner.fetchrow(
+            "select * from wallets where account_id = $1", order["account_id"]
+        )
+        events = await owner.fetchval(
+            "select count(*) from events where stream_id = $1 or (type = 'Refunded'"
+            " and (data->>'order_id')::bigint = $2)",
+            f"order-{order_id}", order_id,
+        )
+        return dict(order), dict(wallet_row), events
 
     # -- rules: the provider and the workers ----------------------------------------------
 
