@@ -51,15 +51,12 @@ def _without_nul(value: Any) -> Any:
 def error_text(value: Any, answer_field: str | None = None) -> str | None:
     """The text of an ``{"error": text}`` object, or None when ``value`` is not one. A null
     error beside the answer's own field (``answer_field``: ``{"status": "Completed", ...,
-    "error": null}``, as some panel scripts send in every reply) is no error. A NUL in the text
-    becomes U+FFFD."""
+    "error": null}``, as some panel scripts send in every reply) is no error. (A NUL in the
+    text, which no recorded reason could hold, ``decode_json`` has already replaced.)"""
     if isinstance(value, dict) and "error" in value:
         if value["error"] is None and answer_field is not None and answer_field in value:
             return None
-        # A refusal's text is recorded (SubmissionFailed, CancelRejected), and no PostgreSQL
-        # text or jsonb can hold a NUL: the append would fail, leaving a definite refusal
-        # unrecorded (an order for an operator, a 500 to a cancel).
-        return str(value["error"]).replace("\x00", "\ufffd")
+        return str(value["error"])
     return None
 
 
