@@ -160,14 +160,17 @@ async def _serve_on_a_taken_port(test_server, *arguments: str) -> tuple[int | No
 async def test_a_port_taken_by_another_program_is_one_line_of_each_process_not_a_trace(
     test_server,
 ):
-    """``--processes 2`` on a taken port: the API processes cannot bind it. Each says so in one
-    line, the parent that they did not start, and the command exits 1 with no process left
-    behind."""
+    """``--processes 2`` on a taken port: the API processes cannot bind it. Each that got as far
+    as the bind says so in one line (the parent stops the other once the first has failed,
+    which may be before its own try), the parent that they did not start, and the command
+    exits 1 with no process left behind; nothing else but log lines is printed."""
     code, text, port = await _serve_on_a_taken_port(test_server, "--processes", "2")
     assert code == 1, text[-3000:]
     assert "Traceback" not in text, text[-3000:]
-    assert text.count(f"boost: cannot listen on 127.0.0.1:{port}") == 2, text[-3000:]
+    assert text.count(f"boost: cannot listen on 127.0.0.1:{port}") in (1, 2), text[-3000:]
     assert "boost: API process" in text, text[-3000:]
+    others = [line for line in text.splitlines() if line and not line.startswith("{")]
+    assert all(line.startswith("boost: ") for line in others), text[-3000:]
 
 
 async def test_a_port_taken_by_another_program_stops_one_process_before_it_starts(test_server):
