@@ -42,8 +42,9 @@ def register(commands: Any) -> None:
         help="do not compare the projections with a replay",
     )
     check.set_defaults(handler=_verify)
-    # The other process of a verification (its projection replay, in the verifier's snapshot).
-    part = actions.add_parser("verify-part", help=argparse.SUPPRESS)
+    # The other process of a verification (its projection replay, in the verifier's snapshot);
+    # no help, so that ``boost audit --help`` leaves it out (see cli/projections.py).
+    part = actions.add_parser("verify-part")
     part.add_argument("--snapshot", required=True)
     part.add_argument("names", nargs="+", metavar="NAME")
     part.set_defaults(handler=_verify_part)

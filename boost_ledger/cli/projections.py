@@ -39,8 +39,10 @@ def register(commands: Any) -> None:
         help="processes to share the projections between (default: 2 where there are 2 CPUs)",
     )
     build.set_defaults(handler=_rebuild)
-    # The other process of a rebuild whose biggest projection is filled by two at once.
-    part = actions.add_parser("fill-part", help=argparse.SUPPRESS)
+    # The other process of a rebuild whose biggest projection is filled by two at once. It is
+    # given no help: argparse (in Python 3.11 at least) lists a sub-command whose help is
+    # SUPPRESS as "==SUPPRESS==" rather than hiding it, and leaves one without help out.
+    part = actions.add_parser("fill-part")
     part.add_argument("--up-to", type=int, required=True)
     part.add_argument("--part", required=True, help="INDEX/COUNT")
     part.add_argument("name", metavar="NAME")
