@@ -36,7 +36,7 @@ def register(commands: Any) -> None:
         "--jobs",
         type=int,
         default=min(2, os.cpu_count() or 1),
-        help="processes to share the projections between (default: 2 where there are 2 CPUs)",
+        help="processes to share the projections between (default: 2, or 1 on a one-CPU machine)",
     )
     build.set_defaults(handler=_rebuild)
     # The other process of a rebuild whose biggest projection is filled by two at once. It is
