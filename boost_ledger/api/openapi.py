@@ -46,8 +46,10 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "BOOST_CANCEL_UNAVAILABLE": (422, "The order is not eligible for cancellation."),
     "RATE_LIMITED": (429, "Too many requests for this key; wait Retry-After seconds."),
     "INTERNAL_ERROR": (500, "Anything unexpected (details are logged, never sent)."),
-    "SERVICE_UNAVAILABLE": (503, "The database is unreachable or the request ran out of time; "
-                            "retry after Retry-After (a checkout with the same key)."),
+    "SERVICE_UNAVAILABLE": (503, "The database is unreachable, the request ran out of time, "
+                            "the server is at capacity, or a checkout's service kept changing "
+                            "while it was priced; retry after Retry-After (a checkout with the "
+                            "same key)."),
     "PROVIDER_UNAVAILABLE": (503, "The upstream provider cannot be reached; retry later."),
 }
 _STATUS_TEXT = {
