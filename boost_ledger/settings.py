@@ -1,7 +1,12 @@
-"""Settings, read once from the environment (every knob is a ``BOOST_*`` variable).
+"""Settings, read once from the environment (every knob is a ``BOOST_*`` variable, and the
+database is ``DATABASE_URL``).
 
-Each field documents its variable; the README lists them all. Nothing else in the code reads
-``os.environ`` for configuration, so a test can build a ``Settings`` by hand.
+Each field documents its variable; the README lists them all, with the built-in simulator's
+own (``upstream/simulator.py``'s ``SimulatorOptions``, read through ``read_env`` too). Nothing
+else in the code reads ``os.environ`` for configuration, so a test can build a ``Settings`` by
+hand; the one exception is ``boost``'s first logging setup (``cli/main.py``), which takes
+BOOST_LOG_LEVEL before a command has read the settings, and falls back to ``info`` for a value
+they then refuse.
 """
 
 from __future__ import annotations
