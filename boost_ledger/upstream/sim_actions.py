@@ -14,6 +14,7 @@ from boost_ledger.upstream.sim_state import (
     CURRENCY,
     SimulatedOrder,
     SimulatorState,
+    numeric_id,
 )
 
 MAX_IDS_PER_CALL = 100
@@ -150,8 +151,8 @@ def _refill_one(state: SimulatorState, order_id: str) -> int | dict[str, str]:
 
 
 def _refill_status_of(state: SimulatorState, refill_id: str) -> dict[str, str]:
-    text = refill_id.strip()
-    found = state.refills.get(int(text)) if text.isascii() and text.isdigit() else None
+    number = numeric_id(refill_id)
+    found = None if number is None else state.refills.get(number)
     if found is None:
         return {"error": "Refill not found"}
     return {"status": found.status}
@@ -165,4 +166,5 @@ def _id_list(text: str) -> list[str] | None:
 
 def _wire_id(text: str) -> Any:
     # Panels echo ids as numbers; an id that is not a number is echoed as sent.
-    return int(text) if text.isascii() and text.isdigit() else text
+    number = numeric_id(text)
+    return text if number is None else number

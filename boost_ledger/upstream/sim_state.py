@@ -181,5 +181,18 @@ class SimulatorState:
         return refill
 
     def order_by_text(self, text: str) -> SimulatedOrder | None:
-        text = text.strip()
-        return self.orders.get(int(text)) if text.isascii() and text.isdigit() else None
+        number = numeric_id(text)
+        return None if number is None else self.orders.get(number)
+
+
+MAX_ID_DIGITS = 100
+"""Digits an id may have and still be read as a number: far more than any id (or its leading
+zeros) takes, and far fewer than the 4300 past which ``int`` raises (a 500, not an answer)."""
+
+
+def numeric_id(text: str) -> int | None:
+    """The number an order or refill id names, or None when its text names none."""
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > MAX_ID_DIGITS:
+        return None
+    return int(text)

@@ -1,0 +1,38 @@
+"""The simulator's answers to raw requests, as a panel of spec/smm-panel-api-v2.md gives them:
+what it refuses, and that odd input gets an error object, never a 500."""
+
+from typing import Any
+
+import httpx
+from upstream_helpers import API_KEY
+
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+# More digits than Python turns into an int (4300 by default): no panel's order or refill id.
+HUGE_ID = "7" * 5000
+
+
+async def _post(simulator_url: str, fields: dict[str, str], **extra: Any) -> httpx.Response:
+    async with httpx.AsyncClient(timeout=5.0) as http:
+        return await http.post(f"{simulator_url}/api/v2", data={"key": API_KEY, **fields}, **extra)
+
+
+async def test_an_id_too_long_for_a_number_is_an_incorrect_id(
+    simulator_url: str, control: httpx.AsyncClient
+) -> None:
+    """An order or refill id of thousands of digits is one the panel does not know: each action
+    answers its own error object for it (status, cancel, refill and refill_status all turned it
+    into an int and answered 500)."""
+    incorrect = {"error": "Incorrect order ID"}
+    not_found = {"error": "Refill not found"}
+    expected = {
+        ("status", "order"): incorrect,
+        ("status", "orders"): {HUGE_ID: incorrect},
+        ("cancel", "orders"): [{"order": HUGE_ID, "cancel": incorrect}],
+        ("refill", "order"): incorrect,
+        ("refill", "orders"): [{"order": HUGE_ID, "refill": incorrect}],
+        ("refill_status", "refill"): not_found,
+        ("refill_status", "refills"): [{"refill": HUGE_ID, "status": not_found}],
+    }
+    for (action, field), reply in expected.items():
+        answer = await _post(simulator_url, {"action": action, field: HUGE_ID})
+        assert (action, field, answer.status_code, answer.json()) == (action, field, 200, reply)
