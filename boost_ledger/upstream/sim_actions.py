@@ -64,7 +64,8 @@ def status(state: SimulatorState, form: dict[str, str]) -> Any:
 
 
 def cancel(state: SimulatorState, form: dict[str, str]) -> Any:
-    ids = _id_list(form.get("orders", form.get("order", "")))
+    # Only ``orders``: unlike status and refill, cancel has no one-order form to fall back on.
+    ids = _id_list(form.get("orders", ""))
     if ids is None:
         return {"error": f"At most {MAX_IDS_PER_CALL} orders per request"}
     return [

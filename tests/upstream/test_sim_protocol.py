@@ -4,11 +4,13 @@ what it refuses, and that odd input gets an error object, never a 500."""
 from typing import Any
 
 import httpx
-from upstream_helpers import API_KEY
+from upstream_helpers import API_KEY, control_orders
 
-FORM = {"content-type": "application/x-www-form-urlencoded"}
+from boost_ledger.upstream import ProviderClient
+
 # More digits than Python turns into an int (4300 by default): no panel's order or refill id.
 HUGE_ID = "7" * 5000
+FOLLOWERS = {"link": "https://instagram.com/someone", "quantity": "100"}
 
 
 async def _post(simulator_url: str, fields: dict[str, str], **extra: Any) -> httpx.Response:
@@ -36,3 +38,20 @@ async def test_an_id_too_long_for_a_number_is_an_incorrect_id(
     for (action, field), reply in expected.items():
         answer = await _post(simulator_url, {"action": action, field: HUGE_ID})
         assert (action, field, answer.status_code, answer.json()) == (action, field, 200, reply)
+
+
+async def test_cancel_reads_its_ids_from_orders_only(
+    simulator_url: str, provider: ProviderClient, control: httpx.AsyncClient
+) -> None:
+    """The spec's cancel takes ``orders`` (a comma list) and no ``order``: one sent as ``order``
+    names nothing to cancel, as on a panel, where the simulator used to cancel it and so would
+    pass a client that sent the wrong field."""
+    order_id = await provider.add("1", FOLLOWERS)
+    wrong = await _post(simulator_url, {"action": "cancel", "order": order_id})
+    assert (wrong.status_code, wrong.json()) == (200, [])
+    [order] = await control_orders(control)
+    assert order["cancel_requested"] is False
+    right = await _post(simulator_url, {"action": "cancel", "orders": order_id})
+    assert right.json() == [{"order": int(order_id), "cancel": 1}]
+    [order] = await control_orders(control)
+    assert order["cancel_requested"] is True
