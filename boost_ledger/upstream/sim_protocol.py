@@ -11,6 +11,7 @@ from boost_ledger.upstream.sim_state import SimulatorState
 
 _MAX_BODY_BYTES = 1024 * 1024
 _MAX_FIELDS = 100
+_FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 
 
 class _BodyTooLarge(Exception):
@@ -37,11 +38,18 @@ async def api_endpoint(request: Request) -> Response:
 
 
 async def _read_form(request: Request) -> dict[str, str]:
-    """The url-encoded form, read with a bound on its size (a repeated field keeps its last)."""
+    """The url-encoded form, read with a bound on its size (a repeated field keeps its last).
+
+    A body of another content type, or of none, holds no fields, as on a panel (PHP fills
+    ``$_POST`` from form bodies only): a client that forgets its content type is refused here
+    as it would be there, its key missing."""
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > _MAX_BODY_BYTES:
             raise _BodyTooLarge
+    media_type = request.headers.get("content-type", "").partition(";")[0]
+    if media_type.strip().lower() != _FORM_MEDIA_TYPE:
+        return {}
     text = body.decode("utf-8", errors="replace")
     return dict(parse_qsl(text, keep_blank_values=True, max_num_fields=_MAX_FIELDS))

@@ -55,3 +55,21 @@ async def test_cancel_reads_its_ids_from_orders_only(
     assert right.json() == [{"order": int(order_id), "cancel": 1}]
     [order] = await control_orders(control)
     assert order["cancel_requested"] is True
+
+
+async def test_only_a_form_body_is_read_as_the_request(simulator_url: str) -> None:
+    """Calls are form posts (``application/x-www-form-urlencoded``): a panel reads no fields
+    from a body of another type or of none, so the key is missing. The simulator read any body
+    as a form, and would have passed a client that forgot its content type."""
+    body = f"key={API_KEY}&action=balance"
+    for headers in ({}, {"content-type": "application/json"}, {"content-type": "text/plain"}):
+        async with httpx.AsyncClient(timeout=5.0) as http:
+            answer = await http.post(f"{simulator_url}/api/v2", content=body, headers=headers)
+        assert (headers, answer.status_code, answer.json()) == (
+            headers, 200, {"error": "Invalid API key"}
+        )  # fmt: skip
+    for media_type in ("application/x-www-form-urlencoded", "Application/X-WWW-Form-Urlencoded"):
+        async with httpx.AsyncClient(timeout=5.0) as http:
+            headers = {"content-type": f"{media_type}; charset=UTF-8"}
+            answer = await http.post(f"{simulator_url}/api/v2", content=body, headers=headers)
+        assert set(answer.json()) == {"balance", "currency"}
