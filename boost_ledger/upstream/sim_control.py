@@ -21,7 +21,12 @@ from starlette.routing import Route
 
 from boost_ledger.upstream.sim_faults import DEFAULT_TIMEOUT_MS, MAX_LATENCY_MS, json_response
 from boost_ledger.upstream.sim_progression import tick
-from boost_ledger.upstream.sim_state import FAULT_ACTIONS, FaultRule, SimulatorState
+from boost_ledger.upstream.sim_state import (
+    FAULT_ACTIONS,
+    FaultRule,
+    SimulatedOrder,
+    SimulatorState,
+)
 
 _MAX_BODY_BYTES = 64 * 1024
 _MAX_STEPS = 1000
@@ -88,9 +93,10 @@ def _state(request: Request) -> SimulatorState:
     return state
 
 
-def _order_id(request: Request) -> int:
-    order_id: int = request.path_params["order_id"]
-    return order_id
+def _order(request: Request) -> SimulatedOrder | None:
+    # The id is taken as text and read here: a route's int conversion raises past 4300 digits.
+    order_id: str = request.path_params["order_id"]
+    return _state(request).order_by_text(order_id)
 
 
 async def list_orders(request: Request) -> Response:
@@ -99,14 +105,14 @@ async def list_orders(request: Request) -> Response:
 
 
 async def show_order(request: Request) -> Response:
-    order = _state(request).orders.get(_order_id(request))
+    order = _order(request)
     if order is None:
         return json_response({"error": "Unknown order"}, status_code=404)
     return json_response(order.to_control())
 
 
 async def force_order(request: Request) -> Response:
-    order = _state(request).orders.get(_order_id(request))
+    order = _order(request)
     if order is None:
         return json_response({"error": "Unknown order"}, status_code=404)
     forced = await _decode(request, ForcedOrder)
@@ -179,8 +185,8 @@ def _faults_view(state: SimulatorState) -> dict[str, object]:
 
 CONTROL_ROUTES = [
     Route("/orders", list_orders, methods=["GET"]),
-    Route("/orders/{order_id:int}", show_order, methods=["GET"]),
-    Route("/orders/{order_id:int}", _handles_bad_requests(force_order), methods=["POST"]),
+    Route("/orders/{order_id}", show_order, methods=["GET"]),
+    Route("/orders/{order_id}", _handles_bad_requests(force_order), methods=["POST"]),
     Route("/faults", list_faults, methods=["GET"]),
     Route("/faults", _handles_bad_requests(set_fault), methods=["POST"]),
     Route("/progression", _handles_bad_requests(set_progression), methods=["POST"]),

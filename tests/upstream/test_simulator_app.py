@@ -77,6 +77,19 @@ async def test_control_rejects_unknown_orders_and_bad_bodies(control: httpx.Asyn
     assert (await control.post("/progression", content=b"{not json")).status_code == 400
 
 
+async def test_control_answers_404_for_an_order_id_of_thousands_of_digits(
+    control: httpx.AsyncClient,
+) -> None:
+    """An order id too long for a number names no order: 404 with a JSON error, where the
+    route's int conversion raised (past 4300 digits) and the control API answered 500."""
+    huge = "7" * 5000
+    for reply in (
+        await control.get(f"/orders/{huge}"),
+        await control.post(f"/orders/{huge}", json={"status": "Completed"}),
+    ):
+        assert (reply.status_code, reply.json()) == (404, {"error": "Unknown order"})
+
+
 async def test_reset_forgets_orders_faults_and_counters(
     provider: ProviderClient, control: httpx.AsyncClient
 ) -> None:
