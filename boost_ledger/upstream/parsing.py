@@ -14,9 +14,35 @@ import msgspec
 from boost_ledger.upstream.errors import ProviderMalformed, ProviderRefused
 from boost_ledger.upstream.models import ProviderBalance, ProviderService, ProviderStatus
 
+
+class UnreadableNumber:
+    """A JSON number that no ``Decimal`` can hold (an exponent past its range, as in
+    ``1e9999999999999999999``), kept as its text: the field it fills is unreadable, as a string
+    that is no number is, rather than the whole reply. (``Decimal`` raised InvalidOperation from
+    inside the decoder, an untyped error that failed the whole catalog sync, at every interval.)"""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text[:_NUMBER_ECHO_CHARS]
+
+
+_NUMBER_ECHO_CHARS = 40
+
+
+def _json_number(text: str) -> Decimal | UnreadableNumber:
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        return UnreadableNumber(text)
+
+
 # JSON floats are decoded straight into Decimal from their text, so money never passes through a
 # binary float on its way in.
-_DECODER = msgspec.json.Decoder(float_hook=Decimal)
+_DECODER = msgspec.json.Decoder(float_hook=_json_number)
 
 _TRUE_TEXTS = frozenset({"1", "true", "yes"})
 _FALSE_TEXTS = frozenset({"0", "false", "no", ""})

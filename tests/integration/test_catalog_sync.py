@@ -115,9 +115,9 @@ async def own_pool(test_server: support.TestServer) -> AsyncIterator[asyncpg.Poo
     await created.close()
 
 
-def _panel(entries: list[dict[str, Any]]) -> ProviderClient:
-    """A provider whose services reply is ``entries``, without a network."""
-    body = msgspec.json.encode(entries)
+def _panel(entries: list[dict[str, Any]] | bytes) -> ProviderClient:
+    """A provider whose services reply is ``entries`` (or these bytes), without a network."""
+    body = entries if isinstance(entries, bytes) else msgspec.json.encode(entries)
     transport = httpx.MockTransport(lambda request: httpx.Response(200, content=body))
     return ProviderClient("https://panel.test/api/v2", "k", transport=transport, backoff_s=0)
 
@@ -128,7 +128,7 @@ async def _services(pool: asyncpg.Pool[Any]) -> dict[str, asyncpg.Record]:
 
 
 async def _sync_logged(
-    pool: asyncpg.Pool[Any], entries: list[dict[str, Any]]
+    pool: asyncpg.Pool[Any], entries: list[dict[str, Any]] | bytes
 ) -> tuple[catalog.SyncReport, list[dict[str, Any]]]:
     """One sync of a panel answering ``entries``: its report and what it logged."""
     provider = _panel(entries)
@@ -256,3 +256,25 @@ async def test_a_nul_in_a_services_reply_is_read_as_a_replacement_character(
     report, _ = await _sync_logged(own_pool, entries)
     assert (report.skipped, report.listed, report.changed) == ([], len(entries), 1)
     assert (await _services(own_pool))["1"]["name"] == "Followers\ufffd fast"
+
+
+async def test_a_json_number_past_any_decimal_leaves_its_entry_as_it_was(
+    own_pool: asyncpg.Pool[Any],
+) -> None:
+    """An entry whose rate is a JSON number no Decimal holds (``1e9999999999999999999``) is
+    unreadable, its listed service kept as it was, and the rest is synced: the number raised
+    decimal.InvalidOperation out of the decoder and failed the whole sync, at every interval."""
+    entries = [entry.to_wire() for entry in CATALOG]
+    for entry in entries:
+        if entry["service"] == 17:
+            entry["rate"] = "HUGE"
+        if entry["service"] == 1:
+            entry["rate"] = "5"
+    body = msgspec.json.encode(entries).replace(b'"HUGE"', b"1e9999999999999999999")
+    before = await _services(own_pool)
+    report, _ = await _sync_logged(own_pool, body)
+
+    assert (report.skipped, report.changed, report.delisted) == (["17"], 1, 0)
+    after = await _services(own_pool)
+    assert after["17"] == before["17"] and after["17"]["listed"]
+    assert after["1"]["provider_rate"] == "5"

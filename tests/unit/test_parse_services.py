@@ -4,11 +4,12 @@ never keeps the rest of the catalog out, and null fields read as missing ones (n
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import pytest
 
 from boost_ledger.upstream.errors import ProviderMalformed
 from boost_ledger.upstream.models import ProviderService
-from boost_ledger.upstream.parsing import UnreadableService, parse_services
+from boost_ledger.upstream.parsing import UnreadableService, decode_json, parse_services
 
 
 def _entry(service: Any, **fields: Any) -> dict[str, Any]:
@@ -68,6 +69,21 @@ def test_a_bound_past_any_number_is_set_aside_like_any_unreadable_entry(bound: s
         assert reply.unreadable == [
             UnreadableService(position=1, service="2", reason=f"{bound}: out of range: {value!r}")
         ]
+
+
+@pytest.mark.parametrize("field", ["rate", "min", "max", "service", "cancel"])
+def test_a_json_number_past_any_decimal_is_set_aside_like_any_unreadable_entry(field: str) -> None:
+    """A JSON number whose exponent no Decimal can hold (``1e9999999999999999999``) makes its
+    entry unreadable, and the other entries are read: decoding it raised decimal.InvalidOperation
+    out of decode_json, an untyped error that failed the whole reply (and the catalog sync)."""
+    huge = "1e9999999999999999999"
+    odd = {**_entry(2), field: "HUGE"}
+    body = msgspec.json.encode([_entry(1), odd]).replace(b'"HUGE"', huge.encode())
+    reply = parse_services(decode_json(body))
+    assert [service.service for service in reply.services] == ["1"]
+    [entry] = reply.unreadable
+    assert (entry.position, entry.service) == (1, None if field == "service" else "2")
+    assert huge in entry.reason
 
 
 def test_a_long_id_of_an_unreadable_entry_is_shortened() -> None:

@@ -75,7 +75,11 @@ async def test_negative_remains_and_unknown_status_survive(fake_provider: FakePr
 
 
 @pytest.mark.parametrize(
-    ("charge", "start_count"), [('"NaN"', '"n/a"'), ("true", '"1,000"'), ('"0.5 USD"', "1.5")]
+    ("charge", "start_count"),
+    [
+        ('"NaN"', '"n/a"'), ("true", '"1,000"'), ('"0.5 USD"', "1.5"),
+        ("1e9999999999999999999", "1e-9999999999999999999"),
+    ],
 )
 async def test_an_unreadable_charge_or_start_count_is_unknown_not_the_whole_status(
     fake_provider: FakeProvider, charge: str, start_count: str
@@ -195,6 +199,8 @@ async def test_odd_status_replies_become_typed_errors(
         # ids no later call could carry: empty, in a comma list, with a space, too long
         '{"order": ""}', '{"order": "23,501"}', '{"order": "235 01"}', '{"order": " 23501"}',
         '{"order": "' + "7" * 65 + '"}',
+        # a number no Decimal holds (it raised decimal.InvalidOperation, no typed error)
+        '{"order": 1e9999999999999999999}',
     ],
 )
 async def test_garbled_add_reply_is_malformed(fake_provider: FakeProvider, body: str) -> None:
