@@ -3,7 +3,8 @@
 A sync records a ``ServiceSynced`` only for a service whose terms changed, and a
 ``ServiceDelisted`` for one the provider no longer lists; orders keep their own snapshot. An entry
 of the provider's reply that could not be read, or one past ``MAX_SERVICES``, leaves its service
-as it was (see ``decide_sync``).
+as it was (see ``decide_sync``). An id offered twice is one service: synced once on the same
+terms, not sold on terms that differ (see ``_synced``).
 """
 
 from __future__ import annotations
@@ -122,23 +123,49 @@ def _synced(
     fx_rate: Decimal,
     markup_percent: Decimal,
 ) -> tuple[list[Event], list[str], set[str]]:
-    """The events of the offers whose terms changed, the offers skipped, and those offered."""
+    """The events of the offers whose terms changed, the offers skipped, and those offered.
+
+    An id the reply offers more than once is one service: on the same terms, it is synced once
+    (two events for one stream at one version failed the whole sync); on terms that differ, we
+    cannot know the price the provider will charge, so it is skipped as an offer that cannot be
+    sold (delisted were it listed)."""
+    terms: dict[str, ServiceSynced | None] = {}
+    contradicted: set[str] = set()
+    for offer in offers:
+        event = _sellable(offer, fx_rate, markup_percent)
+        if offer.service not in terms:
+            terms[offer.service] = event
+        elif not _same_terms(terms[offer.service], event):
+            contradicted.add(offer.service)
     events: list[Event] = []
     skipped: list[str] = []
     offered: set[str] = set()
-    for offer in offers:
-        if offer.type not in SERVICE_TYPES or not offer.service or len(offer.service) > 64:
-            skipped.append(offer.service)
+    for service_id, event in terms.items():
+        if event is None or service_id in contradicted:  # not sold: delisted if it was listed
+            skipped.append(service_id)
             continue
-        event = _priced(offer, fx_rate, markup_percent)
-        if event is None:  # not sold, so delisted if it was listed
-            skipped.append(offer.service)
-            continue
-        offered.add(offer.service)
-        existing = current.get(offer.service)
+        offered.add(service_id)
+        existing = current.get(service_id)
         if existing is None or not existing["listed"] or _terms(existing) != _event_terms(event):
             events.append(event)
     return events, skipped, offered
+
+
+def _sellable(
+    offer: ProviderOffer, fx_rate: Decimal, markup_percent: Decimal
+) -> ServiceSynced | None:
+    """The offer as a service at our price, or None when it cannot be sold."""
+    if offer.type not in SERVICE_TYPES or not offer.service or len(offer.service) > 64:
+        return None
+    return _priced(offer, fx_rate, markup_percent)
+
+
+def _same_terms(first: ServiceSynced | None, second: ServiceSynced | None) -> bool:
+    """Whether two offers of one id say the same (a rate of "0.9" is the rate "0.90")."""
+    if first is None or second is None:
+        return first is second
+    same_rate = Decimal(first.provider_rate) == Decimal(second.provider_rate)
+    return same_rate and msgspec.structs.replace(second, provider_rate=first.provider_rate) == first
 
 
 def _priced(
@@ -190,15 +217,17 @@ async def sync(
             )
         for start in range(0, len(new_events), 100):
             await commit(connection, new_events[start : start + 100], {"actor": "catalog-sync"})
-    return _report(len(offers), events, skipped, len(unread))
+    return _report(offers, events, skipped, len(unread))
 
 
-def _report(offered: int, events: list[Event], skipped: list[str], unread: int) -> SyncReport:
+def _report(
+    offers: Sequence[ProviderOffer], events: list[Event], skipped: list[str], unread: int
+) -> SyncReport:
     delisted = sum(isinstance(event, ServiceDelisted) for event in events)
-    processed = min(offered, MAX_SERVICES)
-    cut = offered - processed
-    # ``skipped`` holds the processed offers skipped, then the unread entries.
-    listed = processed - (len(skipped) - unread)
+    processed = offers[:MAX_SERVICES]
+    cut = len(offers) - len(processed)
+    # ``skipped`` holds the processed ids skipped (each once), then the unread entries.
+    listed = len({offer.service for offer in processed}) - (len(skipped) - unread)
     return SyncReport(listed, len(events) - delisted, delisted, skipped, cut)
 
 

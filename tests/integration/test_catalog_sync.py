@@ -278,3 +278,42 @@ async def test_a_json_number_past_any_decimal_leaves_its_entry_as_it_was(
     after = await _services(own_pool)
     assert after["17"] == before["17"] and after["17"]["listed"]
     assert after["1"]["provider_rate"] == "5"
+
+
+async def test_an_id_offered_twice_on_the_same_terms_is_synced_once(
+    own_pool: asyncpg.Pool[Any],
+) -> None:
+    """A reply that lists one id twice on the same terms (a rate of "7.5" is one of "7.50") is
+    synced as one service, new or changed: the two events for one stream at one version failed
+    the whole sync (a ConcurrencyConflict), at every interval."""
+    entries = [entry.to_wire() for entry in CATALOG]
+    new = {**entries[0], "service": 999, "rate": "7.5"}
+    changed = {**entries[1], "rate": "3"}
+    entries += [new, {**new, "rate": "7.50"}, changed, changed]
+    entries[1] = changed
+    report, _ = await _sync_logged(own_pool, entries)
+
+    assert (report.listed, report.changed, report.delisted, report.skipped) == (
+        len(CATALOG) + 1, 2, 0, []
+    )
+    after = await _services(own_pool)
+    assert after["999"]["listed"] and after["999"]["provider_rate"] == "7.5"
+    assert after[str(changed["service"])]["provider_rate"] == "3"
+
+
+async def test_an_id_offered_twice_on_different_terms_is_not_sold(
+    own_pool: asyncpg.Pool[Any],
+) -> None:
+    """A reply that lists one id twice at two rates leaves the price the provider will charge
+    unknown: the id is skipped as an offer that cannot be sold, delisted were it listed (a new
+    one is not listed), and the rest is synced."""
+    entries = [entry.to_wire() for entry in CATALOG]
+    seventeen = next(entry for entry in entries if entry["service"] == 17)
+    new = {**entries[0], "service": 999}
+    entries += [{**seventeen, "rate": "9"}, new, {**new, "min": "20"}]
+    report, _ = await _sync_logged(own_pool, entries)
+
+    assert (report.skipped, report.delisted, report.changed) == (["17", "999"], 1, 0)
+    assert report.listed == len(CATALOG) - 1
+    after = await _services(own_pool)
+    assert not after["17"]["listed"] and "999" not in after
