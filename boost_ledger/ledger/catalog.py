@@ -26,7 +26,7 @@ from boost_ledger.ledger.events import (
     service_stream,
 )
 from boost_ledger.ledger.money import ngn_rate_per_1000_kobo
-from boost_ledger.ledger.order_types import SERVICE_TYPES
+from boost_ledger.ledger.order_types import MAX_QUANTITY, SERVICE_TYPES, is_flat
 from boost_ledger.ledger.store import NewEvent
 
 MAX_SERVICES = 5000
@@ -70,6 +70,9 @@ class ServiceUnknown(LookupError):
 
 
 def synced_event(offer: ProviderOffer, fx_rate: Decimal, markup_percent: Decimal) -> ServiceSynced:
+    """The offer at our price; ValueError when it cannot be priced or no quantity of it can be
+    ordered (see ``_quantities``)."""
+    min_quantity, max_quantity = _quantities(offer)
     return ServiceSynced(
         service_id=offer.service,
         provider_service_id=offer.service,
@@ -78,12 +81,30 @@ def synced_event(offer: ProviderOffer, fx_rate: Decimal, markup_percent: Decimal
         type=offer.type,
         provider_rate=str(offer.rate),
         rate_per_1000_kobo=ngn_rate_per_1000_kobo(offer.rate, fx_rate, markup_percent),
-        min_quantity=max(1, offer.min),
-        max_quantity=max(1, offer.min, min(offer.max, 10**9)),
+        min_quantity=min_quantity,
+        max_quantity=max_quantity,
         refill=offer.refill,
         cancel=offer.cancel,
         dripfeed=offer.dripfeed,
     )
+
+
+def _quantities(offer: ProviderOffer) -> tuple[int, int]:
+    """The range of quantities we sell: the provider's, within 1 to ``MAX_QUANTITY``.
+
+    A range that holds no quantity (a minimum above the maximum, or above ``MAX_QUANTITY``) is
+    an offer no order can meet: every one would be refused upstream (ValueError; the offer is
+    not sold). Raising the maximum to the minimum, as was done, listed such a service at
+    quantities the provider refuses, and a minimum past a database integer failed the whole
+    sync. A Package's range is never checked (one package is ordered), so it is only bounded.
+    """
+    minimum, maximum = max(1, offer.min), min(offer.max, MAX_QUANTITY)
+    if is_flat(offer.type):
+        minimum = min(minimum, MAX_QUANTITY)
+        return minimum, max(minimum, maximum)
+    if minimum > maximum:
+        raise ValueError(f"no quantity from {offer.min} to {offer.max} can be ordered")
+    return minimum, maximum
 
 
 def decide_sync(
@@ -172,8 +193,9 @@ def _priced(
     offer: ProviderOffer, fx_rate: Decimal, markup_percent: Decimal
 ) -> ServiceSynced | None:
     """The offer as a service at our price, or None when it cannot be sold: a rate that
-    cannot be priced (negative, or not exactly computable), or a price below a kobo per 1000
-    (nothing is sold for nothing) or above what a pin may set."""
+    cannot be priced (negative, or not exactly computable), a price below a kobo per 1000
+    (nothing is sold for nothing) or above what a pin may set, or a range of quantities that
+    holds none."""
     try:
         event = synced_event(offer, fx_rate, markup_percent)
     except ValueError:

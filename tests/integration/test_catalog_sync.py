@@ -317,3 +317,36 @@ async def test_an_id_offered_twice_on_different_terms_is_not_sold(
     assert report.listed == len(CATALOG) - 1
     after = await _services(own_pool)
     assert not after["17"]["listed"] and "999" not in after
+
+
+@pytest.mark.parametrize(
+    ("minimum", "maximum"), [("5000000000", "5000000000"), ("2000000", "100000"), ("10", "0")]
+)
+async def test_an_offer_whose_range_holds_no_quantity_is_not_sold(
+    own_pool: asyncpg.Pool[Any], minimum: str, maximum: str
+) -> None:
+    """A minimum above the maximum, or above any quantity we sell (10**9), leaves no quantity
+    an order can have: the offer is skipped and its service delisted, and the rest is synced.
+    The maximum was raised to the minimum, which listed the service at quantities the provider
+    refuses; and a minimum past a database integer failed the whole sync (a DataError)."""
+    entries = [entry.to_wire() for entry in CATALOG]
+    entries[0].update(min=minimum, max=maximum)
+    entries[1]["rate"] = "3"
+    report, _ = await _sync_logged(own_pool, entries)
+
+    assert (report.skipped, report.delisted, report.changed) == (["1"], 1, 1)
+    after = await _services(own_pool)
+    assert not after["1"]["listed"] and after["2"]["provider_rate"] == "3"
+
+
+async def test_a_package_is_listed_whatever_its_range(own_pool: asyncpg.Pool[Any]) -> None:
+    """A Package is ordered once, its range never checked: one listed with a range that holds
+    no quantity, or one past any integer, is synced with a bounded range."""
+    entries = [entry.to_wire() for entry in CATALOG]
+    package = next(entry for entry in entries if entry["type"] == "Package")
+    package.update(min="5000000000", max="0")
+    report, _ = await _sync_logged(own_pool, entries)
+
+    assert (report.skipped, report.delisted, report.changed) == ([], 0, 1)
+    row = (await _services(own_pool))[str(package["service"])]
+    assert row["listed"] and (row["min_quantity"], row["max_quantity"]) == (10**9, 10**9)
