@@ -214,14 +214,24 @@ class ServicesReply(msgspec.Struct, frozen=True, kw_only=True):
 
 _REASON_MAX_CHARS = 200
 
+MAX_SERVICE_ENTRIES = 50_000
+"""The most entries of a services reply that are read: ten times the most a sync processes
+(``ledger.catalog.MAX_SERVICES``), so that the ids of those past that cap are still known."""
+
 
 def parse_services(value: Any) -> ServicesReply:
     """Each entry on its own, so that one garbled entry cannot keep the others out of the
     catalog: an entry that cannot be read is set aside, with its reason. A reply that is not a
-    list at all is malformed as a whole. (The list is bounded by the reply's size.)"""
+    list at all is malformed as a whole.
+
+    Only the first ``MAX_SERVICE_ENTRIES`` entries are read; the rest count as one entry set
+    aside whose id is unknown (so a sync delists no service missing from what was read). The
+    reply's size alone bounded the list: 16 MB of one-byte entries took the worker ten seconds
+    of its event loop and over a gigabyte, one exception and one record per entry."""
     services: list[ProviderService] = []
     unreadable: list[UnreadableService] = []
-    for position, item in enumerate(require_list(value, "services")):
+    entries = require_list(value, "services")
+    for position, item in enumerate(entries[:MAX_SERVICE_ENTRIES]):
         try:
             services.append(parse_service(item))
         except ProviderMalformed as error:
@@ -230,6 +240,11 @@ def parse_services(value: Any) -> ServicesReply:
             unreadable.append(
                 UnreadableService(position=position, service=_id_of(item), reason=reason)
             )
+    if len(entries) > MAX_SERVICE_ENTRIES:
+        reason = f"{len(entries) - MAX_SERVICE_ENTRIES} more entries not read"
+        unreadable.append(
+            UnreadableService(position=MAX_SERVICE_ENTRIES, service=None, reason=reason)
+        )
     return ServicesReply(services=services, unreadable=unreadable)
 
 

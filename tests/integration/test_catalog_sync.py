@@ -18,6 +18,7 @@ from structlog.testing import capture_logs
 from support import make_pool, seed_catalog, simulator_offers
 
 from boost_ledger.ledger import catalog
+from boost_ledger.upstream import parsing
 from boost_ledger.upstream.client import ProviderClient
 from boost_ledger.upstream.sim_catalog import CATALOG
 from boost_ledger.workers import catalog_sync
@@ -350,3 +351,20 @@ async def test_a_package_is_listed_whatever_its_range(own_pool: asyncpg.Pool[Any
     assert (report.skipped, report.delisted, report.changed) == ([], 0, 1)
     row = (await _services(own_pool))[str(package["service"])]
     assert row["listed"] and (row["min_quantity"], row["max_quantity"]) == (10**9, 10**9)
+
+
+async def test_a_reply_past_the_entries_read_syncs_what_was_read_and_delists_nothing(
+    own_pool: asyncpg.Pool[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Entries past MAX_SERVICE_ENTRIES are not read: the services among them, and those
+    missing from the reply, stay as they were; the entries read are synced."""
+    monkeypatch.setattr(parsing, "MAX_SERVICE_ENTRIES", 5)
+    entries = [entry.to_wire() for entry in CATALOG if entry.service_id != "17"]
+    entries[0]["rate"] = "3"
+    before = await _services(own_pool)
+    report, _ = await _sync_logged(own_pool, entries)
+
+    assert (report.changed, report.delisted, report.skipped) == (1, 0, [catalog.UNREADABLE_ID])
+    after = await _services(own_pool)
+    assert after["17"] == before["17"] and after["17"]["listed"]
+    assert after[str(entries[0]["service"])]["provider_rate"] == "3"

@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from boost_ledger.upstream import parsing
 from boost_ledger.upstream.errors import ProviderMalformed
 from boost_ledger.upstream.models import ProviderService
 from boost_ledger.upstream.parsing import UnreadableService, decode_json, parse_services
@@ -91,6 +92,20 @@ def test_a_long_id_of_an_unreadable_entry_is_shortened() -> None:
     and a mark, which no listed id (64 characters at most) can equal."""
     reply = parse_services([_entry("7" * 10_000, rate=None)])
     assert [entry.service for entry in reply.unreadable] == ["7" * 64 + "…"]
+
+
+def test_entries_past_the_bound_are_not_read_and_count_as_one_without_an_id() -> None:
+    """A reply is read up to MAX_SERVICE_ENTRIES entries, and the rest is set aside as one entry
+    whose id is unknown (so that a sync delists nothing it did not read): every entry of a
+    reply was read, each a record, 16 MB of one-byte entries ten seconds and a gigabyte."""
+    bound = parsing.MAX_SERVICE_ENTRIES
+    reply = parse_services([_entry(1)] + [7] * (bound + 9) + [_entry(2)])
+
+    assert [service.service for service in reply.services] == ["1"]
+    assert len(reply.unreadable) == bound
+    assert reply.unreadable[-1] == UnreadableService(
+        position=bound, service=None, reason="11 more entries not read"
+    )
 
 
 def test_an_empty_catalog_is_read_as_empty() -> None:
