@@ -380,9 +380,8 @@ async def demo_banner_if_new(runtime: Runtime, settings: Settings) -> str | None
 async def work(settings: Settings, parent_pid: int | None = None) -> None:
     """``boost worker``: the workers alone, without the HTTP API; with ``parent_pid``, only as
     long as that process is this one's parent."""
+    assert settings.provider_url is not None, "boost worker refuses to start without it"
     logs.configure(settings.log_level)
-    if settings.provider_url is None:
-        log.warning("worker.no_provider", hint="set BOOST_PROVIDER_URL (e.g. a served simulator)")
     async with running_runtime(settings) as (runtime, _):
         lower_priority(settings)
         settle_heap()

@@ -103,6 +103,15 @@ async def _migrate(arguments: argparse.Namespace) -> int:
 
 
 async def _worker(arguments: argparse.Namespace) -> int:
+    settings = settings_from_env()
+    if settings.provider_url is None:
+        # The built-in simulator lives in the process that starts it: a worker of its own would
+        # claim paid orders from the shared queue and send them to a provider no other process
+        # sees (and whose ids the API's poller cannot look up), so the orders would seem sent.
+        raise CommandError(
+            "boost worker needs BOOST_PROVIDER_URL: the provider's endpoint, or that of a "
+            "`boost simulator`; without it the orders it claims would reach no real provider"
+        )
     if arguments.stop_with_parent is not None:
         # Ctrl-C in a terminal signals the whole process group: the parent stops its children
         # itself (SIGTERM), so that the worker does not exit first and look like a crash.
@@ -110,7 +119,7 @@ async def _worker(arguments: argparse.Namespace) -> int:
     from boost_ledger.server import work
 
     with _cancelled_by_sigterm():
-        await work(settings_from_env(), parent_pid=arguments.stop_with_parent)
+        await work(settings, parent_pid=arguments.stop_with_parent)
     return 0
 
 

@@ -479,6 +479,18 @@ async def test_serve_refuses_bad_settings_before_it_starts_anything(
         assert named in alone.err and "Traceback" not in alone.err, alone.err
 
 
+async def test_worker_without_a_provider_url_refuses_to_start(data_dir):
+    """``boost worker`` with no BOOST_PROVIDER_URL exits 2 with one line naming it, before it
+    starts PostgreSQL: it used to start a simulator of its own and send the paid orders it
+    claimed there, where no other process (nor the API's poller) could see them."""
+    env = _environment(BOOST_DATA_DIR=str(data_dir))
+    ran = await _boost("worker", env=env)
+    assert (ran.code, ran.out) == (2, ""), ran.err
+    assert "BOOST_PROVIDER_URL" in ran.err and "Traceback" not in ran.err, ran.err
+    assert len(ran.err.strip().splitlines()) == 1, ran.err
+    assert not (data_dir / "pgdata").exists()
+
+
 async def test_with_no_database_url_boost_processes_share_one_embedded_server(data_dir):
     """migrate, serve and operator commands at once all use one embedded PostgreSQL, which
     prints the demo key with a working curl line and stops when the last process leaves."""
