@@ -67,11 +67,18 @@ _SHOWN_SKIPPED = 20
 def _summary(report: catalog.SyncReport) -> str:
     text = f"{report.listed} services listed, {report.changed} changed, {report.delisted} delisted"
     if report.skipped:
-        text += f", skipped {', '.join(report.skipped[:_SHOWN_SKIPPED])}"
-        if len(report.skipped) > _SHOWN_SKIPPED:
-            text += f" and {len(report.skipped) - _SHOWN_SKIPPED} more"
+        text += f", skipped {_named(report.skipped)}"
     if report.cut:
         text += f"; the list was cut at {catalog.MAX_SERVICES}: {report.cut} more left as they were"
+    if report.below_cost:
+        text += f"; pinned below the provider's cost: {_named(report.below_cost)}"
+    return text
+
+
+def _named(service_ids: list[str]) -> str:
+    text = ", ".join(service_ids[:_SHOWN_SKIPPED])
+    if len(service_ids) > _SHOWN_SKIPPED:
+        text += f" and {len(service_ids) - _SHOWN_SKIPPED} more"
     return text
 
 

@@ -63,6 +63,9 @@ class SyncReport(msgspec.Struct, frozen=True):
     skipped: list[str]
     cut: int = 0
     """How many offers past ``MAX_SERVICES`` were left unprocessed (their services as they were)."""
+    below_cost: list[str] = msgspec.field(default_factory=list)
+    """Listed services whose pinned rate is below what the provider charges us for them (its
+    rate at the FX rate, no markup): each of their orders is sold at a loss."""
 
 
 class ServiceUnknown(LookupError):
@@ -253,18 +256,48 @@ async def sync(
             )
         for start in range(0, len(new_events), 100):
             await commit(connection, new_events[start : start + 100], {"actor": "catalog-sync"})
-    return _report(offers, events, skipped, len(unread))
+        below_cost = await _pinned_below_cost(connection, fx_rate)
+    return _report(offers, events, skipped, len(unread), below_cost)
+
+
+async def _pinned_below_cost(connection: Connection, fx_rate: Decimal) -> list[str]:
+    """The listed services whose pin sells them for less than the provider charges us: a pin
+    is the operator's to set (a promotion, say), but a provider's rise past it is worth saying."""
+    rows = await connection.fetch(
+        "select service_id, provider_rate, pinned_rate_kobo from services"
+        " where listed and pinned_rate_kobo is not null"
+        " order by length(service_id), service_id limit $1",
+        MAX_SERVICES,
+    )
+    return [
+        row["service_id"]
+        for row in rows
+        if row["pinned_rate_kobo"] < _cost_kobo(row["provider_rate"], fx_rate)
+    ]
+
+
+def _cost_kobo(provider_rate: str, fx_rate: Decimal) -> int:
+    """What 1000 of a service cost us in kobo (no markup); 0 when it cannot be priced, which a
+    listed service's rate always can."""
+    try:
+        return ngn_rate_per_1000_kobo(Decimal(provider_rate), fx_rate, Decimal(0))
+    except (ValueError, ArithmeticError):
+        return 0
 
 
 def _report(
-    offers: Sequence[ProviderOffer], events: list[Event], skipped: list[str], unread: int
+    offers: Sequence[ProviderOffer],
+    events: list[Event],
+    skipped: list[str],
+    unread: int,
+    below_cost: list[str],
 ) -> SyncReport:
     delisted = sum(isinstance(event, ServiceDelisted) for event in events)
     processed = offers[:MAX_SERVICES]
     cut = len(offers) - len(processed)
     # ``skipped`` holds the processed ids skipped (each once), then the unread entries.
     listed = len({offer.service for offer in processed}) - (len(skipped) - unread)
-    return SyncReport(listed, len(events) - delisted, delisted, skipped, cut)
+    return SyncReport(listed, len(events) - delisted, delisted, skipped, cut, below_cost)
 
 
 async def pin_rate(connection: Connection, service_id: str, rate_per_1000_kobo: int | None) -> None:

@@ -46,6 +46,13 @@ async def sync_once(
         report = await catalog.sync(connection, offers, fx_rate, markup_percent, unread)
     if report.cut:
         log.warning("catalog.cut", offered=len(offers), processed=catalog.MAX_SERVICES)
+    if report.below_cost:
+        log.warning(
+            "catalog.pinned_below_cost",
+            count=len(report.below_cost),
+            first=report.below_cost[:_LOGGED_ENTRIES],
+            hint="boost catalog price SERVICE_ID RATE (or --unpin) to sell them at a margin",
+        )
     log.info(
         "catalog.synced",
         listed=report.listed,

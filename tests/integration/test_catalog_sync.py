@@ -368,3 +368,27 @@ async def test_a_reply_past_the_entries_read_syncs_what_was_read_and_delists_not
     after = await _services(own_pool)
     assert after["17"] == before["17"] and after["17"]["listed"]
     assert after[str(entries[0]["service"])]["provider_rate"] == "3"
+
+
+async def test_a_sync_names_the_pinned_services_it_would_sell_at_a_loss(
+    own_pool: asyncpg.Pool[Any],
+) -> None:
+    """A pin stays in force whatever the provider charges, so a sync names the listed services
+    whose pin is now below their cost (the provider's rate at the FX rate, no markup), logs
+    them at warning, and names none once the pin covers the cost again."""
+    entries = [entry.to_wire() for entry in CATALOG]
+    cost_kobo = int(Decimal(str(entries[0]["rate"])) * FX * 100)
+    service_id = str(entries[0]["service"])
+    async with own_pool.acquire() as connection:
+        await catalog.pin_rate(connection, service_id, cost_kobo - 1)
+    report, logged = await _sync_logged(own_pool, entries)
+
+    assert report.below_cost == [service_id]
+    warning = next(line for line in logged if line["event"] == "catalog.pinned_below_cost")
+    assert (warning["count"], warning["first"]) == (1, [service_id])
+
+    async with own_pool.acquire() as connection:
+        await catalog.pin_rate(connection, service_id, cost_kobo)
+    report, logged = await _sync_logged(own_pool, entries)
+    assert report.below_cost == []
+    assert not any(line["event"] == "catalog.pinned_below_cost" for line in logged)
