@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 from datetime import UTC, datetime, timedelta
@@ -276,3 +277,32 @@ async def test_another_accounts_order_and_a_missing_one_look_the_same(
         "success": False, "status": 404, "code": "BOOST_ORDER_NOT_FOUND",
         "message": "The order ID does not belong to the authenticated account.",
     }
+
+
+async def test_a_page_and_its_total_agree_while_orders_are_placed(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, base_url: str
+) -> None:
+    """While other requests place orders, every listed page holds as many orders as its own
+    meta.total says it should (all of them, below per_page): the page and its count come from
+    one snapshot, so an order committed meanwhile is either counted and listed, or neither."""
+    _, key = await open_funded_account(pool, FUNDS_KOBO)
+    placing = 60
+
+    async def place_some(count: int) -> None:
+        async with httpx.AsyncClient(base_url=base_url, timeout=30.0) as own:
+            for _ in range(count):
+                await place(own, key)
+
+    placers = [asyncio.create_task(place_some(placing // 2)) for _ in range(2)]
+    pages = []
+    while not all(placer.done() for placer in placers):
+        response = await client.get(ORDERS, params={"per_page": "100"}, headers=bearer(key))
+        assert response.status_code == 200, response.text
+        body = response.json()
+        pages.append((len(body["data"]), body["meta"]["total"], body["meta"]["last_page"]))
+    await asyncio.gather(*placers)
+    assert len(pages) >= 10, pages  # the lists did run while orders were being placed
+    disagreeing = [page for page in pages if page[0] != page[1] or page[2] != 1]
+    assert disagreeing == [], disagreeing
+    ids, meta = await listing(client, key, per_page="100")
+    assert (len(ids), meta["total"]) == (placing, placing)
