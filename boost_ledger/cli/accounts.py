@@ -68,7 +68,9 @@ async def _create(arguments: argparse.Namespace) -> int:
 
 async def _rotate(arguments: argparse.Namespace) -> int:
     chosen = None if arguments.abilities is None else _abilities(arguments.abilities)
-    async with connection() as open_connection:
+    # One transaction for the rotation and the read of what it issued: a command that fails
+    # midway has not revoked the previous key without showing the new one.
+    async with connection() as open_connection, open_connection.transaction():
         try:
             key = await accounts.rotate_key(open_connection, arguments.account_id, chosen)
         except accounts.AccountNotFound as error:

@@ -44,13 +44,59 @@ def settings_from_env() -> Settings:
         raise CommandError(str(error)) from None
 
 
+# What the database may answer an operator's command on a busy server, where the API would
+# answer 503: "not now", never "never". A statement it refused (a row another transaction held
+# past the lock timeout, a statement past BOOST_STATEMENT_TIMEOUT_MS, a deadlock broken, too many
+# connections) rolled the command's transaction back: nothing of it was recorded.
+REFUSED_BY_THE_DATABASE: tuple[type[Exception], ...] = (
+    asyncpg.exceptions.QueryCanceledError,  # statement_timeout (or lock_timeout's twin)
+    asyncpg.LockNotAvailableError,  # lock_timeout
+    asyncpg.exceptions.TransactionRollbackError,  # class 40: deadlock, serialization
+    asyncpg.exceptions.InsufficientResourcesError,
+)
+# A connection lost midway: if it went while committing, the command may have been recorded.
+CONNECTION_LOST: tuple[type[Exception], ...] = (
+    asyncpg.exceptions.OperatorInterventionError,  # the server shutting down, restarting
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions._base.InternalClientError,
+    ConnectionError,
+    TimeoutError,  # no pooled connection in time
+)
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+
+
 @asynccontextmanager
 async def database(settings: Settings | None = None) -> AsyncIterator[asyncpg.Pool[Any]]:
-    """A small pool for one operator command (migrating first, like the server does)."""
+    """A small pool for one operator command (migrating first, like the server does).
+
+    A failure of the database while the command runs is one line and exit 1, as the README's
+    exit statuses say (the driver's stack trace is for a crash, and this is none): an operator
+    running a command against a busy server meets a lock timeout sooner or later."""
     base = settings or settings_from_env()
     small = msgspec.structs.replace(base, pool_min_size=1, pool_max_size=4)
     async with open_pool(small, application_name="boost-cli") as pool:
-        yield pool
+        try:
+            yield pool
+        except BrokenPipeError:
+            raise  # stdout's reader went away: main() ends quietly (141)
+        except REFUSED_BY_THE_DATABASE as error:
+            raise CommandError(
+                f"the database refused the command ({_first_line(error)}); nothing was"
+                " changed: run it again",
+                exit_code=1,
+            ) from None
+        except CONNECTION_LOST as error:
+            raise CommandError(
+                f"the connection to the database was lost ({_first_line(error)}); if it was"
+                " lost while committing, the command may have been done: check before running"
+                " it again",
+                exit_code=1,
+            ) from None
 
 
 @asynccontextmanager

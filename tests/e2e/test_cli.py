@@ -356,6 +356,49 @@ async def _insert_unknown_orders(connection: asyncpg.Connection[Any], ids: range
     )
 
 
+async def test_a_command_the_database_refuses_is_one_line_and_changes_nothing(pool, env, client):
+    """Against a busy server a row an operator's command needs can stay locked past the lock
+    timeout (BOOST_STATEMENT_TIMEOUT_MS): ``wallet credit``, ``accounts ban``, ``keys rotate``
+    and ``orders resolve`` then exit 1 with one line saying the database refused the command
+    and nothing changed, as the exit statuses promise, never the driver's stack trace; and
+    indeed nothing changed."""
+    credited, _ = await _account(pool)
+    banned, key = await _account(pool)
+    order_id = 100_009_001
+    async with pool.acquire() as holder:
+        await _insert_unknown_orders(holder, range(order_id, order_id + 1))
+        async with holder.transaction():
+            await holder.execute(
+                "select 1 from wallets where account_id = $1 for update", int(credited)
+            )
+            await holder.execute(
+                "select 1 from accounts where account_id = $1 for update", int(banned)
+            )
+            await holder.execute("select 1 from orders where order_id = $1 for update", order_id)
+            impatient = {**env, "BOOST_STATEMENT_TIMEOUT_MS": "300"}
+            refused = await asyncio.gather(
+                _boost("wallet", "credit", credited, "10", "--reference", "busy-1", env=impatient),
+                _boost("accounts", "ban", banned, env=impatient),
+                _boost("keys", "rotate", banned, env=impatient),
+                _boost("orders", "resolve", str(order_id), "--refund", env=impatient),
+            )
+    for ran in refused:
+        assert ran.code == 1, (ran.out, ran.err)
+        assert ran.err.startswith("boost: the database refused the command ("), ran.err
+        assert "nothing was changed" in ran.err and ran.err.count("\n") == 1, ran.err
+        assert "Traceback" not in ran.err and ran.out == ""
+    assert await pool.fetchval(
+        "select balance_kobo from wallets where account_id = $1", int(credited)
+    ) == 0
+    assert await pool.fetchval(
+        "select status from accounts where account_id = $1", int(banned)
+    ) == "active"
+    assert (await client.get("/api/v1/wallet", headers=bearer(key))).status_code == 200
+    assert await pool.fetchval(
+        "select submission from orders where order_id = $1", order_id
+    ) == "unknown"
+
+
 async def _insert_services(connection: asyncpg.Connection[Any], ids: range) -> None:
     await connection.execute(
         "insert into services (service_id, provider_service_id, name, category, type,"
