@@ -67,6 +67,14 @@ async def _create(arguments: argparse.Namespace) -> int:
 
 
 async def _rotate(arguments: argparse.Namespace) -> int:
+    if arguments.abilities == "":
+        # parse_abilities reads "" as all four (the default of ``accounts create``); here the
+        # default is the replaced key's abilities, and an empty list (a script's empty variable)
+        # must not turn a read-only key into one that can spend the wallet.
+        raise CommandError(
+            f"--abilities names no ability: name some of {', '.join(ABILITIES)}, or leave it"
+            " out to keep those of the key it replaces"
+        )
     chosen = None if arguments.abilities is None else _abilities(arguments.abilities)
     # One transaction for the rotation and the read of what it issued: a command that fails
     # midway has not revoked the previous key without showing the new one.

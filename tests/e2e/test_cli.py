@@ -170,6 +170,28 @@ async def test_keys_rotate_without_abilities_keeps_those_of_the_key_it_replaces(
     assert bought.status_code == 403 and bought.json()["code"] == "FORBIDDEN"
 
 
+async def test_keys_rotate_with_an_empty_abilities_list_is_refused(pool, env, client):
+    """``keys rotate --abilities ""`` (a script whose variable came out empty) names no ability:
+    it is refused (exit 2) and the key is not rotated. It used to issue a key with all four, so
+    a leaked read-only key was replaced by one that can spend the wallet, though the README
+    promises the previous key's abilities unless ``--abilities`` says otherwise."""
+    account_id, _ = await _account(pool)
+    narrowed = await _boost("keys", "rotate", account_id, "--abilities", "wallet:read", "--json",
+                            env=env)
+    assert narrowed.code == 0, narrowed.err
+    read_only = str(narrowed.json()["api_key"])
+    for empty in ("", " ", ","):
+        ran = await _boost("keys", "rotate", account_id, "--abilities", empty, "--json", env=env)
+        assert ran.code == 2, (empty, ran.out, ran.err)
+        assert ran.err.startswith("boost: ") and ran.err.count("\n") == 1, ran.err
+        assert ran.out == "" and "Traceback" not in ran.err
+    assert (await client.get("/api/v1/wallet", headers=bearer(read_only))).status_code == 200
+    abilities = await pool.fetchval(
+        "select abilities from api_keys where account_id = $1 and not revoked", int(account_id)
+    )
+    assert list(abilities) == ["wallet:read"]
+
+
 async def test_disable_ban_and_reinstate(pool, env, client):
     """The standing commands change what the key gets over HTTP, and say when nothing changed."""
     account_id, key = await _account(pool)
