@@ -58,8 +58,7 @@ REFUSED_BY_THE_DATABASE: tuple[type[Exception], ...] = (
 CONNECTION_LOST: tuple[type[Exception], ...] = (
     asyncpg.exceptions.OperatorInterventionError,  # the server shutting down, restarting
     asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions._base.InternalClientError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,  # not every InterfaceError: those are bugs
     ConnectionError,
     TimeoutError,  # no pooled connection in time
 )
