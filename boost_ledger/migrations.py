@@ -93,9 +93,12 @@ async def _lock(connection: asyncpg.Connection[Any], wait_s: float) -> None:
     pause_s = 0.05
     while not await connection.fetchval("select pg_try_advisory_lock($1)", _LOCK_KEY):
         if loop.time() >= deadline:
+            # Advisory locks belong to a database: the runners of another database on the
+            # same server hold a lock of the same key that is not the one waited for.
             holder = await connection.fetchval(
                 "select pid from pg_locks where locktype = 'advisory' and granted"
-                " and ((classid::bigint << 32) | objid::bigint) = $1 limit 1",
+                " and database = (select oid from pg_database where datname = current_database())"
+                " and objsubid = 1 and ((classid::bigint << 32) | objid::bigint) = $1 limit 1",
                 _LOCK_KEY,
             )
             raise MigrationError(

@@ -135,3 +135,28 @@ async def test_a_runner_waits_for_the_lock_a_bounded_time_and_names_its_holder(
         assert "0001_event_log" in await waiting
     finally:
         await holder.close()
+
+
+async def test_the_lock_holder_named_is_the_one_of_this_database(test_server, monkeypatch) -> None:
+    """Advisory locks belong to a database: while the runners of other databases on the same
+    server hold their own lock, a runner kept waiting names the backend holding its database's
+    lock (it named any backend holding the key, so an operator following the runbook ended
+    another database's runner with pg_terminate_backend)."""
+    others = [await test_server.fresh_database(migrated=False) for _ in range(8)]
+    dsn: str = await test_server.fresh_database(migrated=False)
+    holders = [await asyncpg.connect(other) for other in others]
+    holder = await asyncpg.connect(dsn)
+    try:
+        for connection in [*holders, holder]:
+            await connection.execute("select pg_advisory_lock($1)", migrations._LOCK_KEY)
+        monkeypatch.setattr(migrations, "LOCK_WAIT_S", 0.2)
+        try:
+            await migrations.migrate(dsn)
+        except migrations.MigrationError as error:
+            refused = str(error)
+        else:
+            raise AssertionError("migrated while another runner held the lock")
+        assert f"PostgreSQL backend {holder.get_server_pid()})" in refused, refused
+    finally:
+        for connection in [*holders, holder]:
+            await connection.close()
