@@ -9,6 +9,7 @@ a no-op unless the database was restored from another cluster.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import re
 from dataclasses import dataclass
@@ -81,9 +82,26 @@ async def migrate(dsn: str, directory: Path | None = None) -> list[str]:
             await realign_feed_epoch(connection)
             return applied
         finally:
-            await connection.execute("select pg_advisory_unlock($1)", _LOCK_KEY)
+            # Closing the session releases the lock as well: an unlock that fails (the
+            # connection lost) must not hide why the run stopped.
+            if not connection.is_closed():
+                with contextlib.suppress(*_DATABASE_FAILURES):
+                    await connection.execute("select pg_advisory_unlock($1)", _LOCK_KEY)
+    except MigrationError:
+        raise
+    except _DATABASE_FAILURES as error:
+        # Refused outside a migration file (no right to create schema_migrations in the schema,
+        # to call feed_epoch_realign()), or the connection lost: one line, not a stack trace.
+        raise MigrationError(f"cannot migrate the database: {_reason(error)}") from error
     finally:
         await connection.close()
+
+
+_DATABASE_FAILURES = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+
+
+def _reason(error: BaseException) -> str:
+    return str(error) or type(error).__name__
 
 
 async def _lock(connection: asyncpg.Connection[Any], wait_s: float) -> None:
@@ -131,19 +149,28 @@ async def _apply_pending(
             if applied[migration.number] != migration.checksum:
                 raise MigrationError(f"migration {name} changed after it was applied")
             continue
-        async with connection.transaction():
-            try:
-                await connection.execute(migration.sql)
-            except asyncpg.PostgresError as error:
-                # A migration that refuses (sql/0021 while two orders share a provider id) says
-                # why, and how to proceed, in its message and hint: those, not a stack trace.
-                raise MigrationError(f"migration {name} failed: {error}") from error
+        transaction = connection.transaction()
+        await transaction.start()
+        try:
+            await connection.execute(migration.sql)
             await connection.execute(
                 "insert into schema_migrations (number, name, checksum) values ($1, $2, $3)",
                 migration.number,
                 migration.name,
                 migration.checksum,
             )
+        except BaseException as error:
+            # A lost connection has rolled the file back already; a rollback attempted there
+            # would only raise "connection is closed" in place of the reason.
+            if not connection.is_closed():
+                with contextlib.suppress(*_DATABASE_FAILURES):
+                    await transaction.rollback()
+            if isinstance(error, _DATABASE_FAILURES):
+                # A migration that refuses (sql/0021 while two orders share a provider id) says
+                # why, and how to proceed, in its message and hint: those, not a stack trace.
+                raise MigrationError(f"migration {name} failed: {_reason(error)}") from error
+            raise
+        await transaction.commit()
         done.append(name)
     return done
 

@@ -6,7 +6,9 @@ import asyncio
 import os
 import shutil
 import sys
+import uuid
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
@@ -160,3 +162,77 @@ async def test_the_lock_holder_named_is_the_one_of_this_database(test_server, mo
     finally:
         for connection in [*holders, holder]:
             await connection.close()
+
+
+def _as_user(dsn: str, user: str, password: str) -> str:
+    parts = urlsplit(dsn)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:{password}@{host}"))
+
+
+async def test_a_user_who_may_not_create_tables_is_told_so_in_one_line(test_server) -> None:
+    """A DATABASE_URL whose user may not create tables in the schema (PostgreSQL 15's default
+    for a user who does not own the database): ``boost migrate`` says so in one line on stderr
+    and exits 1. The runner's own table, created outside any migration file, escaped as the
+    driver's stack trace."""
+    dsn: str = await test_server.fresh_database(migrated=False)
+    user = f"boost_plain_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(dsn)
+    try:
+        await admin.execute(f"create role {user} login password 'plain'")
+        environment = {
+            name: value for name, value in os.environ.items()
+            if not name.startswith("BOOST_") and name != "DATABASE_URL"
+        }
+        process = await asyncio.create_subprocess_exec(
+            BOOST, "migrate", env={**environment, "DATABASE_URL": _as_user(dsn, user, "plain")},
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+        stderr = err.decode()
+        assert process.returncode == 1, stderr
+        assert stderr == (
+            "boost: cannot migrate the database: permission denied for schema public\n"
+        ), stderr
+        assert out == b""
+    finally:
+        await admin.execute(f"drop role if exists {user}")
+        await admin.close()
+
+
+async def test_a_runner_whose_session_is_ended_says_why(test_server, tmp_path: Path) -> None:
+    """A runner's session ended while a file runs (pg_terminate_backend, as the runbook says to
+    end a runner that holds the lock; a server restarting) is a MigrationError naming the file
+    and the server's reason; the file is not recorded. It was the driver's "connection is
+    closed", raised by the rollback and the unlock tried on the dead connection."""
+    sql = tmp_path / "sql"
+    sql.mkdir()
+    for migration in sorted(migrations.sql_directory().glob("*.sql")):
+        shutil.copy(migration, sql / migration.name)
+    (sql / "0999_slow.sql").write_text("select pg_sleep(60);\n")
+    dsn: str = await test_server.fresh_database()
+    running = asyncio.create_task(migrations.migrate(dsn, sql))
+    observer = await asyncpg.connect(dsn)
+    try:
+        runner = None
+        for _ in range(200):
+            runner = await observer.fetchval(
+                "select pid from pg_stat_activity where query like 'select pg_sleep(60)%'"
+                " and datname = current_database()"
+            )
+            if runner is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert runner is not None
+        await observer.execute("select pg_terminate_backend($1)", runner)
+        try:
+            await asyncio.wait_for(running, timeout=30)
+        except migrations.MigrationError as error:
+            refused = str(error)
+        else:
+            raise AssertionError("the runner went on without its session")
+        assert refused.startswith("migration 0999_slow failed: "), refused
+        assert "terminating connection due to administrator command" in refused, refused
+        assert await observer.fetchval("select max(number) from schema_migrations") == 21
+    finally:
+        await observer.close()
