@@ -11,8 +11,12 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import pytest
 
-from boost_ledger import migrations
+from boost_ledger import migrations, postgres
+from boost_ledger.ledger import store
+from boost_ledger.ledger.events import CancelRequested
+from boost_ledger.ledger.store import NewEvent
 
 _ATTEMPTING = """
 select c.relname::text as name, pg_get_indexdef(i.indexrelid) as definition
@@ -236,3 +240,59 @@ async def test_a_runner_whose_session_is_ended_says_why(test_server, tmp_path: P
         assert await observer.fetchval("select max(number) from schema_migrations") == 21
     finally:
         await observer.close()
+
+
+async def test_a_user_who_may_not_take_an_existing_application_role_still_migrates(
+    test_server,
+) -> None:
+    """The server already has ``boost_app`` (made by the migrations of another database, or by
+    an administrator as the restore steps say) and the database's owner may not grant it to
+    itself (no CREATEROLE, or CREATEROLE on PostgreSQL 16+ for a role it did not make). The
+    README promises the trigger alone then guards the log; sql/0002 failed instead, so every
+    start of every process refused. It now migrates, runs as its own user, and the trigger
+    refuses an UPDATE of the log."""
+    admin_dsn: str = await test_server.fresh_database(migrated=False)
+    database = urlsplit(admin_dsn).path.lstrip("/")
+    user = f"boost_owner_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(admin_dsn)
+    try:
+        assert await admin.fetchval("select count(*) from pg_roles where rolname = 'boost_app'")
+        await admin.execute(f"create role {user} login password 'owner'")
+        await admin.execute(f'alter database "{database}" owner to {user}')
+        dsn = _as_user(admin_dsn, user, "owner")
+        assert "0021_orders_provider_order_id_unique" in await migrations.migrate(dsn)
+        assert await migrations.migrate(dsn) == []
+        pool = await postgres.create_pool(dsn, min_size=1, max_size=1, statement_timeout_ms=5000)
+        try:
+            async with pool.acquire() as connection:
+                assert await connection.fetchval("select current_user") == user
+                async with connection.transaction():
+                    await store.append(connection, [NewEvent(
+                        stream_id="order-1", version=1, event=CancelRequested(order_id=1))])
+                with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
+                    await connection.execute("update events set type = 'x'")
+        finally:
+            await pool.close()
+    finally:
+        await admin.execute(f"reassign owned by {user} to current_user")
+        await admin.execute(f"drop owned by {user}")
+        await admin.execute(f"drop role {user}")
+        await admin.close()
+
+
+async def test_a_database_that_applied_the_earlier_0002_is_not_refused(test_server) -> None:
+    """sql/0002 was edited (a role this user may not take is left alone): a database that
+    recorded the earlier text's checksum migrates as before; any other checksum is refused."""
+    dsn: str = await test_server.fresh_database()
+    connection = await asyncpg.connect(dsn)
+    try:
+        (earlier,) = migrations.EARLIER_CHECKSUMS[2]
+        await connection.execute(
+            "update schema_migrations set checksum = $1 where number = 2", earlier
+        )
+        assert await migrations.migrate(dsn) == []
+        await connection.execute("update schema_migrations set checksum = 'x' where number = 2")
+        with pytest.raises(migrations.MigrationError, match="0002_application_role changed"):
+            await migrations.migrate(dsn)
+    finally:
+        await connection.close()
