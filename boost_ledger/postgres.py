@@ -230,8 +230,13 @@ async def owner_connection(dsn: str) -> asyncpg.Connection[Any]:
 async def init_connection(connection: asyncpg.Connection[Any]) -> None:
     """Per-connection setup: jsonb as msgspec JSON, and the application's restricted role."""
     await set_json_codec(connection)
+    # Roles belong to the server, rights to the database: the role is taken only where the
+    # migrations granted it the application's rights. A dump of a database migrated without
+    # the role, restored where it exists, grants it nothing, and every query would be refused.
     has_role = await connection.fetchval(
-        "select pg_has_role(current_user, $1, 'MEMBER') from pg_roles where rolname = $1",
+        "select pg_has_role(current_user, $1, 'MEMBER')"
+        " and coalesce(has_table_privilege($1, to_regclass('events'), 'INSERT'), false)"
+        " from pg_roles where rolname = $1",
         APPLICATION_ROLE,
     )
     if has_role:
