@@ -114,6 +114,15 @@ async def test_boost_migrate_refuses_0021_in_one_message_while_two_orders_share_
         await connection.close()
 
 
+async def _refused_while_locked(dsn: str) -> str:
+    """What a runner kept waiting for the lock says (it must refuse, not migrate)."""
+    try:
+        await migrations.migrate(dsn)
+    except migrations.MigrationError as error:
+        return str(error)
+    raise AssertionError("migrated while another runner held the lock")
+
+
 async def test_a_runner_waits_for_the_lock_a_bounded_time_and_names_its_holder(
     test_server, monkeypatch
 ) -> None:
@@ -125,12 +134,7 @@ async def test_a_runner_waits_for_the_lock_a_bounded_time_and_names_its_holder(
     try:
         await holder.execute("select pg_advisory_lock($1)", migrations._LOCK_KEY)
         monkeypatch.setattr(migrations, "LOCK_WAIT_S", 0.3)
-        try:
-            await migrations.migrate(dsn)
-        except migrations.MigrationError as error:
-            refused = str(error)
-        else:
-            raise AssertionError("migrated while another runner held the lock")
+        refused = await _refused_while_locked(dsn)
         assert f"PostgreSQL backend {holder.get_server_pid()}" in refused, refused
         tables = "select count(*) from pg_tables where tablename = 'events'"
         assert await holder.fetchval(tables) == 0
@@ -156,12 +160,7 @@ async def test_the_lock_holder_named_is_the_one_of_this_database(test_server, mo
         for connection in [*holders, holder]:
             await connection.execute("select pg_advisory_lock($1)", migrations._LOCK_KEY)
         monkeypatch.setattr(migrations, "LOCK_WAIT_S", 0.2)
-        try:
-            await migrations.migrate(dsn)
-        except migrations.MigrationError as error:
-            refused = str(error)
-        else:
-            raise AssertionError("migrated while another runner held the lock")
+        refused = await _refused_while_locked(dsn)
         assert f"PostgreSQL backend {holder.get_server_pid()})" in refused, refused
     finally:
         for connection in [*holders, holder]:
