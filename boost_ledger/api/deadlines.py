@@ -55,9 +55,12 @@ class Deadlines:
 
         async def tracking_send(message: Message) -> None:
             nonlocal response_started
+            await send(message)
+            # Only once the server took the head: it may first wait for a client that does not
+            # read what it was sent before (uvicorn's write flow control), and a deadline there
+            # cancels the send with nothing written, so the 503 below still can be sent.
             if message["type"] == "http.response.start":
                 response_started = True
-            await send(message)
 
         deadline = asyncio.timeout(self.request_timeout_s)
         try:
