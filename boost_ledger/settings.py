@@ -103,7 +103,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     body_timeout_s: Timeout = 10.0
     """BOOST_BODY_TIMEOUT_S: a client must send its whole request body within this (else 408)."""
     metrics_query_timeout_ms: Milliseconds = 2000
-    """BOOST_METRICS_QUERY_TIMEOUT_MS: bound on the database queries run for one /metrics scrape."""
+    """BOOST_METRICS_QUERY_TIMEOUT_MS: bound on the database queries run for one /metrics scrape
+    (all of them together)."""
 
     def __post_init__(self) -> None:
         """What one field's bounds cannot say. (msgspec reports a ValueError raised here as a

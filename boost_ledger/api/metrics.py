@@ -7,9 +7,12 @@ Two kinds of figures:
 - read from the database at scrape time, the same from every process: orders by status, refunds
   paid, the submission queue, unknown submissions, the poller's due orders and lag, and the
   feed's head, its not-yet-visible tail and each checkpointed reader's lag. Each query is cheap
-  (an index probe or a bounded count) except the one scan of ``orders`` by status, and each is
-  cancelled after ``BOOST_METRICS_QUERY_TIMEOUT_MS``: a slow one is left out of that scrape and
-  counted in ``boost_metrics_query_errors_total``, it never stalls the scrape.
+  (an index probe or a bounded count) except the one scan of ``orders`` by status, and all of
+  them together (the pooled connection too) get ``BOOST_METRICS_QUERY_TIMEOUT_MS``: a query
+  still running when it is spent is cancelled, those after it are not run, and each is left out
+  of that scrape and counted in ``boost_metrics_query_errors_total``. A stalled database never
+  holds a scrape past that bound (one per query would add up to seven of them: at the default
+  2 s, past Prometheus's default 10 s scrape timeout, which then loses the whole scrape).
 """
 
 from __future__ import annotations
@@ -257,12 +260,18 @@ select status, count(*) as orders, count(*) filter (where refunded_kobo > 0) as 
 
 
 async def refresh_database_gauges(pool: asyncpg.Pool[Any], timeout_s: float) -> None:
-    """Set the database-derived gauges; a query that fails leaves its gauges as they were."""
+    """Set the database-derived gauges within ``timeout_s`` in all; a query that fails, or that
+    the time left does not reach, leaves its gauges as they were."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
     async with pool.acquire(timeout=timeout_s) as connection:
 
         async def query(name: str, sql: str) -> list[asyncpg.Record] | None:
             try:
-                return await connection.fetch(sql, timeout=timeout_s)
+                left_s = deadline - loop.time()
+                if left_s <= 0:
+                    raise TimeoutError
+                return await connection.fetch(sql, timeout=left_s)
             except (TimeoutError, asyncpg.PostgresError) as error:
                 QUERY_ERRORS.labels(name).inc()
                 log.warning("metrics.query_failed", query=name, error=type(error).__name__)
