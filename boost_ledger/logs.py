@@ -26,6 +26,24 @@ def _dumps(value: Any, **_: Any) -> str:
     return _encoder.encode(value).decode()
 
 
+class _StandardLibraryLines(logging.Handler):
+    """The standard library's loggers (uvicorn's "Invalid HTTP request received.", which any
+    client can have written, its tracebacks; asyncpg's, httpx's), rendered as structlog's JSON
+    lines too. Without a handler, Python wrote their warnings and errors to stderr as bare text,
+    among the JSON lines."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            structlog.get_logger(record.name).log(
+                record.levelno,
+                record.getMessage(),
+                logger=record.name,
+                exc_info=record.exc_info or False,
+            )
+        except Exception:
+            self.handleError(record)
+
+
 def configure(level: str = "info", file: TextIO | None = None) -> None:
     """Lines go to ``file`` (stderr by default), each with its newline in one write. (structlog's
     print logger writes the newline apart: on a stderr that writes through, as under
@@ -45,3 +63,7 @@ def configure(level: str = "info", file: TextIO | None = None) -> None:
         logger_factory=structlog.WriteLoggerFactory(file=sys.stderr if file is None else file),
         cache_logger_on_first_use=True,
     )
+    root = logging.getLogger()
+    if not any(isinstance(handler, _StandardLibraryLines) for handler in root.handlers):
+        # Their warnings and errors, as before (the root logger's level is left as it is).
+        root.addHandler(_StandardLibraryLines(logging.WARNING))

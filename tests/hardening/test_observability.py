@@ -191,3 +191,45 @@ async def test_a_stalled_database_holds_a_scrape_no_longer_than_its_bound(dsn, p
     for name in ("queue", "unknown", "poller", "feed_head", "feed_invisible", "orders_by_status"):
         labels = (("query", name),)
         assert after[(errors, labels)] - before.get((errors, labels), 0) == 1, name
+
+
+async def test_the_servers_own_warnings_are_json_lines_too(runtime):
+    """What uvicorn logs through the standard library (here a malformed request, which any
+    client can send) is one JSON line among the others, not bare text on stderr."""
+    import asyncio
+    import io
+    import json
+    import logging
+    import socket
+
+    import structlog
+    import uvicorn
+
+    from boost_ledger import logs
+    from boost_ledger.server import _uvicorn_config
+
+    saved = structlog.get_config()
+    handlers = list(logging.getLogger().handlers)
+    buffer = io.StringIO()
+    logs.configure("info", file=buffer)
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(_uvicorn_config(create_app(runtime), runtime.settings))
+    serving = asyncio.create_task(server.serve(sockets=[listening]))
+    try:
+        while not server.started:  # noqa: ASYNC110 - uvicorn offers no event
+            await asyncio.sleep(0.01)
+        reader, writer = await asyncio.open_connection(*listening.getsockname())
+        writer.write(b"NOT\x01HTTP\r\n\r\n")
+        assert (await asyncio.wait_for(reader.read(), 10)).startswith(b"HTTP/1.1 400")
+        writer.close()
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(serving, 10)
+        listening.close()
+        structlog.configure(**saved)
+        logging.getLogger().handlers[:] = handlers
+    lines = [json.loads(line) for line in buffer.getvalue().splitlines()]
+    expected = {"logger": "uvicorn.error", "event": "Invalid HTTP request received.",
+                "level": "warning"}
+    assert any(expected.items() <= line.items() for line in lines), lines
