@@ -400,7 +400,11 @@ async def _bounded(step: Awaitable[_T], timeout_s: float | None, request: httpx.
 
 
 def _origin(url: httpx.URL) -> _Origin:
-    return url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80)
+    # The host as the URL spells it in ASCII (an IDNA A-label: what httpx sends in ``Host``), not
+    # ``url.host``: that one is the Unicode form of an ``xn--`` name, which the resolver and the
+    # TLS hostname check would encode by IDNA 2003, into another name for some (faß -> fass).
+    host = url.raw_host.decode("ascii")
+    return url.scheme, host, url.port or (443 if url.scheme == "https" else 80)
 
 
 _ssl_context: ssl.SSLContext | None = None

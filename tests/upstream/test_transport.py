@@ -393,3 +393,36 @@ def test_the_same_under_uvloop() -> None:
         await transport.aclose()
 
     uvloop.run(scenario())
+
+
+async def test_an_internationalized_host_is_reached_and_verified_by_its_own_ascii_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``xn--fa-hia.example`` is ``faß.example``. httpx's ``URL.host`` gives the Unicode form,
+    which the resolver and the TLS hostname check encode by IDNA 2003 into another name,
+    ``fass.example``: the provider's key would go to whoever holds that one. The transport must
+    resolve, and verify the certificate of, the name the URL (and its ``Host`` header) says."""
+    name = "xn--fa-hia.example"
+    authority = trustme.CA()
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert(name).configure_cert(served)
+    trusting = ssl.create_default_context()
+    authority.configure_trust(trusting)
+    loop = asyncio.get_running_loop()
+    resolve = loop.getaddrinfo
+    asked: list[object] = []
+
+    async def to_this_machine(host: object, *args: object, **kwargs: object) -> object:
+        asked.append(host)
+        return await resolve("127.0.0.1", *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loop, "getaddrinfo", to_this_machine)
+    async with scripted(OK, tls=served) as server:
+        transport = ProviderTransport(ssl_context=trusting)
+        url = server.url.replace("localhost", name)
+        try:
+            assert await call(transport, url) == (200, b'{"a": 1}\n')
+        finally:
+            await transport.aclose()
+    assert asked == [name]
+    assert f"\r\nHost: {name}:".encode() in server.requests[0]
