@@ -221,7 +221,9 @@ class ProviderTransport(httpx.AsyncBaseTransport):
         except TimeoutError as error:
             message = f"not connected within {timeout_s} s"
             raise httpx.ConnectTimeout(message, request=request) from error
-        except OSError as error:  # refused, unreachable, unresolvable, TLS handshake failed
+        # OSError: refused, unreachable, unresolvable, TLS handshake failed. ValueError: a name
+        # the resolver or TLS cannot take (UnicodeError for an empty or over-long label).
+        except (OSError, ValueError) as error:
             message = f"{type(error).__name__}: {error}"
             raise httpx.ConnectError(message, request=request) from error
         return connection

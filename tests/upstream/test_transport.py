@@ -426,3 +426,19 @@ async def test_an_internationalized_host_is_reached_and_verified_by_its_own_asci
             await transport.aclose()
     assert asked == [name]
     assert f"\r\nHost: {name}:".encode() in server.requests[0]
+
+
+@pytest.mark.parametrize("url", ["http://api..example/v2", f"https://{'a' * 64}.example/v2"])
+async def test_a_host_that_cannot_be_resolved_as_written_is_a_connect_error(url: str) -> None:
+    """An empty or over-long label (a typo in BOOST_PROVIDER_URL, which its pattern lets
+    through) fails before any lookup, with the resolver's ``UnicodeError``: that must be a
+    ``ConnectError``, so that an ``add`` is deferred (nothing was sent), not an unexpected
+    error recorded as an unknown outcome."""
+    client = ProviderClient(url, "k", timeout_s=1.0, read_retries=0)
+    try:
+        with pytest.raises(ProviderUnavailable) as raised:
+            await client.add("1", {"link": "a"})
+    finally:
+        await client.aclose()
+    assert isinstance(raised.value.__cause__, httpx.ConnectError)
+    assert next(iter(_outcome_of(raised.value))) == "deferred"
