@@ -220,7 +220,8 @@ class Head:
         self.length: int | None = None
         if not self.chunked and lengths:
             length = lengths.pop()
-            if lengths or not length.isdigit():
+            # At most 18 digits: int() refuses more than 4300 with a ValueError, not an HTTP error.
+            if lengths or not length.isdigit() or len(length) > 18:
                 protocol_error(f"bad Content-Length: {fields[b'content-length']!r}", request)
             self.length = int(length)
         framed = (

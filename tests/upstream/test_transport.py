@@ -217,6 +217,8 @@ async def test_a_disconnect_without_reply_is_a_protocol_error_not_a_connect_erro
         b"HTTP/1.1 200 OK\r\n bad: fold\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
         b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n{}",
+        # More digits than int() converts (4300): a ValueError, were they not refused first.
+        b"HTTP/1.1 200 OK\r\nContent-Length: " + b"9" * 5000 + b"\r\n\r\n{}",
         b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}",  # then the server closes
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{}}\r\n0\r\n\r\n",
