@@ -12,13 +12,18 @@ step these must hold (each is an ``@invariant`` below, stated again in its docst
 - every stream's hash chain verifies (with the rest of ``boost audit verify``).
 
 The rules: credit a wallet; place orders of every kind of service in the simulator's catalog,
-with valid and invalid bodies; retry with the same key; reuse a key with another body; fire
-bursts of concurrent duplicates; check; cancel; let the provider move orders (force Completed,
-Partial with any remains, Canceled, Refunded ..., or let time pass); settle an order at the
-provider while its client hammers check and the poller runs; deliver a late reply (a
-status or a cancel answer) to an order that has settled meanwhile; run the poller and the submitter;
-inject provider faults into add, status and cancel. Every program ends by letting everything
-settle (faults off, the queue drained, every order at the provider completed and checked).
+with valid and invalid bodies (each answer checked against the price the catalog now states:
+201 at that price when the wallet can pay it, else 402); retry with the same key, the body's
+keys in any order; reuse a key with another body; fire bursts of concurrent duplicates; pin or
+release a service's rate while the app's cache holds the old row; check out with a wallet
+holding exactly the price, one kobo more or one kobo short; check; cancel; let the provider move
+orders (force Completed, Partial with any remains, Canceled, Refunded ..., or let time pass);
+end a subscription Partial or Expired with posts left; settle several orders of one wallet at
+once for one poll; settle an order at the provider while its client hammers check and the
+poller runs; deliver a late reply (a status or a cancel answer) to an order that has settled
+meanwhile; run the poller and the submitter; inject provider faults into add, status and
+cancel. Every program ends by letting everything settle (faults off, the queue drained, every
+order at the provider completed and checked).
 
 Profiles (registered in tests/properties/conftest.py):
 
@@ -70,9 +75,10 @@ from boost_ledger import postgres, projections
 from boost_ledger.api.auth import Principals
 from boost_ledger.api.runtime import Runtime
 from boost_ledger.audit import verify
-from boost_ledger.ledger import fulfilment, wallet
+from boost_ledger.ledger import catalog, fulfilment, wallet
 from boost_ledger.ledger.checkout_state import CheckoutState
-from boost_ledger.ledger.money import parse_naira
+from boost_ledger.ledger.money import charge_kobo, parse_naira
+from boost_ledger.ledger.order_types import ServiceLimits, is_flat, parse_order_fields
 from boost_ledger.projections.replay import compare_with_replay
 from boost_ledger.server import build_app
 from boost_ledger.settings import Settings
@@ -400,16 +406,62 @@ class LedgerMachine(RuleBasedStateMachine):
             assert response.status_code in (404, 422), response.text
             return None
         assert response.status_code in (201, 402), response.text
+        price_kobo = self.run(self.price_now(request.body))
         if response.status_code == 402:
             assert response.json()["code"] == "INSUFFICIENT_BALANCE", response.text
+            assert before < price_kobo, ("refused though the wallet can pay", before, price_kobo)
             return None
         assert "idempotent-replayed" not in response.headers
         data = response.json()["data"]
-        price_kobo = parse_naira(data["price"])
+        assert parse_naira(data["price"]) == price_kobo, ("not the current price", data)
+        assert before >= price_kobo, ("placed though the wallet cannot pay", before, data)
         assert parse_naira(data["balance_after"]) == before - price_kobo, (data, before)
         placed = Placed(account, key, body, int(data["order_id"]), price_kobo, response.content)
         self.first_answers[(account.account_id, key)] = placed
         return placed
+
+    async def price_now(self, body: dict[str, Any]) -> int:
+        """What a valid body costs at the catalog as it now stands in the services table (a
+        pinned rate, else the synced one), whatever the app's checkout cache holds."""
+        row = await self.harness.owner.fetchrow(
+            "select type, min_quantity, max_quantity, dripfeed,"
+            " coalesce(pinned_rate_kobo, rate_per_1000_kobo) as rate_kobo"
+            " from services where service_id = $1 and listed",
+            str(body["service_id"]),
+        )
+        assert row is not None, body
+        limits = ServiceLimits(
+            row["type"], row["min_quantity"], row["max_quantity"], row["dripfeed"]
+        )
+        fields = {name: value for name, value in body.items() if name != "service_id"}
+        posts = self.harness.runtime.settings.subscription_default_posts
+        order = parse_order_fields(limits, fields, subscription_default_posts=posts)
+        return charge_kobo(row["rate_kobo"], order.billable_quantity, flat=is_flat(row["type"]))
+
+    def open_account(self, balance_kobo: int) -> Account:
+        """A new account holding ``balance_kobo`` (credited once, under a seed reference)."""
+        account_id, key = self.run(open_funded_account(self.harness.runtime.pool, balance_kobo))
+        account = Account(account_id, key)
+        self.opened.append(account)
+        self.credits[account_id] = {f"seed-{account_id}": balance_kobo} if balance_kobo else {}
+        return account
+
+    def stop_faults(self) -> None:
+        fault = {"action": "*", "mode": "none"}
+        assert self.run(self.harness.control.post("/faults", json=fault)).status_code == 200
+
+    def force_at_provider(self, order_id: int, status: str, remains: int | None) -> None:
+        """Have the provider say ``status`` (and ``remains``) of a submitted order."""
+        provider_order_id = self.run(self.harness.owner.fetchval(
+            "select provider_order_id from orders where order_id = $1", order_id
+        ))
+        assert provider_order_id is not None, order_id
+        forced = {"status": status, "remains": remains}
+        response = self.run(self.harness.control.post(
+            f"/orders/{provider_order_id}",
+            json={name: value for name, value in forced.items() if value is not None},
+        ))
+        assert response.status_code == 200, response.text
 
     @staticmethod
     def expect_replay(first: Placed, response: httpx.Response) -> None:
@@ -427,9 +479,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def open_accounts(self, balances: tuple[int, int], first_orders: list[dict[str, Any]]) -> Any:
         """Two accounts (the second one at times unfunded); the first places a few orders."""
         for balance_kobo in balances:
-            account_id, key = self.run(open_funded_account(self.harness.runtime.pool, balance_kobo))
-            self.opened.append(Account(account_id, key))
-            self.credits[account_id] = {f"seed-{account_id}": balance_kobo} if balance_kobo else {}
+            self.open_account(balance_kobo)
         placed = [self.place(0, f"first-{index}", Request(body, True))
                   for index, body in enumerate(first_orders)]
         return multiple(*[order for order in placed if isinstance(order, Placed)])
@@ -440,7 +490,10 @@ class LedgerMachine(RuleBasedStateMachine):
         reference=st.sampled_from(["top-up-1", "top-up-2", "top-up-3"]),
     )
     def credit(self, who: int, amount_kobo: int, reference: str) -> None:
-        account = self.opened[who]
+        self.credit_account(self.opened[who], amount_kobo, reference)
+
+    def credit_account(self, account: Account, amount_kobo: int, reference: str) -> None:
+        """Credit a wallet under an operator's reference (paid once per reference)."""
 
         async def credit() -> wallet.CreditResult:
             async with self.harness.runtime.pool.acquire() as connection:
@@ -466,9 +519,13 @@ class LedgerMachine(RuleBasedStateMachine):
     def place_a_valid_order(self, who: int, key: str, body: dict[str, Any]) -> Any:
         return self.place(who, key, Request(body, True))
 
-    @rule(placed=orders)
-    def retry_with_the_same_key(self, placed: Placed) -> None:
-        self.expect_replay(placed, self.post(ORDERS, placed.account, placed.body))
+    @rule(placed=orders, data=st.data())
+    def retry_with_the_same_key(self, placed: Placed, data: st.DataObject) -> None:
+        """A retry is the same request whatever the order of its body's keys (JSON objects are
+        unordered): it replays the first answer byte for byte, never a 409."""
+        names = data.draw(st.permutations(list(placed.body)), label="key order")
+        body = {name: placed.body[name] for name in names}
+        self.expect_replay(placed, self.post(ORDERS, placed.account, body))
 
     @rule(placed=orders, request=REQUESTS)
     def reuse_the_key_with_another_body(self, placed: Placed, request: Request) -> None:
@@ -479,15 +536,22 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(target=orders, who=WHO, body=VALID_BODIES, size=st.integers(5, 10))
     def burst_of_duplicates(self, who: int, body: dict[str, Any], size: int) -> Any:
+        """Concurrent duplicates of one request (its body's keys in a different order in each:
+        still the same request): one is placed or refused, the others replay it or are told
+        the first is still running."""
         account = self.opened[who]
         key = f"burst-{next(self.bursts)}"
         before = self.balance_kobo(account)
+        names = [*body, "idempotency_key"]
         request = {**body, "idempotency_key": key}
+        duplicates = [{name: request[name] for name in names[turn:] + names[:turn]}
+                      for turn in range(size)]
         headers = bearer(account.key)
 
         async def burst() -> list[httpx.Response]:
             return list(await asyncio.gather(*[
-                self.harness.api.post(ORDERS, json=request, headers=headers) for _ in range(size)
+                self.harness.api.post(ORDERS, json=duplicate, headers=headers)
+                for duplicate in duplicates
             ]))
 
         responses = self.run(burst())
@@ -503,12 +567,136 @@ class LedgerMachine(RuleBasedStateMachine):
         assert all(r.json()["code"] == "IDEMPOTENCY_KEY_IN_PROGRESS" for r in busy), statuses
         if not first:
             assert not replays, statuses
+            if refused:
+                assert before < self.run(self.price_now(body)), (before, statuses)
             return multiple()
         placed = self.expect_checkout(account, key, Request(body, True), first[0], before)
         assert placed is not None
         for replay in replays:
             self.expect_replay(placed, replay)
         return placed
+
+    @rule(service_id=st.sampled_from(["1", "2", "3", "4", "5", "8", "11", "13", "14", "15"]),
+          rate_kobo=st.one_of(st.none(), st.integers(1, 10**8)))
+    def an_operator_pins_a_rate(self, service_id: str, rate_kobo: int | None) -> None:
+        """An operator pins a service's rate (or releases the pin) while the app's checkout
+        cache still holds the row it last priced the service with: every later checkout of the
+        service pays the rate as it now stands (``expect_checkout`` prices each from the
+        services table, and a 402 must be a wallet short of that price), and a retry of an
+        order placed before still replays its first answer."""
+
+        async def pin() -> None:
+            async with self.harness.runtime.pool.acquire() as connection:
+                await catalog.pin_rate(connection, service_id, rate_kobo)
+
+        self.run(pin())
+
+    @rule(target=orders, who=WHO, body=VALID_BODIES,
+          rate_kobo=st.one_of(st.none(), st.integers(1, 10**6)))
+    def an_operator_reprices_a_service_between_two_orders(
+        self, who: int, body: dict[str, Any], rate_kobo: int | None
+    ) -> Any:
+        """A checkout leaves its service's row in the app's cache; an operator then pins the
+        service's rate (or releases the pin), and the next checkout of the service, with a new
+        key, pays the new rate, not the cached one (``expect_checkout`` checks both against
+        the services table)."""
+        turn = next(self.bursts)
+        placed = [self.place(who, f"before-repricing-{turn}", Request(body, True))]
+        self.an_operator_pins_a_rate(str(body["service_id"]), rate_kobo)
+        placed.append(self.place(who, f"after-repricing-{turn}", Request(body, True)))
+        return multiple(*[order for order in placed if isinstance(order, Placed)])
+
+    @rule(target=orders, body=VALID_BODIES, surplus_kobo=st.sampled_from([-1, 0, 1]))
+    def checkout_at_the_balance_boundary(self, body: dict[str, Any], surplus_kobo: int) -> Any:
+        """A wallet holding exactly the price pays it and is left with 0 (one kobo more leaves
+        1); one kobo short is refused with 402, records nothing and leaves the key free: once
+        the kobo is credited, the same request with the same key is placed."""
+        price_kobo = self.run(self.price_now(body))
+        account = self.open_account(price_kobo + surplus_kobo)
+        key = "at-the-boundary"
+        response = self.post(ORDERS, account, {**body, "idempotency_key": key})
+        placed = self.expect_checkout(
+            account, key, Request(body, True), response, price_kobo + surplus_kobo
+        )
+        assert (placed is not None) == (surplus_kobo >= 0), (surplus_kobo, response.text)
+        if placed is None:
+            self.credit_account(account, 1, "the missing kobo")
+            response = self.post(ORDERS, account, {**body, "idempotency_key": key})
+            placed = self.expect_checkout(account, key, Request(body, True), response, price_kobo)
+            assert placed is not None, response.text
+        assert self.balance_kobo(account) == max(surplus_kobo, 0)
+        return placed
+
+    @rule(target=orders, maximum=st.integers(50, 80), posts=st.integers(2, 6),
+          status=st.sampled_from(["Partial", "Expired"]), remains=st.integers(-1, 7))
+    def a_subscription_ends_with_posts_left(
+        self, maximum: int, posts: int, status: str, remains: int
+    ) -> Any:
+        """A subscription is billed ``max`` units for each of its posts, and the provider's
+        ``remains`` counts its posts: one that ends Partial, or Expired, with posts left is
+        refunded the charge's share of its posts left, floor(charge * remains / posts) with
+        remains clamped to 0..posts (the invariants compute what is owed independently)."""
+        body = {"service_id": "11", "username": "someone", "min": 50, "max": maximum,
+                "delay": 0, "posts": posts}
+        placed = self.place(0, f"subscription-{next(self.bursts)}", Request(body, True))
+        if not isinstance(placed, Placed):
+            return placed  # the wallet could not pay (a pinned rate, say)
+        self.stop_faults()
+        self.run_the_submitter()
+        self.force_at_provider(placed.order_id, status, remains)
+        self.check_until_answered(placed)
+        order = self.run(self.harness.owner.fetchrow(
+            "select status, refunded_kobo from orders where order_id = $1", placed.order_id
+        ))
+        assert order["status"] in TERMINAL, dict(order)
+        owed_kobo = placed.price_kobo * min(max(remains, 0), posts) // posts
+        assert order["refunded_kobo"] == owed_kobo, (dict(order), placed.price_kobo, posts)
+        return placed
+
+    @rule(who=WHO, bodies=st.lists(VALID_BODIES, min_size=2, max_size=3),
+          settled=st.lists(st.tuples(st.sampled_from(["Canceled", "Refunded", "Fail", "Partial"]),
+                                     st.integers(1, 200)), min_size=2, max_size=4))
+    def the_provider_settles_several_orders_of_one_wallet(
+        self, who: int, bodies: list[dict[str, Any]], settled: list[tuple[str, int]]
+    ) -> None:
+        """The provider settles several live orders of one wallet at once, each with a status
+        that owes a refund, and one poll hears of them all: each is refunded what its status
+        owes, once, the refunds following one another on the wallet (their versions and
+        balances chained; the invariants say so after the step), all in the poll's one
+        transaction. The wallet places a few orders first and the submitter sends them (with
+        faults off, so that the poll is answered)."""
+        account = self.opened[who]
+        for body in bodies:
+            self.place(who, f"settled-together-{next(self.bursts)}", Request(body, True))
+        self.stop_faults()
+        self.run_the_submitter()
+        live = self.run(self.harness.owner.fetch(
+            "select order_id from orders where account_id = $1 and submission = 'submitted'"
+            " and status not in ('completed', 'partial', 'canceled', 'failed')"
+            " order by order_id desc limit $2",
+            account.account_id, len(settled),
+        ))
+        if len(live) < 2:
+            return
+        chosen = [row["order_id"] for row in live]
+        for order_id, (status, remains) in zip(chosen, settled, strict=False):
+            self.force_at_provider(order_id, status, remains)
+        # Due now, as when a poll's lease (kept by a batch that failed) runs out.
+        self.run(self.harness.owner.execute(
+            "update order_polls set next_check_at = now() where order_id = any($1::bigint[])",
+            chosen,
+        ))
+        self.run(self.poll())
+        statuses = self.run(self.harness.owner.fetch(
+            "select order_id, status from orders where order_id = any($1::bigint[])", chosen
+        ))
+        assert all(row["status"] in TERMINAL for row in statuses), [dict(r) for r in statuses]
+        transactions = self.run(self.harness.owner.fetchval(
+            "select count(distinct transaction_id) from events where type = 'Refunded'"
+            " and (data->>'order_id')::bigint = any($1::bigint[])",
+            chosen,
+        ))
+        assert transactions <= 1, f"the poll's refunds took {transactions} transactions"
 
     @rule(placed=orders)
     def check(self, placed: Placed) -> None:
