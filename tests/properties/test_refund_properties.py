@@ -87,3 +87,23 @@ def test_a_settled_order_is_owed_nothing_more(
                           "refunded": refunded})
     observation = decide_observation(order, upstream_status, None, remains)
     assert observation.event is None and observation.refund_kobo == 0, observation
+
+
+@given(maximum=st.integers(2, 10_000), posts=st.integers(1, 100), data=st.data(),
+       upstream_status=st.sampled_from(["Partial", "Expired"]),
+       price_kobo=st.integers(1, 10**12))
+def test_a_subscription_is_refunded_its_share_of_posts_left(
+    maximum: int, posts: int, data: st.DataObject, upstream_status: str, price_kobo: int
+) -> None:
+    """A subscription is billed ``max`` units for each of its posts and its ``remains``
+    counts posts: ended Partial, or Expired, with r of its p posts left, it is refunded
+    floor(charge * r / p), all of it when every post is left, and nothing when none is."""
+    remains = data.draw(st.integers(0, posts), label="posts left")
+    order = OrderState(
+        order_id=1, account_id=1001, status="in_progress", submission="submitted",
+        provider_order_id="p-1", upstream_status="Active", start_count=None, remains=None,
+        price_kobo=price_kobo, type="Subscriptions", quantity=maximum,
+        billable_quantity=maximum * posts, refunded=False, cancel_supported=False, version=3,
+    )
+    observation = decide_observation(order, upstream_status, None, remains)
+    assert observation.refund_kobo == price_kobo * remains // posts, (maximum, posts, remains)
