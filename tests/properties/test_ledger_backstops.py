@@ -6,7 +6,9 @@ guard is seen to hold on its own.
 - a fact that may happen at most once (a refund: a deterministic event id) is refused a second
   time however it is reached: ``unique (event_id)``;
 - a decision on an order is serialised on the order's row lock: a second decision waits for the
-  first to commit and then decides on what it recorded.
+  first to commit and then decides on what it recorded;
+- one poll that settles several orders of one wallet pays each its refund, chained on the
+  wallet, in one transaction (the poller's one-by-one fallback would hide a batch that fails).
 
 Each runs against a real PostgreSQL (the module's own database), with no mock of it.
 """
@@ -92,10 +94,13 @@ async def test_a_version_a_stream_holds_is_never_taken_twice(
     assert await _versions(pool, stream_id) == list(range(1, held + 1))
 
 
-async def _submitted_order(pool: asyncpg.Pool[Any], quantity: int) -> int:
+async def _submitted_order(
+    pool: asyncpg.Pool[Any], quantity: int, account_id: int | None = None
+) -> int:
     """A new order of service 1 (Default, cancelable), placed, claimed and accepted by the
-    provider, as the submitter leaves it."""
-    account_id, _ = await open_funded_account(pool, 1_000_000_00)
+    provider, as the submitter leaves it (of a new account unless told)."""
+    if account_id is None:
+        account_id, _ = await open_funded_account(pool, 1_000_000_00)
     answer = await checkout.checkout(
         pool, account_id=account_id, idempotency_key=f"backstop-{next(_keys)}", service_id="1",
         body={"service_id": "1", "link": "https://instagram.com/p/abc", "quantity": quantity},
@@ -239,3 +244,46 @@ async def test_two_decisions_on_one_order_are_serialised_on_its_row(
     recordable = settles is not None and (settles.refund != "partial" or first[2] is not None)
     if settles is not None and settles.terminal and recordable:
         assert order["upstream_status"] == first[1], (order, first, second)
+
+
+@_FIXTURES
+@given(settled=st.lists(
+    st.tuples(st.integers(10, 60), st.sampled_from(["Canceled", "Refunded", "Fail", "Partial"]),
+              st.integers(0, 70)),
+    min_size=2, max_size=5,
+))
+async def test_one_poll_refunds_every_order_of_a_wallet_it_settles(
+    catalog_seeded: asyncpg.Pool[Any], settled: list[tuple[int, str, int]]
+) -> None:
+    """The poller's batch (observe_batch) that settles several orders of one wallet pays each
+    the refund its status owes, once, in the batch's one transaction, the refunds following
+    one another on the wallet: versions consecutive, each balance_after the one before plus its
+    amount, the last one the wallet's balance."""
+    pool = catalog_seeded
+    account_id, _ = await open_funded_account(pool, 1_000_000_00)
+    orders = [await _submitted_order(pool, quantity, account_id) for quantity, _, _ in settled]
+    replies = {order_id: (status, None, remains, None)
+               for order_id, (_, status, remains) in zip(orders, settled, strict=True)}
+    async with pool.acquire() as connection:
+        assert sorted(await fulfilment.observe_batch(connection, replies, "poller")) == orders
+    owed = [_owed_kobo(dict(row)) for row in await pool.fetch(
+        "select * from orders where order_id = any($1::bigint[]) order by order_id", orders
+    )]
+    refunds = await pool.fetch(
+        "select version, transaction_id, (data->>'order_id')::bigint as order_id,"
+        " (data->>'amount_kobo')::bigint as amount,"
+        " (data->>'balance_after_kobo')::bigint as balance_after"
+        " from events where type = 'Refunded' and stream_id = $1 order by version",
+        f"wallet-{account_id}",
+    )
+    paid = {row["order_id"]: row["amount"] for row in refunds}
+    assert len(paid) == len(refunds), "an order refunded twice"
+    assert [paid.get(order_id, 0) for order_id in orders] == owed, (paid, owed)
+    assert len({row["transaction_id"] for row in refunds}) <= 1, "not the batch's transaction"
+    wallet = await pool.fetchrow("select * from wallets where account_id = $1", account_id)
+    for earlier, later in itertools.pairwise(refunds):
+        assert later["version"] == earlier["version"] + 1, (earlier, later)
+        assert later["balance_after"] == earlier["balance_after"] + later["amount"]
+    if refunds:
+        assert refunds[-1]["balance_after"] == wallet["balance_kobo"]
+        assert refunds[-1]["version"] == wallet["version"]
