@@ -4,8 +4,8 @@
   talks to PostgreSQL and HTTP servers, whose latency is not the code under test), the too-slow
   health check off, and the failing example's blob printed so that it can be replayed. The pure
   properties keep hypothesis' default budget (100 examples); the ledger state machine
-  (test_ledger_state_machine.py) takes its own CI budget of 15 programs of up to 25 steps, one
-  to two minutes on two cores.
+  (test_ledger_state_machine.py) takes its own CI budget of 15 programs of up to 25 steps, about
+  20 s on two cores (tests/properties as a whole about 35 s).
 - ``deep`` (``--hypothesis-profile=deep``): 300 examples of every property and 300 programs of
   up to 50 steps of the state machine (about an hour), for long runs before a release or after
   touching the ledger::
