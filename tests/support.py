@@ -131,6 +131,28 @@ async def http_server(app: ASGIApp) -> AsyncIterator[str]:
         await asyncio.wait_for(task, timeout=10)
 
 
+@asynccontextmanager
+async def production_server(app: ASGIApp, settings: Any) -> AsyncIterator[tuple[str, int]]:
+    """``app`` served by uvicorn with the server's own protocol and configuration
+    (``server._uvicorn_config``), on a free local port, in this event loop."""
+    from boost_ledger.server import _uvicorn_config
+
+    listening = socket.socket()
+    listening.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(_uvicorn_config(app, settings, lifespan="on"))
+    serving = asyncio.create_task(server.serve(sockets=[listening]))
+    try:
+        while not server.started:
+            if serving.done():
+                serving.result()
+            await asyncio.sleep(0.01)
+        yield listening.getsockname()
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(serving, 15)
+        listening.close()
+
+
 def rewriting_panel(simulator_url: str, rewrite: Callable[[Any], None]) -> Starlette:
     """A panel that is the simulator, but whose JSON replies pass through ``rewrite`` (which
     changes them in place) on their way back: a provider quirk, staged over real HTTP."""

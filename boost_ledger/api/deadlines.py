@@ -73,7 +73,18 @@ class Deadlines:
                 "request.timed_out", route=route_template(scope), after_s=self.request_timeout_s
             )
             if not response_started:
-                error = service_unavailable(
-                    "The request could not be completed in time. Retry shortly."
-                )
+                await self._answer_late(scope, receive, send)
+
+    async def _answer_late(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The 503 of a request past its deadline, sent within ``body_timeout_s``: it waits for
+        a client that does not read what it was sent before as any answer would, and without a
+        bound such a client held the request's place under the server's in-flight limit for as
+        long as it kept the connection open (the bound of any slow client's hold). When that
+        runs out, the request ends: uvicorn answers 500 if nothing of the 503 was written, and
+        ends the connection if part of it was, outside the limit."""
+        error = service_unavailable("The request could not be completed in time. Retry shortly.")
+        try:
+            async with asyncio.timeout(self.body_timeout_s):
                 await error.response()(scope, receive, send)
+        except TimeoutError:
+            log.warning("request.answer_unsent", route=route_template(scope))

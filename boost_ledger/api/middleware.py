@@ -60,13 +60,16 @@ class RequestContext:
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, response_started
-            if message["type"] == "http.response.start":
-                response_started = True
-                status = message["status"]
-                headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", request_id.encode()))
-                message = {**message, "headers": headers}
-            await send(message)
+            if message["type"] != "http.response.start":
+                await send(message)
+                return
+            headers = list(message.get("headers", []))
+            headers.append((b"x-request-id", request_id.encode()))
+            await send({**message, "headers": headers})
+            # Once the server took the head (see api/deadlines.py): a send cancelled while it
+            # waited for a client to read wrote nothing, and the status is the one sent after.
+            response_started = True
+            status = message["status"]
 
         # Only the API's requests count and are refused: the operations routes (health,
         # readiness, metrics) must answer an overloaded process too.

@@ -4,6 +4,7 @@ rate limits, and deadlines so that a slow client or a slow query cannot hold the
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,7 +16,7 @@ from processes import ServeProcess
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from support import bearer, http_server, open_funded_account, seed_catalog
+from support import bearer, http_server, open_funded_account, production_server, seed_catalog
 
 from boost_ledger.api.app import create_app
 from boost_ledger.api.rate_limit import RateLimiter
@@ -291,59 +292,77 @@ async def test_a_statement_over_the_database_timeout_is_503(dsn, runtime):
         await slow_pool.close()
 
 
+async def _unread_pipeline(
+    address: tuple[str, int], requests: int
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection that sends ``requests`` pipelined GETs of the OpenAPI document (about 60 KB
+    each: far more than the sockets' buffers hold) and reads nothing yet."""
+    client = socket.socket()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    client.connect(address)
+    client.setblocking(False)
+    reader, writer = await asyncio.open_connection(sock=client)
+    writer.write(b"GET /api/v1/openapi.json HTTP/1.1\r\nhost: x\r\n\r\n" * requests)
+    return reader, writer
+
+
+def _answered(status: int) -> float:
+    from boost_ledger.api import metrics
+
+    labels = {"method": "GET", "route": "/api/v1/openapi.json", "status": str(status)}
+    return metrics.REGISTRY.get_sample_value("boost_http_requests_total", labels) or 0.0
+
+
 async def test_a_deadline_passed_waiting_for_a_client_that_does_not_read_is_a_503(runtime):
     """A client pipelines requests and stops reading: its next answer waits (uvicorn's write
     flow control) until the request's deadline. That request is answered 503 in the envelope,
     once the client reads again, and counted (and logged) as the 503 it got; the next ones are
     answered as usual. (It was answered uvicorn's plain-text 500, the connection closed, yet
     logged and counted as a 200: the deadline took the head for sent once it was handed on.)"""
-    import socket
-
-    import uvicorn
-
-    from boost_ledger.api import metrics
-    from boost_ledger.server import _uvicorn_config
-
-    def answered(status: int) -> float:
-        labels = {"method": "GET", "route": "/api/v1/openapi.json", "status": str(status)}
-        return metrics.REGISTRY.get_sample_value("boost_http_requests_total", labels) or 0.0
-
     app = _app(runtime, request_timeout_s=0.5)
-    listening = socket.socket()
-    listening.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(_uvicorn_config(app, runtime.settings, lifespan="on"))
-    serving = asyncio.create_task(server.serve(sockets=[listening]))
-    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event
-        await asyncio.sleep(0.01)
-    before = {status: answered(status) for status in (200, 500, 503)}
-    requests = 200  # about 12 MB of answers: far more than the sockets' buffers hold
-    client = socket.socket()
-    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-    client.connect(listening.getsockname())
-    client.setblocking(False)
-    reader, writer = await asyncio.open_connection(sock=client)
-    try:
-        writer.write(b"GET /api/v1/openapi.json HTTP/1.1\r\nhost: x\r\n\r\n" * requests)
-        await asyncio.sleep(2.0)  # not reading, for four deadlines
-        statuses = []
-        while len(statuses) < requests:
-            try:
-                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-            except asyncio.IncompleteReadError:
-                break  # the server closed the connection
-            length = int(head.split(b"content-length: ")[1].split(b"\r\n")[0])
-            body = await asyncio.wait_for(reader.readexactly(length), 10)
-            status = int(head.split(b" ")[1])
-            statuses.append(status)
-            if status != 200:
-                assert status == 503 and b"retry-after" in head, head
-                assert b'"code":"SERVICE_UNAVAILABLE"' in body, body
-    finally:
-        writer.close()
-        server.should_exit = True
-        await asyncio.wait_for(serving, 15)
-        listening.close()
+    requests = 200
+    async with production_server(app, runtime.settings) as address:
+        before = {status: _answered(status) for status in (200, 500, 503)}
+        reader, writer = await _unread_pipeline(address, requests)
+        try:
+            await asyncio.sleep(2.0)  # not reading, for four deadlines
+            statuses = []
+            while len(statuses) < requests:
+                try:
+                    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+                except asyncio.IncompleteReadError:
+                    break  # the server closed the connection
+                length = int(head.split(b"content-length: ")[1].split(b"\r\n")[0])
+                body = await asyncio.wait_for(reader.readexactly(length), 10)
+                status = int(head.split(b" ")[1])
+                statuses.append(status)
+                if status != 200:
+                    assert status == 503 and b"retry-after" in head, head
+                    assert b'"code":"SERVICE_UNAVAILABLE"' in body, body
+        finally:
+            writer.close()
     assert len(statuses) == requests, f"the connection ended after {len(statuses)} answers"
     assert statuses.count(503) >= 1, "no request waited past its deadline"
     for status in (200, 500, 503):
-        assert answered(status) - before[status] == statuses.count(status), status
+        assert _answered(status) - before[status] == statuses.count(status), status
+
+
+async def test_a_client_that_never_reads_holds_a_late_request_for_a_bounded_time(runtime):
+    """The 503 of a request past its deadline waits for the client like any answer, but for
+    ``body_timeout_s`` at most: a client that pipelines requests and never reads (nor closes)
+    no longer holds that request, and its place under the in-flight limit, for as long as it
+    keeps the connection open. The request ends (logged and counted as uvicorn's 500) while the
+    client still holds the connection."""
+    app = _app(runtime, request_timeout_s=0.3, body_timeout_s=0.5)
+    async with production_server(app, runtime.settings) as address:
+        before = _answered(500)
+        _reader, writer = await _unread_pipeline(address, 200)
+        try:
+            for _ in range(100):  # 5 s: ten times the deadline and the bound together
+                if _answered(500) > before:
+                    break
+                await asyncio.sleep(0.05)
+            assert _answered(500) - before == 1, "the late request was still held"
+            assert not writer.is_closing()
+        finally:
+            writer.close()
