@@ -26,6 +26,9 @@ def _dumps(value: Any, **_: Any) -> str:
     return _encoder.encode(value).decode()
 
 
+_STANDARD_LEVELS = (logging.CRITICAL, logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG)
+
+
 class _StandardLibraryLines(logging.Handler):
     """The standard library's loggers (uvicorn's "Invalid HTTP request received.", which any
     client can have written, its tracebacks; asyncpg's, httpx's), rendered as structlog's JSON
@@ -33,9 +36,12 @@ class _StandardLibraryLines(logging.Handler):
     among the JSON lines."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        # structlog knows the standard levels only: a library's own (35, say) is the one below.
+        known = (level for level in _STANDARD_LEVELS if record.levelno >= level)
+        level = next(known, logging.DEBUG)
         try:
             structlog.get_logger(record.name).log(
-                record.levelno,
+                level,
                 record.getMessage(),
                 logger=record.name,
                 exc_info=record.exc_info or False,

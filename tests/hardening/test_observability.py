@@ -8,7 +8,14 @@ import asyncpg
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from support import bearer, http_server, make_pool, open_funded_account, seed_catalog
+from support import (
+    bearer,
+    http_server,
+    make_pool,
+    open_funded_account,
+    production_server,
+    seed_catalog,
+)
 
 from boost_ledger import postgres
 from boost_ledger.api import metrics
@@ -195,41 +202,36 @@ async def test_a_stalled_database_holds_a_scrape_no_longer_than_its_bound(dsn, p
 
 async def test_the_servers_own_warnings_are_json_lines_too(runtime):
     """What uvicorn logs through the standard library (here a malformed request, which any
-    client can send) is one JSON line among the others, not bare text on stderr."""
+    client can send) is one JSON line among the others, not bare text on stderr; so is a
+    library's record at a level of its own (35 is logged as a warning: structlog knows only the
+    standard levels, and such a record was a "Logging error" traceback)."""
     import asyncio
     import io
     import json
     import logging
-    import socket
 
     import structlog
-    import uvicorn
 
     from boost_ledger import logs
-    from boost_ledger.server import _uvicorn_config
 
     saved = structlog.get_config()
     handlers = list(logging.getLogger().handlers)
     buffer = io.StringIO()
     logs.configure("info", file=buffer)
-    listening = socket.socket()
-    listening.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(_uvicorn_config(create_app(runtime), runtime.settings))
-    serving = asyncio.create_task(server.serve(sockets=[listening]))
     try:
-        while not server.started:  # noqa: ASYNC110 - uvicorn offers no event
-            await asyncio.sleep(0.01)
-        reader, writer = await asyncio.open_connection(*listening.getsockname())
-        writer.write(b"NOT\x01HTTP\r\n\r\n")
-        assert (await asyncio.wait_for(reader.read(), 10)).startswith(b"HTTP/1.1 400")
-        writer.close()
+        async with production_server(create_app(runtime), runtime.settings) as address:
+            reader, writer = await asyncio.open_connection(*address)
+            writer.write(b"NOT\x01HTTP\r\n\r\n")
+            assert (await asyncio.wait_for(reader.read(), 10)).startswith(b"HTTP/1.1 400")
+            writer.close()
+        logging.getLogger("a.library").log(35, "a level of its own")
     finally:
-        server.should_exit = True
-        await asyncio.wait_for(serving, 10)
-        listening.close()
         structlog.configure(**saved)
         logging.getLogger().handlers[:] = handlers
     lines = [json.loads(line) for line in buffer.getvalue().splitlines()]
     expected = {"logger": "uvicorn.error", "event": "Invalid HTTP request received.",
                 "level": "warning"}
     assert any(expected.items() <= line.items() for line in lines), lines
+    # A level between the standard ones (a library's own) is the standard one below it.
+    custom = {"logger": "a.library", "event": "a level of its own", "level": "warning"}
+    assert any(custom.items() <= line.items() for line in lines), lines
