@@ -149,7 +149,8 @@ def _synced(
 ) -> tuple[list[Event], list[str], set[str]]:
     """The events of the offers whose terms changed, the offers skipped, and those offered.
 
-    An id the reply offers more than once is one service: on the same terms, it is synced once
+    An id the reply offers more than once is one service: on the same terms (its name and
+    category aside, taken from its first entry), it is synced once
     (two events for one stream at one version failed the whole sync); on terms that differ, we
     cannot know the price the provider will charge, so it is skipped as an offer that cannot be
     sold (delisted were it listed)."""
@@ -199,11 +200,14 @@ def _usable_id(service_id: str) -> bool:
 
 
 def _same_terms(first: ServiceSynced | None, second: ServiceSynced | None) -> bool:
-    """Whether two offers of one id say the same (a rate of "0.9" is the rate "0.90")."""
+    """Whether two offers of one id sell on the same terms (a rate of "0.9" is the rate "0.90"):
+    its name and category are only shown, so one listed under two categories is listed under
+    the first."""
     if first is None or second is None:
         return first is second
     same_rate = Decimal(first.provider_rate) == Decimal(second.provider_rate)
-    return same_rate and msgspec.structs.replace(second, provider_rate=first.provider_rate) == first
+    shown = {"provider_rate": first.provider_rate, "name": first.name, "category": first.category}
+    return same_rate and msgspec.structs.replace(second, **shown) == first
 
 
 def _priced(

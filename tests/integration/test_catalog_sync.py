@@ -284,13 +284,16 @@ async def test_a_json_number_past_any_decimal_leaves_its_entry_as_it_was(
 async def test_an_id_offered_twice_on_the_same_terms_is_synced_once(
     own_pool: asyncpg.Pool[Any],
 ) -> None:
-    """A reply that lists one id twice on the same terms (a rate of "7.5" is one of "7.50") is
-    synced as one service, new or changed: the two events for one stream at one version failed
+    """A reply that lists one id twice on the same terms (a rate of "7.5" is one of "7.50"; a
+    name and a category are only shown, the first entry's kept) is synced as one service, new
+    or changed: the two events for one stream at one version failed
     the whole sync (a ConcurrencyConflict), at every interval."""
     entries = [entry.to_wire() for entry in CATALOG]
     new = {**entries[0], "service": 999, "rate": "7.5"}
     changed = {**entries[1], "rate": "3"}
-    entries += [new, {**new, "rate": "7.50"}, changed, changed]
+    # Under another category and name, but on the same terms: shown as the first entry says.
+    elsewhere = {**new, "rate": "7.50", "category": "Elsewhere", "name": "Another name"}
+    entries += [new, elsewhere, changed, changed]
     entries[1] = changed
     report, _ = await _sync_logged(own_pool, entries)
 
@@ -299,6 +302,7 @@ async def test_an_id_offered_twice_on_the_same_terms_is_synced_once(
     )
     after = await _services(own_pool)
     assert after["999"]["listed"] and after["999"]["provider_rate"] == "7.5"
+    assert after["999"]["category"] == new["category"] != "Elsewhere"
     assert after[str(changed["service"])]["provider_rate"] == "3"
 
 
