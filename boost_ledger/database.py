@@ -11,6 +11,29 @@ import asyncpg
 from boost_ledger import migrations, postgres
 from boost_ledger.settings import Settings
 
+# Failures of the database, or of reaching it, that say "not now" rather than "never": the API
+# answers them 503 with Retry-After (api/app.py), an operator's command in one line (cli/common).
+REFUSED_ERRORS: tuple[type[Exception], ...] = (
+    asyncpg.LockNotAvailableError,  # lock_timeout
+    asyncpg.exceptions.QueryCanceledError,  # statement_timeout
+    # Class 40, a transaction rolled back to break a deadlock or a serialization conflict: a
+    # retry is the remedy PostgreSQL itself prescribes.
+    asyncpg.exceptions.TransactionRollbackError,
+    asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
+)
+"""A statement the database refused: its transaction was rolled back, nothing of it recorded."""
+LOST_ERRORS: tuple[type[Exception], ...] = (
+    asyncpg.PostgresConnectionError,  # class 08: the connection failed or was closed
+    asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up
+    asyncpg.InterfaceError,  # the pool or connection is closing
+    # asyncpg's own state error when a connection dies mid-operation and is then reset.
+    asyncpg.exceptions._base.InternalClientError,
+    OSError,  # the server's socket is gone or refuses
+    TimeoutError,  # no pooled connection in time
+)
+"""The database out of reach, or the connection lost: a commit in flight may have landed."""
+UNAVAILABLE_ERRORS = REFUSED_ERRORS + LOST_ERRORS
+
 
 @asynccontextmanager
 async def open_pool(

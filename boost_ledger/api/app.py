@@ -6,7 +6,6 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-import asyncpg
 import structlog
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -21,27 +20,9 @@ from boost_ledger.api.errors import ApiError, database_unavailable, method_not_a
 from boost_ledger.api.middleware import RequestContext
 from boost_ledger.api.rate_limit import RateLimiter
 from boost_ledger.api.runtime import Runtime
+from boost_ledger.database import UNAVAILABLE_ERRORS
 
 log = structlog.get_logger("boost.http")
-
-# Failures of the database (or of reaching it) that say "not now" rather than "never": the
-# client gets 503 SERVICE_UNAVAILABLE with Retry-After, and a retried checkout with the same
-# idempotency key cannot be charged twice.
-UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
-    asyncpg.PostgresConnectionError,  # class 08: the connection failed or was closed
-    asyncpg.exceptions.OperatorInterventionError,  # shutting down, starting up, query canceled
-    asyncpg.LockNotAvailableError,  # lock_timeout
-    # Class 40, a transaction rolled back to break a deadlock or a serialization conflict: a
-    # retry is the remedy PostgreSQL itself prescribes.
-    asyncpg.exceptions.TransactionRollbackError,
-    asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
-    asyncpg.InterfaceError,  # the pool or connection is closing
-    # asyncpg's own state error when a connection dies mid-operation and is then reset.
-    asyncpg.exceptions._base.InternalClientError,
-    OSError,  # the server's socket is gone or refuses
-    TimeoutError,  # no pooled connection in time
-)
-
 
 def api_routes() -> list[BaseRoute]:
     """Every ``/api/v1`` route, one module per concept."""

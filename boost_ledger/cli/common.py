@@ -13,7 +13,7 @@ from typing import Any, cast
 import asyncpg
 import msgspec
 
-from boost_ledger.database import open_pool
+from boost_ledger.database import LOST_ERRORS, REFUSED_ERRORS, open_pool
 from boost_ledger.settings import Settings
 
 Subparsers = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -44,26 +44,6 @@ def settings_from_env() -> Settings:
         raise CommandError(str(error)) from None
 
 
-# What the database may answer an operator's command on a busy server, where the API would
-# answer 503: "not now", never "never". A statement it refused (a row another transaction held
-# past the lock timeout, a statement past BOOST_STATEMENT_TIMEOUT_MS, a deadlock broken, too many
-# connections) rolled the command's transaction back: nothing of it was recorded.
-REFUSED_BY_THE_DATABASE: tuple[type[Exception], ...] = (
-    asyncpg.exceptions.QueryCanceledError,  # statement_timeout (or lock_timeout's twin)
-    asyncpg.LockNotAvailableError,  # lock_timeout
-    asyncpg.exceptions.TransactionRollbackError,  # class 40: deadlock, serialization
-    asyncpg.exceptions.InsufficientResourcesError,
-)
-# A connection lost midway: if it went while committing, the command may have been recorded.
-CONNECTION_LOST: tuple[type[Exception], ...] = (
-    asyncpg.exceptions.OperatorInterventionError,  # the server shutting down, restarting
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.ConnectionDoesNotExistError,  # not every InterfaceError: those are bugs
-    ConnectionError,
-    TimeoutError,  # no pooled connection in time
-)
-
-
 def _first_line(error: Exception) -> str:
     lines = str(error).strip().splitlines()
     return f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
@@ -83,13 +63,13 @@ async def database(settings: Settings | None = None) -> AsyncIterator[asyncpg.Po
             yield pool
         except BrokenPipeError:
             raise  # stdout's reader went away: main() ends quietly (141)
-        except REFUSED_BY_THE_DATABASE as error:
+        except REFUSED_ERRORS as error:
             raise CommandError(
                 f"the database refused the command ({_first_line(error)}); nothing was"
                 " changed: run it again",
                 exit_code=1,
             ) from None
-        except CONNECTION_LOST as error:
+        except LOST_ERRORS as error:
             raise CommandError(
                 f"the connection to the database was lost ({_first_line(error)}); if it was"
                 " lost while committing, the command may have been done: check before running"
