@@ -76,14 +76,13 @@ async def _rotate(arguments: argparse.Namespace) -> int:
             " out to keep those of the key it replaces"
         )
     chosen = None if arguments.abilities is None else _abilities(arguments.abilities)
-    # One transaction for the rotation and the read of what it issued: a command that fails
-    # midway has not revoked the previous key without showing the new one.
-    async with connection() as open_connection, open_connection.transaction():
+    async with connection() as open_connection:
         try:
-            key = await accounts.rotate_key(open_connection, arguments.account_id, chosen)
+            key, abilities = await accounts.rotate_key(
+                open_connection, arguments.account_id, chosen
+            )
         except accounts.AccountNotFound as error:
             raise CommandError(str(error), exit_code=1) from None
-        abilities = await accounts.key_abilities(open_connection, key.key_id)
     if arguments.json:
         print_json(
             {"account_id": str(arguments.account_id), "api_key": key.secret, "abilities": abilities}

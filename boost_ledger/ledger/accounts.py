@@ -82,22 +82,15 @@ async def live_abilities(connection: Connection, account_id: int) -> list[str] |
     return None if live is None else list(live)
 
 
-async def key_abilities(connection: Connection, key_id: str) -> list[str]:
-    """The abilities a key was issued with."""
-    return list(
-        await connection.fetchval("select abilities from api_keys where key_id = $1", key_id)
-    )
-
-
 async def rotate_key(
     connection: Connection,
     account_id: int,
     abilities: list[str] | None = None,
     actor: str = "operator",
-) -> GeneratedKey:
-    """Issue a new key; the previous one stops working when this transaction commits.
-    ``abilities`` None keeps the live key's (all of them if the account has none): a leaked
-    read-only key is not replaced by one that can buy."""
+) -> tuple[GeneratedKey, list[str]]:
+    """Issue a new key, and say with which abilities; the previous one stops working when this
+    transaction commits. ``abilities`` None keeps the live key's (all of them if the account has
+    none): a leaked read-only key is not replaced by one that can buy."""
     key = new_key()
     async with connection.transaction():
         row = await _locked_account(connection, account_id)
@@ -114,7 +107,7 @@ async def rotate_key(
             ],
             {"actor": actor},
         )
-    return key
+    return key, abilities
 
 
 def decide_standing(account_id: int, status: str, change: StandingChange) -> Event | None:

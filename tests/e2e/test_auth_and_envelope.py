@@ -122,7 +122,7 @@ async def test_a_rotated_key_stops_at_once_and_the_new_one_works(pool, api):
     account_id, old_key = await open_funded_account(pool, 12_500_00)
     assert (await _wallet(api, old_key)).status_code == 200
     async with pool.acquire() as connection:
-        new_key = (await accounts.rotate_key(connection, account_id, list(ABILITIES))).secret
+        new_key = (await accounts.rotate_key(connection, account_id, list(ABILITIES)))[0].secret
     revoked = await _wallet(api, old_key)
     _unauthenticated(revoked)
     fresh = await _wallet(api, new_key)

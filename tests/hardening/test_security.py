@@ -100,7 +100,7 @@ async def test_a_rotated_key_stops_at_once_on_every_process(pool, two_servers):
                                      json={**body, "idempotency_key": f"before-{number}"})
             assert placed.status_code == 201
         async with pool.acquire() as connection:
-            new_key = await accounts.rotate_key(connection, account_id, list(ABILITIES))
+            new_key, _ = await accounts.rotate_key(connection, account_id, list(ABILITIES))
         events = await pool.fetchval("select count(*) from events")
         for number, server in enumerate(two_servers):
             old = await http.get(f"{server.url}/api/v1/wallet", headers=bearer(old_key))
@@ -146,7 +146,7 @@ async def test_keys_never_appear_in_logs_or_error_bodies(pool, two_servers):
     account_id, key = await open_funded_account(pool, 1_000_000)
     async with pool.acquire() as connection:
         revoked = key
-        key = (await accounts.rotate_key(connection, account_id, list(ABILITIES))).secret
+        key = (await accounts.rotate_key(connection, account_id, list(ABILITIES)))[0].secret
     forged = key[:-8] + "AAAAAAAA"
     server = two_servers[0]
     secrets = (key, revoked, forged)
