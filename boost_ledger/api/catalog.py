@@ -14,6 +14,7 @@ from boost_ledger.api.auth import authenticate
 from boost_ledger.api.errors import ApiError
 from boost_ledger.api.http import json_response
 from boost_ledger.api.runtime import runtime_of
+from boost_ledger.ledger.catalog import usable_service_id
 from boost_ledger.ledger.money import format_kobo
 
 MAX_SERVICES = 5000
@@ -103,7 +104,7 @@ async def get_service(request: Request) -> Response:
     await authenticate(request, runtime.pool, "boosting:read")
     service_id = request.path_params["service_id"]
     row = None
-    if len(service_id) <= 64 and service_id.isprintable():
+    if usable_service_id(service_id):  # any other is never listed
         row = await runtime.pool.fetchrow(
             f"select {_SERVICE_COLUMNS} from services where listed and service_id = $1",
             service_id,

@@ -14,6 +14,7 @@ from typing import Any
 
 # The private tables are the single source of truth for what each type accepts; reading them
 # here (rather than restating them) is what keeps this document honest.
+from boost_ledger.ledger.catalog import MAX_SERVICE_ID_CHARS
 from boost_ledger.ledger.order_types import (
     _BILLED_LINES,
     _TYPE_FIELDS,
@@ -26,7 +27,6 @@ from boost_ledger.ledger.order_types import (
     _Field,
 )
 
-MAX_SERVICE_ID_CHARS = 64
 MAX_IDEMPOTENCY_KEY_CHARS = 100
 
 # Printable ASCII without leading space: a strict subset of what the server takes, enough for

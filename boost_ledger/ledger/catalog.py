@@ -180,18 +180,22 @@ def _sellable(
     offer: ProviderOffer, fx_rate: Decimal, markup_percent: Decimal
 ) -> ServiceSynced | None:
     """The offer as a service at our price, or None when it cannot be sold."""
-    if offer.type not in SERVICE_TYPES or not _usable_id(offer.service):
+    if offer.type not in SERVICE_TYPES or not usable_service_id(offer.service):
         return None
     return _priced(offer, fx_rate, markup_percent)
 
 
-def _usable_id(service_id: str) -> bool:
-    """Whether a client can name the service in every endpoint that takes an id: 1 to 64
-    printable characters, not all blank (checkout reads a blank service_id as missing) and no
-    path of its own (``/boost/services/{id}`` takes no "/", and clients resolve "." and "..").
-    An id that failed this was listed, and then could not be bought or looked up."""
+MAX_SERVICE_ID_CHARS = 64
+
+
+def usable_service_id(service_id: str) -> bool:
+    """Whether a client can name the service in every endpoint that takes an id: 1 to
+    ``MAX_SERVICE_ID_CHARS`` printable characters, not all blank (checkout reads a blank
+    service_id as missing) and no path of its own (``/boost/services/{id}`` takes no "/", and
+    clients resolve "." and ".."). An id that failed this was listed, and then could not be
+    bought or looked up."""
     return (
-        0 < len(service_id) <= 64
+        0 < len(service_id) <= MAX_SERVICE_ID_CHARS
         and service_id.isprintable()
         and bool(service_id.strip())
         and "/" not in service_id
