@@ -16,12 +16,12 @@ from boost_ledger.audit import export, seals, statement, verify
 from boost_ledger.cli.common import (
     CommandError,
     account_id_argument,
+    owner_connection,
     position_argument,
     print_json,
     sealed_position_argument,
     settings_from_env,
 )
-from boost_ledger.database import open_owner_connection
 from boost_ledger.ledger.accounts import AccountNotFound
 from boost_ledger.projections.replay import HeadNotStable
 
@@ -72,7 +72,7 @@ def register(commands: Any) -> None:
 
 async def _verify(arguments: argparse.Namespace) -> int:
     settings = settings_from_env()
-    async with open_owner_connection(settings) as connection:
+    async with owner_connection(settings) as connection:
         # More connections, sharing the first one's snapshot, let PostgreSQL work meanwhile.
         dsn = await postgres.prepare_dsn(settings.database_url, settings.data_dir)
         report = await verify.verify(
@@ -130,8 +130,8 @@ async def _replay_in_a_child(snapshot: str, modules: list[ModuleType]) -> list[s
 async def _verify_part(arguments: argparse.Namespace) -> int:
     modules = [projections.by_name(name) for name in arguments.names]
     async with (
-        open_owner_connection(settings_from_env()) as connection,
-        open_owner_connection(settings_from_env()) as reader,
+        owner_connection(settings_from_env()) as connection,
+        owner_connection(settings_from_env()) as reader,
     ):
         found = await verify.replay_elsewhere(connection, reader, arguments.snapshot, modules)
     sys.stdout.buffer.write(msgspec.json.encode(found) + b"\n")
@@ -150,7 +150,7 @@ def _parse_time(text: str) -> datetime:
 
 async def _replay(arguments: argparse.Namespace) -> int:
     until = _parse_time(arguments.until) if arguments.until else None
-    async with open_owner_connection(settings_from_env()) as connection:
+    async with owner_connection(settings_from_env()) as connection:
         try:
             result = await statement.statement(
                 connection, arguments.account, until=until, position=arguments.position
@@ -177,7 +177,7 @@ async def _replay(arguments: argparse.Namespace) -> int:
 
 async def _export(arguments: argparse.Namespace) -> int:
     out = sys.stdout.buffer
-    async with open_owner_connection(settings_from_env()) as connection:
+    async with owner_connection(settings_from_env()) as connection:
         try:
             async for line in export.export_lines(connection, arguments.after):
                 out.write(line)
@@ -188,7 +188,7 @@ async def _export(arguments: argparse.Namespace) -> int:
 
 
 async def _seal(arguments: argparse.Namespace) -> int:
-    async with open_owner_connection(settings_from_env()) as connection:
+    async with owner_connection(settings_from_env()) as connection:
         try:
             sealed = await seals.seal(connection, arguments.position)
         except HeadNotStable as error:

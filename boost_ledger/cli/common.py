@@ -6,14 +6,14 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, cast
 
 import asyncpg
 import msgspec
 
-from boost_ledger.database import LOST_ERRORS, REFUSED_ERRORS, open_pool
+from boost_ledger.database import LOST_ERRORS, REFUSED_ERRORS, open_owner_connection, open_pool
 from boost_ledger.settings import Settings
 
 Subparsers = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -49,33 +49,48 @@ def _first_line(error: Exception) -> str:
     return f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
 
 
+@contextmanager
+def _database_failures_in_one_line() -> Iterator[None]:
+    """A failure of the database while a command runs is one line and exit 1, as the README's
+    exit statuses say (the driver's stack trace is for a crash, and this is none): an operator
+    running a command against a busy server meets a lock timeout sooner or later, and a
+    restart of PostgreSQL ends its connection."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise  # stdout's reader went away: main() ends quietly (141)
+    except REFUSED_ERRORS as error:
+        raise CommandError(
+            f"the database refused the command ({_first_line(error)}); nothing was"
+            " changed: run it again",
+            exit_code=1,
+        ) from None
+    except LOST_ERRORS as error:
+        raise CommandError(
+            f"the connection to the database was lost ({_first_line(error)}); if it was"
+            " lost while committing, the command may have been done: check before running"
+            " it again",
+            exit_code=1,
+        ) from None
+
+
 @asynccontextmanager
 async def database(settings: Settings | None = None) -> AsyncIterator[asyncpg.Pool[Any]]:
-    """A small pool for one operator command (migrating first, like the server does).
-
-    A failure of the database while the command runs is one line and exit 1, as the README's
-    exit statuses say (the driver's stack trace is for a crash, and this is none): an operator
-    running a command against a busy server meets a lock timeout sooner or later."""
+    """A small pool for one operator command (migrating first, like the server does); the
+    database's failures meanwhile are one line (``_database_failures_in_one_line``)."""
     base = settings or settings_from_env()
     small = msgspec.structs.replace(base, pool_min_size=1, pool_max_size=4)
     async with open_pool(small, application_name="boost-cli") as pool:
-        try:
+        with _database_failures_in_one_line():
             yield pool
-        except BrokenPipeError:
-            raise  # stdout's reader went away: main() ends quietly (141)
-        except REFUSED_ERRORS as error:
-            raise CommandError(
-                f"the database refused the command ({_first_line(error)}); nothing was"
-                " changed: run it again",
-                exit_code=1,
-            ) from None
-        except LOST_ERRORS as error:
-            raise CommandError(
-                f"the connection to the database was lost ({_first_line(error)}); if it was"
-                " lost while committing, the command may have been done: check before running"
-                " it again",
-                exit_code=1,
-            ) from None
+
+
+@asynccontextmanager
+async def owner_connection(settings: Settings) -> AsyncIterator[asyncpg.Connection[Any]]:
+    """``database.open_owner_connection`` (rebuilds and audits), its failures one line too."""
+    async with open_owner_connection(settings) as connection:
+        with _database_failures_in_one_line():
+            yield connection
 
 
 @asynccontextmanager

@@ -15,8 +15,7 @@ import asyncpg
 import msgspec
 
 from boost_ledger import projections
-from boost_ledger.cli.common import CommandError, settings_from_env
-from boost_ledger.database import open_owner_connection
+from boost_ledger.cli.common import CommandError, owner_connection, settings_from_env
 from boost_ledger.ledger import store
 from boost_ledger.projections import jobs, rebuild
 from boost_ledger.projections.replay import HeadNotStable
@@ -84,8 +83,8 @@ async def _rebuild(arguments: argparse.Namespace) -> int:
     settings = settings_from_env()
     # A second connection reads the log a batch ahead while the first writes the copies.
     async with (
-        open_owner_connection(settings) as connection,
-        open_owner_connection(settings) as reader,
+        owner_connection(settings) as connection,
+        owner_connection(settings) as reader,
     ):
         groups = jobs.share_out(modules, await jobs.type_shares(connection), arguments.jobs)
         children = [await _spawn("rebuild", "--jobs", "1", *_names(group)) for group in groups[1:]]
@@ -197,8 +196,8 @@ async def _fill_part(arguments: argparse.Namespace) -> int:
     part = store.Part(field=rebuild.partition_field(module), count=int(count), index=int(index))
     settings = settings_from_env()
     async with (
-        open_owner_connection(settings) as connection,
-        open_owner_connection(settings) as reader,
+        owner_connection(settings) as connection,
+        owner_connection(settings) as reader,
     ):
         folded = await rebuild.fill_part(connection, reader, module, arguments.up_to, part)
     sys.stdout.buffer.write(msgspec.json.encode(dict(folded)) + b"\n")
@@ -206,7 +205,7 @@ async def _fill_part(arguments: argparse.Namespace) -> int:
 
 
 async def _status(arguments: argparse.Namespace) -> int:
-    async with open_owner_connection(settings_from_env()) as connection:
+    async with owner_connection(settings_from_env()) as connection:
         head = await connection.fetchval("select coalesce(max(global_position), 0) from events")
         rebuilding = {
             row["nspname"]

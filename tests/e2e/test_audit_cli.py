@@ -352,3 +352,43 @@ async def test_a_projection_named_twice_is_rebuilt_once(dsn, history, pool, jobs
     assert out.count("wallets: rebuilt from ") == 1, out
     assert await pool.fetch("select * from wallets order by 1") == before
     assert "OK: every check holds" in await _boost(dsn, "audit", "verify")
+
+
+async def _terminate_when_waiting(watcher: asyncpg.Connection[Any], holder_pid: int) -> int:
+    """End the first backend found waiting for a lock the holder has (bounded): the command's."""
+    for _ in range(CLI_TIMEOUT_S * 20):
+        ended = await watcher.fetchval(
+            "select count(pg_terminate_backend(pid)) from pg_stat_activity"
+            " where wait_event_type = 'Lock' and $1 = any(pg_blocking_pids(pid))",
+            holder_pid,
+        )
+        if ended:
+            return int(ended)
+        await asyncio.sleep(0.05)
+    return 0
+
+
+@pytest.mark.parametrize("command", [("projections", "status"), ("audit", "verify")])
+async def test_a_connection_lost_midway_is_one_line_not_a_stack_trace(dsn, history, command):
+    """The audit and projections commands run on a connection of their own (the schema's
+    owner's), not the other commands' pool: PostgreSQL ending it midway (a restart, an
+    operator's ``pg_terminate_backend``) is exit 1 and one line saying the connection was lost,
+    as for every other command, not the driver's stack trace. (The command is held up by a
+    lock on the orders table, which both read and the migrations run at their start do not.)"""
+    holder = await postgres.owner_connection(dsn)
+    watcher = await postgres.owner_connection(dsn)
+    try:
+        async with holder.transaction():
+            await holder.execute("lock table orders in access exclusive mode")
+            running = asyncio.ensure_future(_run(dsn, *command))
+            # Not from the holder: its transaction would see pg_stat_activity as it first read it.
+            ended = await _terminate_when_waiting(watcher, holder.get_server_pid())
+    finally:
+        await holder.close()
+        await watcher.close()
+    code, out, err = await running
+
+    assert ended == 1, (code, out, err)
+    assert code == 1, (out, err)
+    assert err.startswith("boost: the connection to the database was lost ("), err
+    assert "Traceback" not in err and err.count("\n") == 1, err
