@@ -1,7 +1,9 @@
 """The migration runner: numbered SQL files of ``sql/``, applied in order, each exactly once.
 
 One runner at a time holds an advisory lock; each file runs in its own transaction together with
-its row in ``schema_migrations``, so a failing file leaves nothing behind. Every run then
+its row in ``schema_migrations``, so a failing file leaves nothing behind. A file waits for a
+table's lock a bounded time (``FILE_LOCK_TIMEOUT_MS``), then steps aside and tries again, so
+that a table held by a long transaction is not closed to the traffic meanwhile. Every run then
 realigns the feed's clock (``feed_epoch_realign()``, see ``sql/0009_feed_epoch.sql``), which is
 a no-op unless the database was restored from another cluster.
 """
@@ -22,6 +24,15 @@ _LOCK_KEY = 0x626F6F7374  # "boost": one migration runner per database at a time
 LOCK_WAIT_S = 300.0
 """How long a runner waits for another to finish, at most: a slow migration of a large table
 fits, a session left holding the lock (a runner stopped in a debugger, say) is named."""
+FILE_LOCK_TIMEOUT_MS = 2000
+"""How long a file's statement waits for a lock on a table (its ``lock_timeout``). A statement
+waiting for an ALTER's lock makes every query of that table queue behind it: without a bound, a
+server started while an audit's verify holds its tables (for its whole pass) stops checkout for
+as long. A file that cannot have its locks in time is rolled back and tried again."""
+FILE_LOCK_TRIES = 30
+"""How often a file is tried before the runner gives up (about a minute and a half in all)."""
+FILE_RETRY_PAUSE_S = 1.0
+"""The pause between two tries, in which the queries the file held up run."""
 _FILE_PATTERN = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 EARLIER_CHECKSUMS: dict[int, frozenset[str]] = {
     # 0002 before it left a role made by someone else to them: it failed where the user may not
@@ -158,30 +169,59 @@ async def _apply_pending(
             if recorded != migration.checksum and recorded not in earlier:
                 raise MigrationError(f"migration {name} changed after it was applied")
             continue
-        transaction = connection.transaction()
-        await transaction.start()
-        try:
-            await connection.execute(migration.sql)
-            await connection.execute(
-                "insert into schema_migrations (number, name, checksum) values ($1, $2, $3)",
-                migration.number,
-                migration.name,
-                migration.checksum,
-            )
-        except BaseException as error:
-            # A lost connection has rolled the file back already; a rollback attempted there
-            # would only raise "connection is closed" in place of the reason.
-            if not connection.is_closed():
-                with contextlib.suppress(*_DATABASE_FAILURES):
-                    await transaction.rollback()
-            if isinstance(error, _DATABASE_FAILURES):
-                # A migration that refuses (sql/0021 while two orders share a provider id) says
-                # why, and how to proceed, in its message and hint: those, not a stack trace.
-                raise MigrationError(f"migration {name} failed: {_reason(error)}") from error
-            raise
-        await transaction.commit()
+        await _apply_with_retries(connection, migration, name)
         done.append(name)
     return done
+
+
+async def _apply_with_retries(
+    connection: asyncpg.Connection[Any], migration: Migration, name: str
+) -> None:
+    """``_apply``, tried again while a table it must lock is in use (``FILE_LOCK_TIMEOUT_MS``),
+    ``FILE_LOCK_TRIES`` times at most; then a one-line refusal saying so."""
+    for _ in range(FILE_LOCK_TRIES - 1):
+        try:
+            await _apply(connection, migration, name)
+            return
+        except asyncpg.LockNotAvailableError:
+            await asyncio.sleep(FILE_RETRY_PAUSE_S)
+    try:
+        await _apply(connection, migration, name)
+    except asyncpg.LockNotAvailableError as error:
+        raise MigrationError(
+            f"migration {name} could not lock the tables it changes in {FILE_LOCK_TRIES} tries"
+            f" ({_reason(error)}): a long transaction holds them (an audit's verify, say);"
+            " run it again once that has ended"
+        ) from error
+
+
+async def _apply(connection: asyncpg.Connection[Any], migration: Migration, name: str) -> None:
+    """One file and its row in ``schema_migrations``, in one transaction."""
+    transaction = connection.transaction()
+    await transaction.start()
+    try:
+        await connection.execute(f"set local lock_timeout = {FILE_LOCK_TIMEOUT_MS:d}")
+        await connection.execute(migration.sql)
+        await connection.execute(
+            "insert into schema_migrations (number, name, checksum) values ($1, $2, $3)",
+            migration.number,
+            migration.name,
+            migration.checksum,
+        )
+    except BaseException as error:
+        # A lost connection has rolled the file back already; a rollback attempted there
+        # would only raise "connection is closed" in place of the reason.
+        if not connection.is_closed():
+            with contextlib.suppress(*_DATABASE_FAILURES):
+                await transaction.rollback()
+        if isinstance(error, asyncpg.LockNotAvailableError):
+            raise
+        if isinstance(error, _DATABASE_FAILURES):
+            # A migration that refuses (sql/0021 while two orders share a provider id) says
+            # why, and how to proceed, in its message and hint: those, not a stack trace.
+            raise MigrationError(f"migration {name} failed: {_reason(error)}") from error
+        raise
+    await transaction.commit()
 
 
 async def realign_feed_epoch(connection: asyncpg.Connection[Any]) -> int | None:

@@ -8,6 +8,7 @@ import shutil
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -295,3 +296,82 @@ async def test_a_database_that_applied_the_earlier_0002_is_not_refused(test_serv
             await migrations.migrate(dsn)
     finally:
         await connection.close()
+
+
+def _with_file(tmp_path: Path, name: str, sql: str) -> Path:
+    """This build's migrations and one more file after them."""
+    folder = tmp_path / "sql"
+    folder.mkdir()
+    for migration in sorted(migrations.sql_directory().glob("*.sql")):
+        shutil.copy(migration, folder / migration.name)
+    (folder / name).write_text(sql)
+    return folder
+
+
+async def _waiting_for_a_lock(observer: asyncpg.Connection[Any], query: str) -> int:
+    for _ in range(400):
+        pid = await observer.fetchval(
+            "select pid from pg_stat_activity where wait_event_type = 'Lock'"
+            " and query like $1 and datname = current_database()",
+            query,
+        )
+        if pid is not None:
+            return int(pid)
+        await asyncio.sleep(0.025)
+    raise AssertionError(f"nothing waited for a lock running {query}")
+
+
+async def test_a_file_waiting_for_a_table_in_use_lets_its_queries_through_meanwhile(
+    test_server, tmp_path: Path, monkeypatch
+) -> None:
+    """A file altering a table a long transaction holds (an audit's verify holds its tables for
+    its whole pass) waits a bounded time, steps aside and tries again: the table's other
+    queries run meanwhile, where every one queued behind the waiting ALTER until the long
+    transaction ended. Once it has, the file is applied."""
+    monkeypatch.setattr(migrations, "FILE_LOCK_TIMEOUT_MS", 200)
+    monkeypatch.setattr(migrations, "FILE_RETRY_PAUSE_S", 0.05)
+    sql = _with_file(tmp_path, "0999_orders_note.sql", "alter table orders add column note text;\n")
+    dsn: str = await test_server.fresh_database()
+    holder, observer, reader = [await asyncpg.connect(dsn) for _ in range(3)]
+    try:
+        async with holder.transaction():
+            await holder.execute("lock table orders in access share mode")  # as verify does
+            running = asyncio.create_task(migrations.migrate(dsn, sql))
+            await _waiting_for_a_lock(observer, "alter table orders add column note%")
+            # A query arriving now used to queue behind the ALTER until the holder let go.
+            counted = await asyncio.wait_for(reader.fetchval("select count(*) from orders"), 30)
+            assert counted == 0
+            assert not running.done()
+        assert await asyncio.wait_for(running, 30) == ["0999_orders_note"]
+        assert await reader.fetchval("select note from orders limit 1") is None
+    finally:
+        for connection in (holder, observer, reader):
+            await connection.close()
+
+
+async def test_a_file_that_never_gets_its_locks_is_refused_in_one_line(
+    test_server, tmp_path: Path, monkeypatch
+) -> None:
+    """Past FILE_LOCK_TRIES tries, the runner gives up with one line saying the file could not
+    lock its tables and why; the file is not recorded and its change not made."""
+    monkeypatch.setattr(migrations, "FILE_LOCK_TIMEOUT_MS", 50)
+    monkeypatch.setattr(migrations, "FILE_RETRY_PAUSE_S", 0.01)
+    monkeypatch.setattr(migrations, "FILE_LOCK_TRIES", 3)
+    sql = _with_file(tmp_path, "0999_orders_note.sql", "alter table orders add column note text;\n")
+    dsn: str = await test_server.fresh_database()
+    holder = await asyncpg.connect(dsn)
+    try:
+        async with holder.transaction():
+            await holder.execute("lock table orders in access share mode")
+            with pytest.raises(migrations.MigrationError) as refused:
+                await asyncio.wait_for(migrations.migrate(dsn, sql), 30)
+        message = str(refused.value)
+        assert message.startswith(
+            "migration 0999_orders_note could not lock the tables it changes in 3 tries ("
+        ), message
+        assert "lock timeout" in message and "\n" not in message, message
+        assert await holder.fetchval("select max(number) from schema_migrations") == 21
+        note = "select count(*) from pg_attribute where attrelid = 'orders'::regclass"
+        assert await holder.fetchval(f"{note} and attname = 'note'") == 0
+    finally:
+        await holder.close()
