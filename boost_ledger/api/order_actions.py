@@ -65,7 +65,14 @@ async def check_order(request: Request) -> Response:
     order_id = parse_order_id(request)
     order = await _owned_state(runtime, order_id, principal.account_id)
     settled = order.status in TERMINAL_STATUSES
-    if order.submission == "submitted" and order.provider_order_id is not None and not settled:
+    # An id no call can carry (recorded before ids were checked) is not asked about, as the
+    # poller and cancel do not send it: the stored order is returned.
+    if (
+        order.submission == "submitted"
+        and order.provider_order_id is not None
+        and usable_order_id(order.provider_order_id)
+        and not settled
+    ):
         try:
             status = await _provider(runtime).status(order.provider_order_id)
         except ProviderError as error:

@@ -167,6 +167,36 @@ async def test_check_of_an_unsubmitted_order_returns_it_unchanged(
     assert await submitter.drain(pool, provider) == ["provider_order_id"]
 
 
+async def test_check_of_an_order_under_an_id_no_call_could_carry_returns_it_unchanged(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
+) -> None:
+    """An order recorded under an id no call can carry (as one could be before ids were
+    checked) is not asked about: "24,601" would ask a panel about other orders (or order 24),
+    and answer the client 503, retry shortly, for ever. Check returns the stored order, as the
+    poller backs such an order off alone and cancel rejects it."""
+    _, key = await open_funded_account(pool, FUNDS_KOBO)
+    order = await _place(client, key)
+    async with pool.acquire() as connection:
+        claimed = await fulfilment.claim_for_submission(connection)
+        assert claimed is not None and claimed.order_id == int(order["order_id"])
+        assert await fulfilment.settle_submission(
+            connection, claimed.order_id, provider_order_id="24,601"
+        )
+    before = (await _row(pool, order["order_id"]), await order_events(pool, order["order_id"]))
+    calls_before = (await simulator.get("/stats")).json()["requests"].get("status", 0)
+
+    response = await client.post(
+        f"/api/v1/boost/orders/{order['order_id']}/check", headers=bearer(key)
+    )
+
+    assert response.status_code == 200, response.text
+    stored = await client.get(f"/api/v1/boost/orders/{order['order_id']}", headers=bearer(key))
+    assert response.json() == stored.json()
+    assert (await simulator.get("/stats")).json()["requests"].get("status", 0) == calls_before
+    after = (await _row(pool, order["order_id"]), await order_events(pool, order["order_id"]))
+    assert after == before
+
+
 async def test_check_and_cancel_of_another_accounts_order_are_not_found(
     pool: asyncpg.Pool[Any], client: httpx.AsyncClient, provider: ProviderClient,
 ) -> None:
