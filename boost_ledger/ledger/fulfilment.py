@@ -338,11 +338,15 @@ async def observe(
     remains: int | None,
     charge: str | None,
     actor: str,
+    *,
+    remains_unreadable: bool = False,
 ) -> OrderState:
     """Record what the provider says of an order and pay what it owes; return the prior state."""
     async with connection.transaction():
         order = await lock_order(connection, order_id)
-        observation = decide_observation(order, upstream_status, start_count, remains, charge)
+        observation = decide_observation(
+            order, upstream_status, start_count, remains, charge, remains_unreadable
+        )
         events = [observation.event] if observation.event is not None else []
         await record(
             connection,
@@ -355,8 +359,9 @@ async def observe(
     return order
 
 
-Reply = tuple[str, int | None, int | None, str | None]
-"""A provider's status of an order: upstream status, start count, remains, charge."""
+Reply = tuple[str, int | None, int | None, str | None, bool]
+"""A provider's status of an order: upstream status, start count, remains, charge, and
+whether remains was sent unreadable."""
 
 
 async def observe_batch(

@@ -74,12 +74,15 @@ def decide_observation(
     start_count: int | None,
     remains: int | None,
     charge: str | None = None,
+    remains_unreadable: bool = False,
 ) -> Observation:
     """The StatusObserved (if anything changed) and the refund the new status owes (if any).
 
     A settled order (completed, partial, canceled, failed) stays settled. While a cancellation
     is pending, a non-final status keeps the order ``canceling``. A Partial without ``remains``
-    cannot be priced, so it is not recorded until a status that says how much was delivered.
+    cannot be priced, so it is not recorded until a status that says how much was delivered;
+    nor is a Partial or an Expired whose ``remains`` was sent but could not be read. Any other
+    status is recorded without it (its refund, none or the whole charge, does not depend on it).
     """
     if order.status in TERMINAL_STATUSES:
         return NOTHING
@@ -87,6 +90,8 @@ def decide_observation(
     if outcome is None:
         return NOTHING
     if outcome.refund == "partial" and remains is None:
+        return NOTHING
+    if outcome.refund in ("partial", "unused") and remains_unreadable:
         return NOTHING
     status = outcome.status
     if order.status == "canceling" and not outcome.terminal:

@@ -18,10 +18,12 @@ Upstream strings are matched case-insensitively after trimming and collapsing wh
 | Expired (subscriptions)  | expired     | `completed`   | unused  | yes      |
 
 "partial" owes back the charge's share of the units left undelivered, and a Partial without
-`remains` is not recorded until a status says how much was delivered. "unused" is the same share
+`remains` (or with one the provider sent but no one can read) is not recorded until a status says
+how much was delivered. "unused" is the same share
 for a subscription that ended at its expiry with posts left (the trade's convention: a
 subscription is charged for all its posts up front, the unused ones owed back at the end); an
-Expired without `remains` owes nothing, so it settles the order all the same.
+Expired without `remains` owes nothing, so it settles the order all the same (one whose `remains`
+cannot be read waits, as a Partial does).
 
 Why: "Refunded" means the panel gave the money back to us, so the whole charge is owed to the
 client, exactly as for Canceled. A failed upstream order delivered nothing, so it too owes back the

@@ -28,6 +28,9 @@ class ProviderStatus(msgspec.Struct, frozen=True, kw_only=True):
     charge: Decimal | None = None
     start_count: int | None = None
     remains: int | None = None
+    remains_unreadable: bool = False
+    """``remains`` was sent but is no number we can read ("1,250", "-", "12.5"): unknown, which
+    is not the same as absent (an Expired without remains owes nothing)."""
     currency: str | None = None
 
 

@@ -267,20 +267,23 @@ def parse_status(value: Any) -> ProviderStatus:
         raise ProviderMalformed(f"status: not text: {status!r}")
     status = status.strip()
     currency = item.get("currency")
+    remains = _unknown_if_unreadable(optional_int, item.get("remains"), "remains")
     return ProviderStatus(
         status=_STATUS_SPELLINGS.get(status, status),
         charge=_unknown_if_unreadable(optional_decimal, item.get("charge"), "charge"),
         start_count=_unknown_if_unreadable(optional_int, item.get("start_count"), "start_count"),
-        remains=optional_int(item.get("remains"), "remains"),
+        remains=remains,
+        remains_unreadable=remains is None and item.get("remains") not in (None, ""),
         currency=None if currency is None else to_text(currency, "currency"),
     )
 
 
 def _unknown_if_unreadable(read: Callable[[Any, str], _T], value: Any, field: str) -> _T | None:
-    """A field that only informs (the provider's charge, the start count): one that cannot be
-    read is unknown, None, rather than the whole status malformed. The status and remains, which
-    move money, are read strictly; a Canceled order is refunded whatever its charge says (an
-    unreadable charge held the status back, and the refund with it, at every poll)."""
+    """A field that cannot be read is unknown, None, rather than the whole status malformed: a
+    Canceled order is refunded whatever its charge or remains say (an unreadable one held the
+    status back, and the refund with it, at every poll). The status, which moves money, is read
+    strictly; an unreadable remains is marked (``remains_unreadable``), so that a status whose
+    refund depends on it (Partial, Expired) is held back by the ledger."""
     try:
         return read(value, field)
     except ProviderMalformed:

@@ -107,12 +107,15 @@ async def after_check(
 def _warn_if_unrecordable(order_id: int, status: ProviderStatus) -> None:
     """An unknown status string changes nothing but is logged, so that an operator learns of a
     panel's new vocabulary; so is a Partial without ``remains``, which cannot be priced (the
-    order waits for a status that says how much was delivered, or for an operator)."""
+    order waits for a status that says how much was delivered, or for an operator), and a
+    Partial or an Expired whose ``remains`` could not be read."""
     outcome = map_upstream_status(status.status)
     if outcome is None:
         log.warning(
             "status.unknown_upstream", order_id=order_id, upstream_status=status.status[:100]
         )
+    elif outcome.refund in ("partial", "unused") and status.remains_unreadable:
+        log.warning("status.remains_unreadable", order_id=order_id, upstream_status=status.status)
     elif outcome.refund == "partial" and status.remains is None:
         log.warning("status.partial_without_remains", order_id=order_id)
 
@@ -148,7 +151,7 @@ async def _after_quiet_checks(
 
 def _reply(status: ProviderStatus) -> fulfilment.Reply:
     charge = None if status.charge is None else str(status.charge)
-    return status.status, status.start_count, status.remains, charge
+    return status.status, status.start_count, status.remains, charge, status.remains_unreadable
 
 
 async def record_status(
@@ -156,7 +159,11 @@ async def record_status(
 ) -> None:
     """Record one reply (from the poller or a live check)."""
     _warn_if_unrecordable(order_id, status)
-    await fulfilment.observe(connection, order_id, *_reply(status), actor)
+    upstream_status, start_count, remains, charge, unreadable = _reply(status)
+    await fulfilment.observe(
+        connection, order_id, upstream_status, start_count, remains, charge, actor,
+        remains_unreadable=unreadable,
+    )
 
 
 async def poll_once(

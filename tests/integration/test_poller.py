@@ -649,30 +649,65 @@ def _panel_garbling_remains(simulator_url: str, provider_order_id: str, remains:
     return rewriting_panel(simulator_url, garble)
 
 
-async def test_a_remains_past_any_number_backs_off_its_order_alone(
+async def test_a_remains_past_any_number_does_not_hold_back_a_cancellation(
     pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
     provider: ProviderClient, simulator_url: str,
 ) -> None:
-    """A slot whose remains is a number too large even to round ("1e9999999999") is a garbled
-    slot like any other: that order backs off alone, and the rest of its batch, canceled, is
-    recorded and refunded (it raised decimal.Overflow, which sank the whole batch, every time
-    the same orders fell due together)."""
+    """A slot whose remains is a number too large even to round ("1e9999999999") does not sink
+    its batch (it raised decimal.Overflow, which did, every time the same orders fell due
+    together), nor its own order: a Canceled order owes its whole charge whatever remains says,
+    so it is recorded and refunded with the rest of its batch (it was backed off as a garbled
+    slot, at every poll, its refund never paid), its remains unknown."""
     order_ids = await _submitted_orders(pool, client, provider, 3)
     provider_ids = await _canceled_at_the_provider(pool, simulator, order_ids)
-    garbled, *healthy = order_ids
+    garbled = order_ids[0]
     panel = _panel_garbling_remains(simulator_url, provider_ids[garbled], "1e9999999999")
     assert await _poll_once_through(panel, pool) == 3
 
     settled = await pool.fetch(
-        "select order_id, status, refunded from orders where order_id = any($1::bigint[])"
-        " order by order_id",
+        "select order_id, status, refunded, refunded_kobo = price_kobo, remains from orders"
+        " where order_id = any($1::bigint[]) order by order_id",
         order_ids,
     )
-    assert [tuple(row) for row in settled] == [
-        (garbled, "pending", False), *((order_id, "canceled", True) for order_id in healthy)
+    assert [tuple(row)[:4] for row in settled] == [
+        (order_id, "canceled", True, True) for order_id in order_ids
     ]
-    failures = await pool.fetchval("select failures from order_polls where order_id = $1", garbled)
-    assert failures == 1
+    assert settled[0]["remains"] is None
+    refunds = await pool.fetchval(
+        "select count(*) from events where type = 'Refunded'"
+        " and (data->>'order_id')::bigint = any($1::bigint[])",
+        order_ids,
+    )
+    assert refunds == 3
+
+
+@pytest.mark.parametrize("upstream", ["Partial", "Expired"])
+async def test_a_partial_or_expired_with_an_unreadable_remains_is_held_back(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
+    provider: ProviderClient, simulator_url: str, upstream: str,
+) -> None:
+    """A Partial or an Expired owes the share of what was left undelivered, which an unreadable
+    remains ("1,250") does not say: nothing is recorded or refunded (an Expired read as without
+    remains would have settled owing nothing), and the order is asked again at the next poll."""
+    (order_id,) = await _submitted_orders(pool, client, provider, 1)
+    provider_id = await pool.fetchval(
+        "select provider_order_id from orders where order_id = $1", order_id
+    )
+    await simulator.post(f"/orders/{provider_id}", json={"status": upstream, "remains": 3})
+    panel = _panel_garbling_remains(simulator_url, provider_id, "1,250")
+    assert await _poll_once_through(panel, pool) == 1
+
+    order = await pool.fetchrow(
+        "select status, refunded, version from orders where order_id = $1", order_id
+    )
+    assert (order["status"], order["refunded"]) == ("pending", False)
+    observed = await pool.fetchval(
+        "select count(*) from events where stream_id = $1 and type = 'StatusObserved'",
+        f"order-{order_id}",
+    )
+    assert observed == 0
+    due = await pool.fetchval("select failures from order_polls where order_id = $1", order_id)
+    assert due == 0
 
 
 def _null_errors(reply: Any) -> None:

@@ -69,3 +69,31 @@ def test_only_an_answer_that_repeats_the_known_status_changes_nothing(
     order = _submitted(price_kobo=15_000, type="Default", quantity=1_000, billable_quantity=1_000)
 
     assert decide_observation(order, upstream_status, None, remains).changes_nothing is nothing
+
+
+@pytest.mark.parametrize(
+    ("upstream_status", "status", "refund"),
+    [("Canceled", "canceled", 15_000), ("Fail", "failed", 15_000), ("Completed", "completed", 0),
+     ("In progress", "in_progress", 0), ("Partial", None, 0), ("Expired", None, 0)],
+)
+def test_an_unreadable_remains_holds_back_only_a_status_whose_refund_depends_on_it(
+    upstream_status: str, status: str | None, refund: int
+) -> None:
+    """A remains the provider sent but we could not read: a status owing the whole charge, or
+    nothing, is recorded (without remains) and refunded as it owes; a Partial or an Expired,
+    which owe the share left undelivered, is not recorded (an Expired read as without remains
+    would owe nothing)."""
+    order = _submitted(
+        price_kobo=15_000, type="Subscriptions", quantity=100, billable_quantity=1_000
+    )
+
+    observation = decide_observation(
+        order, upstream_status, None, None, None, remains_unreadable=True
+    )
+
+    assert observation.refund_kobo == refund
+    if status is None:
+        assert observation.changes_nothing
+    else:
+        assert observation.event is not None and observation.event.status == status
+        assert observation.event.remains is None

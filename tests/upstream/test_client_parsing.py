@@ -95,6 +95,26 @@ async def test_an_unreadable_charge_or_start_count_is_unknown_not_the_whole_stat
     assert status == ProviderStatus(status="Canceled", remains=100)
 
 
+@pytest.mark.parametrize("remains", ['"many"', '"1.5"', '"1,250"', '"-"', "1e9999999999", "true"])
+async def test_an_unreadable_remains_is_marked_not_the_whole_status(
+    fake_provider: FakeProvider, remains: str
+) -> None:
+    """A remains that cannot be read is None and marked unreadable, and the status beside it is
+    read: a Canceled order owes its whole charge whatever remains says (it made the whole status
+    malformed, so such an order was never refunded), and the mark lets the ledger hold back a
+    Partial or an Expired, whose refund depends on it."""
+    body = f'{{"status": "Canceled", "remains": {remains}, "start_count": 5}}'
+    status = await fake_provider(json_reply(body)).status("1")
+    assert status == ProviderStatus(
+        status="Canceled", start_count=5, remains=None, remains_unreadable=True
+    )
+    for absent in ("null", '""'):
+        body = f'{{"status": "Expired", "remains": {absent}}}'
+        assert await fake_provider(json_reply(body)).status("1") == ProviderStatus(
+            status="Expired"
+        )
+
+
 async def test_multi_status_leaves_no_requested_id_out(fake_provider: FakeProvider) -> None:
     """An id the provider leaves out of a multi-status reply comes back as a refusal."""
     body = '{"1": {"status": "Completed", "remains": 0}, "2": {"error": "Incorrect order ID"}}'
@@ -180,8 +200,6 @@ async def test_cancel_accepts_every_spelling_of_yes(fake_provider: FakeProvider)
         ("[1, 2]", 200, ProviderMalformed),
         ('{"charge": "1"}', 200, ProviderMalformed),
         ('{"status": 5}', 200, ProviderMalformed),
-        ('{"status": "Completed", "remains": "many"}', 200, ProviderMalformed),
-        ('{"status": "Completed", "remains": "1.5"}', 200, ProviderMalformed),
     ],
 )
 async def test_odd_status_replies_become_typed_errors(
