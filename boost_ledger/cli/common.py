@@ -116,7 +116,8 @@ def port_argument(text: str) -> int:
 
 
 def account_id_argument(text: str) -> int:
-    if not text.isdigit() or len(text) > 18:
+    """ASCII digits only: ``str.isdigit`` also takes "١٠٠٢" (which ``int`` reads as 1002)."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
         raise argparse.ArgumentTypeError(f"not an account id: {text!r}")
     return int(text)
 

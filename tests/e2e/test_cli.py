@@ -313,6 +313,35 @@ async def test_wallet_commands_refuse_unknown_accounts_and_bad_ids(env):
     assert not_an_id.code == 2 and "not an account id" in not_an_id.err
 
 
+async def test_an_account_id_in_other_digits_than_ascii_is_refused_as_a_bad_id(pool, env):
+    """An account id is ASCII digits, like every other id the command takes: "١٠٠٢" (Arabic-
+    Indic digits, which ``str.isdigit`` accepts and ``int`` reads as 1002) is exit 2, not a
+    credit, a ban or a new key for account 1002; "²" (a digit ``int`` cannot read) is the same
+    refusal, not argparse's "invalid account_id_argument value"."""
+    account_id, _ = await _account(pool)
+    other_digits = "".join(chr(0x0660 + int(digit)) for digit in account_id)
+    assert int(other_digits) == int(account_id)
+    runs = await asyncio.gather(
+        _boost("wallet", "credit", other_digits, "10", "--reference", "tx-u", env=env),
+        _boost("wallet", "show", other_digits, env=env),
+        _boost("accounts", "ban", other_digits, env=env),
+        _boost("keys", "rotate", other_digits, env=env),
+        _boost("wallet", "show", "\u00b2", env=env),
+    )
+    for ran in runs:
+        assert ran.code == 2, (ran.out, ran.err)
+        assert "not an account id" in ran.err and ran.out == "", ran.err
+    row = await pool.fetchrow(
+        "select w.balance_kobo, a.status from wallets w join accounts a using (account_id)"
+        " where account_id = $1",
+        int(account_id),
+    )
+    assert (row["balance_kobo"], row["status"]) == (0, "active")
+    assert await pool.fetchval(
+        "select count(*) from api_keys where account_id = $1", int(account_id)
+    ) == 1
+
+
 async def test_a_bad_setting_is_one_line_naming_it_for_catalog_sync_as_for_the_rest(env):
     """A bad BOOST_* value is refused with exit 2 and one line naming the variable, never a
     stack trace: by ``catalog sync``, which reads the provider's settings itself, as by
