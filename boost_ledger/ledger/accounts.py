@@ -44,8 +44,10 @@ async def open_account(
 ) -> tuple[int, GeneratedKey]:
     """Open an account with its wallet and first key; return the id and the key (shown once)."""
     name = name.strip()
-    if not name or len(name) > 200:
-        raise ValueError("an account name is 1 to 200 characters")
+    # Printable: no control character, and no surrogate (bytes of argv that were not UTF-8),
+    # which the database driver cannot encode.
+    if not name or len(name) > 200 or not name.isprintable():
+        raise ValueError("an account name is 1 to 200 printable characters")
     key = new_key()
     async with connection.transaction():
         account_id = int(await connection.fetchval("select nextval('account_id_seq')"))

@@ -119,6 +119,22 @@ async def test_accounts_create_prints_an_id_and_a_working_key(env, client):
     assert re.search(r"API key \(shown once\): blk_\S+", plain.out)
 
 
+async def test_accounts_create_refuses_a_name_that_is_not_printable_text(pool, env):
+    """A name with a control character (a newline, \\x01) is refused, exit 2 and one line, as
+    is one whose bytes are not UTF-8 (``--name $'\\xff'``, which Python reads as a surrogate the
+    database driver cannot encode: that was a stack trace and exit 1); no account is opened."""
+    before = await pool.fetchval("select count(*) from accounts")
+    names = ["two\nlines", "bell\x01", os.fsdecode(b"bad\xff")]
+    refusals = await asyncio.gather(
+        *(_boost("accounts", "create", "--name", name, env=env) for name in names)
+    )
+    for name, ran in zip(names, refusals, strict=True):
+        assert ran.code == 2, (name, ran.out, ran.err)
+        assert ran.err == "boost: an account name is 1 to 200 printable characters\n", ran.err
+        assert ran.out == ""
+    assert await pool.fetchval("select count(*) from accounts") == before
+
+
 async def test_keys_rotate_revokes_the_old_key_at_once(pool, env, client):
     """``keys rotate --json``: the new key works, the old one is 401 on the next request."""
     account_id, old_key = await _account(pool)
