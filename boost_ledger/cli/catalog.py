@@ -20,13 +20,22 @@ def register(commands: Any) -> None:
     sync = actions.add_parser("sync", help="read the provider's services now (BOOST_PROVIDER_URL)")
     sync.set_defaults(handler=_sync)
     price = actions.add_parser("price", help="pin a service's NGN rate per 1000 (or --unpin)")
-    price.add_argument("service_id")
+    price.add_argument("service_id", type=_service_id_argument)
     price.add_argument("rate", nargs="?", help="NGN per 1000, e.g. 1500.00")
     price.add_argument("--unpin", action="store_true", help="return to the synced rate")
     price.set_defaults(handler=_price)
     listing = actions.add_parser("list", help="print the catalog with its NGN rates")
     listing.add_argument("--json", action="store_true")
     listing.set_defaults(handler=_list)
+
+
+def _service_id_argument(text: str) -> str:
+    """An id a synced service can have (``catalog.usable_service_id``): one that is not (a
+    "/", a control character, argv bytes that were not UTF-8, which the database driver
+    cannot even encode) is a bad id, not a service that does not exist."""
+    if not catalog.usable_service_id(text):
+        raise argparse.ArgumentTypeError(f"not a service id: {text!r}")
+    return text
 
 
 async def _sync(arguments: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from support import bearer, free_port, open_funded_account, wait_for
+from support import bearer, free_port, open_funded_account, seed_catalog, wait_for
 
 from boost_ledger import postgres
 from boost_ledger.cli.main import EXIT_STATUS
@@ -390,6 +390,25 @@ async def test_catalog_sync_says_which_fx_rate_and_markup_it_priced_with(pool, e
         expected = ngn_rate_per_1000_kobo(Decimal(row["provider_rate"]), Decimal("1234.5"),
                                           Decimal("7"))
         assert row["rate_per_1000_kobo"] == expected, row
+
+
+async def test_catalog_price_refuses_a_service_id_no_service_can_have(pool, env):
+    """``catalog price`` of an id whose argv bytes are not UTF-8 (``$'3\\xff'``) was a stack
+    trace from the database driver (exit 1); like an id with a "/" or a control character,
+    which no synced service has (``catalog.usable_service_id``), it is now a bad id: exit 2,
+    nothing pinned."""
+    await seed_catalog(pool)
+    count_pins = "select count(*) from events where type = 'ServiceRatePinned'"
+    pins_before = await pool.fetchval(count_pins)
+    ids = [os.fsdecode(b"3\xff"), "3\x01", "a/b"]
+    refusals = await asyncio.gather(
+        *(_boost("catalog", "price", service_id, "10.00", env=env) for service_id in ids)
+    )
+    for service_id, ran in zip(ids, refusals, strict=True):
+        assert ran.code == 2, (service_id, ran.out, ran.err)
+        assert "not a service id" in ran.err and "Traceback" not in ran.err, ran.err
+        assert ran.out == ""
+    assert await pool.fetchval(count_pins) == pins_before
 
 
 async def test_a_database_that_cannot_be_used_is_one_line_not_a_stack_trace(dsn):
