@@ -85,10 +85,20 @@ def _summary(report: catalog.SyncReport) -> str:
 
 
 def _named(service_ids: list[str]) -> str:
-    text = ", ".join(service_ids[:_SHOWN_SKIPPED])
+    text = ", ".join(_shown_id(service_id) for service_id in service_ids[:_SHOWN_SKIPPED])
     if len(service_ids) > _SHOWN_SKIPPED:
         text += f" and {len(service_ids) - _SHOWN_SKIPPED} more"
     return text
+
+
+def _shown_id(service_id: str) -> str:
+    """An id as the summary names it: a skipped one is the provider's text, which may hold a
+    newline or a terminal escape (why it was skipped), so one no service can have is escaped
+    (Python's repr, its first ``MAX_SERVICE_ID_CHARS`` characters)."""
+    if catalog.usable_service_id(service_id):
+        return service_id
+    shown = repr(service_id[: catalog.MAX_SERVICE_ID_CHARS])
+    return shown + "..." if len(service_id) > catalog.MAX_SERVICE_ID_CHARS else shown
 
 
 async def _price(arguments: argparse.Namespace) -> int:

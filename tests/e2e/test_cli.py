@@ -20,7 +20,15 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from support import bearer, free_port, open_funded_account, seed_catalog, wait_for
+from support import (
+    bearer,
+    free_port,
+    http_server,
+    open_funded_account,
+    rewriting_panel,
+    seed_catalog,
+    wait_for,
+)
 
 from boost_ledger import postgres
 from boost_ledger.cli.main import EXIT_STATUS
@@ -409,6 +417,29 @@ async def test_catalog_price_refuses_a_service_id_no_service_can_have(pool, env)
         assert "not a service id" in ran.err and "Traceback" not in ran.err, ran.err
         assert ran.out == ""
     assert await pool.fetchval(count_pins) == pins_before
+
+
+async def test_catalog_sync_names_a_skipped_id_of_the_provider_without_its_control_characters(
+    pool, env, simulator_url
+):
+    """The summary names the offers it skipped, and an id the provider sent with a newline or a
+    terminal escape in it (which is why it was skipped) was printed as sent: the one-line
+    summary became two, the second line the provider's words, and the escape reached the
+    operator's terminal. Such an id is now shown escaped, as Python writes it."""
+    odd_ids = ["77\nboost: every service priced", "78\x1b]0;owned\x07"]
+
+    def add_odd_offers(reply: Any) -> None:
+        if isinstance(reply, list) and reply and isinstance(reply[0], dict):
+            reply.extend({**reply[0], "service": service_id} for service_id in odd_ids)
+
+    async with http_server(rewriting_panel(simulator_url, add_odd_offers)) as panel_url:
+        shell = {**env, "BOOST_PROVIDER_URL": f"{panel_url}/api/v2"}
+        ran = await _boost("catalog", "sync", env=shell)
+    assert ran.code == 0, ran.err
+    (summary,) = ran.out.splitlines()
+    assert "\x1b" not in ran.out and "\x07" not in ran.out, ran.out
+    for service_id in odd_ids:
+        assert repr(service_id) in summary, summary
 
 
 async def test_a_database_that_cannot_be_used_is_one_line_not_a_stack_trace(dsn):
