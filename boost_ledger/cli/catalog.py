@@ -152,7 +152,14 @@ async def _list(arguments: argparse.Namespace) -> int:
                 " (pinned)" if item["pinned"] else ""
             )
             print(
-                f"{item['service_id']:>6}  {item['rate_per_1000']:>12} NGN  {item['type']:<24}"
-                f" {item['name']}{flags}"
+                f"{item['service_id']:>6}  {item['rate_per_1000']:>12} NGN"
+                f"  {_printable(item['type']):<24} {_printable(item['name'])}{flags}"
             )
     return 0
+
+
+def _printable(text: str) -> str:
+    """The provider's text on one line of the operator's terminal: one with a newline (which
+    would print a line that looks like another service) or a terminal escape is shown escaped,
+    as Python writes it in a string literal."""
+    return text if text.isprintable() else repr(text)[1:-1]

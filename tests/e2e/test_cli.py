@@ -442,6 +442,34 @@ async def test_catalog_sync_names_a_skipped_id_of_the_provider_without_its_contr
         assert repr(service_id) in summary, summary
 
 
+async def test_catalog_list_shows_a_provider_name_with_control_characters_escaped(
+    pool, env, simulator_url
+):
+    """``catalog list`` prints one line per service, and a name is the provider's text: one
+    with a newline printed a second line that looked like another service, and a terminal
+    escape in it reached the operator's terminal. Such a name (or type) is shown
+    escaped; ``--json`` carries it as it is."""
+    odd_name = "Likes\x1b]0;owned\x07\n    99          0.01 NGN  Default  Cheap"
+
+    def rename_the_first(reply: Any) -> None:
+        if isinstance(reply, list) and reply and isinstance(reply[0], dict):
+            reply[0]["name"] = odd_name
+
+    async with http_server(rewriting_panel(simulator_url, rename_the_first)) as panel_url:
+        shell = {**env, "BOOST_PROVIDER_URL": f"{panel_url}/api/v2"}
+        synced = await _boost("catalog", "sync", env=shell)
+    assert synced.code == 0, synced.err
+    listed, as_json = await asyncio.gather(
+        _boost("catalog", "list", env=env), _boost("catalog", "list", "--json", env=env)
+    )
+    assert listed.code == 0 and as_json.code == 0, (listed.err, as_json.err)
+    services = json.loads(as_json.out)
+    assert odd_name in [service["name"] for service in services]
+    assert len(listed.out.splitlines()) == len(services), listed.out
+    assert "\x1b" not in listed.out and "\x07" not in listed.out, listed.out
+    assert repr(odd_name)[1:-1] in listed.out, listed.out
+
+
 async def test_a_database_that_cannot_be_used_is_one_line_not_a_stack_trace(dsn):
     """A DATABASE_URL whose server is down, or whose database does not exist, is exit 1 with
     one line saying the database cannot be reached and why, never the driver's stack trace."""
