@@ -57,7 +57,9 @@ async def _sync(arguments: argparse.Namespace) -> int:
         async with database(settings) as pool:
             report = await sync_once(pool, provider, settings.fx_rate, settings.markup_percent)
     except ProviderError as error:
-        raise CommandError(f"the provider failed: {error}", exit_code=1) from None
+        # The provider's own text (a refusal's): escaped, or a newline in it would print a
+        # second line in the provider's words.
+        raise CommandError(f"the provider failed: {_printable(str(error))}", exit_code=1) from None
     finally:
         await provider.aclose()
     # The prices come from this process's BOOST_FX_RATE and BOOST_MARKUP_PERCENT, not the

@@ -20,6 +20,9 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 from support import (
     bearer,
     free_port,
@@ -468,6 +471,25 @@ async def test_catalog_list_shows_a_provider_name_with_control_characters_escape
     assert len(listed.out.splitlines()) == len(services), listed.out
     assert "\x1b" not in listed.out and "\x07" not in listed.out, listed.out
     assert repr(odd_name)[1:-1] in listed.out, listed.out
+
+
+async def test_a_provider_refusal_of_catalog_sync_is_one_line_whatever_its_text(env):
+    """``catalog sync`` against a provider that refuses (``{"error": text}``) is exit 1 and
+    one line; the text is the provider's, and one holding a newline and a terminal escape was
+    printed as sent (a second line in the provider's words, an escape for the terminal). It is
+    shown escaped now."""
+    text = "Invalid API key\nboost: catalog synced\x1b[2J"
+
+    async def refuse(request: Any) -> JSONResponse:
+        return JSONResponse({"error": text})
+
+    panel = Starlette(routes=[Route("/api/v2", refuse, methods=["POST"])])
+    async with http_server(panel) as panel_url:
+        shell = {**env, "BOOST_PROVIDER_URL": f"{panel_url}/api/v2"}
+        ran = await _boost("catalog", "sync", env=shell)
+    assert ran.code == 1, (ran.out, ran.err)
+    assert ran.out == ""
+    assert ran.err == f"boost: the provider failed: {repr(text)[1:-1]}\n", ran.err
 
 
 async def test_a_database_that_cannot_be_used_is_one_line_not_a_stack_trace(dsn):
