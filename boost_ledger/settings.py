@@ -36,6 +36,10 @@ Milliseconds = Annotated[int, msgspec.Meta(ge=1, le=3_600_000)]
 
 MAX_FX_RATE = Decimal(1_000_000)
 MAX_MARKUP_PERCENT = Decimal(10_000)
+MAX_RATE_DECIMALS = 6
+"""Decimal places of BOOST_FX_RATE and BOOST_MARKUP_PERCENT at most: prices are computed exactly
+(``money.ngn_rate_per_1000_kobo``), so a rate written to 60 places would make every service
+impossible to price, and one sync would delist the whole catalog."""
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -109,15 +113,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         """What one field's bounds cannot say. (msgspec reports a ValueError raised here as a
         ValidationError of the whole; ``explain`` passes its message through.)"""
-        if not (self.fx_rate.is_finite() and 0 < self.fx_rate <= MAX_FX_RATE):
+        if not (_places_at_most_six(self.fx_rate) and 0 < self.fx_rate <= MAX_FX_RATE):
             raise ValueError(
                 f"BOOST_FX_RATE={str(self.fx_rate)!r} is not valid: it must be more than 0 and"
-                f" at most {MAX_FX_RATE} (at 0 no service can be priced: a sync delists them all)"
+                f" at most {MAX_FX_RATE}, with at most {MAX_RATE_DECIMALS} decimal places (at 0"
+                " no service can be priced: a sync delists them all)"
             )
-        if not (self.markup_percent.is_finite() and 0 <= self.markup_percent <= MAX_MARKUP_PERCENT):
+        markup = self.markup_percent
+        if not (_places_at_most_six(markup) and 0 <= markup <= MAX_MARKUP_PERCENT):
             raise ValueError(
-                f"BOOST_MARKUP_PERCENT={str(self.markup_percent)!r} is not valid: it must be"
-                f" from 0 to {MAX_MARKUP_PERCENT}"
+                f"BOOST_MARKUP_PERCENT={str(markup)!r} is not valid: it must be"
+                f" from 0 to {MAX_MARKUP_PERCENT}, with at most {MAX_RATE_DECIMALS} decimal places"
             )
         if self.pool_min_size > self.pool_max_size:
             raise ValueError(
@@ -138,6 +144,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         if "BOOST_LOG_LEVEL" in env:  # INFO or Info is info
             env["BOOST_LOG_LEVEL"] = env["BOOST_LOG_LEVEL"].lower()
         return read_env(cls, _VARIABLES, env, dec_hook=_decode_hook)
+
+
+def _places_at_most_six(value: Decimal) -> bool:
+    """Finite, and written with at most ``MAX_RATE_DECIMALS`` decimal places (1.5E+3 has none)."""
+    if not value.is_finite():
+        return False
+    _, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)
+    written = "".join(map(str, digits))
+    trailing_zeros = len(written) - len(written.rstrip("0"))  # 1500.50 has one place
+    return -(exponent + trailing_zeros) <= MAX_RATE_DECIMALS
 
 
 def _decode_hook(target: type, value: object) -> object:

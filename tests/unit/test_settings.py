@@ -168,6 +168,9 @@ def test_switches_accept_the_usual_spellings_of_on(text):
         ("BOOST_FX_RATE", "NaN"),
         ("BOOST_FX_RATE", "Infinity"),
         ("BOOST_FX_RATE", "1000000.01"),
+        ("BOOST_FX_RATE", "1500.0000001"),
+        ("BOOST_FX_RATE", "1500." + "1" * 60),
+        ("BOOST_MARKUP_PERCENT", "20.0000001"),
         ("BOOST_MARKUP_PERCENT", "-1"),
         ("BOOST_MARKUP_PERCENT", "sNaN"),
         ("BOOST_MARKUP_PERCENT", "10001"),
@@ -184,7 +187,7 @@ def test_the_bounds_let_the_edges_through():
     configured = Settings.from_env(
         {
             "BOOST_PORT": "65535",
-            "BOOST_FX_RATE": "0.01",
+            "BOOST_FX_RATE": "0.000001000",
             "BOOST_MARKUP_PERCENT": "0",
             "BOOST_POOL_MIN": "0",
             "BOOST_POOL_MAX": "1",
@@ -194,7 +197,7 @@ def test_the_bounds_let_the_edges_through():
         }
     )
     assert (configured.port, configured.fx_rate, configured.markup_percent) == (
-        65535, Decimal("0.01"), Decimal("0"),
+        65535, Decimal("0.000001"), Decimal("0"),
     )
     assert (configured.pool_min_size, configured.pool_max_size) == (0, 1)
     quick = Settings.from_env(
