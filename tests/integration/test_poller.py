@@ -9,11 +9,15 @@ import json
 import random
 import uuid
 from typing import Any
+from urllib.parse import parse_qs
 
 import asyncpg
 import httpx
 import pytest
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from support import bearer, http_server, open_funded_account, rewriting_panel, seed_catalog
 
 from boost_ledger import postgres, projections
@@ -732,3 +736,79 @@ async def test_a_null_error_beside_each_status_is_no_refusal(
         "select status, refunded from orders where order_id = any($1::bigint[])", order_ids
     )
     assert [tuple(row) for row in settled] == [("canceled", True)] * 2
+
+
+def _panel_refusing_status_calls_with(
+    simulator_url: str, refused: set[str]
+) -> tuple[Starlette, list[list[str]]]:
+    """A panel that is the simulator, but refuses a whole status call (``{"error": ...}``, as
+    some panels do) when it names one of ``refused``; and the ids of each status call made."""
+    calls: list[list[str]] = []
+
+    async def api(request: Request) -> Response:
+        body = await request.body()
+        form = {name: values[0] for name, values in parse_qs(body.decode()).items()}
+        if form.get("action") == "status":
+            ids = form.get("orders", form.get("order", "")).split(",")
+            calls.append(ids)
+            if refused & set(ids):
+                return JSONResponse({"error": "Incorrect order ID"})
+        async with httpx.AsyncClient(timeout=5.0) as upstream:
+            answer = await upstream.post(
+                f"{simulator_url}/api/v2", content=body,
+                headers={"content-type": "application/x-www-form-urlencoded"},
+            )
+        return Response(answer.content, media_type="application/json")
+
+    return Starlette(routes=[Route("/api/v2", api, methods=["POST"])]), calls
+
+
+async def test_a_status_call_refused_whole_for_one_id_is_narrowed_down_to_it(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
+    provider: ProviderClient, simulator_url: str,
+) -> None:
+    """A panel that refuses a whole multi-id status call for one id it does not know: the batch
+    is asked again in halves, so the other orders are recorded and refunded and that one backs
+    off alone (the poll raised, the batch kept its lease and was asked again as a whole, and
+    none of its orders was ever recorded), in a bounded number of calls."""
+    order_ids = await _submitted_orders(pool, client, provider, 6)
+    provider_ids = await _canceled_at_the_provider(pool, simulator, order_ids)
+    unknown, *known = order_ids
+    panel, calls = _panel_refusing_status_calls_with(simulator_url, {provider_ids[unknown]})
+    assert await _poll_once_through(panel, pool) == 6
+
+    settled = await pool.fetch(
+        "select order_id, status, refunded from orders where order_id = any($1::bigint[])"
+        " order by order_id",
+        order_ids,
+    )
+    assert [tuple(row) for row in settled] == [
+        (unknown, "pending", False), *((order_id, "canceled", True) for order_id in known)
+    ]
+    failures = await pool.fetchval("select failures from order_polls where order_id = $1", unknown)
+    assert failures == 1
+    assert len(calls[0]) == 6 and len(calls) <= 1 + 2 * 3
+    assert [provider_ids[unknown]] in calls  # asked alone, at the end
+
+
+async def test_a_provider_refusing_every_status_call_backs_the_poller_off(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, provider: ProviderClient,
+    simulator_url: str,
+) -> None:
+    """Both halves of a refused batch refused too: the provider refuses every call (a bad key,
+    say), which is the poller's to back off from, as before: the poll raises after three calls
+    and no order is marked as failing."""
+    order_ids = await _submitted_orders(pool, client, provider, 4)
+    provider_ids = await pool.fetch(
+        "select provider_order_id from orders where order_id = any($1::bigint[])", order_ids
+    )
+    panel, calls = _panel_refusing_status_calls_with(
+        simulator_url, {row[0] for row in provider_ids}
+    )
+    with pytest.raises(ProviderError):
+        await _poll_once_through(panel, pool)
+    assert [len(ids) for ids in calls] == [4, 2, 2]
+    failures = await pool.fetch(
+        "select failures from order_polls where order_id = any($1::bigint[])", order_ids
+    )
+    assert [row[0] for row in failures] == [0] * 4
