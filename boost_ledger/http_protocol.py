@@ -9,6 +9,8 @@ does after its last write, such as the request log, does not delay the answer), 
 step ends (``loop.call_soon``), always in the order they were made. A large body goes out as
 soon as ``HIGH_WATER_BYTES`` are held, so the socket's flow control still acts within a step.
 Closing, a half close or a protocol switch sends what is held first; an abort drops it.
+
+It also answers what its parser refuses in the API's error envelope (uvicorn's is text/plain).
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from boost_ledger.api.errors import bad_request
 
 HIGH_WATER_BYTES = 64 * 1024
 """Held bytes that are sent at once (uvicorn's own write buffer pauses the app at this size)."""
@@ -116,3 +120,23 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     def on_response_complete(self) -> None:
         self.coalescing.flush()
         super().on_response_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to bytes its parser refuses (an unknown method, a malformed header,
+        bad body framing), sent before any route and then the connection closed: the one error
+        envelope, as JSON, where uvicorn sends its ``msg`` as text/plain."""
+        body = bad_request().body()
+        content = [STATUS_LINE[400]]
+        for name, value in self.server_state.default_headers:
+            content.extend([name, b": ", value, b"\r\n"])
+        content.extend(
+            [
+                b"content-type: application/json\r\n",
+                b"content-length: " + str(len(body)).encode("ascii") + b"\r\n",
+                b"connection: close\r\n",
+                b"\r\n",
+                body,
+            ]
+        )
+        self.transport.write(b"".join(content))
+        self.transport.close()

@@ -81,6 +81,10 @@ def validation_failed(errors: dict[str, list[str]], message: str | None = None) 
     )
 
 
+def bad_request() -> ApiError:
+    return ApiError(400, "BAD_REQUEST", "The request is not a well-formed HTTP/1.1 request.")
+
+
 def not_found() -> ApiError:
     return ApiError(404, "NOT_FOUND", "The requested resource was not found.")
 

@@ -22,6 +22,8 @@ from boost_ledger.ledger.statuses import ORDER_STATUSES
 
 # What each error code means, once (the spec's table plus this server's own codes).
 ERROR_CODES: dict[str, tuple[int, str]] = {
+    "BAD_REQUEST": (400, "Not a well-formed HTTP/1.1 request (an unknown method, a malformed "
+                    "header or body framing); the connection is closed."),
     "UNAUTHENTICATED": (401, "The bearer token is missing, invalid, or revoked."),
     "INSUFFICIENT_BALANCE": (402, "The wallet balance cannot cover the calculated price."),
     "USER_DISABLED": (403, "The account is disabled."),

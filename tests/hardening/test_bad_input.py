@@ -371,3 +371,50 @@ async def test_odd_categories_list_nothing(api, account, category):
 async def test_bad_list_parameters_are_422(api, pool, account, query):
     await refused(api, pool, account[1], 422, "VALIDATION_FAILED", method="GET",
                   path=f"{ORDERS}?{query}", content_type=None)
+
+
+# --- requests the HTTP parser refuses ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"BREW /api/v1/wallet HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"get /api/v1/wallet HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /api/v1/wallet\xe9 HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /api/v1/wallet HTTP/1.1\r\nHost: x\r\nNo colon here\r\n\r\n",
+        b"POST /api/v1/boost/orders HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+        b"POST /api/v1/boost/orders HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"POST /api/v1/boost/orders HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ],
+    ids=["unknown-method", "lowercase-method", "non-ascii-path", "header-without-colon",
+         "bad-content-length", "length-and-chunked", "bad-chunk-size"],
+)
+async def test_a_request_the_parser_refuses_is_a_400_envelope(runtime, request_bytes):
+    """Bytes that are not one HTTP/1.1 request (an unknown method, a malformed header or body
+    framing) are answered by the server's protocol before any route: 400 in the one envelope,
+    as JSON, and the connection closed (uvicorn's own answer was text/plain)."""
+    import asyncio
+
+    from support import production_server
+
+    from boost_ledger.api.app import create_app
+
+    async with production_server(create_app(runtime), runtime.settings) as address:
+        reader, writer = await asyncio.open_connection(*address)
+        writer.write(request_bytes)
+        answer = await asyncio.wait_for(reader.read(), 10)  # until the server closes
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    assert lines[0] == "HTTP/1.1 400 Bad Request", answer
+    headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+    assert headers["content-type"] == "application/json"
+    assert headers["connection"] == "close"
+    assert int(headers["content-length"]) == len(body)
+    envelope = json.loads(body)
+    assert envelope == {"success": False, "status": 400, "code": "BAD_REQUEST",
+                        "message": envelope["message"]}
+    assert envelope["message"]
