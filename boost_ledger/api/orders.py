@@ -162,6 +162,15 @@ def _metadata(request: Request, principal: Principal) -> dict[str, Any]:
     }
 
 
+def _one_value(request: Request, name: str) -> str | None:
+    """A query parameter's one value (None if absent), or 422: given twice it is ambiguous, as a
+    duplicated member of a body is (Starlette's ``get`` keeps the last one, silently)."""
+    values = request.query_params.getlist(name)
+    if len(values) > 1:
+        raise validation_failed({name: [f"The {name} parameter appears more than once."]})
+    return values[0] if values else None
+
+
 def _positive_int(text: str | None, name: str, default: int, maximum: int) -> int:
     """A query parameter as an integer in 1..maximum, or 422.
 
@@ -203,9 +212,9 @@ order by page.created_at desc, page.order_id desc
 async def list_orders(request: Request) -> Response:
     runtime = runtime_of(request)
     principal = await authenticate(request, runtime.pool, "orders:read")
-    per_page = _positive_int(request.query_params.get("per_page"), "per_page", 25, 100)
-    page = _positive_int(request.query_params.get("page"), "page", 1, 1_000_000)
-    status = request.query_params.get("status")
+    per_page = _positive_int(_one_value(request, "per_page"), "per_page", 25, 100)
+    page = _positive_int(_one_value(request, "page"), "page", 1, 1_000_000)
+    status = _one_value(request, "status")
     if status is not None and status not in ORDER_STATUSES:
         allowed = ", ".join(ORDER_STATUSES)
         raise validation_failed({"status": [f"The status must be one of {allowed}."]})

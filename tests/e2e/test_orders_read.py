@@ -192,6 +192,28 @@ async def test_bad_list_parameters_are_refused(
     assert set(error["errors"]) == {name}
 
 
+
+@pytest.mark.parametrize(
+    "query",
+    ["per_page=100&per_page=1", "per_page=1&per_page=100", "page=2&page=1", "page=1&page=1",
+     "status=canceled&status=pending", "status=pending&status=canceled"],
+)
+async def test_a_list_parameter_given_twice_is_refused(
+    query: str, pool: asyncpg.Pool[Any], client: httpx.AsyncClient
+) -> None:
+    """A parameter given more than once is ambiguous, as a duplicated member of a body is (the
+    last one silently won, so ``status=canceled&status=pending`` listed only pending orders,
+    and one order of the two values was refused, the other not): 422 VALIDATION_FAILED naming
+    the parameter, whichever the values and their order."""
+    _, key = await open_funded_account(pool, FUNDS_KOBO)
+    await place(client, key)
+    response = await client.get(f"{ORDERS}?{query}", headers=bearer(key))
+    assert response.status_code == 422, response.text
+    error = response.json()
+    assert (error["success"], error["status"], error["code"]) == (False, 422, "VALIDATION_FAILED")
+    name = query.split("=", 1)[0]
+    assert error["errors"] == {name: [f"The {name} parameter appears more than once."]}
+
 async def test_one_order_in_the_spec_shape(
     pool: asyncpg.Pool[Any], client: httpx.AsyncClient
 ) -> None:
