@@ -1,5 +1,5 @@
-"""Outermost ASGI layer: request id, one log line per request, the bound on requests in flight
-and the last-resort 500.
+"""Outermost ASGI layer: request id, one log line per request, the bound on requests in flight,
+the last-resort 500, and ``connection: close`` on an answer sent before a 100-continue body.
 
 A client that goes away before its request is answered is recorded as 499, nginx's "client
 closed request": not a server error, and nothing to answer. Past ``MAX_IN_FLIGHT`` requests
@@ -57,6 +57,20 @@ class RequestContext:
         started = time.perf_counter()
         status = 500
         response_started = False
+        # A client that sent "Expect: 100-continue" sends its body only once told to (the
+        # server does when the app first asks for the body). Answered before that, it keeps
+        # its body, so the connection must close: left open, the server would wait for the
+        # body and take the client's next request on the connection for it.
+        body_unasked = _expects_continue(scope)
+        if body_unasked:
+            asked_receive = receive
+
+            async def receive_asked() -> Message:
+                nonlocal body_unasked
+                body_unasked = False
+                return await asked_receive()
+
+            receive = receive_asked
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, response_started
@@ -65,6 +79,8 @@ class RequestContext:
                 return
             headers = list(message.get("headers", []))
             headers.append((b"x-request-id", request_id.encode()))
+            if body_unasked:
+                headers.append((b"connection", b"close"))
             await send({**message, "headers": headers})
             # Once the server took the head (see api/deadlines.py): a send cancelled while it
             # waited for a client to read wrote nothing, and the status is the one sent after.
@@ -101,6 +117,13 @@ class RequestContext:
             _log_request(scope, request_id, route, status, duration_s)
             if self.observe is not None:
                 self.observe(scope["method"], route, status, duration_s)
+
+
+def _expects_continue(scope: Scope) -> bool:
+    return any(
+        name == b"expect" and value.lower() == b"100-continue"
+        for name, value in scope.get("headers", [])
+    )
 
 
 def _incoming_request_id(scope: Scope) -> str | None:

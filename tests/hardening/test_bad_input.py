@@ -418,3 +418,72 @@ async def test_a_request_the_parser_refuses_is_a_400_envelope(runtime, request_b
     assert envelope == {"success": False, "status": 400, "code": "BAD_REQUEST",
                         "message": envelope["message"]}
     assert envelope["message"]
+
+
+async def _exchange(address: tuple[str, int], head: bytes, then: bytes = b"") -> bytes:
+    """Send ``head``, then ``then`` once the first answer came; all read until the server
+    closes (or 10 s pass, which fails the test)."""
+    import asyncio
+
+    reader, writer = await asyncio.open_connection(*address)
+    try:
+        writer.write(head)
+        answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        if then:
+            writer.write(then)
+        answer += await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+    return answer
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ("Content-Type: application/json\r\nContent-Length: 40", 401),
+        ("Authorization: Bearer {key}\r\nContent-Type: text/plain\r\nContent-Length: 40", 415),
+        ("Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
+         "Content-Length: 70000", 413),
+    ],
+    ids=["no-key", "not-json", "declared-too-large"],
+)
+async def test_a_refusal_before_a_100_continue_body_closes_the_connection(
+    runtime, account, headers, status
+):
+    """A client that sent ``Expect: 100-continue`` and hears a final answer instead of 100 does
+    not send its body; a server that keeps the connection open waits for that body, and takes
+    the client's next request for it (it was answered 400, or not at all). So the refusal says
+    ``connection: close`` and the server closes, and the next request goes on a new one."""
+    from support import production_server
+
+    from boost_ledger.api.app import create_app
+
+    head = (f"POST {ORDERS} HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            f"{headers.format(key=account[1])}\r\n\r\n").encode()
+    following = (f"GET /api/v1/wallet HTTP/1.1\r\nHost: x\r\n"
+                 f"Authorization: Bearer {account[1]}\r\n\r\n")
+    async with production_server(create_app(runtime), runtime.settings) as address:
+        answer = await _exchange(address, head, then=following.encode())
+    head_text = answer.split(b"\r\n\r\n", 1)[0].decode("latin-1").lower()
+    assert head_text.startswith(f"http/1.1 {status} "), answer
+    assert "\r\nconnection: close" in head_text, answer
+    assert answer.count(b"HTTP/1.1 ") == 1, answer  # the next request was not read as a body
+
+
+async def test_a_100_continue_body_asked_for_keeps_the_connection(runtime, account):
+    """A checkout that asks for its body (100 Continue) and is answered keeps the connection
+    open for the next request, as any other does."""
+    from support import production_server
+
+    from boost_ledger.api.app import create_app
+
+    body = _raw(_body())
+    head = (f"POST {ORDERS} HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+            f"Authorization: Bearer {account[1]}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    following = (f"GET /api/v1/wallet HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {account[1]}"
+                 "\r\nConnection: close\r\n\r\n").encode()
+    async with production_server(create_app(runtime), runtime.settings) as address:
+        answer = await _exchange(address, head, then=body + following)
+    assert answer.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 "), answer
+    assert b"HTTP/1.1 200 OK" in answer, answer
