@@ -10,7 +10,9 @@ step ends (``loop.call_soon``), always in the order they were made. A large body
 soon as ``HIGH_WATER_BYTES`` are held, so the socket's flow control still acts within a step.
 Closing, a half close or a protocol switch sends what is held first; an abort drops it.
 
-It also answers what its parser refuses in the API's error envelope (uvicorn's is text/plain).
+It also answers what its parser refuses in the API's error envelope (uvicorn's is text/plain),
+and bounds a request's head (its line and headers), which uvicorn holds in memory until it
+ends however long it grows, to ``MAX_HEAD_BYTES``: past that, 431 and the connection closed.
 """
 
 from __future__ import annotations
@@ -20,10 +22,13 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from boost_ledger.api.errors import bad_request
+from boost_ledger.api.errors import ApiError, bad_request, headers_too_large
 
 HIGH_WATER_BYTES = 64 * 1024
 """Held bytes that are sent at once (uvicorn's own write buffer pauses the app at this size)."""
+
+MAX_HEAD_BYTES = 64 * 1024
+"""A request's line and headers; the body has its own bound (api/http.py)."""
 
 
 class CoalescingTransport(asyncio.Transport):
@@ -115,7 +120,31 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         # (uvicorn narrows the parameter the same way; uvloop's transports are not subclasses
         # of asyncio.Transport, so no isinstance check either.)
         self.coalescing = CoalescingTransport(transport, self.loop)
+        # Bytes received since the current head began (or the last message ended), counted
+        # while a head is being read; a head ending in a chunk resets the count, so a body read
+        # in the same chunk is not counted (and the next head's start in it only delays the
+        # refusal by one chunk).
+        self.reading_head = True
+        self.head_bytes = 0
         super().connection_made(self.coalescing)
+
+    def data_received(self, data: bytes) -> None:
+        if self.reading_head:
+            self.head_bytes += len(data)
+        super().data_received(data)
+        too_large = self.reading_head and self.head_bytes > MAX_HEAD_BYTES
+        if too_large and not self.transport.is_closing():
+            self.logger.warning("Request head too large.")
+            self._send_error(headers_too_large(MAX_HEAD_BYTES))
+
+    def on_headers_complete(self) -> None:
+        self.reading_head = False
+        self.head_bytes = 0
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self.reading_head = True
 
     def on_response_complete(self) -> None:
         self.coalescing.flush()
@@ -125,8 +154,12 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         """uvicorn's answer to bytes its parser refuses (an unknown method, a malformed header,
         bad body framing), sent before any route and then the connection closed: the one error
         envelope, as JSON, where uvicorn sends its ``msg`` as text/plain."""
-        body = bad_request().body()
-        content = [STATUS_LINE[400]]
+        self._send_error(bad_request())
+
+    def _send_error(self, error: ApiError) -> None:
+        """``error`` in the envelope, written by the protocol itself, then the connection closed."""
+        body = error.body()
+        content = [STATUS_LINE[error.status]]
         for name, value in self.server_state.default_headers:
             content.extend([name, b": ", value, b"\r\n"])
         content.extend(

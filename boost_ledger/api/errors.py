@@ -99,6 +99,14 @@ def payload_too_large(limit_bytes: int) -> ApiError:
     )
 
 
+def headers_too_large(limit_bytes: int) -> ApiError:
+    return ApiError(
+        431,
+        "REQUEST_HEADERS_TOO_LARGE",
+        f"The request line and headers are larger than {limit_bytes} bytes.",
+    )
+
+
 def unsupported_media_type() -> ApiError:
     return ApiError(
         415,

@@ -39,6 +39,8 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "IDEMPOTENCY_KEY_IN_PROGRESS": (409, "The same key is still processing. Retry shortly."),
     "BOOST_CANCEL_REJECTED": (409, "The order cannot be cancelled at the moment."),
     "PAYLOAD_TOO_LARGE": (413, "The body is over 64 KiB."),
+    "REQUEST_HEADERS_TOO_LARGE": (431, "The request line and headers are over 64 KiB; the "
+                                  "connection is closed."),
     "UNSUPPORTED_MEDIA_TYPE": (415, "The body is not declared Content-Type: application/json."),
     "VALIDATION_FAILED": (422, "One or more request fields are missing or invalid (malformed "
                           "JSON, duplicate keys, wrong types...); `errors` names each."),

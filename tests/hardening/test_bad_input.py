@@ -487,3 +487,55 @@ async def test_a_100_continue_body_asked_for_keeps_the_connection(runtime, accou
         answer = await _exchange(address, head, then=body + following)
     assert answer.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 "), answer
     assert b"HTTP/1.1 200 OK" in answer, answer
+
+
+async def _head_answer(address: tuple[str, int], data: bytes) -> bytes:
+    """Send ``data`` (a head the server reads whole) and read until the server closes."""
+    import asyncio
+
+    reader, writer = await asyncio.open_connection(*address)
+    try:
+        writer.write(data)
+        return await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize(
+    "head",
+    [b"GET /api/v1/wallet HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000,
+     b"GET /api/v1/wallet HTTP/1.1\r\nHost: x\r\n" + b"X-Many: a\r\n" * 7_000,
+     b"GET /api/v1/wallet?" + b"a" * 70_000],
+    ids=["one-long-header", "many-headers", "long-url"],
+)
+async def test_a_request_head_past_64_kib_is_431_and_closed(runtime, head):
+    """The request line and headers are held in memory until they end, and nothing else
+    bounded them (100 MB of one header were read and answered): past 64 KiB, before their end,
+    431 in the envelope and the connection closed."""
+    from support import production_server
+
+    from boost_ledger.api.app import create_app
+
+    async with production_server(create_app(runtime), runtime.settings) as address:
+        answer = await _head_answer(address, head)
+    head_part, _, body = answer.partition(b"\r\n\r\n")
+    lines = head_part.decode("latin-1").split("\r\n")
+    assert lines[0] == "HTTP/1.1 431 Request Header Fields Too Large", answer[:300]
+    headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+    assert (headers["content-type"], headers["connection"]) == ("application/json", "close")
+    envelope = json.loads(body)
+    assert (envelope["success"], envelope["status"], envelope["code"]) == (
+        False, 431, "REQUEST_HEADERS_TOO_LARGE")
+
+
+async def test_a_request_head_within_64_kib_is_served(runtime, account):
+    """A head of 60 KiB (a long header among the usual ones) is read and answered."""
+    from support import production_server
+
+    from boost_ledger.api.app import create_app
+
+    head = (f"GET /api/v1/wallet HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {account[1]}\r\n"
+            f"X-Big: {'a' * 60_000}\r\nConnection: close\r\n\r\n").encode()
+    async with production_server(create_app(runtime), runtime.settings) as address:
+        answer = await _head_answer(address, head)
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer[:300]
