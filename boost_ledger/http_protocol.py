@@ -12,7 +12,9 @@ Closing, a half close or a protocol switch sends what is held first; an abort dr
 
 It also answers what its parser refuses in the API's error envelope (uvicorn's is text/plain),
 and bounds a request's head (its line and headers), which uvicorn holds in memory until it
-ends however long it grows, to ``MAX_HEAD_BYTES``: past that, 431 and the connection closed.
+ends however long it grows and however long it takes: past ``MAX_HEAD_BYTES``, 431, and past
+``HEAD_TIMEOUT_S`` from the connection's start or the head's first byte, 408 (or nothing, if
+nothing came), each time with the connection closed.
 """
 
 from __future__ import annotations
@@ -22,13 +24,18 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from boost_ledger.api.errors import ApiError, bad_request, headers_too_large
+from boost_ledger.api.errors import ApiError, bad_request, head_timeout, headers_too_large
 
 HIGH_WATER_BYTES = 64 * 1024
 """Held bytes that are sent at once (uvicorn's own write buffer pauses the app at this size)."""
 
 MAX_HEAD_BYTES = 64 * 1024
 """A request's line and headers; the body has its own bound (api/http.py)."""
+
+HEAD_TIMEOUT_S = 10.0
+"""For a request's head to arrive, from a new connection's start or the head's first byte (the
+keep-alive timeout, 5 s, bounds the wait between requests; the body's bound is
+BOOST_BODY_TIMEOUT_S, api/deadlines.py)."""
 
 
 class CoalescingTransport(asyncio.Transport):
@@ -126,7 +133,43 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         # refusal by one chunk).
         self.reading_head = True
         self.head_bytes = 0
+        self.head_begun = False  # a head's first byte came, and not yet its end
+        self.head_timer: asyncio.TimerHandle | None = None
         super().connection_made(self.coalescing)
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.head_begun = True
+        if self.head_timer is None:  # a new connection's first head has its timer already
+            self._arm_head_timer()
+
+    def _arm_head_timer(self) -> None:
+        self.head_timer = self.loop.call_later(HEAD_TIMEOUT_S, self._head_timed_out)
+
+    def _cancel_head_timer(self) -> None:
+        if self.head_timer is not None:
+            self.head_timer.cancel()
+            self.head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self.head_timer = None
+        if self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            # A request before it is still being answered (pipelined): its answer goes first,
+            # and is bounded by BOOST_REQUEST_TIMEOUT_S.
+            self._arm_head_timer()
+            return
+        self.logger.warning("Request head not received in time.")
+        if not self.head_begun:  # no request begun: nobody to answer
+            self.transport.close()
+        else:
+            self._send_error(head_timeout())
 
     def data_received(self, data: bytes) -> None:
         if self.reading_head:
@@ -138,6 +181,8 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             self._send_error(headers_too_large(MAX_HEAD_BYTES))
 
     def on_headers_complete(self) -> None:
+        self._cancel_head_timer()
+        self.head_begun = False
         self.reading_head = False
         self.head_bytes = 0
         super().on_headers_complete()

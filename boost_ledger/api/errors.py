@@ -119,6 +119,12 @@ def request_timeout() -> ApiError:
     return ApiError(408, "REQUEST_TIMEOUT", "The request body was not received in time.")
 
 
+def head_timeout() -> ApiError:
+    return ApiError(
+        408, "REQUEST_TIMEOUT", "The request line and headers were not received in time."
+    )
+
+
 def rate_limited(retry_after_s: int) -> ApiError:
     return ApiError(
         429,

@@ -34,7 +34,8 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "BOOST_ORDER_NOT_FOUND": (404, "The order ID does not belong to the authenticated account "
                               "(also for another account's order: never 403)."),
     "METHOD_NOT_ALLOWED": (405, "The route exists, not with this method (see Allow)."),
-    "REQUEST_TIMEOUT": (408, "The request body did not arrive within BOOST_BODY_TIMEOUT_S."),
+    "REQUEST_TIMEOUT": (408, "The request body did not arrive within BOOST_BODY_TIMEOUT_S (or "
+                        "its line and headers within 10 s, and the connection is closed)."),
     "IDEMPOTENCY_KEY_REUSED": (409, "The key was used for a different request body."),
     "IDEMPOTENCY_KEY_IN_PROGRESS": (409, "The same key is still processing. Retry shortly."),
     "BOOST_CANCEL_REJECTED": (409, "The order cannot be cancelled at the moment."),

@@ -539,3 +539,46 @@ async def test_a_request_head_within_64_kib_is_served(runtime, account):
     async with production_server(create_app(runtime), runtime.settings) as address:
         answer = await _head_answer(address, head)
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer[:300]
+
+
+@pytest.mark.parametrize(
+    ("sent", "status"),
+    [(b"", None), (b"GET /api/v1/wallet HTTP/1.1\r\nHost: x\r\n", 408),
+     (b"GET /api/v1/wallet HTTP/1.1\r\nHost: x\r\n\r\n", 408)],
+    ids=["nothing", "a-head-never-ended", "a-second-head-never-ended"],
+)
+async def test_a_head_that_does_not_arrive_in_time_frees_the_connection(
+    runtime, monkeypatch, sent, status
+):
+    """uvicorn waits for a request's head without a bound (its keep-alive timeout runs only
+    between requests, and stops at the next one's first byte): a connection that sends nothing,
+    or a head it never ends, held its place forever, and enough of them exhaust the server's
+    connections. Past ``HEAD_TIMEOUT_S`` the connection is closed, after a 408 in the envelope
+    if a head had begun."""
+    from support import production_server
+
+    from boost_ledger import http_protocol
+    from boost_ledger.api.app import create_app
+
+    monkeypatch.setattr(http_protocol, "HEAD_TIMEOUT_S", 0.3, raising=False)
+    second = sent.endswith(b"\r\n\r\n")  # a whole request, then a head begun once answered
+    async with production_server(create_app(runtime), runtime.settings) as address:
+        if second:
+            answer = await _exchange(address, sent, then=b"GET /api/v1/wallet HTT")
+        else:
+            answer = await _head_answer(address, sent)
+    answers = answer.split(b"HTTP/1.1 ")[1:]
+    if second:  # the first request was answered (401: no key)
+        assert answers[0].startswith(b"401 "), answer
+        answers = answers[1:]
+    if status is None:
+        assert answers == [], answer
+        return
+    (last,) = answers
+    head, _, body = last.partition(b"\r\n\r\n")
+    assert head.startswith(b"408 Request Timeout\r\n"), answer
+    assert b"\r\ncontent-type: application/json\r\n" in head
+    assert b"\r\nconnection: close" in head
+    envelope = json.loads(body)
+    assert (envelope["success"], envelope["status"], envelope["code"]) == (
+        False, 408, "REQUEST_TIMEOUT")
