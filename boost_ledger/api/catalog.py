@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from boost_ledger.api.auth import authenticate
 from boost_ledger.api.errors import ApiError
-from boost_ledger.api.http import json_response
+from boost_ledger.api.http import json_response, one_query_value
 from boost_ledger.api.runtime import runtime_of
 from boost_ledger.ledger.catalog import usable_service_id
 from boost_ledger.ledger.money import format_kobo
@@ -78,7 +78,7 @@ async def list_categories(request: Request) -> Response:
 async def list_services(request: Request) -> Response:
     runtime = runtime_of(request)
     await authenticate(request, runtime.pool, "boosting:read")
-    category = request.query_params.get("category")
+    category = one_query_value(request, "category")
     if category is None:
         rows = await runtime.pool.fetch(
             f"select {_SERVICE_COLUMNS} from services where listed"

@@ -45,6 +45,15 @@ def raw_json_response(body: bytes, status: int, headers: dict[str, str] | None =
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
+def one_query_value(request: Request, name: str) -> str | None:
+    """A query parameter's one value (None if absent), or 422: given twice it is ambiguous, as a
+    duplicated member of a body is (Starlette's ``get`` keeps the last one, silently)."""
+    values = request.query_params.getlist(name)
+    if len(values) > 1:
+        raise validation_failed({name: [f"The {name} parameter appears more than once."]})
+    return values[0] if values else None
+
+
 async def read_body(request: Request, limit_bytes: int = MAX_BODY_BYTES) -> bytes:
     """The request body, refused with 413 as soon as it grows past ``limit_bytes``."""
     declared = request.headers.get("content-length")

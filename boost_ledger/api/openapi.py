@@ -177,7 +177,8 @@ def _api_paths() -> dict[str, Any]:
             ("200", "CategoriesEnvelope", "The categories."), _AUTHED)},
         "/api/v1/boost/services": {"get": _operation(
             "List Boost Services", "boosting:read", ("200", "ServicesEnvelope", "The services."),
-            _AUTHED, parameters=[_query("category", {"type": "string"}, "Exact category name.")])},
+            (*_AUTHED, "VALIDATION_FAILED"),
+            parameters=[_query("category", {"type": "string"}, "Exact category name.")])},
         "/api/v1/boost/services/{service_id}": {"get": _operation(
             "Get Service Details", "boosting:read", ("200", "ServiceEnvelope", "The service."),
             (*_AUTHED, "BOOST_SERVICE_NOT_FOUND", "NOT_FOUND"), parameters=[_SERVICE_ID])},

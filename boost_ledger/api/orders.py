@@ -18,7 +18,12 @@ from boost_ledger.api.errors import (
     unauthenticated,
     validation_failed,
 )
-from boost_ledger.api.http import json_response, raw_json_response, read_json_body
+from boost_ledger.api.http import (
+    json_response,
+    one_query_value,
+    raw_json_response,
+    read_json_body,
+)
 from boost_ledger.api.runtime import Runtime, runtime_of
 from boost_ledger.ledger import checkout as checkout_module
 from boost_ledger.ledger.order_types import FieldErrors, OrderInvalid
@@ -162,15 +167,6 @@ def _metadata(request: Request, principal: Principal) -> dict[str, Any]:
     }
 
 
-def _one_value(request: Request, name: str) -> str | None:
-    """A query parameter's one value (None if absent), or 422: given twice it is ambiguous, as a
-    duplicated member of a body is (Starlette's ``get`` keeps the last one, silently)."""
-    values = request.query_params.getlist(name)
-    if len(values) > 1:
-        raise validation_failed({name: [f"The {name} parameter appears more than once."]})
-    return values[0] if values else None
-
-
 def _positive_int(text: str | None, name: str, default: int, maximum: int) -> int:
     """A query parameter as an integer in 1..maximum, or 422.
 
@@ -212,9 +208,9 @@ order by page.created_at desc, page.order_id desc
 async def list_orders(request: Request) -> Response:
     runtime = runtime_of(request)
     principal = await authenticate(request, runtime.pool, "orders:read")
-    per_page = _positive_int(_one_value(request, "per_page"), "per_page", 25, 100)
-    page = _positive_int(_one_value(request, "page"), "page", 1, 1_000_000)
-    status = _one_value(request, "status")
+    per_page = _positive_int(one_query_value(request, "per_page"), "per_page", 25, 100)
+    page = _positive_int(one_query_value(request, "page"), "page", 1, 1_000_000)
+    status = one_query_value(request, "status")
     if status is not None and status not in ORDER_STATUSES:
         allowed = ", ".join(ORDER_STATUSES)
         raise validation_failed({"status": [f"The status must be one of {allowed}."]})

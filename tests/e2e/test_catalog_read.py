@@ -87,3 +87,18 @@ async def test_every_listed_service_can_be_looked_up_and_ordered(
         assert refusal.get("code") != "BOOST_SERVICE_NOT_FOUND", service_id
         assert "service_id" not in refusal.get("errors", {}), (service_id, order.text)
     assert report.skipped == list(ODD_IDS)
+
+
+async def test_a_category_given_twice_is_refused(client: httpx.AsyncClient, key: str):
+    """?category=A&category=B is ambiguous, as a parameter of the orders list given twice is
+    (the last one silently won: it listed B's services alone): 422 VALIDATION_FAILED naming
+    the parameter, whichever the order."""
+    categories = (await client.get("/api/v1/boost/categories", headers=bearer(key))).json()
+    first, second = (item["name"] for item in categories["data"][:2])
+    for pair in ((first, second), (second, first)):
+        response = await client.get("/api/v1/boost/services", headers=bearer(key),
+                                    params=[("category", pair[0]), ("category", pair[1])])
+        assert response.status_code == 422, response.text
+        error = response.json()
+        assert (error["status"], error["code"]) == (422, "VALIDATION_FAILED")
+        assert error["errors"] == {"category": ["The category parameter appears more than once."]}
