@@ -36,8 +36,12 @@ select k.key_id, k.account_id, k.abilities, k.key_hash, a.status
 
 
 def _presented_token(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
+    # Authorization is one field, not a list: with two, which one a proxy in front checked is
+    # unknowable, so neither is taken.
+    fields = request.headers.getlist("authorization")
+    if len(fields) != 1:
+        return None
+    scheme, _, token = fields[0].partition(" ")
     token = token.strip()
     return token if scheme.lower() == "bearer" and looks_like_key(token) else None
 

@@ -110,6 +110,29 @@ async def test_the_scheme_is_case_insensitive_and_spaces_are_forgiven(pool, api)
     assert response.status_code == 200
 
 
+
+@pytest.mark.parametrize("second", ["Bearer {key}", "Bearer {other}", "Basic Zm9vOmJhcg=="])
+@pytest.mark.parametrize("path", ["/api/v1/wallet", "/api/v1/boost/orders"])
+async def test_two_authorization_headers_are_401(pool, api, second, path):
+    """Authorization is one field, not a list (RFC 9110 §11.6.2): a request with two is
+    malformed, and which one a proxy in front checked is unknowable (the first one silently
+    won, so a live key followed by anything was let in): 401, whichever the second, on reads
+    and on checkout alike (which remembers keys it has seen)."""
+    _, key = await open_funded_account(pool, 1_000_00)
+    _, other = await open_funded_account(pool, 1_000_00)
+    headers = [("Authorization", f"Bearer {key}"),
+               ("Authorization", second.format(key=key, other=other))]
+    if path.endswith("orders"):  # no catalog here: a live key hears 404 for the service
+        body = {"service_id": "1", "link": "https://instagram.com/p/x", "quantity": 100,
+                "idempotency_key": f"two-auth-{other[-8:]}"}
+        alone = await api.post(path, json=body, headers=bearer(key))  # the key is remembered
+        assert alone.json()["code"] == "BOOST_SERVICE_NOT_FOUND", alone.text
+        response = await api.post(path, json=body, headers=headers)
+    else:
+        assert (await api.get(path, headers=bearer(key))).status_code == 200
+        response = await api.get(path, headers=headers)
+    _unauthenticated(response)
+
 async def test_an_unknown_well_formed_key_is_401(api):
     """A key of the right shape that was never issued: 401."""
     forged = accounts.new_key().secret
