@@ -217,9 +217,10 @@ def require_json_content_type(request: Request) -> None:
 
     application/json defines no parameters (RFC 8259 §11), so others are ignored, as RFC 9110
     §8.3.1 has a recipient do; but a ``charset`` (any case, quoted or not) must be UTF-8, and a
-    header that does not parse is refused.
+    header that does not parse, or a second Content-Type, is refused.
     """
-    parsed = parse_media_type(request.headers.get("content-type", ""))
+    declared = request.headers.getlist("content-type")  # one field: two declare nothing
+    parsed = parse_media_type(declared[0]) if len(declared) == 1 else None
     if parsed is None or parsed[0] != "application/json":
         raise unsupported_media_type()
     charsets = {value.lower() for name, value in parsed[1] if name == "charset"}

@@ -298,6 +298,19 @@ async def test_json_with_a_utf8_charset_is_accepted(api, account, content_type):
     assert response.status_code == 201, response.text
 
 
+
+@pytest.mark.parametrize("second", ["application/json", "text/plain"])
+async def test_two_content_types_are_415(api, pool, account, second):
+    """Content-Type is one field: a body declared twice is not declared JSON, whatever the
+    second says (the first one silently won, so JSON then text/plain was read as JSON)."""
+    before = await _events(pool)
+    headers = [*bearer(account[1]).items(), ("Content-Type", "application/json"),
+               ("Content-Type", second)]
+    response = await api.post(ORDERS, content=_raw(_body()), headers=headers)
+    assert response.status_code == 415, response.text
+    assert response.json()["code"] == "UNSUPPORTED_MEDIA_TYPE"
+    assert await _events(pool) == before
+
 async def test_a_one_megabyte_body_is_413(api, pool, account):
     """1 MB, declared or streamed without a length: 413 PAYLOAD_TOO_LARGE."""
     big = _raw(_body(link=LINK + "a" * 1_000_000))
