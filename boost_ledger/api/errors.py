@@ -115,6 +115,14 @@ def unsupported_media_type() -> ApiError:
     )
 
 
+def unsupported_content_coding() -> ApiError:
+    return ApiError(
+        415,
+        "UNSUPPORTED_MEDIA_TYPE",
+        "The request body must not be compressed: send it without a Content-Encoding.",
+    )
+
+
 def request_timeout() -> ApiError:
     return ApiError(408, "REQUEST_TIMEOUT", "The request body was not received in time.")
 

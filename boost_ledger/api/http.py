@@ -12,6 +12,7 @@ from starlette.responses import Response
 
 from boost_ledger.api.errors import (
     payload_too_large,
+    unsupported_content_coding,
     unsupported_media_type,
     validation_failed,
 )
@@ -226,6 +227,10 @@ def require_json_content_type(request: Request) -> None:
     charsets = {value.lower() for name, value in parsed[1] if name == "charset"}
     if not charsets <= {"utf-8"}:
         raise unsupported_media_type()
+    # No content coding is decoded here (RFC 9110 §8.4.1: 415 for one not supported).
+    codings = ",".join(request.headers.getlist("content-encoding")).split(",")
+    if any(coding.strip().lower() not in ("", "identity") for coding in codings):
+        raise unsupported_content_coding()
 
 
 async def read_json_object(request: Request) -> dict[str, Any]:

@@ -42,7 +42,8 @@ ERROR_CODES: dict[str, tuple[int, str]] = {
     "PAYLOAD_TOO_LARGE": (413, "The body is over 64 KiB."),
     "REQUEST_HEADERS_TOO_LARGE": (431, "The request line and headers are over 64 KiB; the "
                                   "connection is closed."),
-    "UNSUPPORTED_MEDIA_TYPE": (415, "The body is not declared Content-Type: application/json."),
+    "UNSUPPORTED_MEDIA_TYPE": (415, "The body is not declared Content-Type: application/json "
+                               "(UTF-8), or is declared compressed (Content-Encoding)."),
     "VALIDATION_FAILED": (422, "One or more request fields are missing or invalid (malformed "
                           "JSON, duplicate keys, wrong types...); `errors` names each."),
     "BOOST_QUANTITY_REQUIRED": (422, "The selected service type requires a billable quantity."),

@@ -311,6 +311,31 @@ async def test_two_content_types_are_415(api, pool, account, second):
     assert response.json()["code"] == "UNSUPPORTED_MEDIA_TYPE"
     assert await _events(pool) == before
 
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "br", "gzip, identity"])
+async def test_a_compressed_body_is_415(api, pool, account, coding):
+    """The server decodes no content coding (RFC 9110 §8.4.1 has it answer 415): a compressed
+    body is refused as such, rather than read as it is (a gzip body was "not valid JSON", and
+    a JSON body mislabelled gzip was placed)."""
+    import gzip
+
+    for content in (gzip.compress(_raw(_body())), _raw(_body())):
+        before = await _events(pool)
+        response = await api.post(ORDERS, content=content, headers={
+            **bearer(account[1]), "Content-Type": "application/json",
+            "Content-Encoding": coding})
+        assert response.status_code == 415, response.text
+        assert response.json()["code"] == "UNSUPPORTED_MEDIA_TYPE"
+        assert await _events(pool) == before
+
+
+async def test_an_identity_coding_is_no_coding(api, account):
+    """``Content-Encoding: identity`` is the body as it is: placed."""
+    response = await api.post(ORDERS, content=_raw(_body()), headers={
+        **bearer(account[1]), "Content-Type": "application/json",
+        "Content-Encoding": "identity"})
+    assert response.status_code == 201, response.text
+
 async def test_a_one_megabyte_body_is_413(api, pool, account):
     """1 MB, declared or streamed without a length: 413 PAYLOAD_TOO_LARGE."""
     big = _raw(_body(link=LINK + "a" * 1_000_000))
