@@ -134,6 +134,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self.reading_head = True
         self.head_bytes = 0
         self.head_begun = False  # a head's first byte came, and not yet its end
+        self.head_refused = False  # too large, while an answer was in flight: 431 after it
         self.head_timer: asyncio.TimerHandle | None = None
         super().connection_made(self.coalescing)
         self._arm_head_timer()
@@ -160,7 +161,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self.head_timer = None
         if self.transport.is_closing():
             return
-        if self.cycle is not None and not self.cycle.response_complete:
+        if self._answer_in_flight():
             # A request before it is still being answered (pipelined): its answer goes first,
             # and is bounded by BOOST_REQUEST_TIMEOUT_S.
             self._arm_head_timer()
@@ -172,13 +173,25 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             self._send_error(head_timeout())
 
     def data_received(self, data: bytes) -> None:
+        if self.head_refused:
+            return  # refused, answered once the answer in flight is sent: nothing more is read
         if self.reading_head:
             self.head_bytes += len(data)
         super().data_received(data)
         too_large = self.reading_head and self.head_bytes > MAX_HEAD_BYTES
         if too_large and not self.transport.is_closing():
             self.logger.warning("Request head too large.")
-            self._send_error(headers_too_large(MAX_HEAD_BYTES))
+            if self._answer_in_flight():
+                # A request before it is still being answered: the 431 goes after its answer
+                # (on_response_complete), as the 408 does, and nothing is read meanwhile.
+                self.head_refused = True
+                self.flow.pause_reading()
+            else:
+                self._send_error(headers_too_large(MAX_HEAD_BYTES))
+
+    def _answer_in_flight(self) -> bool:
+        """A request (the last one read, so any before it too) is not yet answered in full."""
+        return self.cycle is not None and not self.cycle.response_complete
 
     def on_headers_complete(self) -> None:
         self._cancel_head_timer()
@@ -194,6 +207,9 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     def on_response_complete(self) -> None:
         self.coalescing.flush()
         super().on_response_complete()
+        refused_now = self.head_refused and not self._answer_in_flight()
+        if refused_now and not self.transport.is_closing():
+            self._send_error(headers_too_large(MAX_HEAD_BYTES))
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to bytes its parser refuses (an unknown method, a malformed header,

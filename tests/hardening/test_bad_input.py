@@ -620,3 +620,38 @@ async def test_a_head_that_does_not_arrive_in_time_frees_the_connection(
     envelope = json.loads(body)
     assert (envelope["success"], envelope["status"], envelope["code"]) == (
         False, 408, "REQUEST_TIMEOUT")
+
+
+async def test_a_head_past_64_kib_waits_for_the_answer_in_flight(runtime):
+    """A client that sends its next request's head while the one before is being answered,
+    and lets that head grow past 64 KiB: the answer in flight goes out whole first, then the
+    431, then the connection closes (the 431 went out at once and the connection closed under
+    the answer being made, which was lost)."""
+    import asyncio
+
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+    from support import production_server
+
+    begun = asyncio.Event()
+
+    async def slow(request):
+        begun.set()
+        await asyncio.sleep(0.3)  # the oversized head arrives meanwhile
+        return PlainTextResponse("slow answer")
+
+    app = Starlette(routes=[Route("/slow", slow)])
+    async with production_server(app, runtime.settings) as address:
+        reader, writer = await asyncio.open_connection(*address)
+        try:
+            writer.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+            await asyncio.wait_for(begun.wait(), 10)
+            writer.write(b"GET /slow HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000)
+            answer = await asyncio.wait_for(reader.read(), 10)
+        finally:
+            writer.close()
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer[:300]
+    assert answer.count(b"HTTP/1.1 ") == 2, answer[:600]
+    assert b"slow answer" in answer, answer[:600]
+    assert b"HTTP/1.1 431 " in answer.split(b"slow answer", 1)[1], answer[:600]
