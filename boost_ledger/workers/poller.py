@@ -212,24 +212,38 @@ async def statuses(
     """``multi_status`` of ``ids``. Some panels refuse a whole multi-id call (``{"error":
     ...}``) for one id they do not know: the same batch, asked again, was refused again, so
     none of its orders was ever recorded (nor refunded). Such a refusal is asked again in
-    halves, down to the ids it is about, which back off alone. A refusal of both halves of the
-    batch is the provider refusing every call (a bad key, say): raised, for the poller's own
-    back-off. One bad id in a batch of 100 costs 14 more calls; the calls are bounded by twice
-    the batch."""
+    halves, down to the ids it is about, which back off alone. Both halves refused may be the
+    provider refusing every call (a bad key, say) or an unknown id in each half: one call of
+    another kind (the balance) tells them apart, and a refusal of it too is raised, for the
+    poller's own back-off, as is a batch whose every id is refused alone (the provider refusing
+    every status call). One bad id in a batch of 100 costs 14 more calls; the calls are
+    bounded by twice the batch (and the one balance)."""
     try:
         return await provider.multi_status(ids)
     except ProviderRefused as refusal:
         if len(ids) == 1:
             return {ids[0]: refusal}
         answered, refused = await _halves(provider, ids)
-        if len(refused) == 2:
+        if len(refused) == 2 and not await _answers_other_calls(provider):
             raise refusal from None
         for half, half_refusal in refused:
             answered.update(await _narrowed(provider, half, half_refusal))
+        if not any(isinstance(answer, ProviderStatus) for answer in answered.values()):
+            raise refusal from None  # every id refused alone too: its status calls all are
         return answered
 
 
 Answers = dict[str, ProviderStatus | ProviderRefused]
+
+
+async def _answers_other_calls(provider: ProviderClient) -> bool:
+    """Whether the provider answers a call that names no order (its balance): if it refuses
+    that too, it refuses every call, whatever the ids."""
+    try:
+        await provider.balance()
+    except ProviderRefused:
+        return False
+    return True
 
 
 async def _halves(

@@ -739,15 +739,18 @@ async def test_a_null_error_beside_each_status_is_no_refusal(
 
 
 def _panel_refusing_status_calls_with(
-    simulator_url: str, refused: set[str]
+    simulator_url: str, refused: set[str], *, bad_key: bool = False
 ) -> tuple[Starlette, list[list[str]]]:
     """A panel that is the simulator, but refuses a whole status call (``{"error": ...}``, as
-    some panels do) when it names one of ``refused``; and the ids of each status call made."""
+    some panels do) when it names one of ``refused`` (and, with ``bad_key``, every call of
+    another action); and the ids of each status call made."""
     calls: list[list[str]] = []
 
     async def api(request: Request) -> Response:
         body = await request.body()
         form = {name: values[0] for name, values in parse_qs(body.decode()).items()}
+        if bad_key and form.get("action") != "status":
+            return JSONResponse({"error": "Invalid API key"})
         if form.get("action") == "status":
             ids = form.get("orders", form.get("order", "")).split(",")
             calls.append(ids)
@@ -795,15 +798,15 @@ async def test_a_provider_refusing_every_status_call_backs_the_poller_off(
     pool: asyncpg.Pool[Any], client: httpx.AsyncClient, provider: ProviderClient,
     simulator_url: str,
 ) -> None:
-    """Both halves of a refused batch refused too: the provider refuses every call (a bad key,
-    say), which is the poller's to back off from, as before: the poll raises after three calls
-    and no order is marked as failing."""
+    """Both halves of a refused batch refused too, and the balance as well: the provider
+    refuses every call (a bad key, say), which is the poller's to back off from, as before:
+    the poll raises after three status calls and no order is marked as failing."""
     order_ids = await _submitted_orders(pool, client, provider, 4)
     provider_ids = await pool.fetch(
         "select provider_order_id from orders where order_id = any($1::bigint[])", order_ids
     )
     panel, calls = _panel_refusing_status_calls_with(
-        simulator_url, {row[0] for row in provider_ids}
+        simulator_url, {row[0] for row in provider_ids}, bad_key=True
     )
     with pytest.raises(ProviderError):
         await _poll_once_through(panel, pool)
@@ -812,3 +815,36 @@ async def test_a_provider_refusing_every_status_call_backs_the_poller_off(
         "select failures from order_polls where order_id = any($1::bigint[])", order_ids
     )
     assert [row[0] for row in failures] == [0] * 4
+
+
+async def test_a_status_call_refused_for_an_unknown_id_in_each_half_is_narrowed_too(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
+    provider: ProviderClient, simulator_url: str,
+) -> None:
+    """Two ids the panel does not know, one in each half of the batch: both halves are refused,
+    yet the panel answers other calls (its balance), so it is not refusing every call; the
+    halves are narrowed as one refused half is, the other orders recorded and refunded and the
+    two backing off alone (both halves refused was taken for a bad key, the poll raised, and
+    the batch stalled for ever as before)."""
+    order_ids = await _submitted_orders(pool, client, provider, 6)
+    provider_ids = await _canceled_at_the_provider(pool, simulator, order_ids)
+    unknown = [order_ids[0], order_ids[-1]]
+    panel, calls = _panel_refusing_status_calls_with(
+        simulator_url, {provider_ids[order_id] for order_id in unknown}
+    )
+    assert await _poll_once_through(panel, pool) == 6
+
+    settled = await pool.fetch(
+        "select order_id, status, refunded from orders where order_id = any($1::bigint[])"
+        " order by order_id",
+        order_ids,
+    )
+    assert [tuple(row) for row in settled] == [
+        (order_id, "pending", False) if order_id in unknown else (order_id, "canceled", True)
+        for order_id in order_ids
+    ]
+    failures = await pool.fetch(
+        "select failures from order_polls where order_id = any($1::bigint[])", unknown
+    )
+    assert [row[0] for row in failures] == [1, 1]
+    assert len(calls) <= 2 * 6 - 1
