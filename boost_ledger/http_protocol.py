@@ -134,7 +134,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self.reading_head = True
         self.head_bytes = 0
         self.head_begun = False  # a head's first byte came, and not yet its end
-        self.head_refused = False  # too large, while an answer was in flight: 431 after it
+        self.refusal: ApiError | None = None  # made while an answer was in flight: sent after it
         self.head_timer: asyncio.TimerHandle | None = None
         super().connection_made(self.coalescing)
         self._arm_head_timer()
@@ -173,21 +173,15 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             self._send_error(head_timeout())
 
     def data_received(self, data: bytes) -> None:
-        if self.head_refused:
+        if self.refusal is not None:
             return  # refused, answered once the answer in flight is sent: nothing more is read
         if self.reading_head:
             self.head_bytes += len(data)
         super().data_received(data)
         too_large = self.reading_head and self.head_bytes > MAX_HEAD_BYTES
-        if too_large and not self.transport.is_closing():
+        if too_large and self.refusal is None and not self.transport.is_closing():
             self.logger.warning("Request head too large.")
-            if self._answer_in_flight():
-                # A request before it is still being answered: the 431 goes after its answer
-                # (on_response_complete), as the 408 does, and nothing is read meanwhile.
-                self.head_refused = True
-                self.flow.pause_reading()
-            else:
-                self._send_error(headers_too_large(MAX_HEAD_BYTES))
+            self._refuse(headers_too_large(MAX_HEAD_BYTES))
 
     def _answer_in_flight(self) -> bool:
         """A request (the last one read, so any before it too) is not yet answered in full."""
@@ -207,15 +201,28 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     def on_response_complete(self) -> None:
         self.coalescing.flush()
         super().on_response_complete()
-        refused_now = self.head_refused and not self._answer_in_flight()
-        if refused_now and not self.transport.is_closing():
-            self._send_error(headers_too_large(MAX_HEAD_BYTES))
+        refusal = self.refusal
+        if refusal is not None and not self._answer_in_flight() and not self.transport.is_closing():
+            self._send_error(refusal)
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to bytes its parser refuses (an unknown method, a malformed header,
         bad body framing), sent before any route and then the connection closed: the one error
         envelope, as JSON, where uvicorn sends its ``msg`` as text/plain."""
-        self._send_error(bad_request())
+        if self.reading_head:
+            self._refuse(bad_request())  # a head after the requests before it
+        else:
+            self._send_error(bad_request())  # the body of the request being answered: no answer
+
+    def _refuse(self, error: ApiError) -> None:
+        """``error`` sent and the connection closed; while a request before is still being
+        answered, after its answer (``on_response_complete``), as the 408 is, nothing more read
+        meanwhile: closed at once, the connection lost the answer being made."""
+        if self._answer_in_flight():
+            self.refusal = error
+            self.flow.pause_reading()
+        else:
+            self._send_error(error)
 
     def _send_error(self, error: ApiError) -> None:
         """``error`` in the envelope, written by the protocol itself, then the connection closed."""
