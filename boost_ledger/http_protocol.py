@@ -120,6 +120,11 @@ class CoalescingTransport(asyncio.Transport):
         self._transport.set_write_buffer_limits(high, low)
 
 
+class _HeadRefused(Exception):
+    """Raised from a parser callback to stop the parser (uvicorn reads it as a parser error,
+    which ``send_400_response`` then knows was answered)."""
+
+
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol on a ``CoalescingTransport`` (``uvicorn.Config(http=...)``)."""
 
@@ -130,9 +135,14 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         # Bytes received since the current head began (or the last message ended), counted
         # while a head is being read; a head ending in a chunk resets the count, so a body read
         # in the same chunk is not counted (and the next head's start in it only delays the
-        # refusal by one chunk).
+        # refusal of a head not yet ended by one chunk; one that ends is measured).
         self.reading_head = True
         self.head_bytes = 0
+        # The chunk being read, and the bytes of the one a message ended in, whose rest (the
+        # next head's start, uncounted) is at most that long: a head those may put past the
+        # bound is measured when it ends.
+        self.chunk_bytes = 0
+        self.uncounted_bytes = 0
         self.head_begun = False  # a head's first byte came, and not yet its end
         self.refusal: ApiError | None = None  # made while an answer was in flight: sent after it
         self.head_timer: asyncio.TimerHandle | None = None
@@ -175,6 +185,7 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self.refusal is not None:
             return  # refused, answered once the answer in flight is sent: nothing more is read
+        self.chunk_bytes = len(data)
         if self.reading_head:
             self.head_bytes += len(data)
         super().data_received(data)
@@ -191,12 +202,24 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self._cancel_head_timer()
         self.head_begun = False
         self.reading_head = False
-        self.head_bytes = 0
+        may_be_too_large = self.head_bytes + self.uncounted_bytes > MAX_HEAD_BYTES
+        self.head_bytes = self.uncounted_bytes = 0
+        if may_be_too_large and self._head_size() > MAX_HEAD_BYTES:
+            self.logger.warning("Request head too large.")
+            self._refuse(headers_too_large(MAX_HEAD_BYTES))
+            raise _HeadRefused  # the parser stops: nothing after this head is read
         super().on_headers_complete()
+
+    def _head_size(self) -> int:
+        """The bytes of the head just read, at least (its method, and spaces around a value,
+        aside): a head within the bound is never measured past it."""
+        fields = sum(len(name) + len(value) + 3 for name, value in self.headers)
+        return len(self.url) + len(" HTTP/1.1\r\n") + fields + 2
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self.reading_head = True
+        self.uncounted_bytes = self.chunk_bytes
 
     def on_response_complete(self) -> None:
         self.coalescing.flush()
@@ -209,6 +232,8 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         """uvicorn's answer to bytes its parser refuses (an unknown method, a malformed header,
         bad body framing), sent before any route and then the connection closed: the one error
         envelope, as JSON, where uvicorn sends its ``msg`` as text/plain."""
+        if self.refusal is not None or self.transport.is_closing():
+            return  # a head refused as too large (_HeadRefused): answered already, or to be
         if self.reading_head:
             self._refuse(bad_request())  # a head after the requests before it
         else:

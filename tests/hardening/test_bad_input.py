@@ -543,8 +543,11 @@ async def _head_answer(address: tuple[str, int], data: bytes) -> bytes:
     "head",
     [b"GET /api/v1/wallet HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000,
      b"GET /api/v1/wallet HTTP/1.1\r\nHost: x\r\n" + b"X-Many: a\r\n" * 7_000,
-     b"GET /api/v1/wallet?" + b"a" * 70_000],
-    ids=["one-long-header", "many-headers", "long-url"],
+     b"GET /api/v1/wallet?" + b"a" * 70_000,
+     b"GET /api/v1/wallet HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n",
+     b"GET /api/v1/wallet HTTP/1.1\r\nHost: x\r\n" + b"X-Many: a\r\n" * 7_000 + b"\r\n"],
+    ids=["one-long-header", "many-headers", "long-url", "one-long-header-ended",
+         "many-headers-ended"],
 )
 async def test_a_request_head_past_64_kib_is_431_and_closed(runtime, head):
     """The request line and headers are held in memory until they end, and nothing else
@@ -689,3 +692,34 @@ async def test_a_refused_request_waits_for_the_answer_in_flight(runtime):
     after = answer.partition(b"\r\n\r\nslow answer")[2]
     assert after.startswith(b"HTTP/1.1 400 "), answer[:600]  # the answer whole, then it
     assert b"\r\nconnection: close\r\n" in after, answer[:600]
+
+
+async def test_a_head_past_64_kib_after_a_request_in_the_same_read_is_431(runtime):
+    """A head past 64 KiB that arrives in the same read as the end of the request before it
+    (as a pipelining client sends them) is refused as any other: the first answered, then 431
+    and the connection closed (its bytes in that read were not counted, so a head of 200 KB
+    was read whole and served)."""
+    import asyncio
+
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+    from support import production_server
+
+    async def short(request):
+        return PlainTextResponse("short answer")
+
+    app = Starlette(routes=[Route("/", short)])
+    async with production_server(app, runtime.settings) as address:
+        reader, writer = await asyncio.open_connection(*address)
+        try:
+            writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" + b"GET / HTTP/1.1\r\nHost: x\r\n"
+                         b"Connection: close\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n")
+            answer = await asyncio.wait_for(reader.read(), 10)
+        finally:
+            writer.close()
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer[:300]
+    after = answer.partition(b"\r\n\r\nshort answer")[2]
+    assert after.startswith(b"HTTP/1.1 431 "), answer[:600]
+    assert b"\r\nconnection: close\r\n" in after, answer[:600]
+    assert b"short answer" not in after, answer[:600]
