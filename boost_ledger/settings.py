@@ -150,6 +150,8 @@ def _places_at_most_six(value: Decimal) -> bool:
     """Finite, and written with at most ``MAX_RATE_DECIMALS`` decimal places (1.5E+3 has none)."""
     if not value.is_finite():
         return False
+    if value.is_zero():  # 0E-8: no digit but zeros, so no place (its one zero is not trailing)
+        return True
     _, digits, exponent = value.as_tuple()
     assert isinstance(exponent, int)
     written = "".join(map(str, digits))

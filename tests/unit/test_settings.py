@@ -239,3 +239,10 @@ def test_settings_built_by_hand_are_held_to_the_same_checks():
         Settings(fx_rate=Decimal("0"))
     with pytest.raises(ValueError, match=r"^BOOST_POOL_MIN=3 is not valid"):
         msgspec.structs.replace(Settings(), pool_min_size=3, pool_max_size=2)
+
+
+@pytest.mark.parametrize("text", ["0.00000000", "0E-9", "20.000000000", "1.5E+3"])
+def test_a_markup_with_trailing_zeros_has_no_decimal_places_more(text):
+    """Trailing zeros are no decimal places: a markup of 0 written "0.00000000" is 0, as
+    "20.000000000" is 20 (the zero alone was refused as having 7 places)."""
+    assert Settings.from_env({"BOOST_MARKUP_PERCENT": text}).markup_percent == Decimal(text)
