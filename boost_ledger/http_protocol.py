@@ -13,8 +13,9 @@ Closing, a half close or a protocol switch sends what is held first; an abort dr
 It also answers what its parser refuses in the API's error envelope (uvicorn's is text/plain),
 and bounds a request's head (its line and headers), which uvicorn holds in memory until it
 ends however long it grows and however long it takes: past ``MAX_HEAD_BYTES``, 431, and past
-``HEAD_TIMEOUT_S`` from the connection's start or the head's first byte, 408 (or nothing, if
-nothing came), each time with the connection closed.
+``HEAD_TIMEOUT_S`` from the connection's start or the head's first byte (or the end of the
+answer before it), 408 (or nothing, if nothing came), each time with the connection closed;
+either waits for an answer in flight to be sent first.
 """
 
 from __future__ import annotations
@@ -33,9 +34,9 @@ MAX_HEAD_BYTES = 64 * 1024
 """A request's line and headers; the body has its own bound (api/http.py)."""
 
 HEAD_TIMEOUT_S = 10.0
-"""For a request's head to arrive, from a new connection's start or the head's first byte (the
-keep-alive timeout, 5 s, bounds the wait between requests; the body's bound is
-BOOST_BODY_TIMEOUT_S, api/deadlines.py)."""
+"""For a request's head to arrive, from a new connection's start or the head's first byte, or
+from the end of the answer before it if that comes later (the keep-alive timeout, 5 s, bounds
+the wait between requests; the body's bound is BOOST_BODY_TIMEOUT_S, api/deadlines.py)."""
 
 
 class CoalescingTransport(asyncio.Transport):
@@ -227,6 +228,11 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         refusal = self.refusal
         if refusal is not None and not self._answer_in_flight() and not self.transport.is_closing():
             self._send_error(refusal)
+        elif self.head_begun and not self._answer_in_flight():
+            # A head begun behind the answers (pipelined) has its time from now: the wait for
+            # them, in which the server may not even read it, is not the client's.
+            self._cancel_head_timer()
+            self._arm_head_timer()
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to bytes its parser refuses (an unknown method, a malformed header,

@@ -723,3 +723,44 @@ async def test_a_head_past_64_kib_after_a_request_in_the_same_read_is_431(runtim
     assert after.startswith(b"HTTP/1.1 431 "), answer[:600]
     assert b"\r\nconnection: close\r\n" in after, answer[:600]
     assert b"short answer" not in after, answer[:600]
+
+
+async def test_a_head_begun_behind_an_answer_in_flight_has_its_time_after_that_answer(
+    runtime, monkeypatch
+):
+    """A head begun while the request before it was still being answered (pipelined) has its
+    whole HEAD_TIMEOUT_S once that answer is sent, the wait for it not counted: a client that
+    ends its head soon after the answer came is answered (the timer ran on from the head's
+    first byte, so what was left of it when the answer came could be nothing: 408)."""
+    import asyncio
+
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+    from support import production_server
+
+    from boost_ledger import http_protocol
+
+    monkeypatch.setattr(http_protocol, "HEAD_TIMEOUT_S", 1.0)
+
+    async def slow(request):
+        await asyncio.sleep(1.5)  # past one HEAD_TIMEOUT_S of the head begun behind it
+        return PlainTextResponse("slow answer")
+
+    async def short(request):
+        return PlainTextResponse("short answer")
+
+    app = Starlette(routes=[Route("/slow", slow), Route("/", short)])
+    async with production_server(app, runtime.settings) as address:
+        reader, writer = await asyncio.open_connection(*address)
+        try:
+            writer.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHo")
+            first = await asyncio.wait_for(reader.readuntil(b"slow answer"), 10)
+            await asyncio.sleep(0.7)  # well within HEAD_TIMEOUT_S of the answer
+            writer.write(b"st: x\r\nConnection: close\r\n\r\n")
+            rest = await asyncio.wait_for(reader.read(), 10)
+        finally:
+            writer.close()
+    assert first.startswith(b"HTTP/1.1 200 OK\r\n"), first
+    assert rest.startswith(b"HTTP/1.1 200 OK\r\n"), rest
+    assert rest.endswith(b"short answer"), rest
