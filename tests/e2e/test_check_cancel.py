@@ -167,6 +167,22 @@ async def test_check_of_an_unsubmitted_order_returns_it_unchanged(
     assert await submitter.drain(pool, provider) == ["provider_order_id"]
 
 
+async def _submitted_under(
+    pool: asyncpg.Pool[Any], client: httpx.AsyncClient, provider_order_id: str
+) -> tuple[str, dict[str, Any]]:
+    """An order placed over HTTP, then recorded as submitted under ``provider_order_id``: the
+    key it was placed with, and the order."""
+    _, key = await open_funded_account(pool, FUNDS_KOBO)
+    order = await _place(client, key)
+    async with pool.acquire() as connection:
+        claimed = await fulfilment.claim_for_submission(connection)
+        assert claimed is not None and claimed.order_id == int(order["order_id"])
+        assert await fulfilment.settle_submission(
+            connection, claimed.order_id, provider_order_id=provider_order_id
+        )
+    return key, order
+
+
 async def test_check_of_an_order_under_an_id_no_call_could_carry_returns_it_unchanged(
     pool: asyncpg.Pool[Any], client: httpx.AsyncClient, simulator: httpx.AsyncClient,
 ) -> None:
@@ -174,14 +190,7 @@ async def test_check_of_an_order_under_an_id_no_call_could_carry_returns_it_unch
     checked) is not asked about: "24,601" would ask a panel about other orders (or order 24),
     and answer the client 503, retry shortly, for ever. Check returns the stored order, as the
     poller backs such an order off alone and cancel rejects it."""
-    _, key = await open_funded_account(pool, FUNDS_KOBO)
-    order = await _place(client, key)
-    async with pool.acquire() as connection:
-        claimed = await fulfilment.claim_for_submission(connection)
-        assert claimed is not None and claimed.order_id == int(order["order_id"])
-        assert await fulfilment.settle_submission(
-            connection, claimed.order_id, provider_order_id="24,601"
-        )
+    key, order = await _submitted_under(pool, client, "24,601")
     before = (await _row(pool, order["order_id"]), await order_events(pool, order["order_id"]))
     calls_before = (await simulator.get("/stats")).json()["requests"].get("status", 0)
 
@@ -338,14 +347,7 @@ async def test_a_cancel_of_an_order_under_an_id_no_call_could_carry_is_409_and_r
 ) -> None:
     """An order recorded under an id no call can carry (as one could be before ids were
     checked) is not sent to the provider: its cancel is rejected and recorded, not a 500."""
-    _, key = await open_funded_account(pool, FUNDS_KOBO)
-    order = await _place(client, key)
-    async with pool.acquire() as connection:
-        claimed = await fulfilment.claim_for_submission(connection)
-        assert claimed is not None and claimed.order_id == int(order["order_id"])
-        assert await fulfilment.settle_submission(
-            connection, claimed.order_id, provider_order_id="23,501"
-        )
+    key, order = await _submitted_under(pool, client, "23,501")
     calls_before = (await simulator.get("/stats")).json()["requests"].get("cancel", 0)
 
     reason = await _rejected_cancel(pool, client, key, order)

@@ -625,44 +625,20 @@ async def test_a_head_that_does_not_arrive_in_time_frees_the_connection(
         False, 408, "REQUEST_TIMEOUT")
 
 
-async def test_a_head_past_64_kib_waits_for_the_answer_in_flight(runtime):
-    """A client that sends its next request's head while the one before is being answered,
-    and lets that head grow past 64 KiB: the answer in flight goes out whole first, then the
-    431, then the connection closes (the 431 went out at once and the connection closed under
-    the answer being made, which was lost)."""
-    import asyncio
-
-    from starlette.applications import Starlette
-    from starlette.responses import PlainTextResponse
-    from starlette.routing import Route
-    from support import production_server
-
-    begun = asyncio.Event()
-
-    async def slow(request):
-        begun.set()
-        await asyncio.sleep(0.3)  # the oversized head arrives meanwhile
-        return PlainTextResponse("slow answer")
-
-    app = Starlette(routes=[Route("/slow", slow)])
-    async with production_server(app, runtime.settings) as address:
-        reader, writer = await asyncio.open_connection(*address)
-        try:
-            writer.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
-            await asyncio.wait_for(begun.wait(), 10)
-            writer.write(b"GET /slow HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000)
-            answer = await asyncio.wait_for(reader.read(), 10)
-        finally:
-            writer.close()
-    assert answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer[:300]
-    after = answer.partition(b"\r\n\r\nslow answer")[2]
-    assert after.startswith(b"HTTP/1.1 431 "), answer[:600]  # the answer whole, then it
-    assert b"\r\nconnection: close\r\n" in after, answer[:600]
-
-
-async def test_a_refused_request_waits_for_the_answer_in_flight(runtime):
-    """Bytes the parser refuses, sent while the request before them is still being answered:
-    that answer goes out whole first, then the 400, then the connection closes (the 400 went
+@pytest.mark.parametrize(
+    ("refused", "status"),
+    [
+        (b"GET /slow HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 70_000, b"431 "),
+        (b"BREW /slow HTTP/1.1\r\nHost: x\r\n\r\n", b"400 "),
+    ],
+    ids=["a head past 64 KiB", "bytes the parser refuses"],
+)
+async def test_a_refusal_of_the_next_request_waits_for_the_answer_in_flight(
+    runtime, refused: bytes, status: bytes
+):
+    """A client that sends its next request while the one before is being answered, and that
+    request is refused (a head grown past 64 KiB, bytes the parser refuses): the answer in
+    flight goes out whole first, then the refusal, then the connection closes (the refusal went
     out at once and the connection closed under the answer being made, which was lost)."""
     import asyncio
 
@@ -675,7 +651,7 @@ async def test_a_refused_request_waits_for_the_answer_in_flight(runtime):
 
     async def slow(request):
         begun.set()
-        await asyncio.sleep(0.3)  # the refused bytes arrive meanwhile
+        await asyncio.sleep(0.3)  # the refused request arrives meanwhile
         return PlainTextResponse("slow answer")
 
     app = Starlette(routes=[Route("/slow", slow)])
@@ -684,13 +660,13 @@ async def test_a_refused_request_waits_for_the_answer_in_flight(runtime):
         try:
             writer.write(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
             await asyncio.wait_for(begun.wait(), 10)
-            writer.write(b"BREW /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+            writer.write(refused)
             answer = await asyncio.wait_for(reader.read(), 10)
         finally:
             writer.close()
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n"), answer[:300]
     after = answer.partition(b"\r\n\r\nslow answer")[2]
-    assert after.startswith(b"HTTP/1.1 400 "), answer[:600]  # the answer whole, then it
+    assert after.startswith(b"HTTP/1.1 " + status), answer[:600]  # the answer whole, then it
     assert b"\r\nconnection: close\r\n" in after, answer[:600]
 
 
