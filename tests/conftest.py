@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import AsyncIterator
+from types import FrameType
 from typing import Any
 
 import asyncpg
@@ -16,6 +18,17 @@ from boost_ledger.server import build_app
 from boost_ledger.settings import Settings
 from boost_ledger.upstream.client import ProviderClient
 from boost_ledger.upstream.simulator import create_simulator_app
+
+
+def _stop_as_on_ctrl_c(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A run sent SIGTERM (a timeout, a cancelled job) stops as on Ctrl-C, so that the exit hook
+    of the embedded PostgreSQL runs: Python's default ends the process without it, and the run's
+    cluster was left running (and its data directory on disk)."""
+    signal.signal(signal.SIGTERM, _stop_as_on_ctrl_c)
 
 
 @pytest.fixture(scope="session")
