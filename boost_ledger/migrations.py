@@ -179,20 +179,18 @@ async def _apply_with_retries(
 ) -> None:
     """``_apply``, tried again while a table it must lock is in use (``FILE_LOCK_TIMEOUT_MS``),
     ``FILE_LOCK_TRIES`` times at most; then a one-line refusal saying so."""
-    for _ in range(FILE_LOCK_TRIES - 1):
+    for tried in range(1, FILE_LOCK_TRIES + 1):
         try:
             await _apply(connection, migration, name)
             return
-        except asyncpg.LockNotAvailableError:
+        except asyncpg.LockNotAvailableError as error:
+            if tried == FILE_LOCK_TRIES:
+                raise MigrationError(
+                    f"migration {name} could not lock the tables it changes in {tried} tries"
+                    f" ({_reason(error)}): a long transaction holds them (an audit's verify,"
+                    " say); run it again once that has ended"
+                ) from error
             await asyncio.sleep(FILE_RETRY_PAUSE_S)
-    try:
-        await _apply(connection, migration, name)
-    except asyncpg.LockNotAvailableError as error:
-        raise MigrationError(
-            f"migration {name} could not lock the tables it changes in {FILE_LOCK_TRIES} tries"
-            f" ({_reason(error)}): a long transaction holds them (an audit's verify, say);"
-            " run it again once that has ended"
-        ) from error
 
 
 async def _apply(connection: asyncpg.Connection[Any], migration: Migration, name: str) -> None:

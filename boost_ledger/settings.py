@@ -113,14 +113,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         """What one field's bounds cannot say. (msgspec reports a ValueError raised here as a
         ValidationError of the whole; ``explain`` passes its message through.)"""
-        if not (_places_at_most_six(self.fx_rate) and 0 < self.fx_rate <= MAX_FX_RATE):
+        if not (_within_rate_decimals(self.fx_rate) and 0 < self.fx_rate <= MAX_FX_RATE):
             raise ValueError(
                 f"BOOST_FX_RATE={str(self.fx_rate)!r} is not valid: it must be more than 0 and"
                 f" at most {MAX_FX_RATE}, with at most {MAX_RATE_DECIMALS} decimal places (at 0"
                 " no service can be priced: a sync delists them all)"
             )
         markup = self.markup_percent
-        if not (_places_at_most_six(markup) and 0 <= markup <= MAX_MARKUP_PERCENT):
+        if not (_within_rate_decimals(markup) and 0 <= markup <= MAX_MARKUP_PERCENT):
             raise ValueError(
                 f"BOOST_MARKUP_PERCENT={str(markup)!r} is not valid: it must be"
                 f" from 0 to {MAX_MARKUP_PERCENT}, with at most {MAX_RATE_DECIMALS} decimal places"
@@ -146,7 +146,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return read_env(cls, _VARIABLES, env, dec_hook=_decode_hook)
 
 
-def _places_at_most_six(value: Decimal) -> bool:
+def _within_rate_decimals(value: Decimal) -> bool:
     """Finite, and written with at most ``MAX_RATE_DECIMALS`` decimal places (1.5E+3 has none)."""
     if not value.is_finite():
         return False

@@ -206,9 +206,10 @@ async def poll_once(
     return len(claimed)
 
 
-async def statuses(
-    provider: ProviderClient, ids: list[str]
-) -> dict[str, ProviderStatus | ProviderRefused]:
+Answers = dict[str, ProviderStatus | ProviderRefused]
+
+
+async def statuses(provider: ProviderClient, ids: list[str]) -> Answers:
     """``multi_status`` of ``ids``. Some panels refuse a whole multi-id call (``{"error":
     ...}``) for one id they do not know: the same batch, asked again, was refused again, so
     none of its orders was ever recorded (nor refunded). Such a refusal is asked again in
@@ -231,9 +232,6 @@ async def statuses(
         if not any(isinstance(answer, ProviderStatus) for answer in answered.values()):
             raise refusal from None  # every id refused alone too: its status calls all are
         return answered
-
-
-Answers = dict[str, ProviderStatus | ProviderRefused]
 
 
 async def _answers_other_calls(provider: ProviderClient) -> bool:
